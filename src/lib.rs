@@ -1,0 +1,24 @@
+//! auditsentry: Elastic's "System Binary Symlink to Suspicious Location" rule on the Linux audit stream.
+//!
+//! Data flows one way, one module per stage:
+//!
+//! ```text
+//! source   bytes → frames (auditd text lines, plugin lines, netlink frames)
+//! audit    frames → records → events (grouped by serial) → exec events
+//! proc     pid → process facts, so an exec can name its parent
+//! event    exec event + parent + host → ECS document (the contract with rule/)
+//! rule     KQL query + new-terms gate (over state/) → alerts
+//! sink     alerts → NDJSON / syslog
+//! pipeline the only module that knows every stage
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod source;
+pub mod audit;
+pub mod proc;
+pub mod event;
+pub mod rule;
+pub mod state;
+pub mod sink;
+pub mod stats;
+pub mod pipeline;

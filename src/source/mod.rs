@@ -1,0 +1,13 @@
+//! Sources turn bytes from a file, a pipe or a socket into [`Frame`]s, one audit record each.
+//! They know framing only; what a record says is the audit stage's business.
+
+pub mod file;
+
+/// One record as a source delivered it, still unparsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// One line of an auditd log or of the auditd plugin stream, without its newline.
+    Text(Vec<u8>),
+    /// One netlink message: the header's type and the text payload after the 16-byte header.
+    Netlink { msg_type: u16, payload: Vec<u8> },
+}
