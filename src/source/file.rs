@@ -1,1 +1,614 @@
-//! (being written)
+//! Replay of recorded audit input from a file or a pipe: auditd logs (one record per line, the same
+//! text the auditd plugin stream carries) and netlink captures (raw `nlmsghdr` + payload frames).
+//!
+//! This module owns framing only: it cuts bytes into [`Frame`]s and reports input it cannot frame
+//! as per-item [`SourceError`]s, then keeps going wherever it can resynchronise (the next line).
+//! Memory is bounded: a line or frame larger than 1 MiB is never held whole.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Chain, Cursor, Read};
+use std::str::FromStr;
+
+use super::Frame;
+
+/// Longest text line kept, newline excluded; longer lines are skipped and reported.
+pub const MAX_LINE_LEN: usize = 1 << 20;
+
+/// Largest netlink frame accepted (`nlmsg_len`, header included).
+pub const MAX_FRAME_LEN: u32 = 1 << 20;
+
+/// Size of `struct nlmsghdr`: u32 len, u16 type, u16 flags, u32 seq, u32 pid.
+const NLMSG_HDRLEN: usize = 16;
+
+/// Bytes needed to tell a netlink capture from text: a header and `audit(`.
+const DETECT_LEN: usize = NLMSG_HDRLEN + b"audit(".len();
+
+/// Read buffer size for files and stdin: large reads keep replay fast.
+const BUF_CAPACITY: usize = 256 * 1024;
+
+/// How the input is framed; `Auto` decides from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// Netlink if the input starts like a netlink capture, text otherwise.
+    #[default]
+    Auto,
+    /// One record per line (auditd log, auditd plugin stream).
+    Text,
+    /// Back-to-back `nlmsghdr` + payload frames, as a NETLINK_AUDIT reader received them.
+    Netlink,
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Format::Auto => "auto",
+            Format::Text => "text",
+            Format::Netlink => "netlink",
+        })
+    }
+}
+
+/// A `--format` value that is not `auto`, `text` or `netlink`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownFormat(pub String);
+
+impl fmt::Display for UnknownFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown input format {:?} (expected auto, text or netlink)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for UnknownFormat {}
+
+impl FromStr for Format {
+    type Err = UnknownFormat;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Format::Auto),
+            "text" => Ok(Format::Text),
+            "netlink" => Ok(Format::Netlink),
+            other => Err(UnknownFormat(other.to_string())),
+        }
+    }
+}
+
+/// Why an input (or one item of it) could not be read; every variant names the input and place.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// Opening or reading the input failed. After a read error the reader ends.
+    #[error("{path}: {source}")]
+    Io {
+        /// The input as the user named it (`<stdin>` for `-`).
+        path: String,
+        /// The operating system's error.
+        #[source]
+        source: io::Error,
+    },
+    /// A text line over [`MAX_LINE_LEN`] bytes; it was skipped and reading went on.
+    #[error("{path}: line {line} is {len} bytes, over the {max} byte limit; skipped", max = MAX_LINE_LEN)]
+    LineTooLong {
+        /// The input as the user named it.
+        path: String,
+        /// 1-based line number, blank lines included.
+        line: u64,
+        /// Length of the skipped line, newline excluded.
+        len: u64,
+    },
+    /// A netlink frame that is cut short or has an impossible length. The reader cannot find the
+    /// next frame after it, so this is its last item.
+    #[error("{path}: bad netlink frame at byte {offset}: {reason}")]
+    BadFrame {
+        /// The input as the user named it.
+        path: String,
+        /// Byte offset of the frame's header in the input.
+        offset: u64,
+        /// What was wrong with it.
+        reason: String,
+    },
+}
+
+/// Cuts a byte stream into [`Frame`]s. Item errors concern one record (or the unreadable rest of
+/// the input); the caller counts them and keeps iterating.
+pub struct FrameReader<R: BufRead> {
+    /// Bytes read ahead for format detection, then the rest of the input.
+    input: Chain<Cursor<Vec<u8>>, R>,
+    /// The framing in use; `Auto` only until the first call to `next`.
+    format: Format,
+    /// The input's name for error messages.
+    name: String,
+    /// Scratch buffer for the current text line, reused across lines.
+    line: Vec<u8>,
+    /// Text lines read so far (for error messages).
+    line_no: u64,
+    /// Bytes consumed so far (for error messages).
+    offset: u64,
+    /// Set when nothing more can be read.
+    done: bool,
+}
+
+impl<R: BufRead> FrameReader<R> {
+    /// Wraps `reader`; `name` identifies the input in errors (a path, or `<stdin>`).
+    pub fn new(reader: R, format: Format, name: String) -> Self {
+        FrameReader {
+            input: Cursor::new(Vec::new()).chain(reader),
+            format,
+            name,
+            line: Vec::new(),
+            line_no: 0,
+            offset: 0,
+            done: false,
+        }
+    }
+
+    /// The framing in use: the one asked for, or what `Auto` detected once the first item was read.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// The input's name as used in errors.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Reads up to [`DETECT_LEN`] bytes ahead (kept for the framers) and picks the format.
+    fn detect(&mut self) -> Result<Format, SourceError> {
+        let mut peek = [0u8; DETECT_LEN];
+        let (head, rest) = self.input.get_mut();
+        let got = read_full(rest, &mut peek).map_err(|source| SourceError::Io {
+            path: self.name.clone(),
+            source,
+        })?;
+        let peek = peek.get(..got).unwrap_or(&[]);
+        *head = Cursor::new(peek.to_vec());
+        Ok(if looks_like_netlink(peek) {
+            Format::Netlink
+        } else {
+            Format::Text
+        })
+    }
+
+    /// An I/O error naming this input.
+    fn io_error(&self, source: io::Error) -> SourceError {
+        SourceError::Io {
+            path: self.name.clone(),
+            source,
+        }
+    }
+
+    /// The next non-blank line, or an oversized-line error; `None` at end of input.
+    fn next_text(&mut self) -> Option<Result<Frame, SourceError>> {
+        loop {
+            self.line.clear();
+            let mut oversized = false;
+            let mut len: u64 = 0;
+            let mut read_any = false;
+            loop {
+                let buf = match self.input.fill_buf() {
+                    Ok(buf) => buf,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        self.done = true;
+                        return Some(Err(SourceError::Io {
+                            path: self.name.clone(),
+                            source: e,
+                        }));
+                    }
+                };
+                if buf.is_empty() {
+                    break;
+                }
+                read_any = true;
+                let newline = buf.iter().position(|b| *b == b'\n');
+                let content = newline.unwrap_or(buf.len());
+                if !oversized {
+                    if self.line.len() + content > MAX_LINE_LEN {
+                        oversized = true;
+                        self.line.clear();
+                    } else {
+                        self.line
+                            .extend_from_slice(buf.get(..content).unwrap_or(&[]));
+                    }
+                }
+                len += content as u64;
+                let used = newline.map_or(content, |i| i + 1);
+                self.input.consume(used);
+                self.offset += used as u64;
+                if newline.is_some() {
+                    break;
+                }
+            }
+            if !read_any {
+                self.done = true;
+                return None;
+            }
+            self.line_no += 1;
+            if oversized {
+                return Some(Err(SourceError::LineTooLong {
+                    path: self.name.clone(),
+                    line: self.line_no,
+                    len,
+                }));
+            }
+            if self.line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
+                continue;
+            }
+            return Some(Ok(Frame::Text(self.line.clone())));
+        }
+    }
+
+    /// The next netlink frame; an error (and the end) on a truncated or impossible frame.
+    fn next_netlink(&mut self) -> Option<Result<Frame, SourceError>> {
+        let start = self.offset;
+        let mut header = [0u8; NLMSG_HDRLEN];
+        let got = match read_full(&mut self.input, &mut header) {
+            Ok(got) => got,
+            Err(e) => return Some(Err(self.fail_io(e))),
+        };
+        self.offset += got as u64;
+        if got == 0 {
+            self.done = true;
+            return None;
+        }
+        if got < NLMSG_HDRLEN {
+            return Some(Err(
+                self.fail_frame(start, format!("truncated header: {got} of 16 bytes"))
+            ));
+        }
+        let [l0, l1, l2, l3, t0, t1, ..] = header;
+        let len = u32::from_le_bytes([l0, l1, l2, l3]);
+        let msg_type = u16::from_le_bytes([t0, t1]);
+        if len < NLMSG_HDRLEN as u32 {
+            return Some(Err(self.fail_frame(
+                start,
+                format!("nlmsg_len {len} is below the 16-byte header"),
+            )));
+        }
+        if len > MAX_FRAME_LEN {
+            return Some(Err(self.fail_frame(
+                start,
+                format!("nlmsg_len {len} is over the {MAX_FRAME_LEN} byte limit"),
+            )));
+        }
+        let mut payload = vec![0u8; len as usize - NLMSG_HDRLEN];
+        let got = match read_full(&mut self.input, &mut payload) {
+            Ok(got) => got,
+            Err(e) => return Some(Err(self.fail_io(e))),
+        };
+        self.offset += got as u64;
+        if got < payload.len() {
+            let want = payload.len();
+            return Some(Err(self.fail_frame(
+                start,
+                format!("truncated frame: {got} of {want} payload bytes"),
+            )));
+        }
+        Some(Ok(Frame::Netlink { msg_type, payload }))
+    }
+
+    /// Ends the reader with a read error.
+    fn fail_io(&mut self, source: io::Error) -> SourceError {
+        self.done = true;
+        self.io_error(source)
+    }
+
+    /// Ends the reader with a framing error for the frame at `offset`.
+    fn fail_frame(&mut self, offset: u64, reason: String) -> SourceError {
+        self.done = true;
+        SourceError::BadFrame {
+            path: self.name.clone(),
+            offset,
+            reason,
+        }
+    }
+}
+
+impl<R: BufRead> Iterator for FrameReader<R> {
+    type Item = Result<Frame, SourceError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        if self.format == Format::Auto {
+            match self.detect() {
+                Ok(format) => self.format = format,
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+        match self.format {
+            Format::Netlink => self.next_netlink(),
+            Format::Text | Format::Auto => self.next_text(),
+        }
+    }
+}
+
+/// True when `peek` starts like a netlink capture: `nlmsg_len` ≥ 16 and `audit(` after the header.
+fn looks_like_netlink(peek: &[u8]) -> bool {
+    match peek {
+        [l0, l1, l2, l3, _, _, _, _, _, _, _, _, _, _, _, _, tail @ ..] => {
+            u32::from_le_bytes([*l0, *l1, *l2, *l3]) >= NLMSG_HDRLEN as u32
+                && tail.starts_with(b"audit(")
+        }
+        _ => false,
+    }
+}
+
+/// Fills `buf` as far as the input allows; returns how many bytes were read (short only at EOF).
+fn read_full<R: Read>(reader: &mut R, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while let Some(rest) = buf.get_mut(filled..) {
+        if rest.is_empty() {
+            break;
+        }
+        match reader.read(rest) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Opens `path` for replay (`-` is stdin) with a large read buffer. An unreadable file is an
+/// error naming the path. The reader is `Send` so the pipeline can move it to its reader thread.
+pub fn open(
+    path: &str,
+    format: Format,
+) -> Result<FrameReader<Box<dyn BufRead + Send>>, SourceError> {
+    if path == "-" {
+        let input: Box<dyn BufRead + Send> =
+            Box::new(BufReader::with_capacity(BUF_CAPACITY, io::stdin()));
+        return Ok(FrameReader::new(input, format, "<stdin>".to_string()));
+    }
+    let file = File::open(path).map_err(|source| SourceError::Io {
+        path: path.to_string(),
+        source,
+    })?;
+    let input: Box<dyn BufRead + Send> = Box::new(BufReader::with_capacity(BUF_CAPACITY, file));
+    Ok(FrameReader::new(input, format, path.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::record::{parse_frame, types};
+
+    const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
+
+    fn reader(bytes: &[u8], format: Format) -> FrameReader<Cursor<Vec<u8>>> {
+        FrameReader::new(Cursor::new(bytes.to_vec()), format, "test.log".to_string())
+    }
+
+    fn netlink_frame(msg_type: u16, payload: &[u8]) -> Vec<u8> {
+        let len = u32::try_from(NLMSG_HDRLEN + payload.len()).unwrap_or(u32::MAX);
+        let mut frame = Vec::new();
+        frame.extend_from_slice(&len.to_le_bytes());
+        frame.extend_from_slice(&msg_type.to_le_bytes());
+        frame.extend_from_slice(&[0; 10]);
+        frame.extend_from_slice(payload);
+        frame
+    }
+
+    /// Frames as `Ok(bytes)` (text line or netlink payload) or `Err(display)`.
+    fn collect<R: BufRead>(reader: FrameReader<R>) -> Vec<Result<Vec<u8>, String>> {
+        reader
+            .map(|item| match item {
+                Ok(Frame::Text(line)) => Ok(line),
+                Ok(Frame::Netlink { payload, .. }) => Ok(payload),
+                Err(e) => Err(e.to_string()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn format_from_str_and_display() {
+        for format in [Format::Auto, Format::Text, Format::Netlink] {
+            assert_eq!(format.to_string().parse::<Format>(), Ok(format));
+        }
+        assert_eq!(
+            "json".parse::<Format>().map_err(|e| e.to_string()),
+            Err("unknown input format \"json\" (expected auto, text or netlink)".to_string())
+        );
+    }
+
+    #[test]
+    fn text_lines_blank_lines_and_missing_final_newline() {
+        let r = reader(
+            b"type=A msg=audit(1.2:3): x=1\n\n  \r\ntype=B msg=audit(1.2:4): \r\nlast",
+            Format::Text,
+        );
+        assert_eq!(
+            collect(r),
+            vec![
+                Ok(b"type=A msg=audit(1.2:3): x=1".to_vec()),
+                Ok(b"type=B msg=audit(1.2:4): \r".to_vec()),
+                Ok(b"last".to_vec()),
+            ]
+        );
+        assert_eq!(collect(reader(b"", Format::Auto)), vec![]);
+    }
+
+    #[test]
+    fn oversized_line_is_skipped_and_the_next_line_still_read() {
+        let mut input = b"first\n".to_vec();
+        input.extend(std::iter::repeat(b'x').take(MAX_LINE_LEN + 5));
+        input.extend_from_slice(b"\nafter\n");
+        input.extend(std::iter::repeat(b'y').take(MAX_LINE_LEN));
+        input.push(b'\n');
+        // A small buffer makes the long lines arrive in many pieces.
+        let r = FrameReader::new(
+            BufReader::with_capacity(4096, Cursor::new(input)),
+            Format::Auto,
+            "big.log".into(),
+        );
+        let items = collect(r);
+        assert_eq!(items.len(), 4);
+        assert_eq!(items[0], Ok(b"first".to_vec()));
+        assert_eq!(
+            items[1],
+            Err(
+                "big.log: line 2 is 1048581 bytes, over the 1048576 byte limit; skipped"
+                    .to_string()
+            )
+        );
+        assert_eq!(items[2], Ok(b"after".to_vec()));
+        assert_eq!(items[3].as_ref().map(Vec::len), Ok(MAX_LINE_LEN));
+    }
+
+    #[test]
+    fn auto_detection_both_ways() {
+        let text = b"type=EOE msg=audit(1.2:3): \n";
+        let mut r = reader(text, Format::Auto);
+        assert_eq!(r.format(), Format::Auto);
+        assert!(matches!(r.next(), Some(Ok(Frame::Text(_)))));
+        assert_eq!(r.format(), Format::Text);
+
+        let frames = [
+            netlink_frame(1320, b"audit(1.2:3): "),
+            netlink_frame(1300, b"audit(1.2:4): arch=c000003e"),
+        ]
+        .concat();
+        let mut r = reader(&frames, Format::Auto);
+        assert_eq!(
+            r.next().map(|f| f.map_err(|e| e.to_string())),
+            Some(Ok(Frame::Netlink {
+                msg_type: 1320,
+                payload: b"audit(1.2:3): ".to_vec()
+            }))
+        );
+        assert_eq!(r.format(), Format::Netlink);
+        assert!(matches!(
+            r.next(),
+            Some(Ok(Frame::Netlink { msg_type: 1300, .. }))
+        ));
+        assert!(r.next().is_none());
+
+        // Shorter than a netlink header: text.
+        assert_eq!(collect(reader(b"x", Format::Auto)), vec![Ok(b"x".to_vec())]);
+    }
+
+    #[test]
+    fn truncated_netlink_frame_names_its_offset_and_ends() {
+        let first = netlink_frame(1300, b"audit(1.2:3): a=b");
+        let mut input = first.clone();
+        input.extend_from_slice(&netlink_frame(1302, b"audit(1.2:3): item=0")[..25]);
+        let items = collect(reader(&input, Format::Netlink));
+        assert_eq!(
+            items,
+            vec![
+                Ok(b"audit(1.2:3): a=b".to_vec()),
+                Err(format!("test.log: bad netlink frame at byte {}: truncated frame: 9 of 20 payload bytes", first.len())),
+            ]
+        );
+        let items = collect(reader(&first[..10], Format::Netlink));
+        assert_eq!(
+            items,
+            vec![Err(
+                "test.log: bad netlink frame at byte 0: truncated header: 10 of 16 bytes"
+                    .to_string()
+            )]
+        );
+    }
+
+    #[test]
+    fn impossible_netlink_lengths_are_reported_once() {
+        let mut short = netlink_frame(1300, b"audit(1.2:3): ");
+        short[..4].copy_from_slice(&8u32.to_le_bytes());
+        assert_eq!(
+            collect(reader(&short, Format::Netlink)),
+            vec![Err(
+                "test.log: bad netlink frame at byte 0: nlmsg_len 8 is below the 16-byte header"
+                    .to_string()
+            )]
+        );
+        let mut long = netlink_frame(1300, b"audit(1.2:3): ");
+        long[..4].copy_from_slice(&(MAX_FRAME_LEN + 1).to_le_bytes());
+        long.extend_from_slice(&[b'z'; 64]);
+        assert_eq!(
+            collect(reader(&long, Format::Netlink)),
+            vec![Err("test.log: bad netlink frame at byte 0: nlmsg_len 1048577 is over the 1048576 byte limit".to_string())]
+        );
+    }
+
+    #[test]
+    fn open_missing_file_names_the_path() {
+        let err = match open("/nonexistent/dir/audit.log", Format::Auto) {
+            Ok(_) => panic!("opened a missing file"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.starts_with("/nonexistent/dir/audit.log: "), "{err}");
+    }
+
+    fn parse_file(name: &str) -> (Format, Vec<crate::audit::Record>) {
+        let path = format!("{CORPUS}/{name}");
+        let reader = match open(&path, Format::Auto) {
+            Ok(r) => r,
+            Err(e) => panic!("{e}"),
+        };
+        let mut format = Format::Auto;
+        let mut records = Vec::new();
+        let mut reader = reader;
+        while let Some(item) = reader.next() {
+            format = reader.format();
+            match item
+                .map_err(|e| e.to_string())
+                .and_then(|f| parse_frame(&f).map_err(|e| e.to_string()))
+            {
+                Ok(r) => records.push(r),
+                Err(e) => panic!("{name}: {e}"),
+            }
+        }
+        (format, records)
+    }
+
+    #[test]
+    fn corpus_netlink_captures_parse_without_errors() {
+        let (format, raw) = parse_file("raw.netlink.bin");
+        assert_eq!(format, Format::Netlink);
+        assert_eq!(raw.len(), 1045);
+        let first = raw
+            .first()
+            .map(|r| (r.rtype, r.time.sec, r.time.msec, r.serial));
+        assert_eq!(first, Some((types::SYSCALL, 1795858582, 841, 30175)));
+        assert_eq!(raw.iter().filter(|r| r.rtype == types::EOE).count(), 142);
+
+        let (format, enriched) = parse_file("enriched.netlink.bin");
+        assert_eq!(format, Format::Netlink);
+        assert_eq!(enriched.len(), 1069);
+        assert_eq!(
+            enriched.iter().filter(|r| r.rtype == types::EXECVE).count(),
+            86
+        );
+    }
+
+    #[test]
+    fn corpus_text_logs_through_the_reader() {
+        let (format, raw) = parse_file("raw.audit.log");
+        assert_eq!(format, Format::Text);
+        assert_eq!(raw.len(), 774);
+        let (_, enriched) = parse_file("enriched.audit.log");
+        assert_eq!(enriched.len(), 773);
+        let first = enriched
+            .first()
+            .map(|r| (r.rtype, r.serial, r.body.clone()));
+        assert_eq!(
+            first,
+            Some((
+                1200,
+                5928,
+                b"op=start ver=3.0.9 format=enriched kernel=6.18.44-fc-v657 auid=4294967295 pid=4779 uid=0 ses=4294967295 res=success".to_vec()
+            ))
+        );
+        assert!(enriched.iter().all(|r| !r.body.contains(&0x1d)));
+    }
+}
