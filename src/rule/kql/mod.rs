@@ -1,5 +1,55 @@
 //! Kibana Query Language: lexer, parser and evaluator with Elastic's array semantics.
+//!
+//! Detection rules are written for Kibana, so a query must mean here what it means there:
+//! `lex` reproduces the lexical rules of Kibana's grammar (kbn-es-query), `parse` builds a
+//! boolean tree whose leaves test one field, and `eval` runs that tree on an ECS document the
+//! way Elasticsearch runs the generated query on keyword fields: a leaf is true when any value
+//! of its field matches. Compile once with [`parse()`], evaluate per event with
+//! [`Query::matches`].
 
-pub mod lex;
-pub mod parse;
-pub mod eval;
+mod eval;
+mod lex;
+mod parse;
+
+pub use eval::{EvalOptions, Query};
+pub use parse::parse;
+
+use std::fmt;
+
+/// A query that cannot be compiled, with the 1-based line and character column of the problem.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KqlError {
+    /// What is wrong, e.g. `unexpected ')'`.
+    pub message: String,
+    /// Line of the offending text, from 1.
+    pub line: usize,
+    /// Column of the offending text in characters, from 1.
+    pub column: usize,
+}
+
+impl fmt::Display for KqlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "line {}, column {}: {}",
+            self.line, self.column, self.message
+        )
+    }
+}
+
+impl std::error::Error for KqlError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_display_names_line_and_column() {
+        let e = KqlError {
+            message: "unexpected ')'".to_string(),
+            line: 2,
+            column: 14,
+        };
+        assert_eq!(e.to_string(), "line 2, column 14: unexpected ')'");
+    }
+}
