@@ -292,8 +292,7 @@ impl Reassembler {
                 self.stats.records_duplicate += 1;
                 return;
             }
-            if open.event.truncated || open.bytes.saturating_add(cost) > self.cfg.max_event_bytes
-            {
+            if open.event.truncated || open.bytes.saturating_add(cost) > self.cfg.max_event_bytes {
                 if !open.event.truncated {
                     open.event.truncated = true;
                     self.stats.events_truncated += 1;
@@ -477,7 +476,9 @@ fn is_duplicate(open: &mut Open, rec: &Record, hasher: &RandomState) -> bool {
         }
         let mut index = HashMap::with_capacity(records.len() * 2);
         for (i, r) in records.iter().enumerate() {
-            index.entry(hasher.hash_one((r.rtype, &r.body))).or_insert(i);
+            index
+                .entry(hasher.hash_one((r.rtype, &r.body)))
+                .or_insert(i);
         }
         open.index = Some(index);
     }
@@ -541,8 +542,10 @@ impl SerialTracker {
 
     /// Removes `serial` from the gap that counted it, if any.
     fn take_back(&mut self, serial: u32) -> GapChange {
-        let Some(i) =
-            self.gaps.iter().rposition(|&(start, len)| serial.wrapping_sub(start) < len)
+        let Some(i) = self
+            .gaps
+            .iter()
+            .rposition(|&(start, len)| serial.wrapping_sub(start) < len)
         else {
             return GapChange::None;
         };
@@ -610,7 +613,10 @@ pub(crate) mod test_support {
         Some(Record {
             node: None,
             rtype,
-            time: AuditTime { sec: sec.parse().ok()?, msec: msec.parse().ok()? },
+            time: AuditTime {
+                sec: sec.parse().ok()?,
+                msec: msec.parse().ok()?,
+            },
             serial: serial.parse().ok()?,
             body: body.to_vec(),
         })
@@ -624,7 +630,10 @@ pub(crate) mod test_support {
 
     /// The records of one serial in a log file.
     pub fn records_of(path: &str, serial: u32) -> Vec<Record> {
-        read_log(path).into_iter().filter(|r| r.serial == serial).collect()
+        read_log(path)
+            .into_iter()
+            .filter(|r| r.serial == serial)
+            .collect()
     }
 }
 
@@ -634,7 +643,10 @@ mod tests {
     use super::*;
 
     const PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/peer/go-libaudit/");
-    const RAW: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus/raw.audit.log");
+    const RAW: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/corpus/raw.audit.log"
+    );
 
     fn run(cfg: ReassembleConfig, records: Vec<Record>) -> (Vec<Event>, ReassembleStats) {
         let mut r = Reassembler::new(cfg);
@@ -659,10 +671,16 @@ mod tests {
     #[test]
     fn peer_normal_gives_five_events() {
         let (events, stats) = run(ReassembleConfig::default(), peer("reassembler-normal.log"));
-        assert_eq!(shape(&events), vec![(58, 2), (59, 5), (60, 5), (61, 4), (62, 1)]);
+        assert_eq!(
+            shape(&events),
+            vec![(58, 2), (59, 5), (60, 5), (61, 4), (62, 1)]
+        );
         let ends: Vec<EventEnd> = events.iter().map(|e| e.end).collect();
         use EventEnd::*;
-        assert_eq!(ends, vec![Timeout, Timeout, Timeout, EndOfInput, EndOfInput]);
+        assert_eq!(
+            ends,
+            vec![Timeout, Timeout, Timeout, EndOfInput, EndOfInput]
+        );
         assert_eq!(stats.serial_gaps, 0);
         assert_eq!(stats.records_in, 17);
         assert_eq!(stats.events_out, 5);
@@ -672,9 +690,14 @@ mod tests {
 
     #[test]
     fn peer_lost_messages_counts_nine() {
-        let (events, stats) =
-            run(ReassembleConfig::default(), peer("reassembler-lost_messages.log"));
-        assert_eq!(shape(&events), vec![(49, 2), (59, 5), (60, 5), (61, 4), (62, 1)]);
+        let (events, stats) = run(
+            ReassembleConfig::default(),
+            peer("reassembler-lost_messages.log"),
+        );
+        assert_eq!(
+            shape(&events),
+            vec![(49, 2), (59, 5), (60, 5), (61, 4), (62, 1)]
+        );
         assert_eq!(stats.serial_gaps, 9);
     }
 
@@ -682,9 +705,15 @@ mod tests {
     fn peer_out_of_order_same_events_as_normal() {
         // The late PATH of serial 60 arrives 7.8 s of audit time after the event opened, so a
         // timeout longer than that keeps the event open for it.
-        let cfg = ReassembleConfig { timeout_ms: 10_000, ..ReassembleConfig::default() };
+        let cfg = ReassembleConfig {
+            timeout_ms: 10_000,
+            ..ReassembleConfig::default()
+        };
         let (events, stats) = run(cfg, peer("reassembler-out_of_order.log"));
-        assert_eq!(shape(&events), vec![(58, 2), (59, 5), (60, 5), (61, 4), (62, 1)]);
+        assert_eq!(
+            shape(&events),
+            vec![(58, 2), (59, 5), (60, 5), (61, 4), (62, 1)]
+        );
         let (normal, _) = run(ReassembleConfig::default(), peer("reassembler-normal.log"));
         for (a, b) in events.iter().zip(&normal) {
             let mut x: Vec<&Record> = a.records.iter().collect();
@@ -699,16 +728,24 @@ mod tests {
 
     #[test]
     fn peer_out_of_order_default_timeout_drops_the_late_record() {
-        let (events, stats) =
-            run(ReassembleConfig::default(), peer("reassembler-out_of_order.log"));
-        assert_eq!(shape(&events), vec![(58, 2), (59, 5), (60, 4), (61, 4), (62, 1)]);
+        let (events, stats) = run(
+            ReassembleConfig::default(),
+            peer("reassembler-out_of_order.log"),
+        );
+        assert_eq!(
+            shape(&events),
+            vec![(58, 2), (59, 5), (60, 4), (61, 4), (62, 1)]
+        );
         assert_eq!(stats.records_late, 1);
         assert_eq!(stats.serial_gaps, 0);
     }
 
     #[test]
     fn peer_rollover_wraps_without_loss() {
-        let (events, stats) = run(ReassembleConfig::default(), peer("reassembler-rollover.log"));
+        let (events, stats) = run(
+            ReassembleConfig::default(),
+            peer("reassembler-rollover.log"),
+        );
         assert_eq!(
             shape(&events),
             vec![(4294967294, 1), (4294967295, 1), (0, 1), (1, 1), (2, 1)]
@@ -726,10 +763,16 @@ mod tests {
         assert_eq!(stats.events_proctitle, 123);
         assert_eq!(stats.events_timeout + stats.events_flushed, 0);
         assert_eq!(stats.events_out, 125);
-        assert_eq!(stats.records_late + stats.records_duplicate + stats.eoe_orphan, 0);
+        assert_eq!(
+            stats.records_late + stats.records_duplicate + stats.eoe_orphan,
+            0
+        );
         // Kernel serials 30177..=30319 hold 123 events: the corpus removed 20 unrelated ones.
         assert_eq!(stats.serial_gaps, 20);
-        let sc12 = events.iter().find(|e| e.serial == 30210).map(|e| e.records.len());
+        let sc12 = events
+            .iter()
+            .find(|e| e.serial == 30210)
+            .map(|e| e.records.len());
         assert_eq!(sc12, Some(9));
     }
 
@@ -751,14 +794,21 @@ mod tests {
         assert_eq!(out[0].end, EventEnd::Eoe);
         assert_eq!(out[0].time, AuditTime { sec: 100, msec: 0 });
         let s = r.stats();
-        assert_eq!((s.events_eoe, s.eoe_after_complete, s.eoe_orphan), (1, 1, 1));
+        assert_eq!(
+            (s.events_eoe, s.eoe_after_complete, s.eoe_orphan),
+            (1, 1, 1)
+        );
     }
 
     #[test]
     fn eoe_after_proctitle_is_expected() {
         let (events, stats) = run(
             ReassembleConfig::default(),
-            vec![rec(1300, 9, 1, 0, "a"), rec(1327, 9, 1, 0, "p"), rec(1320, 9, 1, 0, "")],
+            vec![
+                rec(1300, 9, 1, 0, "a"),
+                rec(1327, 9, 1, 0, "p"),
+                rec(1320, 9, 1, 0, ""),
+            ],
         );
         assert_eq!(shape(&events), vec![(9, 2)]);
         assert_eq!(events[0].end, EventEnd::Proctitle);
@@ -767,7 +817,10 @@ mod tests {
 
     #[test]
     fn proctitle_switch_off_waits_for_eoe() {
-        let cfg = ReassembleConfig { complete_on_proctitle: false, ..Default::default() };
+        let cfg = ReassembleConfig {
+            complete_on_proctitle: false,
+            ..Default::default()
+        };
         let (events, stats) = run(
             cfg,
             vec![
@@ -785,7 +838,10 @@ mod tests {
     fn timeout_counts_from_opening_not_from_entry_timestamp() {
         // Serial 2 is a long syscall: stamped at entry (t=1.000) but written at exit, after
         // serial 3 (t=5.000). It must not time out on arrival.
-        let cfg = ReassembleConfig { complete_on_proctitle: false, ..Default::default() };
+        let cfg = ReassembleConfig {
+            complete_on_proctitle: false,
+            ..Default::default()
+        };
         let mut r = Reassembler::new(cfg);
         let mut out = Vec::new();
         r.push(rec(1300, 3, 5, 0, "three"), &mut |e| out.push(e));
@@ -808,7 +864,10 @@ mod tests {
 
     #[test]
     fn in_flight_cap_evicts_oldest_by_arrival() {
-        let cfg = ReassembleConfig { max_in_flight: 2, ..Default::default() };
+        let cfg = ReassembleConfig {
+            max_in_flight: 2,
+            ..Default::default()
+        };
         let mut r = Reassembler::new(cfg);
         let mut out = Vec::new();
         for serial in [30u32, 10, 20, 40] {
@@ -840,8 +899,9 @@ mod tests {
 
     #[test]
     fn duplicates_in_large_events_use_the_index() {
-        let mut recs: Vec<Record> =
-            (0..100).map(|i| rec(1302, 5, 1, 0, &format!("item={i}"))).collect();
+        let mut recs: Vec<Record> = (0..100)
+            .map(|i| rec(1302, 5, 1, 0, &format!("item={i}")))
+            .collect();
         recs.push(rec(1302, 5, 1, 0, "item=3"));
         recs.push(rec(1302, 5, 1, 0, "item=99"));
         recs.push(rec(1302, 5, 1, 0, "item=100"));
@@ -917,8 +977,10 @@ mod tests {
         let mut b2 = rec(1302, 5, 1, 0, "b-path");
         b2.node = Some("beta".into());
         let (events, stats) = run(ReassembleConfig::default(), vec![a, b, b2]);
-        let got: Vec<(Option<&str>, usize)> =
-            events.iter().map(|e| (e.node.as_deref(), e.records.len())).collect();
+        let got: Vec<(Option<&str>, usize)> = events
+            .iter()
+            .map(|e| (e.node.as_deref(), e.records.len()))
+            .collect();
         assert_eq!(got, vec![(Some("alpha"), 1), (Some("beta"), 2)]);
         assert_eq!(stats.serial_gaps, 0);
     }
@@ -926,7 +988,10 @@ mod tests {
     #[test]
     fn event_byte_cap_truncates() {
         let one = record_cost(&rec(1302, 1, 1, 0, "0123456789"));
-        let cfg = ReassembleConfig { max_event_bytes: 2 * one, ..Default::default() };
+        let cfg = ReassembleConfig {
+            max_event_bytes: 2 * one,
+            ..Default::default()
+        };
         let (events, stats) = run(
             cfg,
             vec![
@@ -948,7 +1013,10 @@ mod tests {
     #[test]
     fn total_byte_cap_finishes_oldest() {
         let one = record_cost(&rec(1300, 1, 1, 0, "0123456789"));
-        let cfg = ReassembleConfig { max_total_bytes: 3 * one, ..Default::default() };
+        let cfg = ReassembleConfig {
+            max_total_bytes: 3 * one,
+            ..Default::default()
+        };
         let mut r = Reassembler::new(cfg);
         let mut out = Vec::new();
         for (serial, body) in [(1, "0123456789"), (2, "0123456789"), (1, "abcdefghij")] {
@@ -1005,9 +1073,12 @@ mod tests {
 
     #[test]
     fn zero_in_flight_cap_does_not_spin() {
-        let cfg = ReassembleConfig { max_in_flight: 0, max_total_bytes: 0, ..Default::default() };
-        let (events, stats) =
-            run(cfg, vec![rec(1300, 1, 1, 0, "a"), rec(1302, 1, 1, 0, "b")]);
+        let cfg = ReassembleConfig {
+            max_in_flight: 0,
+            max_total_bytes: 0,
+            ..Default::default()
+        };
+        let (events, stats) = run(cfg, vec![rec(1300, 1, 1, 0, "a"), rec(1302, 1, 1, 0, "b")]);
         // Every event is finished as soon as it opens; its second record comes too late.
         assert_eq!(shape(&events), vec![(1, 1)]);
         assert_eq!(stats.records_late, 1);
