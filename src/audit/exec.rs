@@ -1,1 +1,728 @@
-//! (being written)
+//! Events → process starts. A reassembled [`Event`] that is a successful execve/execveat becomes
+//! an [`ExecEvent`]: who ran what (SYSCALL), with which arguments (EXECVE, possibly split over
+//! several records), where (CWD) and on which files (PATH). Everything else is `Ok(None)`.
+//!
+//! Values stay bytes: arguments and paths are whatever the caller passed, not necessarily UTF-8.
+//! Argument counts and lengths in the records come from the traced process's view and are
+//! never trusted for allocation; [`ExecLimits`] bounds what one event may cost.
+
+use thiserror::Error;
+
+use super::reassemble::Event;
+use super::record::{decode_value, types, AuditTime, Record};
+
+/// Bounds on what one event's argv may hold; beyond them arguments are dropped and
+/// [`ExecEvent::argv_truncated`] is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecLimits {
+    /// Most arguments kept (argument indices at or beyond it are dropped).
+    pub max_args: usize,
+    /// Most argument bytes kept, all arguments together.
+    pub max_argv_bytes: usize,
+}
+
+impl Default for ExecLimits {
+    fn default() -> Self {
+        ExecLimits {
+            max_args: 1 << 20,
+            max_argv_bytes: 8 << 20,
+        }
+    }
+}
+
+/// One PATH record of the exec: item 0 is the program, item 1 the interpreter or loader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathItem {
+    /// `item=` index, if present and numeric.
+    pub item: Option<u32>,
+    /// `name=` decoded; `None` for `(null)` or a missing field.
+    pub name: Option<Vec<u8>>,
+    /// `nametype=` (NORMAL, PARENT, CREATE, DELETE, UNKNOWN), if present.
+    pub nametype: Option<String>,
+}
+
+/// A successful execve/execveat, with the facts the ECS document needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecEvent {
+    /// `node=` name of the records, if any.
+    pub node: Option<String>,
+    /// Event serial.
+    pub serial: u32,
+    /// Event timestamp (taken at syscall entry).
+    pub time: AuditTime,
+    /// `arch=` as a number (AUDIT_ARCH_*), if present and valid hex.
+    pub arch: Option<u32>,
+    /// Syscall number as recorded (architecture-specific).
+    pub syscall: u32,
+    /// The process that exec'd (its pid is unchanged by exec).
+    pub pid: u32,
+    /// Its parent.
+    pub ppid: u32,
+    /// Real user id.
+    pub uid: Option<u32>,
+    /// Effective user id (after the exec: set-uid bits applied).
+    pub euid: Option<u32>,
+    /// Login user id; 4294967295 means unset.
+    pub auid: Option<u32>,
+    /// Login session id; 4294967295 means unset.
+    pub ses: Option<u32>,
+    /// Controlling terminal (`pts1`); `None` for `(none)`.
+    pub tty: Option<Vec<u8>>,
+    /// `comm=`: the task name, at most 15 bytes, taken from the new program's file name.
+    pub comm: Option<Vec<u8>>,
+    /// `exe=`: the resolved executable, e.g. /usr/bin/busybox for an `ln` applet.
+    pub exe: Option<Vec<u8>>,
+    /// `key=` of the audit rule that matched; `None` for `(null)`. Several keys are joined by
+    /// 0x01 bytes, as the kernel writes them.
+    pub key: Option<Vec<u8>>,
+    /// Working directory from the CWD record.
+    pub cwd: Option<Vec<u8>>,
+    /// Arguments as passed (`argv[0]` as invoked). Indices missing from the records are empty.
+    pub argv: Vec<Vec<u8>>,
+    /// `argc=` as recorded; may exceed `argv.len()` when trailing empty arguments were not logged.
+    pub argc: Option<u64>,
+    /// Arguments were dropped by [`ExecLimits`], or the event itself lost records to the
+    /// reassembler's byte cap: argv may be incomplete.
+    pub argv_truncated: bool,
+    /// PROCTITLE decoded (arguments separated by NUL, capped at 128 bytes by the kernel).
+    pub proctitle: Option<Vec<u8>>,
+    /// PATH records in arrival order.
+    pub paths: Vec<PathItem>,
+}
+
+/// An event that claims to be an exec but cannot be built; the pipeline counts these as partial.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ExecError {
+    /// A successful execve/execveat SYSCALL without any EXECVE record.
+    #[error("serial {serial}: successful exec without an EXECVE record")]
+    MissingExecve {
+        /// Event serial.
+        serial: u32,
+    },
+    /// EXECVE records without the SYSCALL record that gives pid, exe and success.
+    #[error("serial {serial}: EXECVE record without a SYSCALL record")]
+    MissingSyscall {
+        /// Event serial.
+        serial: u32,
+    },
+    /// A SYSCALL field the exec needs is missing or not a number.
+    #[error("serial {serial}: SYSCALL field {field} is missing or invalid: {value:?}")]
+    BadField {
+        /// Event serial.
+        serial: u32,
+        /// Field name.
+        field: &'static str,
+        /// The raw value (lossy UTF-8, at most 64 bytes), empty when missing.
+        value: String,
+    },
+}
+
+/// AUDIT_ARCH values and their (execve, execveat) numbers.
+const EXEC_SYSCALLS: &[(u32, &[u32])] = &[
+    // x86_64, including x32 (numbers with __X32_SYSCALL_BIT).
+    (
+        0xc000_003e,
+        &[59, 322, 0x4000_0000 | 520, 0x4000_0000 | 545],
+    ),
+    // i386
+    (0x4000_0003, &[11, 358]),
+    // aarch64
+    (0xc000_00b7, &[221, 281]),
+    // arm (EABI)
+    (0x4000_0028, &[11, 387]),
+];
+
+/// Builds the exec of `event`: `Ok(None)` when the event is not a successful execve/execveat,
+/// `Err` when it is one but lacks the records to describe it.
+///
+/// The syscall number decides for the architectures in the table (x86_64 and x32, i386,
+/// aarch64, arm); for any other architecture the presence of an EXECVE record decides.
+pub fn build(event: &Event, limits: &ExecLimits) -> Result<Option<ExecEvent>, ExecError> {
+    let serial = event.serial;
+    let syscall_rec = event.records.iter().find(|r| r.rtype == types::SYSCALL);
+    let has_execve = event.records.iter().any(|r| r.rtype == types::EXECVE);
+    let Some(sc) = syscall_rec else {
+        return if has_execve {
+            Err(ExecError::MissingSyscall { serial })
+        } else {
+            Ok(None)
+        };
+    };
+    let arch = sc
+        .field(b"arch")
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| u32::from_str_radix(v, 16).ok());
+    let Some(syscall) = sc.field_u64(b"syscall").and_then(|n| u32::try_from(n).ok()) else {
+        return if has_execve {
+            Err(bad_field(sc, serial, "syscall"))
+        } else {
+            Ok(None)
+        };
+    };
+    let is_exec = match arch.and_then(|a| EXEC_SYSCALLS.iter().find(|(x, _)| *x == a)) {
+        Some((_, numbers)) => numbers.contains(&syscall),
+        None => has_execve,
+    };
+    if !is_exec {
+        return Ok(None);
+    }
+    match sc.field(b"success") {
+        Some(b"yes") => {}
+        Some(_) => return Ok(None),
+        None => return Err(bad_field(sc, serial, "success")),
+    }
+    if !has_execve {
+        return Err(ExecError::MissingExecve { serial });
+    }
+    let num = |field: &'static str| {
+        sc.field_u64(field.as_bytes())
+            .and_then(|n| u32::try_from(n).ok())
+    };
+    let pid = num("pid").ok_or_else(|| bad_field(sc, serial, "pid"))?;
+    let ppid = num("ppid").ok_or_else(|| bad_field(sc, serial, "ppid"))?;
+
+    let mut argv = ArgvBuilder::new(limits);
+    let mut cwd = None;
+    let mut proctitle = None;
+    let mut paths = Vec::new();
+    for rec in &event.records {
+        match rec.rtype {
+            types::EXECVE => argv.add_record(rec),
+            types::CWD if cwd.is_none() => cwd = string_field(rec, b"cwd"),
+            types::PROCTITLE if proctitle.is_none() => proctitle = string_field(rec, b"proctitle"),
+            types::PATH => paths.push(PathItem {
+                item: rec.field_u64(b"item").and_then(|n| u32::try_from(n).ok()),
+                name: string_field(rec, b"name"),
+                nametype: rec
+                    .field(b"nametype")
+                    .map(|v| String::from_utf8_lossy(v).into_owned()),
+            }),
+            _ => {}
+        }
+    }
+
+    Ok(Some(ExecEvent {
+        node: event.node.clone(),
+        serial,
+        time: event.time,
+        arch,
+        syscall,
+        pid,
+        ppid,
+        uid: num("uid"),
+        euid: num("euid"),
+        auid: num("auid"),
+        ses: num("ses"),
+        tty: sc
+            .field(b"tty")
+            .filter(|v| !is_absent(v))
+            .map(<[u8]>::to_vec),
+        comm: string_field(sc, b"comm"),
+        exe: string_field(sc, b"exe"),
+        key: string_field(sc, b"key"),
+        cwd,
+        argc: argv.argc,
+        argv_truncated: argv.truncated || event.truncated,
+        argv: argv.args,
+        proctitle,
+        paths,
+    }))
+}
+
+/// `(null)` and `(none)` are how the kernel writes "no value".
+fn is_absent(raw: &[u8]) -> bool {
+    raw == b"(null)" || raw == b"(none)"
+}
+
+/// A string field decoded (quotes or hex); `None` when missing or absent.
+fn string_field(rec: &Record, key: &[u8]) -> Option<Vec<u8>> {
+    rec.field(key).filter(|v| !is_absent(v)).map(decode_value)
+}
+
+/// The error for a missing or non-numeric SYSCALL field, with a bounded excerpt of its value.
+fn bad_field(sc: &Record, serial: u32, field: &'static str) -> ExecError {
+    let raw = sc.field(field.as_bytes()).unwrap_or_default();
+    let cut = raw.get(..raw.len().min(64)).unwrap_or_default();
+    ExecError::BadField {
+        serial,
+        field,
+        value: String::from_utf8_lossy(cut).into_owned(),
+    }
+}
+
+/// How an EXECVE field names part of argv.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ArgField {
+    /// `argc=`
+    Argc,
+    /// `aN=`: the whole argument N.
+    Whole(u64),
+    /// `aN_len=`: the encoded length of a split argument N (informational, never trusted).
+    Len,
+    /// `aN[i]=`: the next fragment of argument N (fragments arrive in order).
+    Fragment(u64),
+    /// An index too large for u64, or anything else: not an argument we can place.
+    Unplaceable,
+    /// Not an argv field at all.
+    Other,
+}
+
+/// Classifies an EXECVE field name.
+fn arg_field(key: &[u8]) -> ArgField {
+    if key == b"argc" {
+        return ArgField::Argc;
+    }
+    let Some(rest) = key.strip_prefix(b"a") else {
+        return ArgField::Other;
+    };
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    if digits == 0 {
+        return ArgField::Other;
+    }
+    let (num, suffix) = rest.split_at(digits);
+    let index = std::str::from_utf8(num)
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok());
+    let kind: fn(u64) -> ArgField = match suffix {
+        b"" => ArgField::Whole,
+        b"_len" => return ArgField::Len,
+        s if s.first() == Some(&b'[') && s.last() == Some(&b']') => ArgField::Fragment,
+        _ => return ArgField::Other,
+    };
+    match index {
+        Some(i) => kind(i),
+        None => ArgField::Unplaceable,
+    }
+}
+
+/// Collects argv over one event's EXECVE records within [`ExecLimits`].
+struct ArgvBuilder<'l> {
+    limits: &'l ExecLimits,
+    args: Vec<Vec<u8>>,
+    argc: Option<u64>,
+    bytes: usize,
+    truncated: bool,
+}
+
+impl<'l> ArgvBuilder<'l> {
+    fn new(limits: &'l ExecLimits) -> Self {
+        ArgvBuilder {
+            limits,
+            args: Vec::new(),
+            argc: None,
+            bytes: 0,
+            truncated: false,
+        }
+    }
+
+    fn add_record(&mut self, rec: &Record) {
+        for (key, raw) in rec.fields() {
+            match arg_field(key) {
+                ArgField::Argc => {
+                    if self.argc.is_none() {
+                        self.argc = std::str::from_utf8(raw).ok().and_then(|s| s.parse().ok());
+                    }
+                }
+                ArgField::Whole(i) => self.put(i, raw, false),
+                ArgField::Fragment(i) => self.put(i, raw, true),
+                ArgField::Unplaceable => self.truncated = true,
+                ArgField::Len | ArgField::Other => {}
+            }
+        }
+    }
+
+    /// Sets (or, for a fragment, extends) argument `index`, padding skipped indices with empty
+    /// arguments. Once a limit is hit nothing more is added, so argv stays a clean prefix.
+    fn put(&mut self, index: u64, raw: &[u8], append: bool) {
+        if self.truncated {
+            return;
+        }
+        let idx = match usize::try_from(index) {
+            Ok(i) if i < self.limits.max_args => i,
+            _ => {
+                self.truncated = true;
+                return;
+            }
+        };
+        let value = decode_value(raw);
+        let replaced = match self.args.get(idx) {
+            Some(old) if !append => old.len(),
+            _ => 0,
+        };
+        let bytes = self
+            .bytes
+            .saturating_sub(replaced)
+            .saturating_add(value.len());
+        if bytes > self.limits.max_argv_bytes {
+            self.truncated = true;
+            return;
+        }
+        self.bytes = bytes;
+        if idx >= self.args.len() {
+            self.args.resize_with(idx + 1, Vec::new);
+        }
+        if let Some(arg) = self.args.get_mut(idx) {
+            if append {
+                arg.extend_from_slice(&value);
+            } else {
+                *arg = value;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::reassemble::test_support::{read_log, rec, records_of};
+    use super::super::reassemble::EventEnd;
+    use super::*;
+
+    const RAW: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/corpus/raw.audit.log"
+    );
+    const PEER_NORMAL: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/peer/go-libaudit/reassembler-normal.log"
+    );
+
+    fn event(records: Vec<Record>) -> Event {
+        Event {
+            node: None,
+            serial: records.first().map_or(0, |r| r.serial),
+            time: records.first().map_or(AuditTime::default(), |r| r.time),
+            records,
+            end: EventEnd::Eoe,
+            truncated: false,
+        }
+    }
+
+    fn corpus(serial: u32) -> Event {
+        let recs = records_of(RAW, serial);
+        assert!(!recs.is_empty(), "serial {serial} not in the corpus");
+        event(recs)
+    }
+
+    fn exec(ev: &Event) -> ExecEvent {
+        match build(ev, &ExecLimits::default()) {
+            Ok(Some(x)) => x,
+            other => panic!("serial {} is no exec: {other:?}", ev.serial),
+        }
+    }
+
+    fn args(list: &[&str]) -> Vec<Vec<u8>> {
+        list.iter().map(|a| a.as_bytes().to_vec()).collect()
+    }
+
+    const SC: &str = "arch=c000003e syscall=59 success=yes exit=0 ppid=10 pid=11 auid=1000 \
+        uid=0 euid=0 ses=3 tty=pts1 comm=\"x\" exe=\"/usr/bin/x\" key=(null)";
+
+    #[test]
+    fn sc12_split_argument_is_joined() {
+        let x = exec(&corpus(30210));
+        let mut long = b"/tmp/a-sc12_".to_vec();
+        long.extend(std::iter::repeat(b'A').take(9000));
+        assert_eq!(x.argv.len(), 4);
+        assert_eq!(&x.argv[..3], &args(&["ln", "-s", "/usr/bin/id"])[..]);
+        assert_eq!(x.argv[3], long);
+        assert_eq!(x.argc, Some(4));
+        assert!(!x.argv_truncated);
+        assert_eq!(
+            (x.pid, x.ppid, x.syscall, x.arch),
+            (4432, 4415, 59, Some(0xc000_003e))
+        );
+        assert_eq!(
+            (x.uid, x.euid, x.auid, x.ses),
+            (Some(0), Some(0), Some(u32::MAX), Some(u32::MAX))
+        );
+        assert_eq!(x.tty, None);
+        assert_eq!(x.comm.as_deref(), Some(&b"ln"[..]));
+        assert_eq!(x.exe.as_deref(), Some(&b"/usr/bin/ln"[..]));
+        assert_eq!(x.key.as_deref(), Some(&b"exec"[..]));
+        assert_eq!(x.cwd.as_deref(), Some(&b"/opt/corpusgen"[..]));
+        assert_eq!(
+            x.time,
+            AuditTime {
+                sec: 1795858584,
+                msec: 373
+            }
+        );
+        assert_eq!(
+            x.paths,
+            vec![
+                PathItem {
+                    item: Some(0),
+                    name: Some(b"/usr/bin/ln".to_vec()),
+                    nametype: Some("NORMAL".into())
+                },
+                PathItem {
+                    item: Some(1),
+                    name: Some(b"/lib64/ld-linux-x86-64.so.2".to_vec()),
+                    nametype: Some("NORMAL".into())
+                },
+            ]
+        );
+        let title = x.proctitle.unwrap_or_default();
+        assert_eq!(title.len(), 128);
+        assert!(title.starts_with(b"ln\0-s\0/usr/bin/id\0/tmp/a-sc12_AAA"));
+    }
+
+    #[test]
+    fn hex_arguments_decode_exactly() {
+        assert_eq!(
+            exec(&corpus(30202)).argv[3],
+            b"/tmp/a-sc09 with space".to_vec()
+        );
+        assert_eq!(
+            exec(&corpus(30204)).argv[3],
+            b"/tmp/a-sc10\nFAKE ALERT injected line".to_vec()
+        );
+        assert_eq!(
+            exec(&corpus(30218)).argv[3],
+            "/tmp/a-sc16_ünïcødé".as_bytes().to_vec()
+        );
+        let sc17 = exec(&corpus(30220));
+        assert_eq!(
+            sc17.argv,
+            args(&["ln", "-s", "--", "/usr/bin/id", "/tmp/a-sc17\"quote'"])
+        );
+    }
+
+    #[test]
+    fn non_utf8_bytes_survive() {
+        let x = exec(&event(vec![
+            rec(1300, 5, 1, 0, SC),
+            rec(1309, 5, 1, 0, "argc=2 a0=\"x\" a1=2F746D702FFF00C3"),
+        ]));
+        assert_eq!(
+            x.argv[1],
+            vec![b'/', b't', b'm', b'p', b'/', 0xff, 0x00, 0xc3]
+        );
+        assert_eq!(x.tty.as_deref(), Some(&b"pts1"[..]));
+        assert_eq!(x.key, None);
+    }
+
+    #[test]
+    fn argument_split_over_three_records() {
+        let x = exec(&event(vec![
+            rec(1300, 5, 1, 0, SC),
+            rec(1309, 5, 1, 0, "argc=3 a0=\"x\" a1_len=12 a1[0]=414243"),
+            rec(1309, 5, 1, 0, " a1[1]=444546"),
+            rec(1309, 5, 1, 0, " a1[2]=DEADBEEF a2=\"end\""),
+        ]));
+        assert_eq!(
+            x.argv,
+            vec![
+                b"x".to_vec(),
+                b"ABCDEF\xde\xad\xbe\xef".to_vec(),
+                b"end".to_vec()
+            ]
+        );
+        assert_eq!(x.argc, Some(3));
+    }
+
+    #[test]
+    fn missing_arguments_are_empty_up_to_the_highest_index() {
+        let x = exec(&event(vec![
+            rec(1300, 5, 1, 0, SC),
+            rec(1309, 5, 1, 0, "argc=6 a0=\"x\" a3=\"y\""),
+        ]));
+        assert_eq!(x.argv, args(&["x", "", "", "y"]));
+        assert_eq!(x.argc, Some(6));
+        assert!(!x.argv_truncated);
+    }
+
+    #[test]
+    fn failed_execve_is_not_a_process_start() {
+        assert_eq!(build(&corpus(30254), &ExecLimits::default()), Ok(None));
+    }
+
+    #[test]
+    fn other_syscalls_are_not_execs() {
+        // symlinkat (266) from sc11.
+        assert_eq!(build(&corpus(30209), &ExecLimits::default()), Ok(None));
+        // A standalone daemon record.
+        assert_eq!(build(&corpus(8692), &ExecLimits::default()), Ok(None));
+    }
+
+    #[test]
+    fn every_corpus_exec_builds() {
+        let mut serials: Vec<u32> = read_log(RAW)
+            .iter()
+            .filter(|r| r.rtype == types::EXECVE)
+            .map(|r| r.serial)
+            .collect();
+        serials.dedup();
+        assert_eq!(serials.len(), 63);
+        for s in serials {
+            let x = exec(&corpus(s));
+            assert_eq!(x.argc, Some(x.argv.len() as u64), "serial {s}");
+        }
+    }
+
+    #[test]
+    fn peer_exec_builds() {
+        let x = exec(&event(records_of(PEER_NORMAL, 59)));
+        assert_eq!(x.argv, args(&["grep", "--color=auto", "mapping"]));
+        assert_eq!(x.tty.as_deref(), Some(&b"pts1"[..]));
+        assert_eq!(x.key.as_deref(), Some(&b"user_commands"[..]));
+        assert_eq!(x.cwd.as_deref(), Some(&b"/home/andrew_kroh"[..]));
+        assert_eq!((x.auid, x.ses), (Some(1000), Some(802)));
+        // Serial 58 is a failed connect.
+        assert_eq!(
+            build(&event(records_of(PEER_NORMAL, 58)), &ExecLimits::default()),
+            Ok(None)
+        );
+    }
+
+    fn with_arch(arch: &str, syscall: u32, execve: bool) -> Result<Option<ExecEvent>, ExecError> {
+        let sc = SC.replace(
+            "arch=c000003e syscall=59",
+            &format!("arch={arch} syscall={syscall}"),
+        );
+        let mut recs = vec![rec(1300, 5, 1, 0, &sc)];
+        if execve {
+            recs.push(rec(1309, 5, 1, 0, "argc=1 a0=\"x\""));
+        }
+        build(&event(recs), &ExecLimits::default())
+    }
+
+    #[test]
+    fn syscall_numbers_per_architecture() {
+        let is_exec = |arch, nr| matches!(with_arch(arch, nr, true), Ok(Some(_)));
+        assert!(is_exec("c000003e", 59) && is_exec("c000003e", 322));
+        assert!(is_exec("c000003e", 0x4000_0000 + 520));
+        assert!(is_exec("40000003", 11) && is_exec("40000003", 358));
+        assert!(is_exec("c00000b7", 221) && is_exec("c00000b7", 281));
+        assert!(is_exec("40000028", 11) && is_exec("40000028", 387));
+        // Known architectures: the number decides.
+        assert!(!is_exec("c00000b7", 59));
+        assert!(!is_exec("40000003", 59));
+        assert!(!is_exec("c000003e", 11));
+        assert_eq!(with_arch("c00000b7", 59, false), Ok(None));
+        // Unknown architecture (ppc64le): the EXECVE record decides.
+        assert!(is_exec("c0000015", 11));
+        assert_eq!(with_arch("c0000015", 11, false), Ok(None));
+        let x = with_arch("40000003", 11, true);
+        assert_eq!(
+            x.ok().flatten().map(|x| (x.arch, x.syscall)),
+            Some((Some(0x4000_0003), 11))
+        );
+    }
+
+    #[test]
+    fn partial_events_are_errors() {
+        assert_eq!(
+            build(&event(vec![rec(1300, 5, 1, 0, SC)]), &ExecLimits::default()),
+            Err(ExecError::MissingExecve { serial: 5 })
+        );
+        assert_eq!(
+            build(
+                &event(vec![rec(1309, 6, 1, 0, "argc=1 a0=\"x\"")]),
+                &ExecLimits::default()
+            ),
+            Err(ExecError::MissingSyscall { serial: 6 })
+        );
+        let no_pid = SC.replace("pid=11 ", "pid=eleven ");
+        let err = build(
+            &event(vec![
+                rec(1300, 7, 1, 0, &no_pid),
+                rec(1309, 7, 1, 0, "a0=\"x\""),
+            ]),
+            &ExecLimits::default(),
+        );
+        assert_eq!(
+            err,
+            Err(ExecError::BadField {
+                serial: 7,
+                field: "pid",
+                value: "eleven".into()
+            })
+        );
+        assert_eq!(
+            err.map(|_| ()).unwrap_err().to_string(),
+            "serial 7: SYSCALL field pid is missing or invalid: \"eleven\""
+        );
+    }
+
+    #[test]
+    fn limits_truncate_argv() {
+        let ev = event(vec![
+            rec(1300, 5, 1, 0, SC),
+            rec(
+                1309,
+                5,
+                1,
+                0,
+                "argc=4 a0=\"ab\" a1=\"cd\" a2=\"ef\" a3=\"gh\"",
+            ),
+        ]);
+        let few = build(
+            &ev,
+            &ExecLimits {
+                max_args: 2,
+                max_argv_bytes: 100,
+            },
+        );
+        let few = few.ok().flatten().map(|x| (x.argv, x.argv_truncated));
+        assert_eq!(few, Some((args(&["ab", "cd"]), true)));
+        let small = build(
+            &ev,
+            &ExecLimits {
+                max_args: 100,
+                max_argv_bytes: 5,
+            },
+        );
+        let small = small.ok().flatten().map(|x| (x.argv, x.argv_truncated));
+        assert_eq!(small, Some((args(&["ab", "cd"]), true)));
+        let exact = build(
+            &ev,
+            &ExecLimits {
+                max_args: 4,
+                max_argv_bytes: 8,
+            },
+        );
+        let exact = exact.ok().flatten().map(|x| (x.argv, x.argv_truncated));
+        assert_eq!(exact, Some((args(&["ab", "cd", "ef", "gh"]), false)));
+    }
+
+    #[test]
+    fn hostile_counts_do_not_allocate() {
+        let x = exec(&event(vec![
+            rec(1300, 5, 1, 0, SC),
+            rec(
+                1309,
+                5,
+                1,
+                0,
+                "argc=18446744073709551615 a0=\"x\" a1_len=99999999999 a1[0]=41 \
+                 a4294967295=\"far\" a99999999999999999999999=\"huge\"",
+            ),
+        ]));
+        assert_eq!(x.argv, args(&["x", "A"]));
+        assert!(x.argv_truncated);
+        assert_eq!(x.argc, Some(u64::MAX));
+    }
+
+    #[test]
+    fn truncated_event_marks_argv() {
+        let mut ev = event(vec![
+            rec(1300, 5, 1, 0, SC),
+            rec(1309, 5, 1, 0, "argc=1 a0=\"x\""),
+        ]);
+        ev.truncated = true;
+        assert!(exec(&ev).argv_truncated);
+    }
+
+    #[test]
+    fn arg_field_names() {
+        assert_eq!(arg_field(b"argc"), ArgField::Argc);
+        assert_eq!(arg_field(b"a0"), ArgField::Whole(0));
+        assert_eq!(arg_field(b"a12_len"), ArgField::Len);
+        assert_eq!(arg_field(b"a3[17]"), ArgField::Fragment(3));
+        assert_eq!(arg_field(b"a99999999999999999999"), ArgField::Unplaceable);
+        assert_eq!(arg_field(b"arch"), ArgField::Other);
+        assert_eq!(arg_field(b"a"), ArgField::Other);
+        assert_eq!(arg_field(b"a1x"), ArgField::Other);
+    }
+}
