@@ -1,1 +1,1012 @@
-//! (being written)
+//! Rule files: Elastic detection-rules TOML → validated [`Rule`] with its KQL query compiled.
+//!
+//! Upstream rule files (elastic/detection-rules, `rules/**/*.toml`) are read as they are, so that a
+//! newer version of the seed rule can be dropped in unchanged. Keys this crate does not use (`note`,
+//! `tags`, `[[rule.threat]]`, `[transform]`, …) are tolerated; keys it needs are checked and a missing
+//! or wrong one is an error naming the file. Only rule types `query` and `new_terms` with language
+//! `kuery` are supported: everything else is refused at load time rather than silently never firing.
+//! `[metadata]` is optional and not interpreted.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::rule::kql;
+
+/// The seed rule's TOML text, compiled into the binary so the agent works with no rules directory.
+pub const BUILTIN_TOML: &str =
+    include_str!("../../packaging/rules/defense_evasion_symlink_binary_to_writable_dir.toml");
+
+/// `source` of the rule returned by [`builtin`].
+pub const BUILTIN_SOURCE: &str = "builtin";
+
+/// Kibana's default `max_signals`: alerts a rule may raise per run.
+pub const DEFAULT_MAX_SIGNALS: u32 = 100;
+
+/// Kibana's default look-back (`from`) when a rule file has none.
+pub const DEFAULT_FROM: &str = "now-6m";
+
+/// Kibana's default run interval when a rule file has none.
+pub const DEFAULT_INTERVAL: &str = "5m";
+
+/// Kibana accepts one to three new-terms fields.
+pub const MAX_NEW_TERMS_FIELDS: usize = 3;
+
+/// One loaded detection rule: the metadata alerts carry, the compiled query and how it gates.
+#[derive(Debug)]
+pub struct Rule {
+    /// `rule.rule_id`, the stable identity of the rule (also the key of its new-terms history).
+    pub id: String,
+    /// `rule.name`, shown in alerts.
+    pub name: String,
+    /// `rule.description`.
+    pub description: String,
+    /// `rule.severity`.
+    pub severity: Severity,
+    /// `rule.risk_score`, 0 to 100.
+    pub risk_score: u32,
+    /// `rule.language`; always `kuery` for a loaded rule.
+    pub language: String,
+    /// `rule.query` verbatim as TOML decoded it. Upstream writes `query = '''` + newline + text +
+    /// newline + `'''`; TOML drops the first newline but keeps the last, so the text ends in `\n`.
+    pub query_text: String,
+    /// The compiled query.
+    pub query: kql::Query,
+    /// Plain query rule, or new-terms rule with its fields and history window.
+    pub kind: RuleKind,
+    /// `rule.max_signals` (default 100): most alerts per run of `interval`.
+    pub max_signals: u32,
+    /// `rule.from` (default `now-6m`), Elastic date math for the look-back of each run.
+    pub from: String,
+    /// `rule.interval` (default `5m`), how often Kibana would run the rule.
+    pub interval: String,
+    /// Where the rule came from: the file path as given, or `builtin`.
+    pub source: String,
+}
+
+impl Rule {
+    /// `interval` in milliseconds (None only for a hand-built rule with a bad interval; loaded rules
+    /// are validated). Used to size the per-run alert cap.
+    pub fn interval_ms(&self) -> Option<u64> {
+        parse_duration_ms(&self.interval)
+    }
+
+    /// `from` (look-back) in milliseconds, for the same reason as [`Rule::interval_ms`].
+    pub fn from_ms(&self) -> Option<u64> {
+        parse_now_minus_ms(&self.from)
+    }
+}
+
+/// How a matching document becomes an alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleKind {
+    /// `type = "query"`: every matching document alerts.
+    Query,
+    /// `type = "new_terms"`: a matching document alerts only when its tuple of `fields` values was
+    /// not seen in a matching document within `history_window_ms` before it.
+    NewTerms {
+        /// `rule.new_terms.value`, in file order.
+        fields: Vec<String>,
+        /// `history_window_start` (`now-10d`) as milliseconds.
+        history_window_ms: u64,
+    },
+}
+
+/// `rule.severity`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Severity {
+    /// `low`
+    Low,
+    /// `medium`
+    Medium,
+    /// `high`
+    High,
+    /// `critical`
+    Critical,
+}
+
+impl Severity {
+    /// The detection-rules / ECS spelling (`low`, `medium`, `high`, `critical`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Severity> {
+        match text {
+            "low" => Some(Severity::Low),
+            "medium" => Some(Severity::Medium),
+            "high" => Some(Severity::High),
+            "critical" => Some(Severity::Critical),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a rule file could not be loaded; every variant names the file (or directory).
+#[derive(Debug, thiserror::Error)]
+pub enum RuleError {
+    /// The file or directory could not be read.
+    #[error("{file}: {source}")]
+    Io {
+        /// Path as given.
+        file: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// TOML syntax error, or a key of the wrong TOML type.
+    #[error("{file}: line {line}, column {column}: {message}")]
+    Toml {
+        /// Path as given.
+        file: String,
+        /// 1-based line in the file (0 when the parser gave no position).
+        line: usize,
+        /// 1-based column in characters (0 when the parser gave no position).
+        column: usize,
+        /// The parser's message.
+        message: String,
+    },
+    /// A key the loader needs is absent.
+    #[error("{file}: missing required key `{key}`")]
+    Missing {
+        /// Path as given.
+        file: String,
+        /// Dotted key, e.g. `rule.rule_id`.
+        key: &'static str,
+    },
+    /// A key has a value the loader cannot use.
+    #[error("{file}: `{key}` = {value:?}: {reason}")]
+    Invalid {
+        /// Path as given.
+        file: String,
+        /// Dotted key.
+        key: &'static str,
+        /// The offending value as written.
+        value: String,
+        /// What was expected.
+        reason: &'static str,
+    },
+    /// `rule.type` is neither `query` nor `new_terms`.
+    #[error("{file}: rule type {rule_type:?} is not supported (only \"query\" and \"new_terms\")")]
+    UnsupportedType {
+        /// Path as given.
+        file: String,
+        /// The type, e.g. `eql`.
+        rule_type: String,
+    },
+    /// `rule.language` is not `kuery`.
+    #[error("{file}: query language {language:?} is not supported (only \"kuery\")")]
+    UnsupportedLanguage {
+        /// Path as given.
+        file: String,
+        /// The language, e.g. `eql`, `esql`, `lucene`.
+        language: String,
+    },
+    /// The KQL query does not parse. Line and column are within the query text.
+    #[error("{file}: query line {}, column {}: {}", .error.line, .error.column, .error.message)]
+    Kql {
+        /// Path as given.
+        file: String,
+        /// The parser's error.
+        error: kql::KqlError,
+    },
+    /// Two files define the same `rule_id`; the second one is refused.
+    #[error("{file}: rule_id {rule_id} is already defined in {first}")]
+    DuplicateId {
+        /// The later file.
+        file: String,
+        /// The duplicated id.
+        rule_id: String,
+        /// The file that defined it first.
+        first: String,
+    },
+}
+
+impl RuleError {
+    /// The file (or directory) the error is about.
+    pub fn file(&self) -> &str {
+        match self {
+            RuleError::Io { file, .. }
+            | RuleError::Toml { file, .. }
+            | RuleError::Missing { file, .. }
+            | RuleError::Invalid { file, .. }
+            | RuleError::UnsupportedType { file, .. }
+            | RuleError::UnsupportedLanguage { file, .. }
+            | RuleError::Kql { file, .. }
+            | RuleError::DuplicateId { file, .. } => file,
+        }
+    }
+}
+
+// ---- raw TOML shape (everything optional, so that missing keys get our own error) ----
+
+#[derive(Deserialize)]
+struct RawFile {
+    rule: Option<RawRule>,
+}
+
+#[derive(Deserialize)]
+struct RawRule {
+    rule_id: Option<String>,
+    name: Option<String>,
+    description: Option<String>,
+    severity: Option<String>,
+    risk_score: Option<i64>,
+    #[serde(rename = "type")]
+    rule_type: Option<String>,
+    language: Option<String>,
+    query: Option<String>,
+    max_signals: Option<i64>,
+    from: Option<String>,
+    interval: Option<String>,
+    new_terms: Option<RawNewTerms>,
+}
+
+#[derive(Deserialize)]
+struct RawNewTerms {
+    field: Option<String>,
+    value: Option<Vec<String>>,
+    history_window_start: Option<Vec<RawParam>>,
+}
+
+#[derive(Deserialize)]
+struct RawParam {
+    field: Option<String>,
+    value: Option<String>,
+}
+
+/// Reads and validates one rule file; `source` of the rule is the path as given.
+pub fn load_file(path: &Path) -> Result<Rule, RuleError> {
+    let source = path.display().to_string();
+    let text = fs::read_to_string(path).map_err(|e| RuleError::Io {
+        file: source.clone(),
+        source: e,
+    })?;
+    load_str(&text, &source)
+}
+
+/// Validates rule TOML `text`; `source` names it in errors and becomes [`Rule::source`].
+pub fn load_str(text: &str, source: &str) -> Result<Rule, RuleError> {
+    let file = || source.to_string();
+    let raw: RawFile = toml::from_str(text).map_err(|e| {
+        let (line, column) = match e.span() {
+            Some(span) => line_column(text, span.start),
+            None => (0, 0),
+        };
+        RuleError::Toml {
+            file: file(),
+            line,
+            column,
+            message: e.message().trim_end().to_string(),
+        }
+    })?;
+    let missing = |key: &'static str| RuleError::Missing { file: file(), key };
+    let invalid = |key: &'static str, value: String, reason: &'static str| RuleError::Invalid {
+        file: file(),
+        key,
+        value,
+        reason,
+    };
+
+    let r = raw.rule.ok_or_else(|| missing("rule"))?;
+
+    // Type and language first: an EQL or ML rule lacks a KQL query, and "unsupported type" is the
+    // useful message for it, not "missing query".
+    let rule_type = r.rule_type.ok_or_else(|| missing("rule.type"))?;
+    if rule_type != "query" && rule_type != "new_terms" {
+        return Err(RuleError::UnsupportedType {
+            file: file(),
+            rule_type,
+        });
+    }
+    let language = r.language.ok_or_else(|| missing("rule.language"))?;
+    if language != "kuery" {
+        return Err(RuleError::UnsupportedLanguage {
+            file: file(),
+            language,
+        });
+    }
+
+    let id = r.rule_id.ok_or_else(|| missing("rule.rule_id"))?;
+    if id.trim().is_empty() {
+        return Err(invalid("rule.rule_id", id, "must not be empty"));
+    }
+    let name = r.name.ok_or_else(|| missing("rule.name"))?;
+    let description = r.description.ok_or_else(|| missing("rule.description"))?;
+    let severity_text = r.severity.ok_or_else(|| missing("rule.severity"))?;
+    let severity = Severity::parse(&severity_text).ok_or_else(|| {
+        invalid(
+            "rule.severity",
+            severity_text.clone(),
+            "expected low, medium, high or critical",
+        )
+    })?;
+    let risk = r.risk_score.ok_or_else(|| missing("rule.risk_score"))?;
+    let risk_score = u32::try_from(risk)
+        .ok()
+        .filter(|v| *v <= 100)
+        .ok_or_else(|| invalid("rule.risk_score", risk.to_string(), "expected 0 to 100"))?;
+    let max_signals = match r.max_signals {
+        None => DEFAULT_MAX_SIGNALS,
+        Some(v) => u32::try_from(v).ok().filter(|v| *v >= 1).ok_or_else(|| {
+            invalid(
+                "rule.max_signals",
+                v.to_string(),
+                "expected a positive integer",
+            )
+        })?,
+    };
+    let from = r.from.unwrap_or_else(|| DEFAULT_FROM.to_string());
+    if parse_now_minus_ms(&from).is_none() {
+        return Err(invalid("rule.from", from, DATE_MATH_EXPECTED));
+    }
+    let interval = r.interval.unwrap_or_else(|| DEFAULT_INTERVAL.to_string());
+    if parse_duration_ms(&interval).is_none() {
+        return Err(invalid(
+            "rule.interval",
+            interval,
+            "expected <N><unit> with N >= 1 and unit one of s, m, h, d, w",
+        ));
+    }
+
+    let kind = if rule_type == "new_terms" {
+        new_terms_kind(r.new_terms, source)?
+    } else {
+        RuleKind::Query
+    };
+
+    let query_text = r.query.ok_or_else(|| missing("rule.query"))?;
+    let query = kql::parse(&query_text).map_err(|error| RuleError::Kql {
+        file: file(),
+        error,
+    })?;
+
+    Ok(Rule {
+        id,
+        name,
+        description,
+        severity,
+        risk_score,
+        language,
+        query_text,
+        query,
+        kind,
+        max_signals,
+        from,
+        interval,
+        source: source.to_string(),
+    })
+}
+
+const DATE_MATH_EXPECTED: &str =
+    "expected Elastic date math now-<N><unit> with N >= 1 and unit one of s, m, h, d, w";
+
+fn new_terms_kind(raw: Option<RawNewTerms>, source: &str) -> Result<RuleKind, RuleError> {
+    let missing = |key: &'static str| RuleError::Missing {
+        file: source.to_string(),
+        key,
+    };
+    let invalid = |key: &'static str, value: String, reason: &'static str| RuleError::Invalid {
+        file: source.to_string(),
+        key,
+        value,
+        reason,
+    };
+    let nt = raw.ok_or_else(|| missing("rule.new_terms"))?;
+    let field = nt.field.ok_or_else(|| missing("rule.new_terms.field"))?;
+    if field != "new_terms_fields" {
+        return Err(invalid(
+            "rule.new_terms.field",
+            field,
+            "expected \"new_terms_fields\"",
+        ));
+    }
+    let fields = nt.value.ok_or_else(|| missing("rule.new_terms.value"))?;
+    if fields.is_empty()
+        || fields.len() > MAX_NEW_TERMS_FIELDS
+        || fields.iter().any(|f| f.trim().is_empty())
+    {
+        return Err(invalid(
+            "rule.new_terms.value",
+            format!("{fields:?}"),
+            "expected one to three non-empty field names",
+        ));
+    }
+    let params = nt
+        .history_window_start
+        .ok_or_else(|| missing("rule.new_terms.history_window_start"))?;
+    let param = params
+        .into_iter()
+        .find(|p| p.field.as_deref() == Some("history_window_start"))
+        .ok_or_else(|| missing("rule.new_terms.history_window_start"))?;
+    let value = param
+        .value
+        .ok_or_else(|| missing("rule.new_terms.history_window_start.value"))?;
+    let history_window_ms = parse_now_minus_ms(&value).ok_or_else(|| {
+        invalid(
+            "rule.new_terms.history_window_start",
+            value.clone(),
+            DATE_MATH_EXPECTED,
+        )
+    })?;
+    Ok(RuleKind::NewTerms {
+        fields,
+        history_window_ms,
+    })
+}
+
+/// Elastic date math `now-<N><unit>` (unit s, m, h, d, w; N ≥ 1) → milliseconds; None otherwise.
+/// Rounding (`/d`), calendar units (M, y) and anchors other than `now` are not supported.
+pub fn parse_now_minus_ms(text: &str) -> Option<u64> {
+    parse_duration_ms(text.strip_prefix("now-")?)
+}
+
+/// A duration `<N><unit>` (unit s, m, h, d, w; N ≥ 1) → milliseconds; None otherwise or on overflow.
+pub fn parse_duration_ms(text: &str) -> Option<u64> {
+    let unit = text.chars().last()?;
+    let digits = text.get(..text.len() - unit.len_utf8())?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    if n == 0 {
+        return None;
+    }
+    let unit_ms: u64 = match unit {
+        's' => 1_000,
+        'm' => 60_000,
+        'h' => 3_600_000,
+        'd' => 86_400_000,
+        'w' => 604_800_000,
+        _ => return None,
+    };
+    n.checked_mul(unit_ms)
+}
+
+/// 1-based (line, column in characters) of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut end = offset.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let before = text.get(..end).unwrap_or("");
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
+    (line, column)
+}
+
+/// Loads every rule named by `paths` and stops at the first error. A directory contributes its
+/// `*.toml` files sorted by name (dot-files and subdirectories skipped); a `rule_id` defined twice
+/// is an error. An empty directory yields no rules: the caller decides whether that is acceptable.
+pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<Rule>, RuleError> {
+    check(paths).into_iter().collect()
+}
+
+/// Like [`load_paths`] but keeps going: one result per file (or per unreadable directory), in load
+/// order, for `rules check` to print. A duplicate `rule_id` makes the later file's result an error.
+pub fn check(paths: &[PathBuf]) -> Vec<Result<Rule, RuleError>> {
+    let mut results = Vec::new();
+    let mut seen: HashMap<String, String> = HashMap::new();
+    for entry in expand(paths) {
+        let result = entry.and_then(|path| load_file(&path)).and_then(|rule| {
+            if let Some(first) = seen.get(&rule.id) {
+                return Err(RuleError::DuplicateId {
+                    file: rule.source.clone(),
+                    rule_id: rule.id.clone(),
+                    first: first.clone(),
+                });
+            }
+            seen.insert(rule.id.clone(), rule.source.clone());
+            Ok(rule)
+        });
+        results.push(result);
+    }
+    results
+}
+
+/// Paths → rule files: files as given, directories replaced by their sorted `*.toml` files.
+fn expand(paths: &[PathBuf]) -> Vec<Result<PathBuf, RuleError>> {
+    let mut out = Vec::new();
+    for path in paths {
+        if !path.is_dir() {
+            out.push(Ok(path.clone()));
+            continue;
+        }
+        let io_err = |e| RuleError::Io {
+            file: path.display().to_string(),
+            source: e,
+        };
+        let entries = match fs::read_dir(path) {
+            Ok(entries) => entries,
+            Err(e) => {
+                out.push(Err(io_err(e)));
+                continue;
+            }
+        };
+        let mut files = Vec::new();
+        for entry in entries {
+            match entry {
+                Ok(entry) => {
+                    let name = entry.file_name();
+                    let p = entry.path();
+                    let is_toml = p.extension().is_some_and(|ext| ext == "toml");
+                    let hidden = name.to_string_lossy().starts_with('.');
+                    if is_toml && !hidden && p.is_file() {
+                        files.push((name, p));
+                    }
+                }
+                Err(e) => out.push(Err(io_err(e))),
+            }
+        }
+        files.sort();
+        out.extend(files.into_iter().map(|(_, p)| Ok(p)));
+    }
+    out
+}
+
+/// The seed rule compiled into the binary ([`BUILTIN_TOML`]), with `source` = `builtin`.
+pub fn builtin() -> Rule {
+    // The text is a compile-time constant and a unit test loads it, so this cannot fail at run time.
+    load_str(BUILTIN_TOML, BUILTIN_SOURCE).expect("the builtin rule file is valid (tested)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The seed query exactly as the rule file carries it (without TOML's trailing newline).
+    const SEED_QUERY: &str = r"host.os.type:linux and event.category:process and event.type:start and event.action:exec and process.parent.executable:* and
+(process.name:ln or process.name:busybox and process.args:ln or process.name:cp and process.args:--symbolic-link) and
+process.args:(
+  (
+    /bin/* or /lib/* or /lib64/* or /sbin/* or /usr/bin/* or /usr/lib/* or /usr/lib64/* or /usr/local/bin/* or
+    /usr/local/lib/* or /usr/local/lib64/* or /usr/local/sbin/* or /usr/sbin/*
+  ) and (
+    /*/.* or /dev/shm/* or /home/* or /root/* or /tmp/* or /var/tmp/*
+  ) and
+  not (/usr/bin/coreutils or /tmp/mkinitcpio* or /var/tmp/dracut* or /var/tmp/mkinitramfs*)
+)";
+
+    /// The 2026/03/02 upstream version of the rule (note shortened), with keys this loader does not
+    /// use, including ones from other upstream files (`setup`, `[[rule.required_fields]]`, `[transform]`).
+    const UPSTREAM_V2: &str = r#"[metadata]
+creation_date = "2025/04/30"
+integration = ["endpoint"]
+maturity = "production"
+updated_date = "2026/03/02"
+min_stack_version = "8.13.0"
+
+[rule]
+author = ["Elastic"]
+description = "Symlink from a system binary to a writable location."
+from = "now-9m"
+index = ["logs-endpoint.events.process*"]
+language = "kuery"
+license = "Elastic License v2"
+name = "System Binary Symlink to Suspicious Location"
+note = """ ## Triage and analysis
+"""
+setup = "none"
+references = ["https://example.invalid/"]
+risk_score = 21
+rule_id = "d19a2399-f8e2-4b10-80d8-a561ce9d24d1"
+severity = "low"
+tags = ["OS: Linux", "Rule Type: New Terms"]
+timestamp_override = "event.ingested"
+type = "new_terms"
+query = '''
+host.os.type:linux and event.category:process and event.type:start and event.action:exec and
+process.parent.executable:(* and not (/bin/make or /sbin/weak-modules or /usr/bin/make or /usr/sbin/weak-modules)) and
+(process.name:ln or process.name:busybox and process.args:ln or process.name:cp and process.args:--symbolic-link) and
+process.args:(
+  (
+    /bin/* or /lib/* or /lib64/* or /sbin/* or /usr/bin/* or /usr/lib/* or /usr/lib64/* or /usr/local/bin/* or
+    /usr/local/lib/* or /usr/local/lib64/* or /usr/local/sbin/* or /usr/sbin/*
+  ) and (
+    /*/.* or /dev/shm/* or /home/* or /root/* or /tmp/* or /var/tmp/*
+  ) and
+    not (
+      /usr/bin/coreutils or /tmp/mkinitcpio* or /var/tmp/dracut* or /var/tmp/mkinitramfs* or /var/tmp/pamac-build* or
+      /var/tmp/portage/* or usr/lib/python3/dist-packages/*
+    )
+) and not
+process.parent.args:(/usr/bin/qemu-aarch64-static or /usr/sbin/weak-modules or /usr/share/initramfs-tools/hooks/ntfs_3g or /var/tmp/rpm-tmp*)
+'''
+
+[[rule.required_fields]]
+name = "process.args"
+type = "keyword"
+
+[[rule.threat]]
+framework = "MITRE ATT&CK"
+  [rule.threat.tactic]
+  name = "Defense Evasion"
+  id = "TA0005"
+  reference = "https://attack.mitre.org/tactics/TA0005/"
+
+[rule.new_terms]
+field = "new_terms_fields"
+value = ["host.id", "process.parent.name"]
+
+[[rule.new_terms.history_window_start]]
+field = "history_window_start"
+value = "now-5d"
+
+[transform]
+[[transform.osquery]]
+label = "x"
+query = "SELECT 1"
+"#;
+
+    /// A minimal valid query rule; tests replace one line to make it invalid.
+    const MINIMAL: &str = r#"[rule]
+description = "d"
+language = "kuery"
+name = "n"
+risk_score = 47
+rule_id = "r-1"
+severity = "medium"
+type = "query"
+query = "process.name:ln"
+"#;
+
+    fn err(text: &str) -> RuleError {
+        match load_str(text, "x.toml") {
+            Ok(rule) => panic!("expected an error, loaded {}", rule.id),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn builtin_rule_loads_with_the_seed_values() {
+        let rule = builtin();
+        assert_eq!(rule.id, "d19a2399-f8e2-4b10-80d8-a561ce9d24d1");
+        assert_eq!(rule.name, "System Binary Symlink to Suspicious Location");
+        assert_eq!(rule.severity, Severity::Low);
+        assert_eq!(rule.severity.as_str(), "low");
+        assert_eq!(rule.risk_score, 21);
+        assert_eq!(rule.language, "kuery");
+        assert_eq!(rule.max_signals, 100);
+        assert_eq!(rule.from, "now-9m");
+        assert_eq!(rule.interval, "5m");
+        assert_eq!(rule.interval_ms(), Some(300_000));
+        assert_eq!(rule.from_ms(), Some(540_000));
+        assert_eq!(rule.source, "builtin");
+        assert_eq!(
+            rule.kind,
+            RuleKind::NewTerms {
+                fields: vec!["host.id".to_string(), "process.parent.name".to_string()],
+                history_window_ms: 10 * 86_400_000,
+            }
+        );
+        assert!(rule
+            .description
+            .starts_with("This rule detects the creation of a symbolic link"));
+    }
+
+    #[test]
+    fn builtin_query_text_is_the_seed_query_plus_tomls_trailing_newline() {
+        assert_eq!(builtin().query_text, format!("{SEED_QUERY}\n"));
+    }
+
+    #[test]
+    fn current_upstream_version_with_unknown_keys_loads() {
+        let rule = load_str(UPSTREAM_V2, "v2.toml").unwrap();
+        assert_eq!(rule.id, "d19a2399-f8e2-4b10-80d8-a561ce9d24d1");
+        assert_eq!(rule.max_signals, 100);
+        assert_eq!(rule.interval, "5m");
+        assert_eq!(rule.source, "v2.toml");
+        assert_eq!(
+            rule.kind,
+            RuleKind::NewTerms {
+                fields: vec!["host.id".to_string(), "process.parent.name".to_string()],
+                history_window_ms: 5 * 86_400_000,
+            }
+        );
+        assert!(rule.query_text.ends_with("/var/tmp/rpm-tmp*)\n"));
+    }
+
+    #[test]
+    fn minimal_query_rule_gets_kibana_defaults() {
+        let rule = load_str(MINIMAL, "m.toml").unwrap();
+        assert_eq!(rule.kind, RuleKind::Query);
+        assert_eq!(rule.severity, Severity::Medium);
+        assert_eq!(rule.risk_score, 47);
+        assert_eq!(rule.max_signals, 100);
+        assert_eq!(rule.from, "now-6m");
+        assert_eq!(rule.interval, "5m");
+        assert_eq!(rule.query_text, "process.name:ln");
+    }
+
+    #[test]
+    fn unsupported_type_names_file_and_type() {
+        let e = err(&MINIMAL.replace("type = \"query\"", "type = \"eql\""));
+        assert!(matches!(&e, RuleError::UnsupportedType { rule_type, .. } if rule_type == "eql"));
+        assert_eq!(
+            e.to_string(),
+            "x.toml: rule type \"eql\" is not supported (only \"query\" and \"new_terms\")"
+        );
+    }
+
+    #[test]
+    fn machine_learning_rule_without_query_is_an_unsupported_type() {
+        let text = MINIMAL
+            .replace("type = \"query\"", "type = \"machine_learning\"")
+            .replace("query = \"process.name:ln\"\n", "")
+            .replace("language = \"kuery\"\n", "");
+        assert!(matches!(err(&text), RuleError::UnsupportedType { .. }));
+    }
+
+    #[test]
+    fn unsupported_languages_are_refused() {
+        for lang in ["eql", "esql", "lucene"] {
+            let e = err(&MINIMAL.replace("\"kuery\"", &format!("\"{lang}\"")));
+            assert_eq!(
+                e.to_string(),
+                format!("x.toml: query language \"{lang}\" is not supported (only \"kuery\")")
+            );
+        }
+    }
+
+    #[test]
+    fn missing_required_keys_are_named() {
+        for (line, key) in [
+            ("rule_id = \"r-1\"\n", "rule.rule_id"),
+            ("name = \"n\"\n", "rule.name"),
+            ("description = \"d\"\n", "rule.description"),
+            ("severity = \"medium\"\n", "rule.severity"),
+            ("risk_score = 47\n", "rule.risk_score"),
+            ("type = \"query\"\n", "rule.type"),
+            ("language = \"kuery\"\n", "rule.language"),
+            ("query = \"process.name:ln\"\n", "rule.query"),
+        ] {
+            let e = err(&MINIMAL.replace(line, ""));
+            assert_eq!(
+                e.to_string(),
+                format!("x.toml: missing required key `{key}`")
+            );
+        }
+        assert_eq!(
+            err("[metadata]\nmaturity = \"production\"\n").to_string(),
+            "x.toml: missing required key `rule`"
+        );
+    }
+
+    #[test]
+    fn new_terms_rule_without_new_terms_table_is_an_error() {
+        let e = err(&MINIMAL.replace("type = \"query\"", "type = \"new_terms\""));
+        assert_eq!(
+            e.to_string(),
+            "x.toml: missing required key `rule.new_terms`"
+        );
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let e = err(&MINIMAL.replace("\"medium\"", "\"severe\""));
+        assert_eq!(
+            e.to_string(),
+            "x.toml: `rule.severity` = \"severe\": expected low, medium, high or critical"
+        );
+        let e = err(&MINIMAL.replace("47", "101"));
+        assert_eq!(
+            e.to_string(),
+            "x.toml: `rule.risk_score` = \"101\": expected 0 to 100"
+        );
+        let e = err(&MINIMAL.replace("47", "-1"));
+        assert!(matches!(
+            e,
+            RuleError::Invalid {
+                key: "rule.risk_score",
+                ..
+            }
+        ));
+        let e = err(&format!("{MINIMAL}max_signals = 0\n"));
+        assert!(matches!(
+            e,
+            RuleError::Invalid {
+                key: "rule.max_signals",
+                ..
+            }
+        ));
+        let e = err(&format!("{MINIMAL}interval = \"5 minutes\"\n"));
+        assert!(matches!(
+            e,
+            RuleError::Invalid {
+                key: "rule.interval",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn history_window_other_than_now_minus_n_unit_names_file_and_value() {
+        for bad in [
+            "now-10M",
+            "now-1y",
+            "10d",
+            "now-d",
+            "now-0d",
+            "now-10d/d",
+            "now+1d",
+        ] {
+            let text = BUILTIN_TOML.replace("\"now-10d\"", &format!("\"{bad}\""));
+            let e = err(&text);
+            assert_eq!(
+                e.to_string(),
+                format!("x.toml: `rule.new_terms.history_window_start` = \"{bad}\": {DATE_MATH_EXPECTED}")
+            );
+        }
+    }
+
+    #[test]
+    fn new_terms_fields_must_be_one_to_three() {
+        let text = BUILTIN_TOML.replace(
+            "value = [\"host.id\", \"process.parent.name\"]",
+            "value = []",
+        );
+        assert!(matches!(
+            err(&text),
+            RuleError::Invalid {
+                key: "rule.new_terms.value",
+                ..
+            }
+        ));
+        let text = BUILTIN_TOML.replace(
+            "value = [\"host.id\", \"process.parent.name\"]",
+            "value = [\"a\", \"b\", \"c\", \"d\"]",
+        );
+        assert!(matches!(
+            err(&text),
+            RuleError::Invalid {
+                key: "rule.new_terms.value",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn date_math_units() {
+        assert_eq!(parse_now_minus_ms("now-30s"), Some(30_000));
+        assert_eq!(parse_now_minus_ms("now-9m"), Some(540_000));
+        assert_eq!(parse_now_minus_ms("now-2h"), Some(7_200_000));
+        assert_eq!(parse_now_minus_ms("now-10d"), Some(864_000_000));
+        assert_eq!(parse_now_minus_ms("now-1w"), Some(604_800_000));
+        assert_eq!(parse_now_minus_ms("now-99999999999999999w"), None);
+        assert_eq!(parse_now_minus_ms("now-+1d"), None);
+        assert_eq!(parse_now_minus_ms("now-"), None);
+        assert_eq!(parse_duration_ms("5m"), Some(300_000));
+        assert_eq!(parse_duration_ms("é"), None);
+    }
+
+    #[test]
+    fn toml_syntax_error_carries_line_and_column() {
+        let e = err("[rule]\nname = \"n\"\nrisk_score = = 3\n");
+        match &e {
+            RuleError::Toml {
+                file, line, column, ..
+            } => {
+                assert_eq!(file, "x.toml");
+                assert_eq!((*line, *column), (3, 14));
+            }
+            other => panic!("expected a TOML error, got {other:?}"),
+        }
+        assert!(e.to_string().starts_with("x.toml: line 3, column 14: "));
+    }
+
+    #[test]
+    fn wrong_toml_type_is_a_toml_error_with_position() {
+        let e = err(&MINIMAL.replace("risk_score = 47", "risk_score = \"47\""));
+        assert!(matches!(e, RuleError::Toml { line: 5, .. }), "{e:?}");
+    }
+
+    #[test]
+    fn kql_error_is_reported_with_file_and_query_position() {
+        let e = err(&MINIMAL.replace("process.name:ln", "process.name:(ln"));
+        assert!(matches!(e, RuleError::Kql { .. }));
+        assert!(
+            e.to_string().starts_with("x.toml: query line 1, column "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn line_column_counts_characters() {
+        assert_eq!(line_column("ab\ncé d", 6), (2, 3));
+        assert_eq!(line_column("abc", 0), (1, 1));
+        assert_eq!(line_column("abc", 99), (1, 4));
+        // Offset inside a multi-byte character backs off to its start.
+        assert_eq!(line_column("é", 1), (1, 1));
+    }
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn directory_loads_toml_files_sorted_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "b.toml", &MINIMAL.replace("r-1", "r-b"));
+        write(dir.path(), "a.toml", &MINIMAL.replace("r-1", "r-a"));
+        write(dir.path(), "c.txt", "not a rule");
+        write(dir.path(), ".hidden.toml", "not a rule either");
+        fs::create_dir(dir.path().join("sub.toml")).unwrap();
+        let rules = load_paths(&[dir.path().to_path_buf()]).unwrap();
+        let ids: Vec<&str> = rules.iter().map(|r| r.id.as_str()).collect();
+        assert_eq!(ids, ["r-a", "r-b"]);
+        assert_eq!(
+            rules[0].source,
+            dir.path().join("a.toml").display().to_string()
+        );
+    }
+
+    #[test]
+    fn duplicate_rule_id_across_files_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.toml", MINIMAL);
+        let b = write(dir.path(), "b.toml", MINIMAL);
+        let e = match load_paths(&[dir.path().to_path_buf()]) {
+            Err(e) => e,
+            Ok(_) => panic!("expected a duplicate error"),
+        };
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "{}: rule_id r-1 is already defined in {}",
+                b.display(),
+                a.display()
+            )
+        );
+    }
+
+    #[test]
+    fn check_reports_each_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = write(dir.path(), "good.toml", MINIMAL);
+        let bad = write(
+            dir.path(),
+            "bad.toml",
+            &MINIMAL.replace("\"kuery\"", "\"eql\""),
+        );
+        let gone = dir.path().join("gone.toml");
+        let results = check(&[good.clone(), bad.clone(), gone.clone()]);
+        assert_eq!(results.len(), 3);
+        assert!(matches!(&results[0], Ok(r) if r.id == "r-1"));
+        assert!(
+            matches!(&results[1], Err(RuleError::UnsupportedLanguage { file, .. })
+            if *file == bad.display().to_string())
+        );
+        match &results[2] {
+            Err(e @ RuleError::Io { .. }) => assert_eq!(e.file(), gone.display().to_string()),
+            other => panic!("expected an I/O error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn load_file_reads_the_packaged_rule() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/packaging/rules/defense_evasion_symlink_binary_to_writable_dir.toml"
+        ));
+        let rule = load_file(path).unwrap();
+        assert_eq!(rule.id, "d19a2399-f8e2-4b10-80d8-a561ce9d24d1");
+        assert_eq!(rule.source, path.display().to_string());
+    }
+}
