@@ -1,1 +1,519 @@
-//! (being written)
+//! The new-terms gate: lets a query match through only when its tuple of new-terms field values was
+//! not carried by any matching document within the rule's history window before it.
+//!
+//! This reproduces Elastic's `new_terms` rule type for a stream instead of a 5-minute batch. The gate
+//! only ever sees documents that matched the rule's query, so only matching events feed the history.
+//! History lives behind [`TermStore`] (sled in production, [`MemStore`] for tests and replays that do
+//! not keep state), one "last seen" time per (rule, tuple). The store is flushed before a `New`
+//! verdict is returned, so an alert never leaves before the history that explains it is durable.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use crate::rule::file::{Rule, RuleKind};
+pub use crate::state::StateError;
+
+/// Most value combinations examined per document when new-terms fields hold arrays; beyond it the
+/// remaining combinations are ignored (bounded work per event, whatever the document holds).
+pub const MAX_COMBINATIONS: usize = 64;
+
+/// Persistent history of new-terms tuples: per rule, per encoded tuple, the latest event time (ms).
+pub trait TermStore {
+    /// The latest event time recorded for `key` under `rule_id`, if any.
+    fn last_seen(&self, rule_id: &str, key: &[u8]) -> Result<Option<u64>, StateError>;
+    /// Sets the latest event time of `key` under `rule_id` (the caller keeps it monotonic).
+    fn record(&mut self, rule_id: &str, key: &[u8], time_ms: u64) -> Result<(), StateError>;
+    /// Makes everything recorded so far durable.
+    fn flush(&mut self) -> Result<(), StateError>;
+    /// Number of (rule, tuple) entries held, for stats.
+    fn len(&self) -> usize;
+    /// Whether the store holds no entry.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The gate's decision for one matching document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Alert: this tuple of values (in the rule's field order) is new. Empty for a `query` rule.
+    New(Vec<String>),
+    /// Every tuple of the document was seen within the history window: no alert.
+    Seen,
+    /// This new-terms field is absent, null, empty or not a scalar: no alert, nothing recorded.
+    MissingField(String),
+}
+
+/// The new-terms gate over a [`TermStore`].
+#[derive(Debug)]
+pub struct NewTermsGate<S: TermStore> {
+    store: S,
+}
+
+impl<S: TermStore> NewTermsGate<S> {
+    /// A gate recording its history in `store`.
+    pub fn new(store: S) -> Self {
+        NewTermsGate { store }
+    }
+
+    /// The store, for stats (`len`).
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The store, for a final flush at shutdown.
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    /// Gives the store back.
+    pub fn into_store(self) -> S {
+        self.store
+    }
+
+    /// Decides whether `doc`, which MATCHED `rule`'s query, alerts. `event_time_ms` is the event's
+    /// own time (audit timestamp), not the wall clock, so replays behave like live runs.
+    ///
+    /// For a `RuleKind::Query` rule the gate does nothing and returns `New` with an empty tuple.
+    /// For `NewTerms`: each combination of the fields' values (arrays give several, at most
+    /// [`MAX_COMBINATIONS`]) is new when it was never recorded or was last recorded more than
+    /// `history_window_ms` before this event; its last-seen time becomes max(last seen, this event),
+    /// so late events never move it backwards (and a late event is never new). The first new
+    /// combination is returned, after the store has been flushed.
+    pub fn check(
+        &mut self,
+        rule: &Rule,
+        doc: &Value,
+        event_time_ms: u64,
+    ) -> Result<Verdict, StateError> {
+        let (fields, window) = match &rule.kind {
+            RuleKind::Query => return Ok(Verdict::New(Vec::new())),
+            RuleKind::NewTerms {
+                fields,
+                history_window_ms,
+            } => (fields, *history_window_ms),
+        };
+        let mut values: Vec<Vec<String>> = Vec::with_capacity(fields.len());
+        for field in fields {
+            let vals = field_values(doc, field);
+            if vals.is_empty() {
+                return Ok(Verdict::MissingField(field.clone()));
+            }
+            values.push(vals);
+        }
+
+        let mut first_new: Option<Vec<String>> = None;
+        for tuple in combinations(&values, MAX_COMBINATIONS) {
+            let key = encode_key(&tuple);
+            let last = self.store.last_seen(&rule.id, &key)?;
+            let is_new = match last {
+                None => true,
+                Some(last) => event_time_ms.saturating_sub(last) > window,
+            };
+            if last.map_or(true, |last| event_time_ms > last) {
+                self.store.record(&rule.id, &key, event_time_ms)?;
+            }
+            if is_new && first_new.is_none() {
+                first_new = Some(tuple);
+            }
+        }
+        match first_new {
+            Some(tuple) => {
+                self.store.flush()?;
+                Ok(Verdict::New(tuple))
+            }
+            None => Ok(Verdict::Seen),
+        }
+    }
+}
+
+/// Unambiguous store key of a tuple: the JSON array of its strings (`["h1","bash"]`), so values
+/// containing separators or quotes cannot collide.
+pub fn encode_key(tuple: &[String]) -> Vec<u8> {
+    // Serializing a slice of strings to a Vec cannot fail; the empty fallback keeps this total.
+    serde_json::to_vec(tuple).unwrap_or_default()
+}
+
+/// The distinct non-empty scalar values of dotted `field` in `doc`, as strings, in document order,
+/// at most [`MAX_COMBINATIONS`]. Nested objects (`{"process":{"parent":{"name":..}}}`), flat dotted
+/// keys (`{"process.parent.name":..}`) and mixes are resolved; arrays contribute each element.
+/// Numbers and booleans use their JSON text; null, empty strings and objects contribute nothing.
+pub fn field_values(doc: &Value, field: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    collect(doc, field, &mut out);
+    out
+}
+
+fn collect(value: &Value, path: &str, out: &mut Vec<String>) {
+    if out.len() >= MAX_COMBINATIONS {
+        return;
+    }
+    match value {
+        Value::Array(items) => {
+            for item in items {
+                collect(item, path, out);
+            }
+        }
+        Value::Object(map) if !path.is_empty() => {
+            // Try every split of the dotted path: "a.b.c" may be stored as a→b→c, "a.b"→c, ….
+            for (i, _) in path
+                .match_indices('.')
+                .chain(std::iter::once((path.len(), "")))
+            {
+                let (head, rest) = path.split_at(i);
+                if let Some(child) = map.get(head) {
+                    collect(child, rest.strip_prefix('.').unwrap_or(rest), out);
+                }
+            }
+        }
+        _ if !path.is_empty() => {}
+        Value::String(s) => push_distinct(out, s.clone()),
+        Value::Number(n) => push_distinct(out, n.to_string()),
+        Value::Bool(b) => push_distinct(out, b.to_string()),
+        Value::Null | Value::Object(_) => {}
+    }
+}
+
+fn push_distinct(out: &mut Vec<String>, value: String) {
+    if !value.is_empty() && !out.contains(&value) {
+        out.push(value);
+    }
+}
+
+/// The first `limit` tuples of the cartesian product of `values`, first field varying slowest.
+fn combinations(values: &[Vec<String>], limit: usize) -> Vec<Vec<String>> {
+    let mut tuples: Vec<Vec<String>> = vec![Vec::new()];
+    for vals in values {
+        let mut next = Vec::new();
+        'outer: for prefix in &tuples {
+            for v in vals {
+                if next.len() >= limit {
+                    break 'outer;
+                }
+                let mut t = prefix.clone();
+                t.push(v.clone());
+                next.push(t);
+            }
+        }
+        tuples = next;
+    }
+    tuples
+}
+
+/// In-memory [`TermStore`]: for tests, and for runs that need no history across restarts
+/// (replays of one file, `--all-matches`). `flush` only counts calls.
+#[derive(Debug, Default)]
+pub struct MemStore {
+    entries: HashMap<(String, Vec<u8>), u64>,
+    flushes: usize,
+}
+
+impl MemStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        MemStore::default()
+    }
+
+    /// How many times `flush` was called (tests check that a `New` verdict flushed first).
+    pub fn flushes(&self) -> usize {
+        self.flushes
+    }
+}
+
+impl TermStore for MemStore {
+    fn last_seen(&self, rule_id: &str, key: &[u8]) -> Result<Option<u64>, StateError> {
+        Ok(self
+            .entries
+            .get(&(rule_id.to_string(), key.to_vec()))
+            .copied())
+    }
+
+    fn record(&mut self, rule_id: &str, key: &[u8], time_ms: u64) -> Result<(), StateError> {
+        self.entries
+            .insert((rule_id.to_string(), key.to_vec()), time_ms);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StateError> {
+        self.flushes += 1;
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rule::file::{load_str, Severity};
+    use serde_json::json;
+
+    const DAY: u64 = 86_400_000;
+    const T0: u64 = 1_700_000_000_000;
+
+    fn rule(kind: RuleKind) -> Rule {
+        let mut rule = match load_str(
+            "[rule]\ndescription = \"d\"\nlanguage = \"kuery\"\nname = \"n\"\nrisk_score = 21\n\
+             rule_id = \"r-1\"\nseverity = \"low\"\ntype = \"query\"\nquery = \"process.name:ln\"\n",
+            "test",
+        ) {
+            Ok(rule) => rule,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(rule.severity, Severity::Low);
+        rule.kind = kind;
+        rule
+    }
+
+    fn seed_rule() -> Rule {
+        rule(RuleKind::NewTerms {
+            fields: vec!["host.id".to_string(), "process.parent.name".to_string()],
+            history_window_ms: 10 * DAY,
+        })
+    }
+
+    fn doc(host: &str, parent: &str) -> Value {
+        json!({"host": {"id": host}, "process": {"name": "ln", "parent": {"name": parent}}})
+    }
+
+    fn new(values: &[&str]) -> Verdict {
+        Verdict::New(values.iter().map(|s| s.to_string()).collect())
+    }
+
+    fn check(gate: &mut NewTermsGate<MemStore>, rule: &Rule, d: &Value, t: u64) -> Verdict {
+        match gate.check(rule, d, t) {
+            Ok(v) => v,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn first_sighting_is_new_and_flushed_before_returning() {
+        let rule = seed_rule();
+        let mut gate = NewTermsGate::new(MemStore::new());
+        assert_eq!(
+            check(&mut gate, &rule, &doc("h1", "bash"), T0),
+            new(&["h1", "bash"])
+        );
+        assert_eq!(gate.store().flushes(), 1);
+        assert_eq!(gate.store().len(), 1);
+    }
+
+    #[test]
+    fn same_tuple_nine_days_later_is_seen() {
+        let rule = seed_rule();
+        let mut gate = NewTermsGate::new(MemStore::new());
+        check(&mut gate, &rule, &doc("h1", "bash"), T0);
+        assert_eq!(
+            check(&mut gate, &rule, &doc("h1", "bash"), T0 + 9 * DAY),
+            Verdict::Seen
+        );
+        assert_eq!(gate.store().flushes(), 1, "Seen does not flush");
+    }
+
+    #[test]
+    fn same_tuple_eleven_days_after_its_last_match_is_new() {
+        let rule = seed_rule();
+        let mut gate = NewTermsGate::new(MemStore::new());
+        check(&mut gate, &rule, &doc("h1", "bash"), T0);
+        assert_eq!(
+            check(&mut gate, &rule, &doc("h1", "bash"), T0 + 11 * DAY),
+            new(&["h1", "bash"])
+        );
+    }
+
+    #[test]
+    fn exactly_the_window_later_is_still_seen() {
+        let rule = seed_rule();
+        let mut gate = NewTermsGate::new(MemStore::new());
+        check(&mut gate, &rule, &doc("h1", "bash"), T0);
+        assert_eq!(
+            check(&mut gate, &rule, &doc("h1", "bash"), T0 + 10 * DAY),
+            Verdict::Seen
+        );
+        assert_eq!(
+            check(&mut gate, &rule, &doc("h1", "bash"), T0 + 20 * DAY + 1),
+            new(&["h1", "bash"])
+        );
+    }
+
+    #[test]
+    fn nine_days_then_nine_days_again_is_seen_because_the_last_match_moves() {
+        let rule = seed_rule();
+        let mut gate = NewTermsGate::new(MemStore::new());
+        check(&mut gate, &rule, &doc("h1", "bash"), T0);
+        assert_eq!(
+            check(&mut gate, &rule, &doc("h1", "bash"), T0 + 9 * DAY),
+            Verdict::Seen
+        );
+        assert_eq!(
+            check(&mut gate, &rule, &doc("h1", "bash"), T0 + 18 * DAY),
+            Verdict::Seen
+        );
+    }
+
+    #[test]
+    fn different_parent_or_host_is_new() {
+        let rule = seed_rule();
+        let mut gate = NewTermsGate::new(MemStore::new());
+        check(&mut gate, &rule, &doc("h1", "bash"), T0);
+        assert_eq!(
+            check(&mut gate, &rule, &doc("h1", "python3"), T0 + 1),
+            new(&["h1", "python3"])
+        );
+        assert_eq!(
+            check(&mut gate, &rule, &doc("h2", "bash"), T0 + 2),
+            new(&["h2", "bash"])
+        );
+        assert_eq!(gate.store().len(), 3);
+    }
+
+    #[test]
+    fn missing_null_or_empty_field_never_alerts_and_records_nothing() {
+        let rule = seed_rule();
+        let mut gate = NewTermsGate::new(MemStore::new());
+        let docs = [
+            json!({"host": {"id": "h1"}, "process": {"name": "ln"}}),
+            json!({"host": {"id": "h1"}, "process": {"parent": {"name": null}}}),
+            json!({"host": {"id": "h1"}, "process": {"parent": {"name": ""}}}),
+            json!({"host": {"id": "h1"}, "process": {"parent": {"name": []}}}),
+            json!({"host": {"id": "h1"}, "process": {"parent": {"name": {"x": 1}}}}),
+        ];
+        for d in &docs {
+            assert_eq!(
+                check(&mut gate, &rule, d, T0),
+                Verdict::MissingField("process.parent.name".to_string())
+            );
+        }
+        assert_eq!(
+            check(
+                &mut gate,
+                &rule,
+                &json!({"process": {"parent": {"name": "bash"}}}),
+                T0
+            ),
+            Verdict::MissingField("host.id".to_string())
+        );
+        assert_eq!(gate.store().len(), 0);
+        assert_eq!(gate.store().flushes(), 0);
+    }
+
+    #[test]
+    fn out_of_order_event_does_not_move_last_seen_back() {
+        let rule = seed_rule();
+        let mut gate = NewTermsGate::new(MemStore::new());
+        check(&mut gate, &rule, &doc("h1", "bash"), T0 + 5 * DAY);
+        // A late event from before the recorded one: not new, and last seen stays at T0+5d.
+        assert_eq!(
+            check(&mut gate, &rule, &doc("h1", "bash"), T0),
+            Verdict::Seen
+        );
+        let key = encode_key(&["h1".to_string(), "bash".to_string()]);
+        assert_eq!(
+            gate.store().last_seen("r-1", &key).ok().flatten(),
+            Some(T0 + 5 * DAY)
+        );
+        // 14 days after T0 is only 9 days after the last match.
+        assert_eq!(
+            check(&mut gate, &rule, &doc("h1", "bash"), T0 + 14 * DAY),
+            Verdict::Seen
+        );
+    }
+
+    #[test]
+    fn query_rule_passes_through_without_touching_the_store() {
+        let rule = rule(RuleKind::Query);
+        let mut gate = NewTermsGate::new(MemStore::new());
+        assert_eq!(
+            check(&mut gate, &rule, &json!({}), T0),
+            Verdict::New(vec![])
+        );
+        assert_eq!(gate.store().len(), 0);
+        assert_eq!(gate.store().flushes(), 0);
+    }
+
+    #[test]
+    fn array_field_is_new_if_any_combination_is_new() {
+        let rule = seed_rule();
+        let mut gate = NewTermsGate::new(MemStore::new());
+        check(&mut gate, &rule, &doc("h1", "bash"), T0);
+        let d = json!({"host": {"id": "h1"}, "process": {"parent": {"name": ["bash", "sh"]}}});
+        assert_eq!(check(&mut gate, &rule, &d, T0 + 1), new(&["h1", "sh"]));
+        // Both combinations are now history.
+        assert_eq!(check(&mut gate, &rule, &d, T0 + 2), Verdict::Seen);
+        assert_eq!(gate.store().len(), 2);
+    }
+
+    #[test]
+    fn combinations_are_bounded() {
+        let names: Vec<String> = (0..100).map(|i| format!("p{i}")).collect();
+        let hosts: Vec<String> = (0..100).map(|i| format!("h{i}")).collect();
+        let rule = seed_rule();
+        let mut gate = NewTermsGate::new(MemStore::new());
+        let d = json!({"host": {"id": hosts}, "process": {"parent": {"name": names}}});
+        assert_eq!(check(&mut gate, &rule, &d, T0), new(&["h0", "p0"]));
+        assert_eq!(gate.store().len(), MAX_COMBINATIONS);
+    }
+
+    #[test]
+    fn dotted_names_resolve_nested_flat_and_mixed() {
+        assert_eq!(
+            field_values(&doc("h1", "bash"), "process.parent.name"),
+            ["bash"]
+        );
+        assert_eq!(
+            field_values(&json!({"process.parent.name": "sh"}), "process.parent.name"),
+            ["sh"]
+        );
+        assert_eq!(
+            field_values(
+                &json!({"process": {"parent.name": "zsh"}}),
+                "process.parent.name"
+            ),
+            ["zsh"]
+        );
+        assert_eq!(
+            field_values(
+                &json!({"process": [{"pid": 1}, {"pid": 2}, {"pid": 1}]}),
+                "process.pid"
+            ),
+            ["1", "2"]
+        );
+        assert_eq!(field_values(&json!({"a": true}), "a"), ["true"]);
+        assert_eq!(
+            field_values(&json!({"a": {"b": 1}}), "a"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            field_values(&json!({"a": "x"}), "a.b"),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn key_encoding_is_unambiguous() {
+        let a = encode_key(&["a,b".to_string(), "c".to_string()]);
+        let b = encode_key(&["a".to_string(), "b,c".to_string()]);
+        assert_ne!(a, b);
+        assert_eq!(
+            encode_key(&["h\"1".to_string(), "bash".to_string()]),
+            br#"["h\"1","bash"]"#.to_vec()
+        );
+    }
+
+    #[test]
+    fn rules_do_not_share_history() {
+        let first = seed_rule();
+        let mut second = seed_rule();
+        second.id = "r-2".to_string();
+        let mut gate = NewTermsGate::new(MemStore::new());
+        check(&mut gate, &first, &doc("h1", "bash"), T0);
+        assert_eq!(
+            check(&mut gate, &second, &doc("h1", "bash"), T0 + 1),
+            new(&["h1", "bash"])
+        );
+    }
+}
