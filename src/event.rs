@@ -1,1 +1,229 @@
-//! (being written)
+//! The contract between audit/ and rule/: an [`ExecEvent`] plus what the process table knows of its
+//! parent and who the host is, turned into an ECS document shaped like Elastic Defend's
+//! `logs-endpoint.events.process` (nested objects), which is what the detection rules query.
+
+use crate::audit::exec::ExecEvent;
+use crate::audit::AuditTime;
+use crate::proc::ProcessInfo;
+use serde_json::{json, Map, Value};
+
+/// Who this host is, as ECS `host.*` says it. Fixed for a run so documents are reproducible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Host {
+    /// `host.id`: /etc/machine-id, or a stable fallback derived from the host name.
+    pub id: String,
+    /// `host.name`: the kernel's host name.
+    pub name: String,
+}
+
+impl Host {
+    /// Reads the identity of the running host.
+    pub fn detect() -> Host {
+        let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .ok()
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| "localhost".to_string());
+        let id = ["/etc/machine-id", "/var/lib/dbus/machine-id"]
+            .iter()
+            .filter_map(|p| std::fs::read_to_string(p).ok())
+            .map(|s| s.trim().to_string())
+            .find(|s| !s.is_empty())
+            .unwrap_or_else(|| fallback_id(&name));
+        Host { id, name }
+    }
+}
+
+/// A stable host id for hosts without a machine-id: FNV-1a 128-bit-ish of the host name, as hex.
+fn fallback_id(name: &str) -> String {
+    let mut a: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut b: u64 = 0x8422_2325_cbf2_9ce4;
+    for byte in name.bytes() {
+        a = (a ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        b = (b ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3 ^ 0x2);
+    }
+    format!("{a:016x}{b:016x}")
+}
+
+/// Bytes the kernel logged, as ECS text: invalid UTF-8 becomes U+FFFD.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Basename of a path, the way ECS `process.name` is derived from `process.executable`.
+pub fn basename(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
+
+/// What the process table should remember about the process an exec event started.
+pub fn process_info(ev: &ExecEvent) -> ProcessInfo {
+    let executable = ev.exe.as_deref().map(text);
+    let name = match &executable {
+        Some(exe) => Some(basename(exe).to_string()),
+        None => ev.comm.as_deref().map(text),
+    };
+    ProcessInfo {
+        executable,
+        name,
+        args: ev.argv.iter().map(|a| text(a)).collect(),
+    }
+}
+
+/// `SEC.MSEC` audit time as RFC 3339 UTC with milliseconds (`2026-11-28T10:26:55.123Z`).
+pub fn timestamp(t: AuditTime) -> String {
+    let days = (t.sec / 86_400) as i64;
+    let rem = t.sec % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        t.msec.min(999)
+    )
+}
+
+/// A stable id for the event: node, audit time and serial identify it uniquely on one host.
+pub fn event_id(ev: &ExecEvent) -> String {
+    match &ev.node {
+        Some(node) => format!("{node}:{}.{:03}:{}", ev.time.sec, ev.time.msec, ev.serial),
+        None => format!("{}.{:03}:{}", ev.time.sec, ev.time.msec, ev.serial),
+    }
+}
+
+/// Builds the ECS document for one exec. `me` is [`process_info`] of `ev`; `parent` is what the
+/// process table knew of `ev.ppid` *before* this exec was recorded.
+pub fn document(
+    ev: &ExecEvent,
+    me: &ProcessInfo,
+    parent: Option<&ProcessInfo>,
+    host: &Host,
+) -> Value {
+    let mut process = Map::new();
+    process.insert("pid".into(), json!(ev.pid));
+    if let Some(name) = &me.name {
+        process.insert("name".into(), json!(name));
+    }
+    if let Some(exe) = &me.executable {
+        process.insert("executable".into(), json!(exe));
+    }
+    process.insert("args".into(), json!(me.args));
+    process.insert("args_count".into(), json!(me.args.len()));
+    process.insert("command_line".into(), json!(me.args.join(" ")));
+    if let Some(cwd) = &ev.cwd {
+        process.insert("working_directory".into(), json!(text(cwd)));
+    }
+    if let Some(title) = &ev.proctitle {
+        // PROCTITLE is argv with NUL separators (cut at 128 bytes): show it as the command line.
+        let spaced: Vec<u8> = title
+            .iter()
+            .map(|&b| if b == 0 { b' ' } else { b })
+            .collect();
+        process.insert("title".into(), json!(text(&spaced)));
+    }
+    let mut par = Map::new();
+    par.insert("pid".into(), json!(ev.ppid));
+    if let Some(p) = parent {
+        if let Some(name) = &p.name {
+            par.insert("name".into(), json!(name));
+        }
+        if let Some(exe) = &p.executable {
+            par.insert("executable".into(), json!(exe));
+        }
+        par.insert("args".into(), json!(p.args));
+    }
+    process.insert("parent".into(), Value::Object(par));
+
+    let mut user = Map::new();
+    if let Some(uid) = ev.uid {
+        user.insert("id".into(), json!(uid.to_string()));
+    }
+    if let Some(euid) = ev.euid {
+        user.insert("effective".into(), json!({ "id": euid.to_string() }));
+    }
+    let mut auditd = Map::new();
+    auditd.insert("serial".into(), json!(ev.serial));
+    if let Some(key) = &ev.key {
+        auditd.insert("key".into(), json!(text(key)));
+    }
+    if let Some(auid) = ev.auid {
+        auditd.insert("auid".into(), json!(auid));
+    }
+    if let Some(ses) = ev.ses {
+        auditd.insert("session".into(), json!(ses));
+    }
+    if let Some(tty) = &ev.tty {
+        auditd.insert("tty".into(), json!(text(tty)));
+    }
+    if ev.argv_truncated {
+        auditd.insert("args_truncated".into(), json!(true));
+    }
+    if let Some(node) = &ev.node {
+        auditd.insert("node".into(), json!(node));
+    }
+
+    json!({
+        "@timestamp": timestamp(ev.time),
+        "event": {
+            "kind": "event",
+            "category": ["process"],
+            "type": ["start"],
+            "action": "exec",
+            "id": event_id(ev),
+        },
+        "host": { "os": { "type": "linux" }, "id": host.id, "name": host.name },
+        "process": Value::Object(process),
+        "user": Value::Object(user),
+        "auditd": Value::Object(auditd),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(
+            timestamp(AuditTime { sec: 0, msec: 0 }),
+            "1970-01-01T00:00:00.000Z"
+        );
+        assert_eq!(
+            timestamp(AuditTime {
+                sec: 1795858582,
+                msec: 851
+            }),
+            "2026-11-28T09:36:22.851Z"
+        );
+        assert_eq!(
+            timestamp(AuditTime {
+                sec: 951782400,
+                msec: 5
+            }),
+            "2000-02-29T00:00:00.005Z"
+        );
+    }
+
+    #[test]
+    fn basename_and_lossy_text() {
+        assert_eq!(basename("/usr/bin/busybox"), "busybox");
+        assert_eq!(basename("ln"), "ln");
+        assert_eq!(text(b"a\xffb"), "a\u{fffd}b");
+    }
+
+    #[test]
+    fn fallback_id_is_stable_and_distinct() {
+        assert_eq!(fallback_id("web1"), fallback_id("web1"));
+        assert_ne!(fallback_id("web1"), fallback_id("web2"));
+        assert_eq!(fallback_id("web1").len(), 32);
+    }
+}

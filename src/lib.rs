@@ -7,18 +7,20 @@
 //! audit    frames → records → events (grouped by serial) → exec events
 //! proc     pid → process facts, so an exec can name its parent
 //! event    exec event + parent + host → ECS document (the contract with rule/)
-//! rule     KQL query + new-terms gate (over state/) → alerts
+//! rule     KQL query + new-terms gate (over state/) → alert
 //! sink     alerts → NDJSON / syslog
 //! pipeline the only module that knows every stage
 //! ```
 #![forbid(unsafe_code)]
 
-pub mod source;
+pub mod alert;
 pub mod audit;
-pub mod proc;
+pub mod cli;
 pub mod event;
-pub mod rule;
-pub mod state;
-pub mod sink;
-pub mod stats;
 pub mod pipeline;
+pub mod proc;
+pub mod rule;
+pub mod sink;
+pub mod source;
+pub mod state;
+pub mod stats;

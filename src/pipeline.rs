@@ -1,1 +1,277 @@
-//! (being written)
+//! The only module that knows every stage. It reads frames from the sources, parses them into
+//! records, lets the reassembler group them, builds exec events and documents, asks the rules and
+//! the new-terms gate, and hands alerts to the sinks — counting everything on the way.
+
+use crate::alert::Alert;
+use crate::audit::exec::{self, ExecLimits};
+use crate::audit::reassemble::{Event, ReassembleConfig, Reassembler};
+use crate::audit::record::{parse_frame, Record, UNSTAMPED};
+use crate::event::{self, Host};
+use crate::proc::{ProcFallback, ProcessTable};
+use crate::rule::file::{Rule, RuleKind};
+use crate::rule::kql::EvalOptions;
+use crate::rule::new_terms::{NewTermsGate, TermStore, Verdict};
+use crate::sink::{Sink, SinkError};
+use crate::source::file::{self, Format, SourceError};
+use crate::stats::Stats;
+use std::fmt;
+
+/// How many malformed records are described on stderr before only counting.
+const MALFORMED_REPORTED: u64 = 10;
+
+/// Knobs of the detection stages (not of the sources or sinks).
+#[derive(Debug, Clone)]
+pub struct DetectOptions {
+    /// Grouping of records into events.
+    pub reassemble: ReassembleConfig,
+    /// Memory bounds for one exec event's argv.
+    pub exec_limits: ExecLimits,
+    /// KQL evaluation options (Defend's ignore_above).
+    pub eval: EvalOptions,
+    /// Turn the new-terms gate off: every query match alerts.
+    pub all_matches: bool,
+    /// `host.*` of every document.
+    pub host: Host,
+    /// Most processes the process table remembers.
+    pub proc_capacity: usize,
+}
+
+/// A fatal pipeline failure: the input could not be read or the alerts could not be written.
+#[derive(Debug)]
+pub enum PipelineError {
+    /// An input could not be opened or read.
+    Source(SourceError),
+    /// A sink failed.
+    Sink(SinkError),
+}
+
+impl fmt::Display for PipelineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PipelineError::Source(e) => e.fmt(f),
+            PipelineError::Sink(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for PipelineError {}
+
+/// Everything after the reassembler: exec events → documents → rules → gate → sink.
+pub struct Detector<S: TermStore> {
+    rules: Vec<Rule>,
+    gate: NewTermsGate<S>,
+    procs: ProcessTable,
+    opts: DetectOptions,
+    stats: Stats,
+}
+
+impl<S: TermStore> Detector<S> {
+    /// A detector over `rules`, remembering new terms in `store`, asking `fallback` for parents the
+    /// input never showed.
+    pub fn new(
+        rules: Vec<Rule>,
+        store: S,
+        fallback: Box<dyn ProcFallback + Send>,
+        opts: DetectOptions,
+    ) -> Self {
+        let procs = ProcessTable::new(opts.proc_capacity, fallback);
+        Detector {
+            rules,
+            gate: NewTermsGate::new(store),
+            procs,
+            opts,
+            stats: Stats::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// Handles one completed event: exec events are evaluated, everything else only counted.
+    pub fn on_event(&mut self, ev: &Event, sink: &mut dyn Sink) -> Result<(), SinkError> {
+        self.stats.events_completed += 1;
+        let exec = match exec::build(ev, &self.opts.exec_limits) {
+            Ok(Some(exec)) => exec,
+            Ok(None) => return Ok(()),
+            Err(_) => {
+                self.stats.events_partial += 1;
+                return Ok(());
+            }
+        };
+        self.stats.events_exec += 1;
+        if exec.argv_truncated {
+            self.stats.events_truncated += 1;
+        }
+        let me = event::process_info(&exec);
+        let parent = self.procs.get(exec.ppid);
+        let doc = event::document(&exec, &me, parent.as_ref(), &self.opts.host);
+        self.procs.exec(exec.pid, me);
+        let time_ms = exec.time.as_millis();
+        for rule in &self.rules {
+            if !rule.query.matches_with(&doc, &self.opts.eval) {
+                continue;
+            }
+            self.stats.rules_matched += 1;
+            let terms = if self.opts.all_matches || matches!(rule.kind, RuleKind::Query) {
+                Vec::new()
+            } else {
+                match self.gate.check(rule, &doc, time_ms) {
+                    Ok(Verdict::New(tuple)) => tuple,
+                    Ok(Verdict::Seen) => {
+                        self.stats.terms_seen += 1;
+                        continue;
+                    }
+                    Ok(Verdict::MissingField(_)) => {
+                        self.stats.terms_missing += 1;
+                        continue;
+                    }
+                    Err(e) => {
+                        // Better a possible repeat than a miss: the alert still leaves.
+                        self.stats.state_errors += 1;
+                        eprintln!("auditsentry: new-terms state: {e}");
+                        Vec::new()
+                    }
+                }
+            };
+            sink.emit(&Alert::new(rule, doc.clone(), terms))?;
+            self.stats.alerts_emitted += 1;
+        }
+        Ok(())
+    }
+
+    /// Flushes the new-terms state (end of run).
+    pub fn finish(&mut self) {
+        if let Err(e) = self.gate.store_mut().flush() {
+            self.stats.state_errors += 1;
+            eprintln!("auditsentry: new-terms state: {e}");
+        }
+    }
+}
+
+/// Frames → records → reassembler → detector, for any source of frames.
+pub struct Pipeline<S: TermStore> {
+    reassembler: Reassembler,
+    detector: Detector<S>,
+    malformed: u64,
+    unstamped: u64,
+    parsed: u64,
+}
+
+impl<S: TermStore> Pipeline<S> {
+    /// A pipeline ending in `detector`.
+    pub fn new(detector: Detector<S>) -> Self {
+        let reassembler = Reassembler::new(detector.opts.reassemble.clone());
+        Pipeline {
+            reassembler,
+            detector,
+            malformed: 0,
+            unstamped: 0,
+            parsed: 0,
+        }
+    }
+
+    /// Feeds one parsed record.
+    pub fn push(&mut self, rec: Record, sink: &mut dyn Sink) -> Result<(), SinkError> {
+        self.parsed += 1;
+        let Pipeline {
+            reassembler,
+            detector,
+            ..
+        } = self;
+        let mut failed = None;
+        reassembler.push(rec, &mut |ev: Event| {
+            if failed.is_none() {
+                failed = detector.on_event(&ev, sink).err();
+            }
+        });
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// Counts a frame that was not a record, describing the first few on stderr.
+    pub fn malformed(&mut self, what: &dyn fmt::Display) {
+        self.malformed += 1;
+        if self.malformed <= MALFORMED_REPORTED {
+            eprintln!("auditsentry: skipped malformed record: {what}");
+        } else if self.malformed == MALFORMED_REPORTED + 1 {
+            eprintln!("auditsentry: more malformed records; only counting from now on");
+        }
+    }
+
+    /// Completes every event still in flight, flushes state and sink, and returns the counters.
+    pub fn finish(&mut self, sink: &mut dyn Sink) -> Result<Stats, SinkError> {
+        let Pipeline {
+            reassembler,
+            detector,
+            ..
+        } = self;
+        let mut failed = None;
+        reassembler.flush(&mut |ev: Event| {
+            if failed.is_none() {
+                failed = detector.on_event(&ev, sink).err();
+            }
+        });
+        detector.finish();
+        sink.flush()?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        Ok(self.stats())
+    }
+
+    /// Counters so far, the reassembler's included.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.detector.stats().clone();
+        let r = self.reassembler.stats();
+        s.records_parsed = self.parsed;
+        s.records_malformed = self.malformed;
+        s.records_unstamped = self.unstamped;
+        s.events_evicted = r.events_evicted;
+        s.records_late = r.records_late;
+        s.records_duplicate = r.records_duplicate;
+        s.serials_lost = r.serial_gaps;
+        s
+    }
+}
+
+/// Replays audit files (or `-` for stdin) in order through `pipeline` into `sink`.
+///
+/// Malformed records are counted and skipped. An input that cannot be opened or read ends the run
+/// with an error naming it — after everything already read has been evaluated and flushed.
+pub fn replay<S: TermStore>(
+    inputs: &[String],
+    format: Format,
+    pipeline: &mut Pipeline<S>,
+    sink: &mut dyn Sink,
+) -> Result<Stats, PipelineError> {
+    let mut fatal = None;
+    'inputs: for input in inputs {
+        let reader = match file::open(input, format) {
+            Ok(r) => r,
+            Err(e) => {
+                fatal = Some(PipelineError::Source(e));
+                break;
+            }
+        };
+        for (n, item) in reader.enumerate() {
+            match item {
+                Ok(frame) => match parse_frame(&frame) {
+                    Ok(rec) => pipeline.push(rec, sink).map_err(PipelineError::Sink)?,
+                    Err(e) if e.reason == UNSTAMPED => pipeline.unstamped += 1,
+                    Err(e) => pipeline.malformed(&format_args!("{input}: record {}: {e}", n + 1)),
+                },
+                Err(e @ SourceError::Io { .. }) => {
+                    fatal = Some(PipelineError::Source(e));
+                    break 'inputs;
+                }
+                Err(e) => pipeline.malformed(&e),
+            }
+        }
+    }
+    let stats = pipeline.finish(sink).map_err(PipelineError::Sink)?;
+    match fatal {
+        Some(e) => Err(e),
+        None => Ok(stats),
+    }
+}

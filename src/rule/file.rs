@@ -36,7 +36,7 @@ pub const DEFAULT_INTERVAL: &str = "5m";
 pub const MAX_NEW_TERMS_FIELDS: usize = 3;
 
 /// One loaded detection rule: the metadata alerts carry, the compiled query and how it gates.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Rule {
     /// `rule.rule_id`, the stable identity of the rule (also the key of its new-terms history).
     pub id: String,
