@@ -1,0 +1,135 @@
+//! Per-stage benchmarks on the real corpus: parse, reassemble, build + evaluate, and the whole
+//! pipeline. Run with `cargo bench --bench pipeline`; save a baseline with
+//! `cargo bench --bench pipeline -- --save-baseline main` and compare with `--baseline main`.
+
+use auditsentry::audit::exec::{self, ExecLimits};
+use auditsentry::audit::reassemble::{Event, ReassembleConfig, Reassembler};
+use auditsentry::audit::record::{parse_frame, Record};
+use auditsentry::event::{self, Host};
+use auditsentry::pipeline::{DetectOptions, Detector, Pipeline};
+use auditsentry::proc::NoFallback;
+use auditsentry::rule::file as rules;
+use auditsentry::rule::kql::EvalOptions;
+use auditsentry::rule::new_terms::MemStore;
+use auditsentry::sink::Collect;
+use auditsentry::source::file::{Format, FrameReader};
+use auditsentry::source::Frame;
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use std::io::Cursor;
+
+fn corpus() -> Vec<u8> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/corpus/raw.audit.log"
+    );
+    let fallback = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/sample.audit.log");
+    std::fs::read(path)
+        .or_else(|_| std::fs::read(fallback))
+        .unwrap_or_default()
+}
+
+fn read_frames(data: &[u8]) -> Vec<Frame> {
+    FrameReader::new(Cursor::new(data.to_vec()), Format::Text, "corpus".into())
+        .filter_map(Result::ok)
+        .collect()
+}
+
+fn parse_records(frames: &[Frame]) -> Vec<Record> {
+    frames.iter().filter_map(|f| parse_frame(f).ok()).collect()
+}
+
+fn reassemble(records: &[Record]) -> Vec<Event> {
+    let mut r = Reassembler::new(ReassembleConfig::default());
+    let mut out = Vec::new();
+    for rec in records {
+        r.push(rec.clone(), &mut |e| out.push(e));
+    }
+    r.flush(&mut |e| out.push(e));
+    out
+}
+
+fn options() -> DetectOptions {
+    DetectOptions {
+        reassemble: ReassembleConfig::default(),
+        exec_limits: ExecLimits::default(),
+        eval: EvalOptions::default(),
+        all_matches: true,
+        host: Host {
+            id: "bench".into(),
+            name: "bench".into(),
+        },
+        proc_capacity: 65_536,
+    }
+}
+
+fn stages(c: &mut Criterion) {
+    let data = corpus();
+    let frames = read_frames(&data);
+    let records = parse_records(&frames);
+    let events = reassemble(&records);
+    let execs: Vec<_> = events
+        .iter()
+        .filter_map(|e| exec::build(e, &ExecLimits::default()).ok().flatten())
+        .collect();
+    let host = Host {
+        id: "bench".into(),
+        name: "bench".into(),
+    };
+    let docs: Vec<_> = execs
+        .iter()
+        .map(|e| {
+            let me = event::process_info(e);
+            event::document(e, &me, Some(&me), &host)
+        })
+        .collect();
+    let rule = rules::builtin();
+
+    let mut g = c.benchmark_group("stage");
+    g.throughput(Throughput::Bytes(data.len() as u64));
+    g.bench_function("frame+parse", |b| {
+        b.iter(|| parse_records(&read_frames(black_box(&data))))
+    });
+    g.throughput(Throughput::Elements(records.len() as u64));
+    g.bench_function("reassemble", |b| b.iter(|| reassemble(black_box(&records))));
+    g.throughput(Throughput::Elements(events.len() as u64));
+    g.bench_function("exec-build", |b| {
+        b.iter(|| {
+            events
+                .iter()
+                .filter_map(|e| exec::build(e, &ExecLimits::default()).ok().flatten())
+                .count()
+        })
+    });
+    g.throughput(Throughput::Elements(docs.len() as u64));
+    g.bench_function("kql-evaluate", |b| {
+        b.iter(|| {
+            docs.iter()
+                .filter(|d| rule.query.matches(black_box(d)))
+                .count()
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("pipeline");
+    g.throughput(Throughput::Bytes(data.len() as u64));
+    g.bench_function("records→alerts", |b| {
+        b.iter(|| {
+            let mut p = Pipeline::new(Detector::new(
+                vec![rule.clone()],
+                MemStore::default(),
+                Box::new(NoFallback),
+                options(),
+            ));
+            let mut sink = Collect::default();
+            for rec in &records {
+                let _ = p.push(rec.clone(), &mut sink);
+            }
+            let _ = p.finish(&mut sink);
+            sink.0.len()
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, stages);
+criterion_main!(benches);
