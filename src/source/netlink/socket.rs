@@ -427,9 +427,9 @@ impl AuditSocket {
                 Ok(Received::Nothing) | Err(NetlinkError::Overrun) => continue,
                 Err(e) => return Err(e),
             };
-            let Ok(datagram) = checked_datagram(&buf, len) else {
-                continue;
-            };
+            // A truncated reply would silently lose a rule: fail the request instead.
+            let datagram = checked_datagram(&buf, len)?;
+            // Not from the kernel: not an answer to us.
             let Ok(messages) = wire::parse_datagram(datagram, sender) else {
                 continue;
             };
