@@ -19,6 +19,7 @@ pub mod cli;
 pub mod event;
 pub mod pipeline;
 pub mod proc;
+pub mod procfs;
 pub mod rule;
 pub mod sink;
 pub mod source;
