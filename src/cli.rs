@@ -1,5 +1,6 @@
 //! Command-line flags as typed values. No I/O here: `main` turns these into a run.
 
+use crate::daemon::kernel::SourceRequest;
 use crate::source::file::Format;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -18,6 +19,10 @@ pub struct Cli {
 pub enum Command {
     /// Replay audit logs or netlink captures and print one JSON alert per line on stdout.
     Replay(ReplayArgs),
+    /// Watch the running kernel's audit stream until SIGTERM/SIGINT, alerting as events arrive.
+    Run(RunArgs),
+    /// Print the kernel's audit status, the source `auto` would pick and why, and execve coverage.
+    Status,
     /// Work with detection-rule files.
     Rules {
         /// What to do with the rule files.
@@ -73,4 +78,33 @@ pub struct ReplayArgs {
     /// Audit logs or netlink captures, in order; `-` is standard input.
     #[arg(required = true, value_name = "FILE")]
     pub inputs: Vec<String>,
+}
+
+/// Flags of `auditsentry run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Live source: multicast (kernel ≥ 3.16), unicast (no auditd), plugin (auditd's stdin), or auto.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub source: SourceRequest,
+    /// Rule file or directory of *.toml rules (repeatable); default: the built-in seed rule.
+    #[arg(long = "rules", value_name = "PATH")]
+    pub rules: Vec<PathBuf>,
+    /// New-terms state directory.
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/auditsentry")]
+    pub state_dir: PathBuf,
+    /// Also write alerts as NDJSON to FILE (appended), or `-` for stdout.
+    #[arg(long, value_name = "FILE|-")]
+    pub json: Option<String>,
+    /// Write every received netlink frame to FILE, replayable with `auditsentry replay`.
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    /// Do not add execve audit rules or turn audit on; only report what is missing.
+    #[arg(long)]
+    pub no_manage_rules: bool,
+    /// Leave the execve rules the agent added in place on exit.
+    #[arg(long)]
+    pub keep_rules: bool,
+    /// Seconds between status lines.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    pub status_period: u64,
 }

@@ -5,7 +5,7 @@
 use crate::alert::Alert;
 use crate::audit::exec::{self, ExecLimits};
 use crate::audit::reassemble::{Event, ReassembleConfig, Reassembler};
-use crate::audit::record::{parse_frame, Record, UNSTAMPED};
+use crate::audit::record::{parse_frame, AuditTime, Record, UNSTAMPED};
 use crate::event::{self, Host};
 use crate::proc::{ProcFallback, ProcessTable};
 use crate::rule::file::{Rule, RuleKind};
@@ -63,6 +63,7 @@ pub struct Detector<S: TermStore> {
     procs: ProcessTable,
     opts: DetectOptions,
     stats: Stats,
+    excluded_pid: Option<u32>,
 }
 
 impl<S: TermStore> Detector<S> {
@@ -81,6 +82,7 @@ impl<S: TermStore> Detector<S> {
             procs,
             opts,
             stats: Stats::default(),
+            excluded_pid: None,
         }
     }
 
@@ -100,6 +102,9 @@ impl<S: TermStore> Detector<S> {
                 return Ok(());
             }
         };
+        if self.excluded_pid == Some(exec.pid) {
+            return Ok(());
+        }
         self.stats.events_exec += 1;
         if exec.argv_truncated {
             self.stats.events_truncated += 1;
@@ -147,6 +152,23 @@ impl<S: TermStore> Detector<S> {
             self.stats.state_errors += 1;
             eprintln!("auditsentry: new-terms state: {e}");
         }
+    }
+}
+
+impl<S: TermStore> Detector<S> {
+    /// Ignores exec events of `pid` (the agent's own pid in live mode: it must never report itself).
+    pub fn exclude_pid(&mut self, pid: u32) {
+        self.excluded_pid = Some(pid);
+    }
+
+    /// Replaces the rules (SIGHUP reload); new-terms history is kept, keyed by rule id.
+    pub fn set_rules(&mut self, rules: Vec<Rule>) {
+        self.rules = rules;
+    }
+
+    /// The process table, for the live daemon's seeding and expiry.
+    pub fn processes_mut(&mut self) -> &mut ProcessTable {
+        &mut self.procs
     }
 }
 
@@ -232,6 +254,35 @@ impl<S: TermStore> Pipeline<S> {
         s.records_duplicate = r.records_duplicate;
         s.serials_lost = r.serial_gaps;
         s
+    }
+}
+
+impl<S: TermStore> Pipeline<S> {
+    /// Live sources: audit time has reached `now` even if no record says so, so events without EOE
+    /// that are past the reassembly timeout complete now.
+    pub fn advance_clock(&mut self, now: AuditTime, sink: &mut dyn Sink) -> Result<(), SinkError> {
+        let Pipeline {
+            reassembler,
+            detector,
+            ..
+        } = self;
+        let mut failed = None;
+        reassembler.advance_clock(now, &mut |ev: Event| {
+            if failed.is_none() {
+                failed = detector.on_event(&ev, sink).err();
+            }
+        });
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// The detector, for the live daemon's process-table upkeep.
+    pub fn detector_mut(&mut self) -> &mut Detector<S> {
+        &mut self.detector
+    }
+
+    /// Events currently waiting in the reassembler.
+    pub fn in_flight(&self) -> usize {
+        self.reassembler.stats().in_flight
     }
 }
 

@@ -33,6 +33,10 @@ pub trait Sink {
     fn emit(&mut self, alert: &Alert) -> Result<(), SinkError>;
     /// Makes everything emitted so far durable / visible.
     fn flush(&mut self) -> Result<(), SinkError>;
+    /// Reopens file outputs (after logrotate moved them); a no-op for the others.
+    fn reopen(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
 }
 
 /// Collects alerts in memory (tests, and callers that post-process).

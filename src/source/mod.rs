@@ -2,6 +2,7 @@
 //! They know framing only; what a record says is the audit stage's business.
 
 pub mod file;
+pub mod live;
 pub mod netlink;
 
 /// One record as a source delivered it, still unparsed.

@@ -682,6 +682,16 @@ impl RuleData {
         })
     }
 
+    /// Whether this rule records *every* execve in `arch`: [`RuleData::watches_execve`] with no
+    /// field other than `arch=` and keys, so nothing (uid, pid, path...) narrows it.
+    pub fn covers_all_execve(&self, arch: Arch) -> bool {
+        self.watches_execve(arch)
+            && self
+                .fields
+                .iter()
+                .all(|f| f.field == AUDIT_ARCH || f.field == AUDIT_FILTERKEY)
+    }
+
     /// Whether this exit rule always records execve in `arch`: the execve bit is set and the
     /// rule has no arch field or `arch=` this ABI. Other fields (uid, pid, ...) may still narrow
     /// it; callers that need full coverage should add their own rule.

@@ -1,0 +1,318 @@
+//! The live agent: picks a source, makes sure execve is audited, runs the pipeline on a worker
+//! thread fed by a reader thread, and handles signals, housekeeping and a clean exit. This is daemon
+//! wiring, so errors are `anyhow` here.
+
+pub mod kernel;
+
+use crate::audit::record::{parse_frame, AuditTime, UNSTAMPED};
+use crate::pipeline::{DetectOptions, Detector, Pipeline};
+use crate::procfs::ProcFs;
+use crate::rule::file::{self as rules};
+use crate::sink::Sink;
+use crate::source::live::{self, Message, Reader};
+use crate::source::netlink::{self, AuditSocket};
+use crate::state::SledStore;
+use anyhow::{bail, Context, Result};
+use kernel::{SourceKind, SourceRequest};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Batches the channel between reader and worker holds before the reader starts dropping.
+const CHANNEL_BATCHES: usize = 4096;
+/// Process-table expiry: how often, and how many entries one pass checks. A dead process stays
+/// resolvable for `proc::EXPIRY_GRACE_PASSES` passes, so its children's late events still name it.
+const EXPIRY_PERIOD: Duration = Duration::from_secs(10);
+const EXPIRY_CHECKS: usize = 512;
+/// How long the exit path may spend draining and flushing.
+const DRAIN_BUDGET: Duration = Duration::from_secs(4);
+
+/// Everything `auditsentry run` needs, already validated.
+pub struct RunOptions {
+    /// Which source to use.
+    pub source: SourceRequest,
+    /// Rule files or directories; empty means the built-in seed rule.
+    pub rules: Vec<PathBuf>,
+    /// New-terms state directory.
+    pub state_dir: PathBuf,
+    /// Add missing execve rules (and turn audit on) when needed.
+    pub manage_rules: bool,
+    /// Leave added rules in place on exit.
+    pub keep_rules: bool,
+    /// Write every received netlink frame here in capture format (for `replay`).
+    pub record: Option<PathBuf>,
+    /// Detection knobs.
+    pub detect: DetectOptions,
+    /// How often a status line is logged.
+    pub status_period: Duration,
+}
+
+/// Where the daemon says what it is doing (stderr, and syslog when on).
+pub trait Log {
+    /// An operational line (start, stop, status, problems).
+    fn line(&mut self, text: &str);
+}
+
+/// Logs to stderr only.
+pub struct StderrLog;
+
+impl Log for StderrLog {
+    fn line(&mut self, text: &str) {
+        eprintln!("auditsentry: {text}");
+    }
+}
+
+/// Signals the daemon reacts to, set by handlers and read by the worker loop.
+struct Signals {
+    term: Arc<AtomicBool>,
+    hup: Arc<AtomicBool>,
+}
+
+impl Signals {
+    fn register() -> Result<Signals> {
+        let term = Arc::new(AtomicBool::new(false));
+        let hup = Arc::new(AtomicBool::new(false));
+        for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+            signal_hook::flag::register(sig, term.clone())
+                .context("installing the SIGTERM/SIGINT handler")?;
+        }
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+            .context("installing the SIGHUP handler")?;
+        Ok(Signals { term, hup })
+    }
+}
+
+fn now() -> AuditTime {
+    let d = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    AuditTime {
+        sec: d.as_secs(),
+        msec: d.subsec_millis(),
+    }
+}
+
+/// Runs the live agent until SIGTERM/SIGINT (or end of the plugin stream), then drains and flushes.
+pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<()> {
+    let signals = Signals::register()?;
+    let me = std::process::id();
+    let version = netlink::kernel_version().context("reading the kernel version")?;
+    let mut ctl =
+        AuditSocket::control().context("opening the audit control socket (are we root?)")?;
+    let status = ctl
+        .status()
+        .context("asking the kernel for its audit status")?;
+    let (kind, why) = kernel::choose(opts.source, version, &status).map_err(anyhow::Error::msg)?;
+    log.line(&format!("source {kind}: {why}"));
+
+    let (mut guard, notes) = kernel::prepare(&mut ctl, me, opts.manage_rules)?;
+    guard.keep = opts.keep_rules;
+    for note in notes {
+        log.line(&note);
+    }
+
+    let rule_list = if opts.rules.is_empty() {
+        vec![rules::builtin()]
+    } else {
+        rules::load_paths(&opts.rules)?
+    };
+    let (store, report) = SledStore::open(&opts.state_dir)
+        .with_context(|| format!("opening state directory {}", opts.state_dir.display()))?;
+    if report.quarantined.is_some() {
+        log.line(&report.to_string());
+    }
+    let procfs = ProcFs::new();
+    let mut detector = Detector::new(
+        rule_list,
+        store,
+        Box::new(procfs.clone()),
+        opts.detect.clone(),
+    );
+    detector.exclude_pid(me);
+    let seeded = procfs.seed(detector.processes_mut());
+    let mut pipe = Pipeline::new(detector);
+    log.line(&format!("process table seeded with {seeded} processes"));
+
+    let (tx, rx) = crossbeam_channel::bounded(CHANNEL_BATCHES);
+    let record: Option<Box<dyn std::io::Write + Send>> = match &opts.record {
+        Some(path) => Some(Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("creating capture file {}", path.display()))?,
+        ))),
+        None => None,
+    };
+    let reader: Reader = match kind {
+        SourceKind::Multicast => {
+            let sock = AuditSocket::multicast().context("joining the audit multicast group")?;
+            live::spawn_netlink(sock, tx, record)?
+        }
+        SourceKind::Unicast => {
+            let mut sock = AuditSocket::control().context("opening the unicast audit socket")?;
+            sock.set_pid(me)
+                .context("registering as the audit daemon")?;
+            live::spawn_netlink(sock, tx, record)?
+        }
+        SourceKind::Plugin => {
+            let stdin = std::io::BufReader::with_capacity(256 * 1024, std::io::stdin());
+            live::spawn_lines(Box::new(stdin), tx)?
+        }
+    };
+    log.line(&format!(
+        "running: pid {me}, kernel {}.{}.{}, {} rule(s) added, state {}",
+        version.0,
+        version.1,
+        version.2,
+        guard.added(),
+        opts.state_dir.display()
+    ));
+
+    let result = worker(
+        &opts, &mut pipe, &rx, &reader, &signals, sink, log, &mut ctl, &procfs,
+    );
+
+    // Exit: stop receiving, drain what was received, complete what is in flight, flush.
+    reader.stop();
+    let deadline = Instant::now() + DRAIN_BUDGET;
+    while let Ok(msg) = rx.try_recv() {
+        if let Message::Frames(frames) = msg {
+            feed(&mut pipe, frames, sink);
+        }
+        if Instant::now() > deadline {
+            log.line("drain budget exhausted; remaining queued records dropped");
+            break;
+        }
+    }
+    let stats = pipe.finish(sink);
+    if kind == SourceKind::Unicast {
+        if let Err(e) = ctl.set_pid(0) {
+            log.line(&format!("releasing the audit daemon registration: {e}"));
+        }
+    }
+    for problem in guard.release(&mut ctl) {
+        log.line(&problem);
+    }
+    match stats {
+        Ok(s) => log.line(&format!("stopped: {s}")),
+        Err(e) => log.line(&format!("stopped with an output error: {e}")),
+    }
+    result
+}
+
+/// Parses and pushes a batch of frames; malformed ones are counted by the pipeline.
+fn feed<S: crate::rule::new_terms::TermStore>(
+    pipe: &mut Pipeline<S>,
+    frames: Vec<crate::source::Frame>,
+    sink: &mut dyn Sink,
+) {
+    for frame in frames {
+        match parse_frame(&frame) {
+            Ok(rec) => {
+                if let Err(e) = pipe.push(rec, sink) {
+                    eprintln!("auditsentry: {e}");
+                }
+            }
+            Err(e) if e.reason == UNSTAMPED => {}
+            Err(e) => pipe.malformed(&e),
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn worker<S: crate::rule::new_terms::TermStore>(
+    opts: &RunOptions,
+    pipe: &mut Pipeline<S>,
+    rx: &crossbeam_channel::Receiver<Message>,
+    reader: &Reader,
+    signals: &Signals,
+    sink: &mut dyn Sink,
+    log: &mut dyn Log,
+    ctl: &mut AuditSocket,
+    procfs: &ProcFs,
+) -> Result<()> {
+    let tick = crossbeam_channel::tick(Duration::from_millis(250));
+    let mut next_status = Instant::now() + opts.status_period;
+    let mut next_expiry = Instant::now() + EXPIRY_PERIOD;
+    loop {
+        crossbeam_channel::select! {
+            recv(rx) -> msg => match msg {
+                Ok(Message::Frames(frames)) => feed(pipe, frames, sink),
+                Ok(Message::End(None)) => {
+                    log.line("input stream ended");
+                    return Ok(());
+                }
+                Ok(Message::End(Some(reason))) => bail!("source failed: {reason}"),
+                Err(_) => return Ok(()),
+            },
+            recv(tick) -> _ => {
+                if let Err(e) = pipe.advance_clock(now(), sink) {
+                    log.line(&format!("output error: {e}"));
+                }
+            }
+        }
+        if signals.term.load(Ordering::Relaxed) {
+            log.line("stop requested; draining");
+            return Ok(());
+        }
+        if signals.hup.swap(false, Ordering::Relaxed) {
+            reload(opts, pipe, sink, log);
+        }
+        if Instant::now() >= next_expiry {
+            next_expiry = Instant::now() + EXPIRY_PERIOD;
+            let alive = |pid| procfs.is_alive(pid);
+            pipe.detector_mut()
+                .processes_mut()
+                .expire(&alive, EXPIRY_CHECKS);
+        }
+        if Instant::now() >= next_status {
+            next_status = Instant::now() + opts.status_period;
+            log.line(&status_line(pipe, reader, ctl));
+        }
+    }
+}
+
+/// SIGHUP: reload the rules (a bad set keeps the old one) and reopen file outputs.
+fn reload<S: crate::rule::new_terms::TermStore>(
+    opts: &RunOptions,
+    pipe: &mut Pipeline<S>,
+    sink: &mut dyn Sink,
+    log: &mut dyn Log,
+) {
+    if !opts.rules.is_empty() {
+        match rules::load_paths(&opts.rules) {
+            Ok(list) => {
+                log.line(&format!("reloaded {} rule(s)", list.len()));
+                pipe.detector_mut().set_rules(list);
+            }
+            Err(e) => log.line(&format!("reload refused, keeping the running rules: {e}")),
+        }
+    }
+    if let Err(e) = sink.reopen() {
+        log.line(&format!("reopening outputs: {e}"));
+    }
+}
+
+/// One health line: pipeline counters, reader losses, kernel lost/backlog.
+fn status_line<S: crate::rule::new_terms::TermStore>(
+    pipe: &Pipeline<S>,
+    reader: &Reader,
+    ctl: &mut AuditSocket,
+) -> String {
+    let r = &reader.stats;
+    let kernel = match ctl.status() {
+        Ok(s) => format!(
+            "kernel_lost={} backlog={} backlog_limit={}",
+            s.lost, s.backlog, s.backlog_limit
+        ),
+        Err(e) => format!("kernel_status_error={e:?}"),
+    };
+    format!(
+        "status: {} frames={} enobufs={} channel_drops={} bad_datagrams={} in_flight={} {kernel}",
+        pipe.stats(),
+        r.frames.load(Ordering::Relaxed),
+        r.overruns.load(Ordering::Relaxed),
+        r.channel_drops.load(Ordering::Relaxed),
+        r.bad_datagrams.load(Ordering::Relaxed),
+        pipe.in_flight(),
+    )
+}
