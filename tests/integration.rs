@@ -8,6 +8,9 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[path = "it/live.rs"]
+mod live;
+
 const SEED_RULE_ID: &str = "d19a2399-f8e2-4b10-80d8-a561ce9d24d1";
 
 fn bin() -> Command {
@@ -43,6 +46,15 @@ fn replay(extra: &[&str], input: &Path) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// Alerts in an NDJSON file (empty when it does not exist yet).
+fn alerts_in(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
 fn alerts(out: &Output) -> Vec<Value> {
