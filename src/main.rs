@@ -3,13 +3,17 @@
 use anyhow::{Context, Result};
 use auditsentry::audit::exec::ExecLimits;
 use auditsentry::audit::reassemble::ReassembleConfig;
-use auditsentry::cli::{Cli, Command, ReplayArgs, RulesCommand};
+use auditsentry::cli::{Cli, Command, ConfigCommand, OutputArgs, ReplayArgs, RulesCommand};
+use auditsentry::config::{self, Config, FileOutput};
 use auditsentry::event::Host;
 use auditsentry::pipeline::{self, DetectOptions, Detector, Pipeline};
 use auditsentry::proc::NoFallback;
 use auditsentry::rule::file as rules;
 use auditsentry::rule::kql::EvalOptions;
-use auditsentry::sink::json::JsonSink;
+use auditsentry::rule::ratecap::RateCap;
+use auditsentry::sink::json::{FsyncPolicy, JsonSink};
+use auditsentry::sink::syslog::SyslogSink;
+use auditsentry::sink::Fanout;
 use auditsentry::state::SledStore;
 use clap::Parser;
 use std::process::ExitCode;
@@ -17,10 +21,13 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Replay(args) => replay(args),
+        Command::Replay(args) => replay(*args),
         Command::Rules {
             command: RulesCommand::Check { paths },
         } => rules_check(&paths),
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => config_check(file.as_deref()),
     };
     match result {
         Ok(code) => code,
@@ -31,13 +38,94 @@ fn main() -> ExitCode {
     }
 }
 
-fn replay(args: ReplayArgs) -> Result<ExitCode> {
-    let rules = if args.rules.is_empty() {
-        vec![rules::builtin()]
-    } else {
-        rules::load_paths(&args.rules)?
+/// Which mode is asking for its configuration: syslog is on by default for the daemon only, and
+/// replay prints alerts on stdout unless told otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `replay`: syslog only with `--syslog`; alerts on stdout by default; notices on stderr.
+    Replay,
+    /// The daemon: the configuration file decides.
+    #[allow(dead_code)]
+    Run,
+}
+
+/// The configuration file (or the defaults) with the command-line flags applied on top.
+fn effective_config(flags: &OutputArgs, mode: Mode) -> Result<Config> {
+    let mut cfg = match &flags.config {
+        Some(path) => config::load(path)?,
+        None => Config::default(),
     };
-    let store = match &args.state_dir {
+    if mode == Mode::Replay {
+        cfg.syslog.enabled = false;
+    }
+    if let Some(facility) = flags.syslog {
+        cfg.syslog.enabled = true;
+        if let Some(f) = facility {
+            cfg.syslog.facility = f;
+        }
+    }
+    if flags.no_syslog {
+        cfg.syslog.enabled = false;
+    }
+    if let Some(n) = flags.syslog_max_line {
+        cfg.syslog.max_line = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    let file_output = |path: &std::path::Path, old: &Option<FileOutput>| FileOutput {
+        path: path.to_path_buf(),
+        fsync: old.as_ref().map_or(FsyncPolicy::Never, |o| o.fsync),
+    };
+    if let Some(path) = &flags.json {
+        cfg.json = Some(file_output(path, &cfg.json));
+    }
+    if let Some(path) = &flags.events {
+        cfg.events = Some(file_output(path, &cfg.events));
+    }
+    if flags.max_signals.is_some() {
+        cfg.max_signals = flags.max_signals;
+    }
+    Ok(cfg)
+}
+
+/// Every output `cfg` asks for, as one sink. In replay, alerts go to stdout when no JSON output is
+/// configured (as they always have), and rate-cap summaries also go to stderr.
+fn outputs_from(cfg: &Config, mode: Mode) -> Result<Fanout> {
+    let mut out = Fanout::new();
+    match &cfg.json {
+        Some(json) => out.push(Box::new(JsonSink::open(&json.path, json.fsync)?)),
+        None if mode == Mode::Replay => out.push(Box::new(JsonSink::stdout())),
+        None => {}
+    }
+    if cfg.syslog.enabled {
+        out.push(Box::new(SyslogSink::new(
+            cfg.syslog.facility,
+            cfg.syslog.max_line,
+        )));
+    }
+    if let Some(events) = &cfg.events {
+        out.set_events(Box::new(
+            JsonSink::open(&events.path, events.fsync)?.into_events(),
+        ));
+    }
+    out.set_notices_to_stderr(mode == Mode::Replay);
+    Ok(out)
+}
+
+fn replay(args: ReplayArgs) -> Result<ExitCode> {
+    let cfg = effective_config(&args.output, Mode::Replay)?;
+    let from_file = args.output.config.is_some();
+    let rules = if !args.rules.is_empty() {
+        rules::load_paths(&args.rules)?
+    } else if from_file {
+        rules::load_paths(&cfg.rules)?
+    } else {
+        vec![rules::builtin()]
+    };
+    let state_dir = match &args.state_dir {
+        Some(dir) => Some(dir.clone()),
+        None if from_file => Some(cfg.state_dir.clone()),
+        None => None,
+    };
+    let store = match &state_dir {
         Some(dir) => {
             let (store, report) = SledStore::open(dir)
                 .with_context(|| format!("opening state directory {}", dir.display()))?;
@@ -55,20 +143,24 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
     };
     let opts = DetectOptions {
         reassemble: ReassembleConfig {
-            timeout_ms: args.reassembly_timeout_ms,
-            max_in_flight: args.max_in_flight,
+            timeout_ms: args
+                .reassembly_timeout_ms
+                .unwrap_or(cfg.reassembly_timeout_ms),
+            max_in_flight: args.max_in_flight.unwrap_or(cfg.max_in_flight),
             ..ReassembleConfig::default()
         },
         exec_limits: ExecLimits::default(),
         eval: EvalOptions {
-            ignore_above: args.ignore_above,
+            ignore_above: args.ignore_above.or(cfg.ignore_above),
         },
         all_matches: args.all_matches,
         host,
         proc_capacity: 65_536,
     };
-    let mut pipe = Pipeline::new(Detector::new(rules, store, Box::new(NoFallback), opts));
-    let mut sink = JsonSink::stdout();
+    let detector = Detector::new(rules, store, Box::new(NoFallback), opts)
+        .with_rate_cap(RateCap::new(cfg.max_signals, cfg.rate_window_ms()));
+    let mut pipe = Pipeline::new(detector);
+    let mut sink = outputs_from(&cfg, Mode::Replay)?;
     let stats = pipeline::replay(&args.inputs, args.format, &mut pipe, &mut sink);
     let stats = match stats {
         Ok(s) => s,
@@ -108,4 +200,18 @@ fn rules_check(paths: &[std::path::PathBuf]) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+fn config_check(file: Option<&std::path::Path>) -> Result<ExitCode> {
+    let path = file.unwrap_or(std::path::Path::new(config::DEFAULT_PATH));
+    match config::load(path) {
+        Ok(_) => {
+            println!("ok: {}", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("error: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
 }

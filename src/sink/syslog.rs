@@ -45,11 +45,12 @@ pub enum Severity {
 pub const DEFAULT_MAX_LINE: usize = 2048;
 
 /// A syslog facility by its syslog.conf name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Facility {
     /// `auth`
     Auth,
     /// `authpriv` (the default: alerts are security-relevant and not for every reader)
+    #[default]
     Authpriv,
     /// `daemon`
     Daemon,
@@ -101,12 +102,6 @@ impl Facility {
             Facility::Authpriv => 10,
             Facility::Local(n) => 16 + n.min(7),
         }
-    }
-}
-
-impl Default for Facility {
-    fn default() -> Self {
-        Facility::Authpriv
     }
 }
 
