@@ -168,6 +168,14 @@ impl<S: TermStore> Detector<S> {
         notify(&closed, sink)
     }
 
+    /// Closes the rate-cap windows that ended by audit time `now_ms` and sends their summaries to
+    /// `sink`: a live source calls it when idle, so a summary does not wait for the next exec.
+    pub fn advance_rate_cap(&mut self, now_ms: u64, sink: &mut dyn Sink) -> Result<(), SinkError> {
+        let mut closed = Vec::new();
+        self.cap.advance(now_ms, &mut closed);
+        notify(&closed, sink)
+    }
+
     /// Closes every rate-cap window (end of run) and sends the summary of each that capped alerts
     /// to `sink` as a notice.
     pub fn close_windows(&mut self, sink: &mut dyn Sink) -> Result<(), SinkError> {
