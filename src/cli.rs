@@ -1,6 +1,7 @@
 //! Command-line flags as typed values. No I/O here: `main` turns these into a run.
 
 use crate::daemon::kernel::SourceRequest;
+use crate::sink::syslog::Facility;
 use crate::source::file::Format;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
@@ -18,17 +19,84 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Replay audit logs or netlink captures and print one JSON alert per line on stdout.
-    Replay(ReplayArgs),
+    Replay(Box<ReplayArgs>),
     /// Watch the running kernel's audit stream until SIGTERM/SIGINT, alerting as events arrive.
-    Run(RunArgs),
-    /// Print the kernel's audit status, the source `auto` would pick and why, and execve coverage.
-    Status,
+    Run(Box<RunArgs>),
+    /// Run as an auditd plugin: `run --source plugin --config CONFIG` in the two arguments auditd
+    /// allows (`args = plugin` in plugins.d/auditsentry.conf).
+    Plugin {
+        /// Configuration file (default: /etc/auditsentry/auditsentry.toml when it exists).
+        config: Option<PathBuf>,
+    },
+    /// Print the kernel's audit status, the source `auto` would pick and why, execve coverage, and
+    /// the last status line of a running agent.
+    Status {
+        /// State directory of the running agent (default: the config's, /var/lib/auditsentry).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+    },
     /// Work with detection-rule files.
     Rules {
         /// What to do with the rule files.
         #[command(subcommand)]
         command: RulesCommand,
     },
+    /// Work with the configuration file.
+    Config {
+        /// What to do with the configuration file.
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+/// `auditsentry config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a configuration file: print `ok: FILE`, or the error (file, line, key) and exit 1.
+    Check {
+        /// The file (default: /etc/auditsentry/auditsentry.toml).
+        file: Option<PathBuf>,
+    },
+}
+
+/// Output and configuration flags shared by every mode that detects (`replay`, and the daemon).
+/// They override the configuration file.
+#[derive(Debug, Clone, Default, Args)]
+pub struct OutputArgs {
+    /// Configuration file (see `auditsentry config check`); flags override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Also send each alert as one line to syslog, optionally to FACILITY (default: the config's,
+    /// authpriv).
+    #[arg(
+        long,
+        value_name = "FACILITY",
+        num_args = 0..=1,
+        require_equals = true,
+        value_parser = parse_facility,
+        conflicts_with = "no_syslog"
+    )]
+    pub syslog: Option<Option<Facility>>,
+    /// Do not send alerts to syslog, whatever the configuration says.
+    #[arg(long)]
+    pub no_syslog: bool,
+    /// Cap of one syslog line in bytes (256 to 65536; default 2048).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(256..=65_536))]
+    pub syslog_max_line: Option<u64>,
+    /// Write NDJSON alerts to FILE (appended) or `-` for standard output.
+    #[arg(long, value_name = "FILE|-")]
+    pub json: Option<PathBuf>,
+    /// Write every exec event as an ECS document (NDJSON) to FILE or `-`.
+    #[arg(long, value_name = "FILE|-")]
+    pub events: Option<PathBuf>,
+    /// At most N alerts per rule per rate-cap window (default: each rule's max_signals).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_signals: Option<u32>,
+}
+
+fn parse_facility(name: &str) -> Result<Facility, String> {
+    Facility::from_name(name)
+        .ok_or_else(|| format!("unknown facility {name:?} (one of {})", Facility::NAMES))
 }
 
 /// `auditsentry rules ...`.
@@ -66,12 +134,15 @@ pub struct ReplayArgs {
     /// host.name of the documents (default: the kernel's host name).
     #[arg(long, value_name = "NAME")]
     pub host_name: Option<String>,
-    /// Close an event without EOE once audit time is this far past its first record.
-    #[arg(long, value_name = "MS", default_value_t = 2000)]
-    pub reassembly_timeout_ms: u64,
-    /// Most events open at once; the oldest is closed (and counted) beyond it.
-    #[arg(long, value_name = "N", default_value_t = 4096)]
-    pub max_in_flight: usize,
+    /// Close an event without EOE once audit time is this far past its first record (default 2000).
+    #[arg(long, value_name = "MS")]
+    pub reassembly_timeout_ms: Option<u64>,
+    /// Most events open at once; the oldest is closed (and counted) beyond it (default 4096).
+    #[arg(long, value_name = "N")]
+    pub max_in_flight: Option<usize>,
+    /// Configuration and outputs.
+    #[command(flatten)]
+    pub output: OutputArgs,
     /// Do not print the summary line on stderr.
     #[arg(long, short)]
     pub quiet: bool,
@@ -80,21 +151,18 @@ pub struct ReplayArgs {
     pub inputs: Vec<String>,
 }
 
-/// Flags of `auditsentry run`.
+/// Flags of `auditsentry run`; each overrides the configuration file.
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Live source: multicast (kernel ≥ 3.16), unicast (no auditd), plugin (auditd's stdin), or auto.
-    #[arg(long, value_enum, default_value = "auto")]
-    pub source: SourceRequest,
-    /// Rule file or directory of *.toml rules (repeatable); default: the built-in seed rule.
+    #[arg(long, value_enum)]
+    pub source: Option<SourceRequest>,
+    /// Rule file or directory of *.toml rules (repeatable).
     #[arg(long = "rules", value_name = "PATH")]
     pub rules: Vec<PathBuf>,
-    /// New-terms state directory.
-    #[arg(long, value_name = "DIR", default_value = "/var/lib/auditsentry")]
-    pub state_dir: PathBuf,
-    /// Also write alerts as NDJSON to FILE (appended), or `-` for stdout.
-    #[arg(long, value_name = "FILE|-")]
-    pub json: Option<String>,
+    /// New-terms state directory (default /var/lib/auditsentry).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
     /// Write every received netlink frame to FILE, replayable with `auditsentry replay`.
     #[arg(long, value_name = "FILE")]
     pub record: Option<PathBuf>,
@@ -104,7 +172,60 @@ pub struct RunArgs {
     /// Leave the execve rules the agent added in place on exit.
     #[arg(long)]
     pub keep_rules: bool,
-    /// Seconds between status lines.
-    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
-    pub status_period: u64,
+    /// Seconds between status lines (default 300).
+    #[arg(long, value_name = "SECONDS")]
+    pub status_period: Option<u64>,
+    /// Configuration and outputs.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replay(args: &[&str]) -> Result<ReplayArgs, String> {
+        let argv = ["auditsentry", "replay"].iter().chain(args);
+        match Cli::try_parse_from(argv) {
+            Ok(Cli {
+                command: Command::Replay(r),
+            }) => Ok(*r),
+            Ok(other) => Err(format!("{other:?}")),
+            Err(e) => Err(e.kind().to_string()),
+        }
+    }
+
+    #[test]
+    fn syslog_flag_takes_an_optional_facility_without_eating_the_input() {
+        let r = replay(&["--syslog", "a.log"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.output.syslog, Some(None));
+        assert_eq!(r.inputs, ["a.log"]);
+        let r = replay(&["--syslog=local5", "a.log"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.output.syslog, Some(Some(Facility::Local(5))));
+        let r = replay(&["a.log"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.output.syslog, None);
+        assert!(!r.output.no_syslog);
+        assert_eq!(r.reassembly_timeout_ms, None);
+    }
+
+    #[test]
+    fn bad_output_flags_are_usage_errors() {
+        assert!(replay(&["--syslog=nope", "a.log"]).is_err());
+        assert!(replay(&["--syslog", "--no-syslog", "a.log"]).is_err());
+        assert!(replay(&["--syslog-max-line", "10", "a.log"]).is_err());
+        assert!(replay(&["--max-signals", "0", "a.log"]).is_err());
+        let r = replay(&[
+            "--max-signals",
+            "5",
+            "--json",
+            "-",
+            "--events",
+            "e.json",
+            "a.log",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.output.max_signals, Some(5));
+        assert_eq!(r.output.json, Some(PathBuf::from("-")));
+        assert_eq!(r.output.events, Some(PathBuf::from("e.json")));
+    }
 }

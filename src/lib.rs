@@ -16,6 +16,7 @@
 pub mod alert;
 pub mod audit;
 pub mod cli;
+pub mod config;
 pub mod daemon;
 pub mod event;
 pub mod pipeline;

@@ -3,30 +3,41 @@
 use anyhow::{Context, Result};
 use auditsentry::audit::exec::ExecLimits;
 use auditsentry::audit::reassemble::ReassembleConfig;
-use auditsentry::cli::{Cli, Command, ReplayArgs, RulesCommand, RunArgs};
-use auditsentry::daemon::kernel::{self, SourceRequest};
-use auditsentry::daemon::{self, RunOptions, StderrLog};
+use auditsentry::cli::{
+    Cli, Command, ConfigCommand, OutputArgs, ReplayArgs, RulesCommand, RunArgs,
+};
+use auditsentry::config::{self, Config, FileOutput, SourceKind};
+use auditsentry::daemon::kernel;
+use auditsentry::daemon::{self, Log, RunOptions};
 use auditsentry::event::Host;
 use auditsentry::pipeline::{self, DetectOptions, Detector, Pipeline};
 use auditsentry::proc::NoFallback;
 use auditsentry::rule::file as rules;
 use auditsentry::rule::kql::EvalOptions;
-use auditsentry::sink::json::JsonSink;
+use auditsentry::rule::ratecap::RateCap;
+use auditsentry::sink::json::{FsyncPolicy, JsonSink};
+use auditsentry::sink::syslog::{self, Facility, SyslogSink};
+use auditsentry::sink::Fanout;
 use auditsentry::source::netlink::{self, AuditSocket};
 use auditsentry::state::SledStore;
 use clap::Parser;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Replay(args) => replay(args),
-        Command::Run(args) => run(args),
-        Command::Status => status(),
+        Command::Replay(args) => replay(*args),
+        Command::Run(args) => run(*args),
+        Command::Plugin { config } => plugin(config),
+        Command::Status { state_dir } => status(state_dir),
         Command::Rules {
             command: RulesCommand::Check { paths },
         } => rules_check(&paths),
+        Command::Config {
+            command: ConfigCommand::Check { file },
+        } => config_check(file.as_deref()),
     };
     match result {
         Ok(code) => code,
@@ -37,13 +48,93 @@ fn main() -> ExitCode {
     }
 }
 
-fn replay(args: ReplayArgs) -> Result<ExitCode> {
-    let rules = if args.rules.is_empty() {
-        vec![rules::builtin()]
-    } else {
-        rules::load_paths(&args.rules)?
+/// Which mode is asking for its configuration: syslog is on by default for the daemon only, and
+/// replay prints alerts on stdout unless told otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `replay`: syslog only with `--syslog`; alerts on stdout by default; notices on stderr.
+    Replay,
+    /// The daemon: the configuration file decides.
+    Run,
+}
+
+/// The configuration file (or the defaults) with the command-line flags applied on top.
+fn effective_config(flags: &OutputArgs, mode: Mode) -> Result<Config> {
+    let mut cfg = match &flags.config {
+        Some(path) => config::load(path)?,
+        None => Config::default(),
     };
-    let store = match &args.state_dir {
+    if mode == Mode::Replay {
+        cfg.syslog.enabled = false;
+    }
+    if let Some(facility) = flags.syslog {
+        cfg.syslog.enabled = true;
+        if let Some(f) = facility {
+            cfg.syslog.facility = f;
+        }
+    }
+    if flags.no_syslog {
+        cfg.syslog.enabled = false;
+    }
+    if let Some(n) = flags.syslog_max_line {
+        cfg.syslog.max_line = usize::try_from(n).unwrap_or(usize::MAX);
+    }
+    let file_output = |path: &std::path::Path, old: &Option<FileOutput>| FileOutput {
+        path: path.to_path_buf(),
+        fsync: old.as_ref().map_or(FsyncPolicy::Never, |o| o.fsync),
+    };
+    if let Some(path) = &flags.json {
+        cfg.json = Some(file_output(path, &cfg.json));
+    }
+    if let Some(path) = &flags.events {
+        cfg.events = Some(file_output(path, &cfg.events));
+    }
+    if flags.max_signals.is_some() {
+        cfg.max_signals = flags.max_signals;
+    }
+    Ok(cfg)
+}
+
+/// Every output `cfg` asks for, as one sink. In replay, alerts go to stdout when no JSON output is
+/// configured (as they always have), and rate-cap summaries also go to stderr.
+fn outputs_from(cfg: &Config, mode: Mode) -> Result<Fanout> {
+    let mut out = Fanout::new();
+    match &cfg.json {
+        Some(json) => out.push(Box::new(JsonSink::open(&json.path, json.fsync)?)),
+        None if mode == Mode::Replay => out.push(Box::new(JsonSink::stdout())),
+        None => {}
+    }
+    if cfg.syslog.enabled {
+        out.push(Box::new(SyslogSink::new(
+            cfg.syslog.facility,
+            cfg.syslog.max_line,
+        )));
+    }
+    if let Some(events) = &cfg.events {
+        out.set_events(Box::new(
+            JsonSink::open(&events.path, events.fsync)?.into_events(),
+        ));
+    }
+    out.set_notices_to_stderr(mode == Mode::Replay);
+    Ok(out)
+}
+
+fn replay(args: ReplayArgs) -> Result<ExitCode> {
+    let cfg = effective_config(&args.output, Mode::Replay)?;
+    let from_file = args.output.config.is_some();
+    let rules = if !args.rules.is_empty() {
+        rules::load_paths(&args.rules)?
+    } else if from_file {
+        rules::load_paths(&cfg.rules)?
+    } else {
+        vec![rules::builtin()]
+    };
+    let state_dir = match &args.state_dir {
+        Some(dir) => Some(dir.clone()),
+        None if from_file => Some(cfg.state_dir.clone()),
+        None => None,
+    };
+    let store = match &state_dir {
         Some(dir) => {
             let (store, report) = SledStore::open(dir)
                 .with_context(|| format!("opening state directory {}", dir.display()))?;
@@ -61,20 +152,24 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
     };
     let opts = DetectOptions {
         reassemble: ReassembleConfig {
-            timeout_ms: args.reassembly_timeout_ms,
-            max_in_flight: args.max_in_flight,
+            timeout_ms: args
+                .reassembly_timeout_ms
+                .unwrap_or(cfg.reassembly_timeout_ms),
+            max_in_flight: args.max_in_flight.unwrap_or(cfg.max_in_flight),
             ..ReassembleConfig::default()
         },
         exec_limits: ExecLimits::default(),
         eval: EvalOptions {
-            ignore_above: args.ignore_above,
+            ignore_above: args.ignore_above.or(cfg.ignore_above),
         },
         all_matches: args.all_matches,
         host,
         proc_capacity: 65_536,
     };
-    let mut pipe = Pipeline::new(Detector::new(rules, store, Box::new(NoFallback), opts));
-    let mut sink = JsonSink::stdout();
+    let detector = Detector::new(rules, store, Box::new(NoFallback), opts)
+        .with_rate_cap(RateCap::new(cfg.max_signals, cfg.rate_window_ms()));
+    let mut pipe = Pipeline::new(detector);
+    let mut sink = outputs_from(&cfg, Mode::Replay)?;
     let stats = pipeline::replay(&args.inputs, args.format, &mut pipe, &mut sink);
     let stats = match stats {
         Ok(s) => s,
@@ -116,44 +211,108 @@ fn rules_check(paths: &[std::path::PathBuf]) -> Result<ExitCode> {
     })
 }
 
-fn detect_options(all_matches: bool, ignore_above: Option<usize>, host: Host) -> DetectOptions {
-    DetectOptions {
-        reassemble: ReassembleConfig::default(),
-        exec_limits: ExecLimits::default(),
-        eval: EvalOptions { ignore_above },
-        all_matches,
-        host,
-        proc_capacity: 65_536,
+/// The configuration file given, else /etc/auditsentry/auditsentry.toml when it exists, else defaults.
+fn default_config() -> Result<Config> {
+    let path = Path::new(config::DEFAULT_PATH);
+    Ok(if path.exists() {
+        config::load(path)?
+    } else {
+        Config::default()
+    })
+}
+
+/// Daemon log lines: stderr always (the journal or the init script's log), syslog when enabled.
+struct DaemonLog {
+    syslog: Option<Facility>,
+}
+
+impl Log for DaemonLog {
+    fn line(&mut self, text: &str) {
+        eprintln!("auditsentry: {text}");
+        if let Some(facility) = self.syslog {
+            let _ = syslog::log_status(facility, text);
+        }
     }
 }
 
 fn run(args: RunArgs) -> Result<ExitCode> {
-    let mut sink: Box<dyn auditsentry::sink::Sink> = match args.json.as_deref() {
-        None | Some("-") => Box::new(JsonSink::stdout()),
-        Some(path) => {
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .with_context(|| format!("opening {path}"))?;
-            Box::new(JsonSink::new(Box::new(file), path))
-        }
+    let mut flags = args.output.clone();
+    if flags.config.is_none() && Path::new(config::DEFAULT_PATH).exists() {
+        flags.config = Some(PathBuf::from(config::DEFAULT_PATH));
+    }
+    let mut cfg = effective_config(&flags, Mode::Run)?;
+    if let Some(source) = args.source {
+        cfg.source = source;
+    }
+    if !args.rules.is_empty() {
+        cfg.rules = args.rules.clone();
+    }
+    if let Some(dir) = &args.state_dir {
+        cfg.state_dir = dir.clone();
+    }
+    if args.no_manage_rules {
+        cfg.manage_rules = false;
+    }
+    if args.keep_rules {
+        cfg.keep_rules = true;
+    }
+    if let Some(secs) = args.status_period {
+        cfg.status_period_secs = secs;
+    }
+    run_daemon(cfg, args.record)
+}
+
+/// `auditsentry plugin [CONFIG]`: the daemon on auditd's plugin stream.
+fn plugin(config_path: Option<PathBuf>) -> Result<ExitCode> {
+    let mut cfg = match config_path {
+        Some(path) => config::load(&path)?,
+        None => default_config()?,
     };
+    cfg.source = SourceKind::Plugin;
+    run_daemon(cfg, None)
+}
+
+fn run_daemon(cfg: Config, record: Option<PathBuf>) -> Result<ExitCode> {
+    // Rules given in the config must load; an empty or missing rules directory means the built-in rule.
+    let rule_paths: Vec<PathBuf> = cfg.rules.iter().filter(|p| p.exists()).cloned().collect();
     let opts = RunOptions {
-        source: args.source,
-        rules: args.rules,
-        state_dir: args.state_dir,
-        manage_rules: !args.no_manage_rules,
-        keep_rules: args.keep_rules,
-        record: args.record,
-        detect: detect_options(false, None, Host::detect()),
-        status_period: Duration::from_secs(args.status_period.max(1)),
+        source: cfg.source,
+        rules: rule_paths,
+        state_dir: cfg.state_dir.clone(),
+        manage_rules: cfg.manage_rules,
+        keep_rules: cfg.keep_rules,
+        record,
+        detect: DetectOptions {
+            reassemble: ReassembleConfig {
+                timeout_ms: cfg.reassembly_timeout_ms,
+                max_in_flight: cfg.max_in_flight,
+                ..ReassembleConfig::default()
+            },
+            exec_limits: ExecLimits::default(),
+            eval: EvalOptions {
+                ignore_above: cfg.ignore_above,
+            },
+            all_matches: false,
+            host: Host::detect(),
+            proc_capacity: 65_536,
+        },
+        status_period: Duration::from_secs(if cfg.status_period_secs == 0 {
+            u64::MAX / 4
+        } else {
+            cfg.status_period_secs
+        }),
+        rate_cap: RateCap::new(cfg.max_signals, cfg.rate_window_ms()),
     };
-    daemon::run(opts, sink.as_mut(), &mut StderrLog)?;
+    let mut sink = outputs_from(&cfg, Mode::Run)?;
+    let mut log = DaemonLog {
+        syslog: cfg.syslog.enabled.then_some(cfg.syslog.facility),
+    };
+    daemon::run(opts, &mut sink, &mut log)?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn status() -> Result<ExitCode> {
+/// Kernel audit status, what `auto` would pick, execve coverage, and the running agent's last status.
+fn status(state_dir: Option<PathBuf>) -> Result<ExitCode> {
     let version = netlink::kernel_version()?;
     let mut ctl =
         AuditSocket::control().context("opening the audit control socket (are we root?)")?;
@@ -175,7 +334,7 @@ fn status() -> Result<ExitCode> {
         "audit: enabled={} pid={} backlog={} backlog_limit={} lost={} failure={} rate_limit={}",
         s.enabled, s.pid, s.backlog, s.backlog_limit, s.lost, s.failure, s.rate_limit
     );
-    match kernel::choose(SourceRequest::Auto, version, &s) {
+    match kernel::choose(SourceKind::Auto, version, &s) {
         Ok((kind, why)) => println!("source auto: {kind} ({why})"),
         Err(why) => println!("source auto: none ({why})"),
     }
@@ -191,5 +350,30 @@ fn status() -> Result<ExitCode> {
             rules.len()
         );
     }
+    let state_dir = match state_dir {
+        Some(dir) => dir,
+        None => default_config()?.state_dir,
+    };
+    match std::fs::read_to_string(state_dir.join(daemon::STATUS_FILE)) {
+        Ok(line) => println!("agent: {}", line.trim_end()),
+        Err(_) => println!(
+            "agent: no status in {} (not running, or not yet reported)",
+            state_dir.display()
+        ),
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+fn config_check(file: Option<&std::path::Path>) -> Result<ExitCode> {
+    let path = file.unwrap_or(std::path::Path::new(config::DEFAULT_PATH));
+    match config::load(path) {
+        Ok(_) => {
+            println!("ok: {}", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            println!("error: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! The only module that knows every stage. It reads frames from the sources, parses them into
 //! records, lets the reassembler group them, builds exec events and documents, asks the rules and
-//! the new-terms gate, and hands alerts to the sinks — counting everything on the way.
+//! the new-terms gate and the rate cap, and hands alerts (and, when an events output wants them,
+//! every exec document) to the sinks — counting everything on the way.
 
 use crate::alert::Alert;
 use crate::audit::exec::{self, ExecLimits};
@@ -11,6 +12,7 @@ use crate::proc::{ProcFallback, ProcessTable};
 use crate::rule::file::{Rule, RuleKind};
 use crate::rule::kql::EvalOptions;
 use crate::rule::new_terms::{NewTermsGate, TermStore, Verdict};
+use crate::rule::ratecap::{CapSummary, Decision, RateCap};
 use crate::sink::{Sink, SinkError};
 use crate::source::file::{self, Format, SourceError};
 use crate::stats::Stats;
@@ -62,6 +64,7 @@ pub struct Detector<S: TermStore> {
     gate: NewTermsGate<S>,
     procs: ProcessTable,
     opts: DetectOptions,
+    cap: RateCap,
     stats: Stats,
     excluded_pid: Option<u32>,
 }
@@ -81,9 +84,16 @@ impl<S: TermStore> Detector<S> {
             gate: NewTermsGate::new(store),
             procs,
             opts,
+            cap: RateCap::default(),
             stats: Stats::default(),
             excluded_pid: None,
         }
+    }
+
+    /// Replaces the rate cap (default: each rule's `max_signals` per 5 minutes of audit time).
+    pub fn with_rate_cap(mut self, cap: RateCap) -> Self {
+        self.cap = cap;
+        self
     }
 
     /// Counters so far.
@@ -114,6 +124,12 @@ impl<S: TermStore> Detector<S> {
         let doc = event::document(&exec, &me, parent.as_ref(), &self.opts.host);
         self.procs.exec(exec.pid, me);
         let time_ms = exec.time.as_millis();
+        if sink.wants_events() {
+            sink.emit_event(&doc)?;
+            self.stats.events_written += 1;
+        }
+        let mut closed = Vec::new();
+        self.cap.advance(time_ms, &mut closed);
         for rule in &self.rules {
             if !rule.query.matches_with(&doc, &self.opts.eval) {
                 continue;
@@ -140,10 +156,35 @@ impl<S: TermStore> Detector<S> {
                     }
                 }
             };
+            // After the gate, as Kibana: a capped alert's tuple stays recorded as seen.
+            match self
+                .cap
+                .check(&rule.id, &rule.name, rule.max_signals, time_ms, &mut closed)
+            {
+                Decision::Pass => {}
+                Decision::Capped => {
+                    self.stats.alerts_capped += 1;
+                    continue;
+                }
+            }
             sink.emit(&Alert::new(rule, doc.clone(), terms))?;
             self.stats.alerts_emitted += 1;
         }
-        Ok(())
+        notify(&closed, sink)
+    }
+
+    /// Closes the rate-cap windows that ended by audit time `now_ms` and sends their summaries to
+    /// `sink`: a live source calls it when idle, so a summary does not wait for the next exec.
+    pub fn advance_rate_cap(&mut self, now_ms: u64, sink: &mut dyn Sink) -> Result<(), SinkError> {
+        let mut closed = Vec::new();
+        self.cap.advance(now_ms, &mut closed);
+        notify(&closed, sink)
+    }
+
+    /// Closes every rate-cap window (end of run) and sends the summary of each that capped alerts
+    /// to `sink` as a notice.
+    pub fn close_windows(&mut self, sink: &mut dyn Sink) -> Result<(), SinkError> {
+        notify(&self.cap.finish(), sink)
     }
 
     /// Flushes the new-terms state (end of run).
@@ -170,6 +211,17 @@ impl<S: TermStore> Detector<S> {
     pub fn processes_mut(&mut self) -> &mut ProcessTable {
         &mut self.procs
     }
+}
+
+/// Sends each summary as one notice; tries all and returns the first failure.
+fn notify(closed: &[CapSummary], sink: &mut dyn Sink) -> Result<(), SinkError> {
+    let mut first = None;
+    for summary in closed {
+        if let Err(e) = sink.notice(&summary.to_string()) {
+            first.get_or_insert(e);
+        }
+    }
+    first.map_or(Ok(()), Err)
 }
 
 /// Frames → records → reassembler → detector, for any source of frames.
@@ -235,7 +287,9 @@ impl<S: TermStore> Pipeline<S> {
             }
         });
         detector.finish();
+        let closed = detector.close_windows(sink);
         sink.flush()?;
+        closed?;
         if let Some(e) = failed {
             return Err(e);
         }

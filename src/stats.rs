@@ -30,6 +30,10 @@ pub struct Stats {
     pub state_errors: u64,
     /// Alerts handed to the sinks.
     pub alerts_emitted: u64,
+    /// Alerts that passed the new-terms gate but were held back by the rate cap (max_signals).
+    pub alerts_capped: u64,
+    /// Exec documents handed to the events output.
+    pub events_written: u64,
     /// Events the reassembler had to close early (in-flight or byte cap).
     pub events_evicted: u64,
     /// Records that arrived after their event was closed.
@@ -45,7 +49,7 @@ impl fmt::Display for Stats {
         write!(
             f,
             "records={} malformed={} unstamped={} events={} exec={} partial={} truncated={} matched={} alerts={} \
-             seen={} missing_terms={} state_errors={} evicted={} late={} duplicate={} lost_serials={}",
+             capped={} events_out={} seen={} missing_terms={} state_errors={} evicted={} late={} duplicate={} lost_serials={}",
             self.records_parsed,
             self.records_malformed,
             self.records_unstamped,
@@ -55,6 +59,8 @@ impl fmt::Display for Stats {
             self.events_truncated,
             self.rules_matched,
             self.alerts_emitted,
+            self.alerts_capped,
+            self.events_written,
             self.terms_seen,
             self.terms_missing,
             self.state_errors,

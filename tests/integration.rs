@@ -331,3 +331,684 @@ fn rules_check_accepts_the_seed_and_names_bad_files() {
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("eql.toml") && said.contains("eql"), "{said}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Outputs and configuration: config file, syslog through a real rsyslogd, rate cap, JSON files.
+// ---------------------------------------------------------------------------------------------
+
+mod outputs {
+    use super::{alerts, bin, repo, shared, summary, SEED_RULE_ID};
+    use std::io::Write;
+    use std::path::{Path, PathBuf};
+    use std::process::{Command, Output, Stdio};
+    use std::sync::{Mutex, MutexGuard};
+    use std::time::{Duration, Instant};
+
+    const HOST: [&str; 4] = [
+        "--host-id",
+        "00000000000000000000000000000001",
+        "--host-name",
+        "testhost",
+    ];
+
+    // --- synthetic audit logs ------------------------------------------------------------------
+
+    /// One successful execve as the kernel logs it (SYSCALL, EXECVE with hex arguments split into
+    /// 7500-character fragments as the kernel does for long ones, CWD, EOE).
+    struct Exec<'a> {
+        serial: u32,
+        ms: u64,
+        pid: u32,
+        ppid: u32,
+        exe: &'a str,
+        args: Vec<Vec<u8>>,
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02X}")).collect()
+    }
+
+    impl Exec<'_> {
+        fn write(&self, out: &mut String) {
+            let stamp = format!(
+                "msg=audit({}.{:03}:{})",
+                self.ms / 1000,
+                self.ms % 1000,
+                self.serial
+            );
+            let comm = self.exe.rsplit('/').next().unwrap_or("x");
+            out.push_str(&format!(
+                "type=SYSCALL {stamp}: arch=c000003e syscall=59 success=yes exit=0 a0=1 a1=2 a2=3 a3=4 \
+                 items=1 ppid={} pid={} auid=1000 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 sgid=0 \
+                 fsgid=0 tty=pts0 ses=3 comm=\"{comm}\" exe=\"{}\" key=\"exec\"\n",
+                self.ppid, self.pid, self.exe
+            ));
+            let mut line = format!("type=EXECVE {stamp}: argc={}", self.args.len());
+            for (i, arg) in self.args.iter().enumerate() {
+                let h = hex(arg);
+                if h.len() <= 7500 {
+                    line.push_str(&format!(" a{i}={h}"));
+                    continue;
+                }
+                line.push_str(&format!(" a{i}_len={}", h.len()));
+                for (j, chunk) in h.as_bytes().chunks(7500).enumerate() {
+                    out.push_str(&line);
+                    out.push('\n');
+                    line = format!(
+                        "type=EXECVE {stamp}:  a{i}[{j}]={}",
+                        String::from_utf8_lossy(chunk)
+                    );
+                }
+            }
+            out.push_str(&line);
+            out.push('\n');
+            out.push_str(&format!("type=CWD {stamp}: cwd=\"/root\"\n"));
+            out.push_str(&format!("type=EOE {stamp}: \n"));
+        }
+    }
+
+    fn args(list: &[&[u8]]) -> Vec<Vec<u8>> {
+        list.iter().map(|a| a.to_vec()).collect()
+    }
+
+    const T0_MS: u64 = 1_700_000_000_000;
+
+    /// A bash (pid 100, whose own exec is in the log) running `ln -s /usr/bin/id LINK` per link.
+    fn ln_log(links: &[Vec<u8>]) -> String {
+        let mut text = String::new();
+        Exec {
+            serial: 1,
+            ms: T0_MS,
+            pid: 100,
+            ppid: 1,
+            exe: "/usr/bin/bash",
+            args: args(&[b"-bash"]),
+        }
+        .write(&mut text);
+        for (i, link) in links.iter().enumerate() {
+            let i = i as u32;
+            let mut a = args(&[b"ln", b"-s", b"/usr/bin/id"]);
+            a.push(link.clone());
+            Exec {
+                serial: 2 + i,
+                ms: T0_MS + 10 + u64::from(i),
+                pid: 200 + i,
+                ppid: 100,
+                exe: "/usr/bin/ln",
+                args: a,
+            }
+            .write(&mut text);
+        }
+        text
+    }
+
+    /// `n` different parents (`/usr/bin/tool{i}`), each running one `ln -s` within one minute:
+    /// `n` distinct new tuples.
+    fn many_parents_log(n: u32) -> String {
+        let mut text = String::new();
+        for i in 0..n {
+            let ms = T0_MS + u64::from(i) * 200; // 250 parents in 50 s
+            let tool = format!("/usr/bin/tool{i}");
+            Exec {
+                serial: 2 * i + 1,
+                ms,
+                pid: 1000 + i,
+                ppid: 1,
+                exe: &tool,
+                args: args(&[tool.as_bytes()]),
+            }
+            .write(&mut text);
+            let link = format!("/tmp/x{i}");
+            Exec {
+                serial: 2 * i + 2,
+                ms: ms + 10,
+                pid: 5000 + i,
+                ppid: 1000 + i,
+                exe: "/usr/bin/ln",
+                args: args(&[b"ln", b"-s", b"/usr/bin/id", link.as_bytes()]),
+            }
+            .write(&mut text);
+        }
+        text
+    }
+
+    fn write_temp(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).expect("write test input");
+        path
+    }
+
+    fn run(args: &[&str]) -> Output {
+        bin().args(args).output().expect("run auditsentry")
+    }
+
+    fn stderr(out: &Output) -> String {
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    // --- rsyslogd -------------------------------------------------------------------------------
+
+    /// The rsyslog rule the syslog tests rely on (also written by `.ci/run`).
+    const DROPIN: &str = "/etc/rsyslog.d/30-auditsentry-test.conf";
+    const DROPIN_TEXT: &str = "local5.* /var/log/auditsentry-test.log\n& stop\n";
+    const SYSLOG_FILE: &str = "/var/log/auditsentry-test.log";
+    const PIDFILE: &str = "/run/rsyslogd.pid";
+
+    /// Syslog tests share one rsyslogd (and restart it): they run one at a time.
+    static RSYSLOG: Mutex<()> = Mutex::new(());
+
+    fn rsyslogd_bin() -> Option<PathBuf> {
+        ["/usr/sbin/rsyslogd", "/sbin/rsyslogd"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.exists())
+    }
+
+    fn rsyslogd_pid() -> Option<i32> {
+        let pid: i32 = std::fs::read_to_string(PIDFILE).ok()?.trim().parse().ok()?;
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        (comm.trim() == "rsyslogd").then_some(pid)
+    }
+
+    fn syslog_file_len() -> u64 {
+        std::fs::metadata(SYSLOG_FILE).map_or(0, |m| m.len())
+    }
+
+    /// Messages (the part after `auditsentry[PID]: `) that process `pid` logged to the test file
+    /// after byte `from`.
+    fn messages(pid: u32, from: u64) -> Vec<String> {
+        let data = std::fs::read(SYSLOG_FILE).unwrap_or_default();
+        let start = usize::try_from(from).unwrap_or(0).min(data.len());
+        let tag = format!("auditsentry[{pid}]: ");
+        String::from_utf8_lossy(&data[start..])
+            .lines()
+            .filter_map(|l| l.split_once(&tag).map(|(_, m)| m.to_string()))
+            .collect()
+    }
+
+    /// Waits until `pid` has at least `want` messages, then a little longer for stragglers.
+    fn wait_messages(pid: u32, from: u64, want: usize) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while messages(pid, from).len() < want && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        messages(pid, from)
+    }
+
+    /// Waits until rsyslogd writes a probe line to the test file.
+    fn wait_ready() {
+        let from = syslog_file_len();
+        let token = format!("probe-{}-{:?}", std::process::id(), Instant::now());
+        let mut client = auditsentry::sink::syslog::Syslog::new("/dev/log");
+        let facility = auditsentry::sink::syslog::Facility::Local(5);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            let _ = client.log(facility, auditsentry::sink::syslog::Severity::Info, &token);
+            std::thread::sleep(Duration::from_millis(200));
+            if messages(std::process::id(), from)
+                .iter()
+                .any(|m| m == &token)
+            {
+                return;
+            }
+        }
+        panic!("rsyslogd does not write local5 to {SYSLOG_FILE} (see {DROPIN})");
+    }
+
+    fn start_rsyslogd(bin: &Path) {
+        let status = Command::new(bin).status().expect("start rsyslogd");
+        assert!(status.success(), "rsyslogd failed to start: {status}");
+        wait_ready();
+    }
+
+    fn restart_rsyslogd(bin: &Path) {
+        if let Some(pid) = rsyslogd_pid() {
+            nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            )
+            .expect("stop rsyslogd");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        start_rsyslogd(bin);
+    }
+
+    /// A running rsyslogd that writes local5 to [`SYSLOG_FILE`], held for the calling test; `None`
+    /// (with a loud message) only when rsyslog is not installed.
+    fn rsyslog() -> Option<(MutexGuard<'static, ()>, PathBuf)> {
+        let guard = RSYSLOG.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(bin) = rsyslogd_bin() else {
+            eprintln!(
+                "\n*** SKIPPED: rsyslogd is not installed; the syslog tests did not run. \
+                 `.ci/run` installs it (apt-get install rsyslog). ***\n"
+            );
+            return None;
+        };
+        if std::fs::read_to_string(DROPIN).ok().as_deref() != Some(DROPIN_TEXT) {
+            std::fs::create_dir_all("/etc/rsyslog.d").expect("create /etc/rsyslog.d (root?)");
+            std::fs::write(DROPIN, DROPIN_TEXT).expect("write the rsyslog drop-in (root?)");
+            restart_rsyslogd(&bin);
+        } else if rsyslogd_pid().is_none() {
+            start_rsyslogd(&bin);
+        }
+        Some((guard, bin))
+    }
+
+    /// Spawns `auditsentry replay ARGS` and returns its pid and output.
+    fn replay_pid(args: &[&str]) -> (u32, Output) {
+        let child = bin()
+            .arg("replay")
+            .args(HOST)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn auditsentry");
+        let pid = child.id();
+        let out = child.wait_with_output().expect("wait auditsentry");
+        assert!(out.status.success(), "replay failed: {}", stderr(&out));
+        (pid, out)
+    }
+
+    /// The value of `key=` in a syslog alert line (bare or quoted, escapes kept).
+    fn field(line: &str, key: &str) -> Option<String> {
+        let at = line
+            .find(&format!(" {key}="))
+            .map(|i| i + 1)
+            .or_else(|| line.starts_with(&format!("{key}=")).then_some(0))?;
+        let rest = &line[at + key.len() + 1..];
+        if let Some(q) = rest.strip_prefix('"') {
+            let mut out = String::new();
+            let mut esc = false;
+            for c in q.chars() {
+                match (esc, c) {
+                    (true, c) => {
+                        out.push('\\');
+                        out.push(c);
+                        esc = false;
+                    }
+                    (false, '\\') => esc = true,
+                    (false, '"') => return Some(out),
+                    (false, c) => out.push(c),
+                }
+            }
+            Some(out)
+        } else {
+            Some(rest.split(' ').next().unwrap_or("").to_string())
+        }
+    }
+
+    fn s(v: &serde_json::Value) -> String {
+        match v {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    // --- tests ----------------------------------------------------------------------------------
+
+    #[test]
+    fn syslog_corpus_one_line_per_alert_with_the_right_fields() {
+        let Some((_guard, _)) = rsyslog() else { return };
+        let from = syslog_file_len();
+        let corpus = shared("corpus/raw.audit.log");
+        let corpus = corpus.to_str().expect("utf-8 path");
+        let (pid, out) = replay_pid(&["--syslog=local5", "--all-matches", corpus]);
+        let json = alerts(&out);
+        assert_eq!(json.len(), 30);
+        let lines = wait_messages(pid, from, json.len());
+        assert_eq!(lines.len(), json.len(), "{lines:#?}");
+        for (line, a) in lines.iter().zip(&json) {
+            assert_eq!(
+                field(line, "rule_id").as_deref(),
+                Some(SEED_RULE_ID),
+                "{line}"
+            );
+            assert_eq!(
+                field(line, "rule").as_deref(),
+                Some("System Binary Symlink to Suspicious Location")
+            );
+            assert_eq!(field(line, "severity").as_deref(), Some("low"));
+            assert_eq!(field(line, "host").as_deref(), Some("testhost"));
+            assert_eq!(
+                field(line, "event_id"),
+                Some(s(&a["event"]["id"])),
+                "{line}"
+            );
+            assert_eq!(field(line, "pid"), Some(s(&a["process"]["pid"])), "{line}");
+            assert_eq!(field(line, "ppid"), Some(s(&a["process"]["parent"]["pid"])));
+            assert_eq!(
+                field(line, "parent"),
+                Some(s(&a["process"]["parent"]["name"]))
+            );
+            assert_eq!(
+                field(line, "parent_exe"),
+                Some(s(&a["process"]["parent"]["executable"]))
+            );
+            assert_eq!(field(line, "exe"), Some(s(&a["process"]["executable"])));
+            assert_eq!(field(line, "uid"), Some(s(&a["user"]["id"])));
+            assert_eq!(field(line, "auid"), Some(s(&a["auditd"]["auid"])));
+            assert_eq!(field(line, "argc"), Some(s(&a["process"]["args_count"])));
+            assert!(line.len() <= 2048, "{line}");
+            // Only sc12 (an argument of several KiB) outgrows the default line cap.
+            assert_eq!(
+                line.ends_with("...\" truncated=yes"),
+                line.contains("-sc12"),
+                "{line}"
+            );
+        }
+        // sc10's link name holds a newline: escaped in its one line, never a line of its own.
+        let sc10: Vec<&String> = lines.iter().filter(|l| l.contains("-sc10")).collect();
+        assert_eq!(sc10.len(), 1, "{lines:#?}");
+        assert!(
+            sc10[0].ends_with("-sc10\\nFAKE\\x20ALERT\\x20injected\\x20line\""),
+            "{}",
+            sc10[0]
+        );
+        let all = std::fs::read_to_string(SYSLOG_FILE).unwrap_or_default();
+        assert!(
+            !all.lines()
+                .any(|l| l.starts_with("FAKE ALERT injected line")),
+            "an argument started a line of its own"
+        );
+    }
+
+    #[test]
+    fn syslog_alerts_still_arrive_after_rsyslogd_restarts_mid_run() {
+        let Some((_guard, rsyslogd)) = rsyslog() else {
+            return;
+        };
+        let from = syslog_file_len();
+        let corpus = std::fs::read(shared("corpus/raw.audit.log")).expect("corpus");
+        let lines: Vec<&[u8]> = corpus.split_inclusive(|&b| b == b'\n').collect();
+        let (first, second) = lines.split_at(lines.len() / 2);
+        let mut child = bin()
+            .args([
+                "replay",
+                "--syslog=local5",
+                "--all-matches",
+                "--format",
+                "text",
+            ])
+            .args(HOST)
+            .arg("-")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let pid = child.id();
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(&first.concat()).expect("first half");
+        stdin.flush().expect("flush");
+        let before = wait_messages(pid, from, 1).len();
+        assert!(before >= 1, "no alert of the first half reached rsyslog");
+
+        restart_rsyslogd(&rsyslogd);
+
+        stdin.write_all(&second.concat()).expect("second half");
+        drop(stdin);
+        let out = child.wait_with_output().expect("wait");
+        assert!(out.status.success(), "{}", stderr(&out));
+        let total = alerts(&out).len();
+        assert_eq!(total, 30);
+        assert!(
+            before < total,
+            "every alert came before the restart: nothing tested"
+        );
+        let got = wait_messages(pid, from, total);
+        assert_eq!(
+            got.len(),
+            total,
+            "{} alerts before the restart, {} in syslog in all",
+            before,
+            got.len()
+        );
+    }
+
+    #[test]
+    fn hostile_arguments_make_one_bounded_line_each() {
+        let Some((_guard, _)) = rsyslog() else { return };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let evil = b"/tmp/evil\nFAKE rule=\"x\" q'uote\x1d\x01\x7f \xff\xfe\x80 end\r\n".to_vec();
+        let mut big = b"/tmp/".to_vec();
+        big.extend(std::iter::repeat(b'B').take(1 << 20));
+        let log = write_temp(dir.path(), "hostile.log", &ln_log(&[evil, big]));
+        let from = syslog_file_len();
+        let (pid, out) = replay_pid(&[
+            "--syslog=local5",
+            "--syslog-max-line",
+            "1024",
+            "--all-matches",
+            log.to_str().expect("utf-8"),
+        ]);
+        let json = alerts(&out);
+        assert_eq!(json.len(), 2, "{}", stderr(&out));
+        // The JSON sink keeps the full record.
+        assert_eq!(
+            json[1]["process"]["args"][3].as_str().map(str::len),
+            Some(5 + (1 << 20))
+        );
+        let lines = wait_messages(pid, from, 2);
+        assert_eq!(lines.len(), 2, "{lines:#?}");
+        for l in &lines {
+            assert!(l.len() <= 1024, "{} bytes", l.len());
+            assert_eq!(l.matches(" args=").count(), 1, "{l}");
+            assert_eq!(l.matches(" rule_id=").count(), 1, "{l}");
+        }
+        assert!(
+            lines[0].ends_with(
+                "args=\"ln -s /usr/bin/id /tmp/evil\\nFAKE\\x20rule=\\\"x\\\"\\x20q'uote\\x1d\\x01\\x7f\\x20\u{fffd}\u{fffd}\u{fffd}\\x20end\\r\\n\""
+            ),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].ends_with("BBBB...\" truncated=yes"),
+            "{}",
+            lines[1]
+        );
+        assert!(lines[1].contains(" parent=bash "), "{}", lines[1]);
+        let all = std::fs::read_to_string(SYSLOG_FILE).unwrap_or_default();
+        assert!(!all.lines().any(|l| l.starts_with("FAKE")));
+    }
+
+    #[test]
+    fn rate_cap_250_new_parents_in_a_minute_gives_100_alerts_and_one_summary() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = write_temp(dir.path(), "burst.log", &many_parents_log(250));
+        let log = log.to_str().expect("utf-8");
+        let out = run(&["replay", HOST[0], HOST[1], HOST[2], HOST[3], log]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let got = alerts(&out);
+        assert_eq!(got.len(), 100);
+        assert_eq!(got[99]["process"]["parent"]["name"], "tool99");
+        let err = stderr(&out);
+        let caps: Vec<&str> = err.lines().filter(|l| l.contains("rate cap:")).collect();
+        assert_eq!(
+            caps,
+            [format!(
+                "auditsentry: rate cap: rule=\"System Binary Symlink to Suspicious Location\" \
+                 rule_id={SEED_RULE_ID} window_start=2023-11-14T22:13:20.010Z \
+                 window_end=2023-11-14T22:18:20.010Z max_signals=100 emitted=100 capped=150"
+            )]
+        );
+        let s = summary(&out);
+        assert_eq!((s["alerts"], s["capped"], s["matched"]), (100, 150, 250));
+
+        // --max-signals overrides the rule's max_signals.
+        let out = run(&["replay", "--max-signals", "10", log]);
+        assert_eq!(alerts(&out).len(), 10);
+        assert_eq!(summary(&out)["capped"], 240);
+    }
+
+    #[test]
+    fn rate_cap_summary_reaches_syslog() {
+        let Some((_guard, _)) = rsyslog() else { return };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = write_temp(dir.path(), "burst.log", &many_parents_log(250));
+        let from = syslog_file_len();
+        let (pid, out) = replay_pid(&["--syslog=local5", log.to_str().expect("utf-8")]);
+        assert_eq!(alerts(&out).len(), 100);
+        let lines = wait_messages(pid, from, 101);
+        assert_eq!(lines.len(), 101, "{lines:#?}");
+        let caps: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.starts_with("rate cap:"))
+            .collect();
+        assert_eq!(caps.len(), 1);
+        assert!(
+            caps[0].ends_with(" max_signals=100 emitted=100 capped=150"),
+            "{}",
+            caps[0]
+        );
+    }
+
+    #[test]
+    fn json_file_output_appends_and_events_output_has_every_exec() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let json = dir.path().join("alerts.json");
+        let events = dir.path().join("events.json");
+        let input = repo("tests/data/plugin-node-split.log");
+        for _ in 0..2 {
+            let out = run(&[
+                "replay",
+                "--all-matches",
+                "--json",
+                json.to_str().expect("utf-8"),
+                "--events",
+                events.to_str().expect("utf-8"),
+                input.to_str().expect("utf-8"),
+            ]);
+            assert!(out.status.success(), "{}", stderr(&out));
+            assert!(out.stdout.is_empty(), "alerts went to stdout too");
+            assert_eq!(summary(&out)["events_out"], 2);
+        }
+        let read = |p: &Path| -> Vec<serde_json::Value> {
+            std::fs::read_to_string(p)
+                .expect("output file")
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("JSON line"))
+                .collect()
+        };
+        let a = read(&json);
+        assert_eq!(a.len(), 2, "appended across runs");
+        assert!(a.iter().all(|v| v["event"]["kind"] == "alert"));
+        let e = read(&events);
+        let names: Vec<&str> = e
+            .iter()
+            .map(|v| v["process"]["name"].as_str().unwrap_or("?"))
+            .collect();
+        assert_eq!(names, ["bash", "ln", "bash", "ln"]);
+        assert!(e
+            .iter()
+            .all(|v| v["event"]["kind"] == "event" && v.get("rule").is_none()));
+    }
+
+    #[test]
+    fn config_check_exit_codes_and_messages() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let packaged = repo("packaging/etc/auditsentry.toml");
+        let out = run(&["config", "check", packaged.to_str().expect("utf-8")]);
+        assert_eq!(out.status.code(), Some(0));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("ok: {}\n", packaged.display())
+        );
+
+        let bad = write_temp(
+            dir.path(),
+            "bad.toml",
+            "[output.syslog]\nenabled = true\nfacility = \"nope\"\n",
+        );
+        let out = run(&["config", "check", bad.to_str().expect("utf-8")]);
+        assert_eq!(out.status.code(), Some(1));
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            said.starts_with(&format!(
+                "error: {}:3: output.syslog.facility: unknown facility \"nope\"",
+                bad.display()
+            )),
+            "{said}"
+        );
+        let unknown = write_temp(dir.path(), "unknown.toml", "[limits]\nmax_signal = 5\n");
+        let out = run(&["config", "check", unknown.to_str().expect("utf-8")]);
+        assert_eq!(out.status.code(), Some(1));
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            said.contains(":2: limits.max_signal: unknown key `max_signal`"),
+            "{said}"
+        );
+        let out = run(&["config", "check", "/nonexistent/a.toml"]);
+        assert_eq!(out.status.code(), Some(1));
+
+        // A bad file stops replay before it reads anything.
+        let out = run(&["replay", "--config", bad.to_str().expect("utf-8"), "-"]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            stderr(&out).contains("output.syslog.facility"),
+            "{}",
+            stderr(&out)
+        );
+    }
+
+    #[test]
+    fn replay_reads_the_config_file_and_flags_override_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let json = dir.path().join("from-config.json");
+        let rules = repo("packaging/rules");
+        let cfg = write_temp(
+            dir.path(),
+            "a.toml",
+            &format!(
+                "[rules]\npaths = [{:?}]\n[state]\ndir = {:?}\n[output.json]\npath = {:?}\n\
+                 [output.syslog]\nenabled = true\nfacility = \"local5\"\n[limits]\nmax_signals = 3\n",
+                rules.display().to_string(),
+                dir.path().join("state").display().to_string(),
+                json.display().to_string()
+            ),
+        );
+        let burst = write_temp(dir.path(), "burst.log", &many_parents_log(5));
+        let cfg = cfg.to_str().expect("utf-8");
+        let burst = burst.to_str().expect("utf-8");
+        let out = run(&["replay", "--config", cfg, burst]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(out.stdout.is_empty());
+        let written = std::fs::read_to_string(&json).expect("json output");
+        assert_eq!(written.lines().count(), 3, "max_signals from the file");
+        assert!(dir.path().join("state").exists(), "state dir from the file");
+
+        // Capped alerts' tuples stay recorded (as in Kibana): a second pass raises nothing.
+        let out = run(&["replay", "--config", cfg, burst]);
+        assert_eq!(summary(&out)["seen"], 5);
+        assert_eq!(summary(&out)["alerts"], 0);
+
+        // Flags win: stdout instead of the file, another state, another cap.
+        let fresh = dir.path().join("fresh");
+        let out = run(&[
+            "replay",
+            "--config",
+            cfg,
+            "--json",
+            "-",
+            "--state-dir",
+            fresh.to_str().expect("utf-8"),
+            "--max-signals",
+            "1",
+            burst,
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(alerts(&out).len(), 1);
+        assert_eq!(summary(&out)["capped"], 4);
+        assert_eq!(
+            std::fs::read_to_string(&json)
+                .map(|t| t.lines().count())
+                .ok(),
+            Some(3)
+        );
+    }
+}

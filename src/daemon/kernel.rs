@@ -10,19 +10,8 @@ use std::path::Path;
 /// Filter key of the rules the agent adds (`-k auditsentry`).
 pub const RULE_KEY: &str = "auditsentry";
 
-/// Which live source the operator asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SourceRequest {
-    /// Multicast on kernels ≥ 3.16, else unicast when no daemon is registered, else explain the plugin.
-    Auto,
-    /// NETLINK_AUDIT multicast group AUDIT_NLGRP_READLOG: coexists with auditd.
-    Multicast,
-    /// Register as the audit daemon (only when none is registered).
-    Unicast,
-    /// Read auditd's plugin stream on stdin.
-    Plugin,
-}
+/// Which live source the operator asked for (the config's `source.kind`).
+pub use crate::config::SourceKind as SourceRequest;
 
 /// The live source that will run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -316,7 +305,10 @@ mod tests {
         let plain = RuleData::exec_rule(Arch::I386, None, "exec").expect("rule");
         assert!(!ours.covers_all_execve(Arch::X86_64), "pid!= narrows it");
         assert!(plain.covers_all_execve(Arch::I386));
-        assert_eq!(missing_exec_rules(std::slice::from_ref(&plain)), vec![Arch::X86_64]);
+        assert_eq!(
+            missing_exec_rules(std::slice::from_ref(&plain)),
+            vec![Arch::X86_64]
+        );
         assert_eq!(
             missing_exec_rules(&[plain, ours]),
             Vec::<Arch>::new(),

@@ -44,9 +44,14 @@ pub struct RunOptions {
     pub record: Option<PathBuf>,
     /// Detection knobs.
     pub detect: DetectOptions,
-    /// How often a status line is logged.
+    /// How often a status line is logged (and written to `STATE_DIR/status`).
     pub status_period: Duration,
+    /// Kibana's max_signals per rule per window.
+    pub rate_cap: crate::rule::ratecap::RateCap,
 }
+
+/// File in the state directory holding the last status line, for `auditsentry status`.
+pub const STATUS_FILE: &str = "status";
 
 /// Where the daemon says what it is doing (stderr, and syslog when on).
 pub trait Log {
@@ -183,6 +188,7 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
             break;
         }
     }
+    let _ = pipe.detector_mut().close_windows(sink);
     let stats = pipe.finish(sink);
     if kind == SourceKind::Unicast {
         if let Err(e) = ctl.set_pid(0) {
@@ -245,7 +251,12 @@ fn worker<S: crate::rule::new_terms::TermStore>(
                 Err(_) => return Ok(()),
             },
             recv(tick) -> _ => {
-                if let Err(e) = pipe.advance_clock(now(), sink) {
+                let t = now();
+                let result = pipe
+                    .advance_clock(t, sink)
+                    .and_then(|()| pipe.detector_mut().advance_rate_cap(t.as_millis(), sink))
+                    .and_then(|()| sink.flush());
+                if let Err(e) = result {
                     log.line(&format!("output error: {e}"));
                 }
             }
@@ -266,7 +277,9 @@ fn worker<S: crate::rule::new_terms::TermStore>(
         }
         if Instant::now() >= next_status {
             next_status = Instant::now() + opts.status_period;
-            log.line(&status_line(pipe, reader, ctl));
+            let line = status_line(pipe, reader, ctl);
+            let _ = std::fs::write(opts.state_dir.join(STATUS_FILE), format!("{line}\n"));
+            log.line(&line);
         }
     }
 }
@@ -280,6 +293,9 @@ fn reload<S: crate::rule::new_terms::TermStore>(
 ) {
     if !opts.rules.is_empty() {
         match rules::load_paths(&opts.rules) {
+            Ok(list) if list.is_empty() => {
+                log.line("reload found no rules; keeping the running rules")
+            }
             Ok(list) => {
                 log.line(&format!("reloaded {} rule(s)", list.len()));
                 pipe.detector_mut().set_rules(list);

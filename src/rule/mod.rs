@@ -4,3 +4,4 @@
 pub mod file;
 pub mod kql;
 pub mod new_terms;
+pub mod ratecap;

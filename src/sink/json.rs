@@ -1,22 +1,59 @@
-//! NDJSON sink: one ECS alert object per line. serde_json escapes every control character, so an
-//! argument holding a newline can never start a second line.
+//! NDJSON sink: one ECS object per line, to standard output or to a file. serde_json escapes every
+//! control character, so an argument holding a newline can never start a second line.
+//!
+//! File mode appends (creating the file with mode 0640), writes each line with one `write(2)` so a
+//! reader never sees half a line, reopens the path on [`Sink::reopen`] (logrotate renames the file,
+//! the daemon reopens on SIGHUP) and syncs to disk as its [`FsyncPolicy`] says. The same sink writes
+//! the "events" output (every exec document) through [`Sink::emit_event`].
 
 use super::{Sink, SinkError};
 use crate::alert::Alert;
+use serde_json::Value;
+use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-/// Writes alerts as newline-delimited JSON to any writer (stdout, a file).
+/// Mode of a newly created output file: owner read/write, group read (alerts are sensitive).
+pub const FILE_MODE: u32 = 0o640;
+
+/// When a file sink forces its data to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// Never: the kernel writes back when it likes (lines are still written immediately).
+    Never,
+    /// After every alert (or event) line.
+    Alert,
+    /// At most once per this interval, on the next write or flush after it elapsed.
+    Interval(Duration),
+}
+
+enum Out {
+    Stream(Box<dyn Write + Send>),
+    File {
+        path: PathBuf,
+        file: File,
+        fsync: FsyncPolicy,
+        last_sync: Instant,
+        dirty: bool,
+    },
+}
+
+/// Writes alerts (and, as the events output, exec documents) as newline-delimited JSON.
 pub struct JsonSink {
-    out: Box<dyn Write + Send>,
+    out: Out,
     target: String,
+    events: bool,
 }
 
 impl JsonSink {
     /// A sink over `out`; `target` names it in errors.
     pub fn new(out: Box<dyn Write + Send>, target: impl Into<String>) -> Self {
         JsonSink {
-            out,
+            out: Out::Stream(out),
             target: target.into(),
+            events: false,
         }
     }
 
@@ -31,22 +68,237 @@ impl JsonSink {
         )
     }
 
+    /// A sink appending to `path` (created with mode 0640 if missing).
+    pub fn file(path: &Path, fsync: FsyncPolicy) -> Result<Self, SinkError> {
+        let target = path.display().to_string();
+        let file = open_append(path).map_err(|source| SinkError {
+            target: target.clone(),
+            source,
+        })?;
+        Ok(JsonSink {
+            out: Out::File {
+                path: path.to_path_buf(),
+                file,
+                fsync,
+                last_sync: Instant::now(),
+                dirty: false,
+            },
+            target,
+            events: false,
+        })
+    }
+
+    /// `-` is standard output, anything else a file as in [`JsonSink::file`].
+    pub fn open(path: &Path, fsync: FsyncPolicy) -> Result<Self, SinkError> {
+        if path == Path::new("-") {
+            Ok(JsonSink::stdout())
+        } else {
+            JsonSink::file(path, fsync)
+        }
+    }
+
+    /// Makes this sink the events output: [`Sink::emit_event`] writes every exec document.
+    pub fn into_events(mut self) -> Self {
+        self.events = true;
+        self
+    }
+
     fn err(&self, source: std::io::Error) -> SinkError {
         SinkError {
             target: self.target.clone(),
             source,
         }
     }
+
+    fn write_value(&mut self, value: &Value) -> Result<(), SinkError> {
+        let mut line = serde_json::to_vec(value).map_err(|e| self.err(e.into()))?;
+        line.push(b'\n');
+        let result = match &mut self.out {
+            Out::Stream(w) => w.write_all(&line),
+            Out::File {
+                file,
+                fsync,
+                last_sync,
+                dirty,
+                ..
+            } => file.write_all(&line).and_then(|()| {
+                *dirty = true;
+                sync_if_due(file, *fsync, last_sync, dirty, false)
+            }),
+        };
+        result.map_err(|e| self.err(e))
+    }
+}
+
+fn open_append(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(FILE_MODE)
+        .open(path)
+}
+
+/// Syncs `file` when the policy says it is time (`closing` forces an interval sync).
+fn sync_if_due(
+    file: &File,
+    fsync: FsyncPolicy,
+    last_sync: &mut Instant,
+    dirty: &mut bool,
+    closing: bool,
+) -> std::io::Result<()> {
+    if !*dirty {
+        return Ok(());
+    }
+    let due = match fsync {
+        FsyncPolicy::Never => false,
+        FsyncPolicy::Alert => true,
+        FsyncPolicy::Interval(every) => closing || last_sync.elapsed() >= every,
+    };
+    if due {
+        file.sync_data()?;
+        *last_sync = Instant::now();
+        *dirty = false;
+    }
+    Ok(())
 }
 
 impl Sink for JsonSink {
     fn emit(&mut self, alert: &Alert) -> Result<(), SinkError> {
-        let mut line = serde_json::to_vec(&alert.to_json()).map_err(|e| self.err(e.into()))?;
-        line.push(b'\n');
-        self.out.write_all(&line).map_err(|e| self.err(e))
+        self.write_value(&alert.to_json())
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
-        self.out.flush().map_err(|e| self.err(e))
+        let result = match &mut self.out {
+            Out::Stream(w) => w.flush(),
+            Out::File {
+                file,
+                fsync,
+                last_sync,
+                dirty,
+                ..
+            } => sync_if_due(file, *fsync, last_sync, dirty, true),
+        };
+        result.map_err(|e| self.err(e))
+    }
+
+    /// Reopens the file by its path, so writing continues in the file logrotate created (or in a
+    /// new one). The old file is synced first as the policy says. Standard output is left as it is.
+    fn reopen(&mut self) -> Result<(), SinkError> {
+        self.flush()?;
+        let result = match &mut self.out {
+            Out::Stream(_) => Ok(()),
+            Out::File { path, file, .. } => open_append(path).map(|f| *file = f),
+        };
+        result.map_err(|e| self.err(e))
+    }
+
+    fn wants_events(&self) -> bool {
+        self.events
+    }
+
+    fn emit_event(&mut self, document: &Value) -> Result<(), SinkError> {
+        if self.events {
+            self.write_value(document)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn alert(n: u32) -> Alert {
+        Alert {
+            rule_id: "r".into(),
+            rule_name: "R".into(),
+            severity: "low".into(),
+            risk_score: n,
+            new_terms: vec![],
+            document: json!({"event": {"kind": "event"}}),
+        }
+    }
+
+    fn lines(path: &Path) -> Vec<Value> {
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    #[test]
+    fn file_mode_appends_with_mode_0640() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("alerts.json");
+        std::fs::write(&path, "{\"old\":true}\n")?;
+        let mut sink = JsonSink::file(&path, FsyncPolicy::Alert)?;
+        sink.emit(&alert(1))?;
+        sink.flush()?;
+        let got = lines(&path);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0], json!({"old": true}));
+        assert_eq!(got[1]["rule"]["risk_score"], 1);
+        assert_eq!(got[1]["event"]["kind"], "alert");
+
+        let fresh = dir.path().join("new.json");
+        JsonSink::file(&fresh, FsyncPolicy::Never)?;
+        let mode = std::fs::metadata(&fresh)?.permissions().mode() & 0o777;
+        // The umask can only remove bits.
+        assert_eq!(mode & !FILE_MODE, 0, "{mode:o}");
+        Ok(())
+    }
+
+    #[test]
+    fn reopen_after_rename_writes_to_the_new_file() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("alerts.json");
+        let rotated = dir.path().join("alerts.json.1");
+        let mut sink = JsonSink::file(&path, FsyncPolicy::Interval(Duration::from_secs(3600)))?;
+        sink.emit(&alert(1))?;
+        std::fs::rename(&path, &rotated)?;
+        sink.emit(&alert(2))?; // still the old file, as with any daemon before SIGHUP
+        sink.reopen()?;
+        sink.emit(&alert(3))?;
+        sink.flush()?;
+        let old: Vec<_> = lines(&rotated)
+            .iter()
+            .map(|v| v["rule"]["risk_score"].clone())
+            .collect();
+        let new: Vec<_> = lines(&path)
+            .iter()
+            .map(|v| v["rule"]["risk_score"].clone())
+            .collect();
+        assert_eq!(old, [json!(1), json!(2)]);
+        assert_eq!(new, [json!(3)]);
+        Ok(())
+    }
+
+    #[test]
+    fn events_are_written_only_by_an_events_sink() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("events.json");
+        let mut plain = JsonSink::file(&path, FsyncPolicy::Never)?;
+        assert!(!plain.wants_events());
+        plain.emit_event(&json!({"x": 1}))?;
+        let mut events = JsonSink::file(&path, FsyncPolicy::Never)?.into_events();
+        assert!(events.wants_events());
+        events.emit_event(&json!({"x": 2}))?;
+        assert_eq!(lines(&path), [json!({"x": 2})]);
+        Ok(())
+    }
+
+    #[test]
+    fn unopenable_file_names_its_path() {
+        let e = JsonSink::file(Path::new("/nonexistent/dir/a.json"), FsyncPolicy::Never)
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some("cannot write alerts to /nonexistent/dir/a.json: No such file or directory (os error 2)")
+        );
     }
 }

@@ -58,6 +58,7 @@ impl Agent {
     pub fn start(args: &[&str], json: &Path) -> Agent {
         let mut child = bin()
             .arg("run")
+            .arg("--no-syslog")
             .args(args)
             .arg("--json")
             .arg(json)

@@ -1,0 +1,842 @@
+//! `/etc/auditsentry/auditsentry.toml` → a validated [`Config`], in two stages: serde reads the text
+//! into raw tables that deny unknown keys and remember where each value was written, then
+//! validation turns them into typed settings. Every error names the file, the line and the dotted
+//! key (`reassembly.timeout_ms`), so an operator can fix the file without reading code; `auditsentry
+//! config check` runs exactly this.
+//!
+//! Defaults live here (and in `packaging/etc/auditsentry.toml`, which a test keeps equal to them).
+
+use crate::sink::json::FsyncPolicy;
+use crate::sink::syslog::{Facility, DEFAULT_MAX_LINE};
+use serde::Deserialize;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// Where the daemon reads its configuration by default.
+pub const DEFAULT_PATH: &str = "/etc/auditsentry/auditsentry.toml";
+/// Default detection-rules directory.
+pub const DEFAULT_RULES_DIR: &str = "/etc/auditsentry/rules";
+/// Default state directory (new-terms memory).
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/auditsentry";
+/// Default interval of `fsync = "interval"`.
+pub const DEFAULT_FSYNC_INTERVAL_SECS: u64 = 5;
+/// Default reassembly timeout (audit time) for events without EOE.
+pub const DEFAULT_REASSEMBLY_TIMEOUT_MS: u64 = 2000;
+/// Default most events in flight in the reassembler.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 4096;
+/// Default rate-cap window: Kibana's 5-minute run interval.
+pub const DEFAULT_RATE_WINDOW_SECS: u64 = 300;
+/// Default period of the daemon's health line.
+pub const DEFAULT_STATUS_PERIOD_SECS: u64 = 300;
+/// Smallest accepted syslog line cap (the renderer's own floor).
+pub const MIN_SYSLOG_LINE: usize = 256;
+/// Largest accepted syslog line cap (rsyslog's default message size is 8 KiB).
+pub const MAX_SYSLOG_LINE: usize = 65_536;
+
+/// Why a configuration was rejected: the file, and where possible the line and key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: cannot read: {error}")]
+    Read {
+        /// The file's name.
+        file: String,
+        /// The I/O failure.
+        error: std::io::Error,
+    },
+    /// A key is unknown, has the wrong type or a bad value.
+    #[error("{file}:{line}: {key}: {message}")]
+    Key {
+        /// The file's name.
+        file: String,
+        /// 1-based line of the key or value.
+        line: usize,
+        /// Dotted key, e.g. `output.syslog.facility`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The text is not TOML.
+    #[error("{file}:{line}: {message}")]
+    Syntax {
+        /// The file's name.
+        file: String,
+        /// 1-based line of the error.
+        line: usize,
+        /// The TOML parser's message.
+        message: String,
+    },
+}
+
+/// Where audit records come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SourceKind {
+    /// Multicast where the kernel supports it (≥ 3.16), else unicast when no audit daemon is
+    /// registered, else an error naming the auditd plugin file.
+    Auto,
+    /// Netlink multicast group (read-only, beside auditd).
+    Multicast,
+    /// Netlink unicast (auditsentry is the audit daemon).
+    Unicast,
+    /// auditd plugin: records on standard input.
+    Plugin,
+}
+
+impl SourceKind {
+    const NAMES: &'static str = "auto, multicast, unicast, plugin";
+
+    fn from_name(name: &str) -> Option<SourceKind> {
+        Some(match name {
+            "auto" => SourceKind::Auto,
+            "multicast" => SourceKind::Multicast,
+            "unicast" => SourceKind::Unicast,
+            "plugin" => SourceKind::Plugin,
+            _ => return None,
+        })
+    }
+
+    /// The spelling in the config file.
+    pub fn name(self) -> &'static str {
+        match self {
+            SourceKind::Auto => "auto",
+            SourceKind::Multicast => "multicast",
+            SourceKind::Unicast => "unicast",
+            SourceKind::Plugin => "plugin",
+        }
+    }
+}
+
+/// `[output.syslog]`: one line per alert through syslog(3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyslogOutput {
+    /// Whether alerts go to syslog (the daemon's default; replay only with `--syslog`).
+    pub enabled: bool,
+    /// Facility of every line.
+    pub facility: Facility,
+    /// Cap of one line in bytes; longer lines are cut and marked `truncated=yes`.
+    pub max_line: usize,
+}
+
+/// `[output.json]` / `[output.events]`: NDJSON to a file or (`-`) standard output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileOutput {
+    /// The file, or `-` for standard output.
+    pub path: PathBuf,
+    /// When the file is synced to disk.
+    pub fsync: FsyncPolicy,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `source.kind`: where records come from.
+    pub source: SourceKind,
+    /// `source.manage_rules`: install the kernel audit rules (execve) auditsentry needs.
+    pub manage_rules: bool,
+    /// `source.keep_rules`: leave those kernel audit rules in place at exit.
+    pub keep_rules: bool,
+    /// `rules.paths`: detection-rule files or directories of `*.toml`.
+    pub rules: Vec<PathBuf>,
+    /// `state.dir`: the new-terms memory.
+    pub state_dir: PathBuf,
+    /// `[output.syslog]`.
+    pub syslog: SyslogOutput,
+    /// `[output.json]`: alerts as NDJSON (none unless `path` is set).
+    pub json: Option<FileOutput>,
+    /// `[output.events]`: every exec document as NDJSON (none unless `path` is set).
+    pub events: Option<FileOutput>,
+    /// `reassembly.timeout_ms`: close an event without EOE this long (audit time) after its start.
+    pub reassembly_timeout_ms: u64,
+    /// `reassembly.max_in_flight`: most events open at once.
+    pub max_in_flight: usize,
+    /// `limits.max_signals`: alerts per rule per window; `None` = each rule's own `max_signals`.
+    pub max_signals: Option<u32>,
+    /// `limits.rate_window_secs`: the rate-cap window (audit time).
+    pub rate_window_secs: u64,
+    /// `limits.ignore_above`: Defend's keyword `ignore_above` (`None`: match values of any length).
+    pub ignore_above: Option<usize>,
+    /// `daemon.status_period_secs`: period of the health line (0 = never).
+    pub status_period_secs: u64,
+    /// `daemon.extended`: reserved for extended detections; must stay `false` for now.
+    pub extended: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            source: SourceKind::Auto,
+            manage_rules: true,
+            keep_rules: false,
+            rules: vec![PathBuf::from(DEFAULT_RULES_DIR)],
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            syslog: SyslogOutput {
+                enabled: true,
+                facility: Facility::Authpriv,
+                max_line: DEFAULT_MAX_LINE,
+            },
+            json: None,
+            events: None,
+            reassembly_timeout_ms: DEFAULT_REASSEMBLY_TIMEOUT_MS,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_signals: None,
+            rate_window_secs: DEFAULT_RATE_WINDOW_SECS,
+            ignore_above: None,
+            status_period_secs: DEFAULT_STATUS_PERIOD_SECS,
+            extended: false,
+        }
+    }
+}
+
+impl Config {
+    /// The configuration as a TOML file that [`parse`] reads back to an equal `Config` (keys that
+    /// are unset are left out).
+    pub fn to_toml(&self) -> String {
+        let q = |s: &str| toml::Value::String(s.to_string()).to_string();
+        let p = |p: &Path| q(&p.to_string_lossy());
+        let mut t = String::new();
+        let _ = writeln!(t, "[source]\nkind = {}", q(self.source.name()));
+        let _ = writeln!(t, "manage_rules = {}", self.manage_rules);
+        let _ = writeln!(t, "keep_rules = {}\n", self.keep_rules);
+        let paths: Vec<String> = self.rules.iter().map(|r| p(r)).collect();
+        let _ = writeln!(t, "[rules]\npaths = [{}]\n", paths.join(", "));
+        let _ = writeln!(t, "[state]\ndir = {}\n", p(&self.state_dir));
+        let _ = writeln!(t, "[output.syslog]\nenabled = {}", self.syslog.enabled);
+        let _ = writeln!(t, "facility = {}", q(&self.syslog.facility.name()));
+        let _ = writeln!(t, "max_line = {}\n", self.syslog.max_line);
+        for (table, out) in [("json", &self.json), ("events", &self.events)] {
+            if let Some(out) = out {
+                let _ = writeln!(t, "[output.{table}]\npath = {}", p(&out.path));
+                match out.fsync {
+                    FsyncPolicy::Never => {
+                        let _ = writeln!(t, "fsync = \"never\"\n");
+                    }
+                    FsyncPolicy::Alert => {
+                        let _ = writeln!(t, "fsync = \"alert\"\n");
+                    }
+                    FsyncPolicy::Interval(d) => {
+                        let _ = writeln!(
+                            t,
+                            "fsync = \"interval\"\nfsync_interval_secs = {}\n",
+                            d.as_secs()
+                        );
+                    }
+                }
+            }
+        }
+        let _ = writeln!(
+            t,
+            "[reassembly]\ntimeout_ms = {}\nmax_in_flight = {}\n",
+            self.reassembly_timeout_ms, self.max_in_flight
+        );
+        let _ = writeln!(t, "[limits]");
+        if let Some(n) = self.max_signals {
+            let _ = writeln!(t, "max_signals = {n}");
+        }
+        let _ = writeln!(t, "rate_window_secs = {}", self.rate_window_secs);
+        if let Some(n) = self.ignore_above {
+            let _ = writeln!(t, "ignore_above = {n}");
+        }
+        let _ = writeln!(
+            t,
+            "\n[daemon]\nstatus_period_secs = {}\nextended = {}",
+            self.status_period_secs, self.extended
+        );
+        t
+    }
+
+    /// `limits.rate_window_secs` in milliseconds, as the rate cap counts.
+    pub fn rate_window_ms(&self) -> u64 {
+        self.rate_window_secs.saturating_mul(1000)
+    }
+}
+
+/// Reads and validates the file at `path`.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+        file: name.clone(),
+        error,
+    })?;
+    parse(&text, &name)
+}
+
+/// Validates `text`; `source_name` names it in errors (usually the file's path).
+pub fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
+    let raw: Raw = toml::from_str(text).map_err(|e| serde_error(text, source_name, &e))?;
+    let v = Validator {
+        text,
+        file: source_name,
+    };
+    let d = Config::default();
+    let source = raw.source.unwrap_or_default();
+    let rules = raw.rules.unwrap_or_default();
+    let state = raw.state.unwrap_or_default();
+    let output = raw.output.unwrap_or_default();
+    let syslog = output.syslog.unwrap_or_default();
+    let reassembly = raw.reassembly.unwrap_or_default();
+    let limits = raw.limits.unwrap_or_default();
+    let daemon = raw.daemon.unwrap_or_default();
+
+    let kind = match &source.kind {
+        None => d.source,
+        Some(k) => SourceKind::from_name(k.get_ref()).ok_or_else(|| {
+            v.err(
+                k.span(),
+                "source.kind",
+                format!(
+                    "unknown source {:?} (one of {})",
+                    k.get_ref(),
+                    SourceKind::NAMES
+                ),
+            )
+        })?,
+    };
+    let rule_paths = match &rules.paths {
+        None => d.rules.clone(),
+        Some(list) => {
+            if list.get_ref().is_empty() {
+                return Err(v.err(
+                    list.span(),
+                    "rules.paths",
+                    "must name at least one path".into(),
+                ));
+            }
+            let mut out = Vec::new();
+            for p in list.get_ref() {
+                out.push(v.path(p, "rules.paths")?);
+            }
+            out
+        }
+    };
+    let facility = match &syslog.facility {
+        None => d.syslog.facility,
+        Some(f) => Facility::from_name(f.get_ref()).ok_or_else(|| {
+            v.err(
+                f.span(),
+                "output.syslog.facility",
+                format!(
+                    "unknown facility {:?} (one of {})",
+                    f.get_ref(),
+                    Facility::NAMES
+                ),
+            )
+        })?,
+    };
+    let extended = flag(&daemon.extended, d.extended);
+    if extended {
+        if let Some(e) = &daemon.extended {
+            return Err(v.err(
+                e.span(),
+                "daemon.extended",
+                "reserved for a later version; must be false".into(),
+            ));
+        }
+    }
+    Ok(Config {
+        source: kind,
+        manage_rules: flag(&source.manage_rules, d.manage_rules),
+        keep_rules: flag(&source.keep_rules, d.keep_rules),
+        rules: rule_paths,
+        state_dir: match &state.dir {
+            None => d.state_dir,
+            Some(p) => v.path(p, "state.dir")?,
+        },
+        syslog: SyslogOutput {
+            enabled: flag(&syslog.enabled, d.syslog.enabled),
+            facility,
+            max_line: v.int(
+                &syslog.max_line,
+                "output.syslog.max_line",
+                MIN_SYSLOG_LINE as u64,
+                MAX_SYSLOG_LINE as u64,
+                d.syslog.max_line as u64,
+            )? as usize,
+        },
+        json: v.file_output(output.json, "output.json")?,
+        events: v.file_output(output.events, "output.events")?,
+        reassembly_timeout_ms: v.int(
+            &reassembly.timeout_ms,
+            "reassembly.timeout_ms",
+            1,
+            3_600_000,
+            d.reassembly_timeout_ms,
+        )?,
+        max_in_flight: v.int(
+            &reassembly.max_in_flight,
+            "reassembly.max_in_flight",
+            1,
+            1 << 24,
+            d.max_in_flight as u64,
+        )? as usize,
+        max_signals: match &limits.max_signals {
+            None => None,
+            Some(_) => Some(v.int(
+                &limits.max_signals,
+                "limits.max_signals",
+                1,
+                u64::from(u32::MAX),
+                0,
+            )? as u32),
+        },
+        rate_window_secs: v.int(
+            &limits.rate_window_secs,
+            "limits.rate_window_secs",
+            1,
+            86_400,
+            d.rate_window_secs,
+        )?,
+        ignore_above: match &limits.ignore_above {
+            None => None,
+            Some(_) => {
+                Some(v.int(&limits.ignore_above, "limits.ignore_above", 1, 1 << 30, 0)? as usize)
+            }
+        },
+        status_period_secs: v.int(
+            &daemon.status_period_secs,
+            "daemon.status_period_secs",
+            0,
+            86_400,
+            d.status_period_secs,
+        )?,
+        extended,
+    })
+}
+
+fn flag(value: &Option<Spanned<bool>>, default: bool) -> bool {
+    value.as_ref().map_or(default, |b| *b.get_ref())
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    file: &'a str,
+}
+
+impl Validator<'_> {
+    fn err(&self, span: std::ops::Range<usize>, key: &str, message: String) -> ConfigError {
+        ConfigError::Key {
+            file: self.file.to_string(),
+            line: line_of(self.text, span.start),
+            key: key.to_string(),
+            message,
+        }
+    }
+
+    fn int(
+        &self,
+        value: &Option<Spanned<i64>>,
+        key: &str,
+        min: u64,
+        max: u64,
+        default: u64,
+    ) -> Result<u64, ConfigError> {
+        let Some(v) = value else {
+            return Ok(default);
+        };
+        match u64::try_from(*v.get_ref()) {
+            Ok(n) if (min..=max).contains(&n) => Ok(n),
+            _ => Err(self.err(
+                v.span(),
+                key,
+                format!("{} is out of range ({min} to {max})", v.get_ref()),
+            )),
+        }
+    }
+
+    fn path(&self, value: &Spanned<String>, key: &str) -> Result<PathBuf, ConfigError> {
+        let s = value.get_ref();
+        if s.is_empty() || s.contains('\0') {
+            return Err(self.err(value.span(), key, "empty or invalid path".into()));
+        }
+        Ok(PathBuf::from(s))
+    }
+
+    fn file_output(
+        &self,
+        raw: Option<RawFileOutput>,
+        table: &str,
+    ) -> Result<Option<FileOutput>, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(None);
+        };
+        let interval = self.int(
+            &raw.fsync_interval_secs,
+            &format!("{table}.fsync_interval_secs"),
+            1,
+            86_400,
+            DEFAULT_FSYNC_INTERVAL_SECS,
+        )?;
+        let fsync = match &raw.fsync {
+            None => FsyncPolicy::Never,
+            Some(f) => match f.get_ref().as_str() {
+                "never" => FsyncPolicy::Never,
+                "alert" => FsyncPolicy::Alert,
+                "interval" => FsyncPolicy::Interval(Duration::from_secs(interval)),
+                other => {
+                    return Err(self.err(
+                        f.span(),
+                        &format!("{table}.fsync"),
+                        format!("unknown policy {other:?} (one of never, alert, interval)"),
+                    ))
+                }
+            },
+        };
+        match &raw.path {
+            None => Ok(None),
+            Some(p) => Ok(Some(FileOutput {
+                path: self.path(p, &format!("{table}.path"))?,
+                fsync,
+            })),
+        }
+    }
+}
+
+/// 1-based line of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()
+        .get(..end)
+        .map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count())
+        + 1
+}
+
+/// The dotted key written on the line holding `offset`: the table header above it plus the key
+/// before `=` (or the header itself when the line is one).
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let line_no = line_of(text, offset);
+    let lines: Vec<&str> = text.lines().collect();
+    let here = lines.get(line_no.checked_sub(1)?)?.trim();
+    let header = |l: &str| {
+        let l = l.trim();
+        (l.starts_with('[') && !l.starts_with("[[")).then(|| {
+            l.trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        })
+    };
+    if let Some(h) = header(here) {
+        return Some(h);
+    }
+    let key = here.split('=').next()?.trim().trim_matches('"').to_string();
+    if key.is_empty() {
+        return None;
+    }
+    let table = lines
+        .get(..line_no.saturating_sub(1))?
+        .iter()
+        .rev()
+        .find_map(|l| header(l));
+    Some(match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key,
+    })
+}
+
+fn serde_error(text: &str, file: &str, e: &toml::de::Error) -> ConfigError {
+    let message = e.message().trim().to_string();
+    let Some(span) = e.span() else {
+        return ConfigError::Syntax {
+            file: file.to_string(),
+            line: 1,
+            message,
+        };
+    };
+    let line = line_of(text, span.start);
+    let unknown = message.starts_with("unknown field");
+    match key_at(text, span.start) {
+        Some(key) if unknown || !message.contains("expected") || is_value_error(&message) => {
+            ConfigError::Key {
+                file: file.to_string(),
+                line,
+                key,
+                message: if unknown {
+                    message.replacen("unknown field", "unknown key", 1)
+                } else {
+                    message
+                },
+            }
+        }
+        _ => ConfigError::Syntax {
+            file: file.to_string(),
+            line,
+            message,
+        },
+    }
+}
+
+/// Whether a serde message is about a value's type (as opposed to TOML syntax).
+fn is_value_error(message: &str) -> bool {
+    message.starts_with("invalid type") || message.starts_with("invalid value")
+}
+
+type Setting<T> = Option<Spanned<T>>;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    source: Option<RawSource>,
+    rules: Option<RawRules>,
+    state: Option<RawState>,
+    output: Option<RawOutput>,
+    reassembly: Option<RawReassembly>,
+    limits: Option<RawLimits>,
+    daemon: Option<RawDaemon>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    kind: Setting<String>,
+    manage_rules: Setting<bool>,
+    keep_rules: Setting<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRules {
+    paths: Setting<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawState {
+    dir: Setting<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutput {
+    syslog: Option<RawSyslog>,
+    json: Option<RawFileOutput>,
+    events: Option<RawFileOutput>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSyslog {
+    enabled: Setting<bool>,
+    facility: Setting<String>,
+    max_line: Setting<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFileOutput {
+    path: Setting<String>,
+    fsync: Setting<String>,
+    fsync_interval_secs: Setting<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReassembly {
+    timeout_ms: Setting<i64>,
+    max_in_flight: Setting<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_signals: Setting<i64>,
+    rate_window_secs: Setting<i64>,
+    ignore_above: Setting<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    status_period_secs: Setting<i64>,
+    extended: Setting<bool>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        match parse(text, "t.toml") {
+            Ok(c) => panic!("accepted: {c:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn every_key_changed() -> Config {
+        Config {
+            source: SourceKind::Unicast,
+            manage_rules: false,
+            keep_rules: true,
+            rules: vec![
+                PathBuf::from("/etc/a.toml"),
+                PathBuf::from("/srv/rules dir"),
+            ],
+            state_dir: PathBuf::from("/srv/state"),
+            syslog: SyslogOutput {
+                enabled: false,
+                facility: Facility::Local(5),
+                max_line: 4096,
+            },
+            json: Some(FileOutput {
+                path: PathBuf::from("/var/log/auditsentry/alerts.json"),
+                fsync: FsyncPolicy::Interval(Duration::from_secs(7)),
+            }),
+            events: Some(FileOutput {
+                path: PathBuf::from("-"),
+                fsync: FsyncPolicy::Alert,
+            }),
+            reassembly_timeout_ms: 1500,
+            max_in_flight: 100,
+            max_signals: Some(7),
+            rate_window_secs: 60,
+            ignore_above: Some(1024),
+            status_period_secs: 0,
+            extended: false,
+        }
+    }
+
+    #[test]
+    fn empty_file_is_the_default() {
+        assert_eq!(parse("", "t").ok(), Some(Config::default()));
+        let d = Config::default();
+        assert_eq!(d.syslog.facility, Facility::Authpriv);
+        assert_eq!(d.syslog.max_line, 2048);
+        assert_eq!(d.rules, [PathBuf::from("/etc/auditsentry/rules")]);
+        assert_eq!(d.state_dir, PathBuf::from("/var/lib/auditsentry"));
+        assert_eq!(d.rate_window_ms(), 300_000);
+    }
+
+    #[test]
+    fn every_key_round_trips() {
+        for cfg in [Config::default(), every_key_changed()] {
+            let text = cfg.to_toml();
+            assert_eq!(parse(&text, "t").ok(), Some(cfg), "{text}");
+        }
+        let mut never = every_key_changed();
+        never.json = Some(FileOutput {
+            path: PathBuf::from("/a"),
+            fsync: FsyncPolicy::Never,
+        });
+        assert_eq!(parse(&never.to_toml(), "t").ok(), Some(never));
+    }
+
+    #[test]
+    fn the_packaged_file_is_the_default_and_sets_every_key() {
+        let text = include_str!("../packaging/etc/auditsentry.toml");
+        assert_eq!(parse(text, "packaged").ok(), Some(Config::default()));
+        // Every key appears (set, or commented out when it has no value by default).
+        for key in [
+            "kind",
+            "manage_rules",
+            "keep_rules",
+            "paths",
+            "dir",
+            "enabled",
+            "facility",
+            "max_line",
+            "path",
+            "fsync",
+            "fsync_interval_secs",
+            "timeout_ms",
+            "max_in_flight",
+            "max_signals",
+            "rate_window_secs",
+            "ignore_above",
+            "status_period_secs",
+            "extended",
+        ] {
+            assert!(text.contains(&format!("{key} = ")), "{key} missing");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_name_the_key_and_line() {
+        assert_eq!(
+            err("[source]\nkind = \"auto\"\n\n[output.syslog]\nfacilty = \"local5\"\n"),
+            "t.toml:5: output.syslog.facilty: unknown key `facilty`, expected one of `enabled`, `facility`, `max_line`"
+        );
+        let e = err("# comment\n[bogus]\nx = 1\n");
+        assert!(e.starts_with("t.toml:2: bogus: unknown key `bogus`"), "{e}");
+        let e = err("status_period_secs = 5\n");
+        assert!(
+            e.starts_with("t.toml:1: status_period_secs: unknown key"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_line() {
+        assert_eq!(
+            err("[output.syslog]\nenabled = true\nfacility = \"nope\"\n"),
+            "t.toml:3: output.syslog.facility: unknown facility \"nope\" \
+             (one of auth, authpriv, daemon, user, local0 … local7)"
+        );
+        assert_eq!(
+            err("[reassembly]\n\ntimeout_ms = -5\n"),
+            "t.toml:3: reassembly.timeout_ms: -5 is out of range (1 to 3600000)"
+        );
+        assert_eq!(
+            err("[limits]\nmax_signals = 0\n"),
+            "t.toml:2: limits.max_signals: 0 is out of range (1 to 4294967295)"
+        );
+        assert_eq!(
+            err("[output.syslog]\nmax_line = 10\n"),
+            "t.toml:2: output.syslog.max_line: 10 is out of range (256 to 65536)"
+        );
+        let e = err("[reassembly]\nmax_in_flight = \"many\"\n");
+        assert!(
+            e.starts_with("t.toml:2: reassembly.max_in_flight: invalid type: string \"many\""),
+            "{e}"
+        );
+        let e = err("[daemon]\nextended = 1\n");
+        assert!(
+            e.starts_with("t.toml:2: daemon.extended: invalid type"),
+            "{e}"
+        );
+        assert_eq!(
+            err("[source]\nkind = \"kafka\"\n"),
+            "t.toml:2: source.kind: unknown source \"kafka\" (one of auto, multicast, unicast, plugin)"
+        );
+        assert_eq!(
+            err("[output.json]\npath = \"/a\"\nfsync = \"sometimes\"\n"),
+            "t.toml:3: output.json.fsync: unknown policy \"sometimes\" (one of never, alert, interval)"
+        );
+        assert_eq!(
+            err("[rules]\npaths = []\n"),
+            "t.toml:2: rules.paths: must name at least one path"
+        );
+        assert_eq!(
+            err("[daemon]\nextended = true\n"),
+            "t.toml:2: daemon.extended: reserved for a later version; must be false"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_give_the_line() {
+        let e = err("[source]\nkind = \n");
+        assert!(e.starts_with("t.toml:2: "), "{e}");
+    }
+
+    #[test]
+    fn load_names_an_unreadable_file() {
+        let e = load(Path::new("/nonexistent/auditsentry.toml"))
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some("/nonexistent/auditsentry.toml: cannot read: No such file or directory (os error 2)")
+        );
+    }
+
+    #[test]
+    fn key_at_finds_the_table_and_key() {
+        let text = "[a]\nx = 1\n[b.c]\n y = 2\n";
+        assert_eq!(key_at(text, 5).as_deref(), Some("a.x"));
+        assert_eq!(key_at(text, 18).as_deref(), Some("b.c.y"));
+        assert_eq!(key_at(text, 0).as_deref(), Some("a"));
+        assert_eq!(line_of(text, 18), 4);
+        assert_eq!(line_of(text, 10_000), 5);
+    }
+}
