@@ -312,3 +312,186 @@ fn live_unicast_registers_alerts_and_releases_the_kernel() {
     );
     let _ = std::fs::remove_file(format!("/tmp/{token}"));
 }
+
+/// A private auditd (`auditd -n -c DIR -s nochange`) whose plugin directory holds one plugin file
+/// pointing at this build, stopped (SIGTERM) on drop.
+struct PrivateAuditd {
+    child: Child,
+}
+
+impl PrivateAuditd {
+    fn start(dir: &Path, plugin_conf: Option<&str>) -> Option<PrivateAuditd> {
+        let base = std::fs::read_to_string("/etc/audit/auditd.conf").ok()?;
+        let mut conf: Vec<String> = base
+            .lines()
+            .filter(|l| {
+                !["log_file", "log_format", "plugin_dir", "name_format"]
+                    .iter()
+                    .any(|k| l.trim_start().starts_with(k))
+            })
+            .map(str::to_string)
+            .collect();
+        conf.push(format!("log_file = {}", dir.join("audit.log").display()));
+        conf.push("log_format = RAW".into());
+        conf.push("name_format = NONE".into());
+        let plugins = dir.join("plugins.d");
+        std::fs::create_dir_all(&plugins).ok()?;
+        conf.push(format!("plugin_dir = {}", plugins.display()));
+        if let Some(text) = plugin_conf {
+            std::fs::write(plugins.join("auditsentry.conf"), text).ok()?;
+        }
+        let path = dir.join("auditd.conf");
+        std::fs::write(&path, conf.join("\n") + "\n").ok()?;
+        // auditd refuses a config readable by others.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).ok()?;
+        // -f keeps auditd (and its plugins' stderr) in the foreground: both go to auditd.err.
+        let err = std::fs::File::create(dir.join("auditd.err")).ok()?;
+        let child = Command::new("auditd")
+            .args(["-f", "-n", "-s", "nochange", "-c"])
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err)
+            .spawn()
+            .ok()?;
+        let auditd = PrivateAuditd { child };
+        let end = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < end {
+            if kernel_state().is_some_and(|s| s.pid == auditd.child.id()) {
+                return Some(auditd);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    fn stop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let end = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PrivateAuditd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn auditd_available(test: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", "command -v auditd"])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found || !Path::new("/etc/audit/auditd.conf").exists() {
+        eprintln!("SKIP {test}: auditd is not installed");
+        return false;
+    }
+    if kernel_state().is_some_and(|s| s.pid != 0) {
+        eprintln!("SKIP {test}: an audit daemon is already registered");
+        return false;
+    }
+    true
+}
+
+#[test]
+fn live_plugin_under_auditd_alerts_and_exits_with_auditd_and_unicast_refuses_to_steal() {
+    let _lock = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    if !live_ok("live plugin") || !auditd_available("live plugin") {
+        return;
+    }
+    let before = kernel_state();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = format!("as-live-pl-{}", std::process::id());
+    let json = dir.path().join("alerts.ndjson");
+    let agent_conf = dir.path().join("agent.toml");
+    std::fs::write(
+        &agent_conf,
+        format!(
+            "[state]\ndir = \"{}\"\n\n[output.syslog]\nenabled = false\n\n[output.json]\npath = \"{}\"\n",
+            dir.path().join("state").display(),
+            json.display()
+        ),
+    )
+    .expect("write agent config");
+    let plugin = format!(
+        "active = yes\ndirection = out\npath = {}\ntype = always\nargs = plugin {}\nformat = string\n",
+        env!("CARGO_BIN_EXE_auditsentry"),
+        agent_conf.display()
+    );
+    let mut auditd =
+        PrivateAuditd::start(dir.path(), Some(&plugin)).expect("private auditd registered");
+    let auditd_pid = auditd.child.id();
+
+    // The plugin adds its execve rules through netlink once it runs.
+    let end = Instant::now() + Duration::from_secs(10);
+    while !kernel_state()
+        .is_some_and(|s| s.rules.len() > before.as_ref().map_or(0, |b| b.rules.len()))
+    {
+        assert!(
+            Instant::now() < end,
+            "the plugin never added its execve rules; auditd said:\n{}",
+            std::fs::read_to_string(dir.path().join("auditd.err")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    sh(
+        "/usr/bin/dash",
+        &format!("ln -s /usr/bin/id /tmp/{token}; true"),
+    );
+    let end = Instant::now() + Duration::from_secs(5);
+    let alert = loop {
+        if let Some(a) = alerts_in(&json)
+            .into_iter()
+            .find(|a| args_contain(a, &token))
+        {
+            break a;
+        }
+        assert!(Instant::now() < end, "no alert through the auditd plugin");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(alert["process"]["parent"]["name"], "dash");
+    assert_eq!(alert["process"]["args"][3], format!("/tmp/{token}"));
+
+    // With auditd registered, unicast refuses, names auditd, and leaves it registered.
+    let out = bin()
+        .args(["run", "--no-syslog", "--source", "unicast", "--state-dir"])
+        .arg(dir.path().join("unicast-state"))
+        .output()
+        .expect("run unicast");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("pid {auditd_pid}")) && err.contains("plugins.d"),
+        "{err}"
+    );
+    assert_eq!(
+        kernel_state().map(|s| s.pid),
+        Some(auditd_pid),
+        "auditd lost its registration"
+    );
+
+    // Stopping auditd stops the plugin, which removes its rules: the kernel is as it was.
+    auditd.stop();
+    let end = Instant::now() + Duration::from_secs(10);
+    while kernel_state() != before {
+        assert!(
+            Instant::now() < end,
+            "kernel not restored after auditd stopped: {:?} vs {before:?}",
+            kernel_state()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = std::fs::remove_file(format!("/tmp/{token}"));
+}
