@@ -347,7 +347,7 @@ impl PrivateAuditd {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).ok()?;
         // -f keeps auditd (and its plugins' stderr) in the foreground: both go to auditd.err.
         let err = std::fs::File::create(dir.join("auditd.err")).ok()?;
-        let child = Command::new("auditd")
+        let child = Command::new("/usr/sbin/auditd")
             .args(["-f", "-n", "-s", "nochange", "-c"])
             .arg(dir)
             .stdin(Stdio::null())
