@@ -9,6 +9,7 @@ use auditsentry::daemon::{self, RunOptions, StderrLog};
 use auditsentry::event::Host;
 use auditsentry::pipeline::{self, DetectOptions, Detector, Pipeline};
 use auditsentry::proc::NoFallback;
+use auditsentry::rule::extended::ExtendedDetector;
 use auditsentry::rule::file as rules;
 use auditsentry::rule::kql::EvalOptions;
 use auditsentry::sink::json::JsonSink;
@@ -73,7 +74,11 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
         host,
         proc_capacity: 65_536,
     };
-    let mut pipe = Pipeline::new(Detector::new(rules, store, Box::new(NoFallback), opts));
+    let mut detector = Detector::new(rules, store, Box::new(NoFallback), opts);
+    if args.extended {
+        detector.set_extended(Some(ExtendedDetector::new()?));
+    }
+    let mut pipe = Pipeline::new(detector);
     let mut sink = JsonSink::stdout();
     let stats = pipeline::replay(&args.inputs, args.format, &mut pipe, &mut sink);
     let stats = match stats {

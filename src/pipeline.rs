@@ -4,10 +4,12 @@
 
 use crate::alert::Alert;
 use crate::audit::exec::{self, ExecLimits};
+use crate::audit::link;
 use crate::audit::reassemble::{Event, ReassembleConfig, Reassembler};
 use crate::audit::record::{parse_frame, AuditTime, Record, UNSTAMPED};
 use crate::event::{self, Host};
 use crate::proc::{ProcFallback, ProcessTable};
+use crate::rule::extended::ExtendedDetector;
 use crate::rule::file::{Rule, RuleKind};
 use crate::rule::kql::EvalOptions;
 use crate::rule::new_terms::{NewTermsGate, TermStore, Verdict};
@@ -64,6 +66,7 @@ pub struct Detector<S: TermStore> {
     opts: DetectOptions,
     stats: Stats,
     excluded_pid: Option<u32>,
+    extended: Option<ExtendedDetector>,
 }
 
 impl<S: TermStore> Detector<S> {
@@ -83,6 +86,7 @@ impl<S: TermStore> Detector<S> {
             opts,
             stats: Stats::default(),
             excluded_pid: None,
+            extended: None,
         }
     }
 
@@ -96,7 +100,7 @@ impl<S: TermStore> Detector<S> {
         self.stats.events_completed += 1;
         let exec = match exec::build(ev, &self.opts.exec_limits) {
             Ok(Some(exec)) => exec,
-            Ok(None) => return Ok(()),
+            Ok(None) => return self.on_link_event(ev, sink),
             Err(_) => {
                 self.stats.events_partial += 1;
                 return Ok(());
@@ -143,6 +147,13 @@ impl<S: TermStore> Detector<S> {
             sink.emit(&Alert::new(rule, doc.clone(), terms))?;
             self.stats.alerts_emitted += 1;
         }
+        let ext_doc = match &mut self.extended {
+            Some(ext) => ext.on_exec(&doc, exec.pid, time_ms),
+            None => None,
+        };
+        if let Some(doc) = ext_doc {
+            self.emit_extended(doc, time_ms, sink)?;
+        }
         Ok(())
     }
 
@@ -156,6 +167,68 @@ impl<S: TermStore> Detector<S> {
 }
 
 impl<S: TermStore> Detector<S> {
+    /// Turns the path-aware extended detector on (`Some`) or off. Off by default; it adds alerts
+    /// under its own rule id and never changes the other rules' verdicts.
+    pub fn set_extended(&mut self, extended: Option<ExtendedDetector>) {
+        self.extended = extended;
+    }
+
+    /// Syscall sensor of the extended detector: a non-exec event that is a successful link call.
+    fn on_link_event(&mut self, ev: &Event, sink: &mut dyn Sink) -> Result<(), SinkError> {
+        let Some(ext) = &mut self.extended else {
+            return Ok(());
+        };
+        let Ok(Some(made)) = link::build(ev) else {
+            return Ok(());
+        };
+        if self.excluded_pid == Some(made.pid) {
+            return Ok(());
+        }
+        let me = self.procs.get(made.pid);
+        let parent = self.procs.get(made.ppid);
+        let Some(doc) = ext.on_link(&made, me.as_ref(), parent.as_ref(), &self.opts.host) else {
+            return Ok(());
+        };
+        self.emit_extended(doc, made.time.as_millis(), sink)
+    }
+
+    /// Puts an extended-detector alert document through the new-terms gate and out.
+    fn emit_extended(
+        &mut self,
+        doc: serde_json::Value,
+        time_ms: u64,
+        sink: &mut dyn Sink,
+    ) -> Result<(), SinkError> {
+        let Some(ext) = &self.extended else {
+            return Ok(());
+        };
+        let rule = ext.rule();
+        self.stats.rules_matched += 1;
+        let terms = if self.opts.all_matches {
+            Vec::new()
+        } else {
+            match self.gate.check(rule, &doc, time_ms) {
+                Ok(Verdict::New(tuple)) => tuple,
+                Ok(Verdict::Seen) => {
+                    self.stats.terms_seen += 1;
+                    return Ok(());
+                }
+                Ok(Verdict::MissingField(_)) => {
+                    self.stats.terms_missing += 1;
+                    return Ok(());
+                }
+                Err(e) => {
+                    self.stats.state_errors += 1;
+                    eprintln!("auditsentry: new-terms state: {e}");
+                    Vec::new()
+                }
+            }
+        };
+        sink.emit(&Alert::new(rule, doc, terms))?;
+        self.stats.alerts_emitted += 1;
+        Ok(())
+    }
+
     /// Ignores exec events of `pid` (the agent's own pid in live mode: it must never report itself).
     pub fn exclude_pid(&mut self, pid: u32) {
         self.excluded_pid = Some(pid);
