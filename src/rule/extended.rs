@@ -858,3 +858,620 @@ pub fn link_document(
     annotate(&mut doc, Sensor::Syscall, pair);
     doc
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::link::LinkCall;
+    use crate::audit::AuditTime;
+
+    fn s(list: &[&str]) -> Vec<String> {
+        list.iter().map(|a| a.to_string()).collect()
+    }
+
+    fn pair(target: &str, path: &str) -> LinkPair {
+        LinkPair {
+            target: target.to_string(),
+            path: path.to_string(),
+        }
+    }
+
+    /// Links of `argv` run by `name` in `cwd`, as (target, path) strings.
+    fn links(name: &str, argv: &[&str], cwd: &str) -> Vec<(String, String)> {
+        links_of_exec(name, &s(argv), cwd)
+            .into_iter()
+            .map(|p| (p.target, p.path))
+            .collect()
+    }
+
+    fn one(target: &str, path: &str) -> Vec<(String, String)> {
+        vec![(target.to_string(), path.to_string())]
+    }
+
+    // --- path resolution
+
+    #[test]
+    fn normalize_drops_dot_and_empty_components() {
+        assert_eq!(normalize("/", "/opt/a-x/./b"), "/opt/a-x/b");
+        assert_eq!(normalize("/", "//tmp//x"), "/tmp/x");
+        assert_eq!(normalize("/tmp", "."), "/tmp");
+        assert_eq!(normalize("/tmp/", "x/"), "/tmp/x");
+    }
+
+    #[test]
+    fn normalize_dotdot_pops_and_stops_at_root() {
+        assert_eq!(normalize("/opt/app", "../../tmp/x"), "/tmp/x");
+        assert_eq!(normalize("/", "/../../usr/bin/../bin/id"), "/usr/bin/id");
+        assert_eq!(normalize("/tmp", "a/../.x"), "/tmp/.x");
+    }
+
+    #[test]
+    fn normalize_absolute_path_ignores_base() {
+        assert_eq!(normalize("/opt", "/usr/bin/id"), "/usr/bin/id");
+    }
+
+    #[test]
+    fn normalize_without_base_stays_relative() {
+        assert_eq!(normalize("", "./x"), "x");
+        assert_eq!(normalize("", "../x/./y"), "../x/y");
+        assert_eq!(normalize("", "a/../../b"), "../b");
+    }
+
+    #[test]
+    fn dirname_and_last_component() {
+        assert_eq!(dirname("/tmp/x"), "/tmp");
+        assert_eq!(dirname("/x"), "/");
+        assert_eq!(dirname("x"), "");
+        assert_eq!(last_component("/usr/bin/id"), "id");
+        assert_eq!(last_component("/usr/bin/"), "bin");
+        assert_eq!(last_component("id"), "id");
+    }
+
+    #[test]
+    fn relative_symlink_target_resolves_against_the_links_directory() {
+        // ln -s ../../usr/bin/id /tmp/sub/x → /tmp/sub/../../usr/bin/id = /usr/bin/id.
+        assert_eq!(
+            links(
+                "ln",
+                &["ln", "-s", "../../usr/bin/id", "/tmp/sub/x"],
+                "/opt"
+            ),
+            one("/usr/bin/id", "/tmp/sub/x")
+        );
+        // The same text resolved from the cwd (/opt) would be /usr/bin/id too only by chance:
+        // from /home/u/w it is /home/usr/bin/id for a hard link.
+        assert_eq!(
+            links("ln", &["ln", "../../usr/bin/id", "/tmp/x"], "/home/u/w"),
+            one("/home/usr/bin/id", "/tmp/x")
+        );
+    }
+
+    // --- locations and the decision
+
+    #[test]
+    fn location_lists_are_whole_components() {
+        assert!(is_system("/usr/bin/id"));
+        assert!(is_system("/usr/bin"));
+        assert!(!is_system("/usr/binary/x"));
+        assert!(is_suspicious("/tmp/x"));
+        assert!(!is_suspicious("/TMP/x"));
+        assert!(!is_suspicious("/tmpfoo/x"));
+        assert!(is_suspicious("/.x"));
+        assert!(is_suspicious("/opt/.cache/x"));
+        assert!(!is_suspicious("/opt/a-x/a"));
+    }
+
+    #[test]
+    fn hidden_means_a_dot_name_not_dot_or_dotdot() {
+        assert!(is_hidden("/opt/.x"));
+        assert!(is_hidden(".x"));
+        assert!(!is_hidden("/opt/./x"));
+        assert!(!is_hidden("../x"));
+    }
+
+    #[test]
+    fn decision_is_order_blind_and_honours_exclusions() {
+        assert!(is_suspicious_pair(&pair("/usr/bin/id", "/tmp/x")));
+        assert!(is_suspicious_pair(&pair("/tmp/x", "/usr/bin/x")));
+        assert!(!is_suspicious_pair(&pair("/tmp/a", "/tmp/b")));
+        assert!(!is_suspicious_pair(&pair("/usr/bin/id", "/opt/x")));
+        assert!(!is_suspicious_pair(&pair("/usr/bin/coreutils", "/tmp/x")));
+        assert!(!is_suspicious_pair(&pair(
+            "/usr/lib/modules",
+            "/tmp/mkinitcpio.x"
+        )));
+        assert!(!is_suspicious_pair(&pair(
+            "/usr/bin/id",
+            "/var/tmp/dracut.x"
+        )));
+        assert!(!is_suspicious_pair(&pair(
+            "/usr/bin/id",
+            "/var/tmp/mkinitramfs_x"
+        )));
+        // The exclusions apply to resolved paths: a relative name in /tmp is still excluded.
+        assert_eq!(
+            links("ln", &["ln", "-s", "/usr/bin/id", "mkinitcpio.x"], "/tmp"),
+            one("/usr/bin/id", "/tmp/mkinitcpio.x")
+        );
+        assert!(!is_suspicious_pair(&pair(
+            "/usr/bin/id",
+            "/tmp/mkinitcpio.x"
+        )));
+    }
+
+    // --- GNU ln syntax (coreutils manual, "ln invocation")
+
+    #[test]
+    fn ln_form1_target_link_name() {
+        // ln [OPTION]... [-T] TARGET LINK_NAME
+        assert_eq!(
+            links("ln", &["ln", "-s", "/usr/bin/id", "/tmp/x"], "/"),
+            one("/usr/bin/id", "/tmp/x")
+        );
+        assert_eq!(
+            links("ln", &["ln", "-T", "-s", "/usr/bin/id", "/tmp/x"], "/"),
+            one("/usr/bin/id", "/tmp/x")
+        );
+    }
+
+    #[test]
+    fn ln_form2_single_target_links_into_cwd() {
+        // ln [OPTION]... TARGET: a link to TARGET in the current directory.
+        assert_eq!(
+            links("ln", &["ln", "-s", "/usr/bin/id"], "/tmp"),
+            one("/usr/bin/id", "/tmp/id")
+        );
+    }
+
+    #[test]
+    fn ln_form3_targets_into_directory() {
+        // ln [OPTION]... TARGET... DIRECTORY
+        assert_eq!(
+            links(
+                "ln",
+                &["ln", "-s", "/usr/bin/id", "/usr/bin/env", "/tmp/d/"],
+                "/"
+            ),
+            vec![
+                ("/usr/bin/id".to_string(), "/tmp/d/id".to_string()),
+                ("/usr/bin/env".to_string(), "/tmp/d/env".to_string()),
+            ]
+        );
+        // Two operands, the second a directory every host has.
+        assert_eq!(
+            links("ln", &["ln", "-s", "/usr/bin/id", "/tmp"], "/"),
+            one("/usr/bin/id", "/tmp/id")
+        );
+    }
+
+    #[test]
+    fn ln_form4_target_directory_short_attached_and_separate() {
+        // ln [OPTION]... -t DIRECTORY TARGET...
+        let want = one("/usr/bin/id", "/tmp/id");
+        assert_eq!(
+            links("ln", &["ln", "-s", "-t", "/tmp", "/usr/bin/id"], "/"),
+            want
+        );
+        assert_eq!(
+            links("ln", &["ln", "-s", "-t/tmp", "/usr/bin/id"], "/"),
+            want
+        );
+        assert_eq!(
+            links("ln", &["ln", "-st", "/tmp", "/usr/bin/id"], "/"),
+            want
+        );
+        assert_eq!(links("ln", &["ln", "-st/tmp", "/usr/bin/id"], "/"), want);
+    }
+
+    #[test]
+    fn ln_target_directory_long_with_equals_and_separate() {
+        // --target-directory=DIRECTORY, and getopt_long's separate-argument form.
+        let want = one("/usr/bin/id", "/tmp/id");
+        assert_eq!(
+            links(
+                "ln",
+                &["ln", "--symbolic", "--target-directory=/tmp", "/usr/bin/id"],
+                "/"
+            ),
+            want
+        );
+        assert_eq!(
+            links(
+                "ln",
+                &[
+                    "ln",
+                    "--symbolic",
+                    "--target-directory",
+                    "/tmp",
+                    "/usr/bin/id"
+                ],
+                "/"
+            ),
+            want
+        );
+        // Unambiguous abbreviations are accepted.
+        assert_eq!(
+            links("ln", &["ln", "--sym", "--target=/tmp", "/usr/bin/id"], "/"),
+            want
+        );
+    }
+
+    #[test]
+    fn ln_short_clusters() {
+        // -sf, -sfn, -snf: flags combine in one argument.
+        for flags in ["-sf", "-sfn", "-snf", "-fsv"] {
+            let inv = parse_args(Tool::Ln, &s(&[flags, "/usr/bin/id", "/tmp/x"])).unwrap();
+            assert!(inv.symbolic, "{flags}");
+            assert_eq!(inv.operands, s(&["/usr/bin/id", "/tmp/x"]));
+        }
+    }
+
+    #[test]
+    fn ln_suffix_takes_an_argument() {
+        // -S SUFFIX / --suffix=SUFFIX: the suffix is not an operand.
+        let inv = parse_args(Tool::Ln, &s(&["-sbS", ".bak", "/usr/bin/id", "/tmp/x"])).unwrap();
+        assert_eq!(inv.operands, s(&["/usr/bin/id", "/tmp/x"]));
+        let inv = parse_args(Tool::Ln, &s(&["-s", "-S~", "/usr/bin/id", "/tmp/x"])).unwrap();
+        assert_eq!(inv.operands, s(&["/usr/bin/id", "/tmp/x"]));
+        let inv = parse_args(
+            Tool::Ln,
+            &s(&["--suffix", ".old", "-s", "/usr/bin/id", "/tmp/x"]),
+        )
+        .unwrap();
+        assert_eq!(inv.operands, s(&["/usr/bin/id", "/tmp/x"]));
+    }
+
+    #[test]
+    fn ln_backup_control_is_optional_and_only_attached() {
+        // --backup[=CONTROL]: a following word is an operand, not the control.
+        let inv = parse_args(Tool::Ln, &s(&["--backup", "-s", "/usr/bin/id", "/tmp/x"])).unwrap();
+        assert_eq!(inv.operands, s(&["/usr/bin/id", "/tmp/x"]));
+        let inv = parse_args(
+            Tool::Ln,
+            &s(&["--backup=numbered", "-s", "/usr/bin/id", "/tmp/x"]),
+        )
+        .unwrap();
+        assert_eq!(inv.operands, s(&["/usr/bin/id", "/tmp/x"]));
+    }
+
+    #[test]
+    fn ln_double_dash_ends_options_and_options_permute() {
+        // `--` ends options; options after operands still count (argument permutation).
+        let inv = parse_args(Tool::Ln, &s(&["--", "-s", "/tmp/x"])).unwrap();
+        assert!(!inv.symbolic);
+        assert_eq!(inv.operands, s(&["-s", "/tmp/x"]));
+        let inv = parse_args(Tool::Ln, &s(&["/usr/bin/id", "/tmp/x", "-s"])).unwrap();
+        assert!(inv.symbolic);
+        assert_eq!(
+            links("ln", &["ln", "-s", "--", "/usr/bin/id", "/tmp/q\"'"], "/"),
+            one("/usr/bin/id", "/tmp/q\"'")
+        );
+    }
+
+    #[test]
+    fn ln_no_target_directory_needs_exactly_two_operands() {
+        // -T, --no-target-directory: treat LINK_NAME as a normal file always.
+        assert_eq!(
+            links("ln", &["ln", "-sT", "/usr/bin/id", "/tmp"], "/"),
+            one("/usr/bin/id", "/tmp")
+        );
+        let inv = parse_args(Tool::Ln, &s(&["-T", "a", "b", "c"])).unwrap();
+        assert_eq!(plan(Tool::Ln, &inv, "/"), Err(ParseError::ExtraOperand));
+        let inv = parse_args(Tool::Ln, &s(&["-T", "-t", "/tmp", "a"])).unwrap();
+        assert_eq!(
+            plan(Tool::Ln, &inv, "/"),
+            Err(ParseError::TargetDirectoryConflict)
+        );
+    }
+
+    #[test]
+    fn ln_rejected_command_lines_make_no_links() {
+        assert_eq!(
+            parse_args(Tool::Ln, &s(&["-q", "a", "b"])),
+            Err(ParseError::UnknownOption("-q".to_string()))
+        );
+        // --s is a prefix of both --suffix and --symbolic.
+        assert_eq!(
+            parse_args(Tool::Ln, &s(&["--s", "a", "b"])),
+            Err(ParseError::AmbiguousOption("--s".to_string()))
+        );
+        assert_eq!(
+            parse_args(Tool::Ln, &s(&["-s", "a", "-t"])),
+            Err(ParseError::MissingArgument("-t".to_string()))
+        );
+        assert_eq!(
+            parse_args(Tool::Ln, &s(&["--symbolic=yes", "a", "b"])),
+            Err(ParseError::UnexpectedArgument("--symbolic".to_string()))
+        );
+        assert_eq!(
+            parse_args(Tool::Ln, &s(&["-t", "/a", "-t", "/b", "x"])),
+            Err(ParseError::MultipleTargetDirectories)
+        );
+        // cp's --symbolic-link is not an ln option.
+        assert!(links(
+            "ln",
+            &["ln", "--symbolic-link", "/usr/bin/id", "/tmp/x"],
+            "/"
+        )
+        .is_empty());
+        assert!(links("ln", &["ln", "--help", "/usr/bin/id", "/tmp/x"], "/").is_empty());
+    }
+
+    #[test]
+    fn ln_relative_option_takes_the_target_from_cwd() {
+        // -r, --relative: TARGET is named relative to the cwd; ln rewrites it.
+        assert_eq!(
+            links("ln", &["ln", "-rs", "../usr/bin/id", "/tmp/x"], "/opt"),
+            one("/usr/bin/id", "/tmp/x")
+        );
+    }
+
+    #[test]
+    fn ln_hard_link_needs_no_s() {
+        assert_eq!(
+            links("ln", &["ln", "/usr/bin/id", "/tmp/h"], "/"),
+            one("/usr/bin/id", "/tmp/h")
+        );
+    }
+
+    #[test]
+    fn relative_link_names_resolve_against_cwd() {
+        // sc37: (cd /tmp && ln -s /usr/bin/id x); sc47: (cd /opt && ln -s /usr/bin/id ./.x).
+        assert_eq!(
+            links("ln", &["ln", "-s", "/usr/bin/id", "x"], "/tmp"),
+            one("/usr/bin/id", "/tmp/x")
+        );
+        assert_eq!(
+            links("ln", &["ln", "-s", "/usr/bin/id", "./.x"], "/opt"),
+            one("/usr/bin/id", "/opt/.x")
+        );
+        assert_eq!(
+            links("ln", &["ln", "-s", "/usr/bin/id", "../tmp/y"], "/opt"),
+            one("/usr/bin/id", "/tmp/y")
+        );
+    }
+
+    // --- GNU cp syntax (coreutils manual, "cp invocation")
+
+    #[test]
+    fn cp_links_only_with_symbolic_link() {
+        assert!(links("cp", &["cp", "/usr/bin/id", "/tmp/x"], "/").is_empty());
+        let want = one("/usr/bin/id", "/tmp/x");
+        assert_eq!(
+            links("cp", &["cp", "-s", "/usr/bin/id", "/tmp/x"], "/"),
+            want
+        );
+        assert_eq!(
+            links(
+                "cp",
+                &["cp", "--symbolic-link", "/usr/bin/id", "/tmp/x"],
+                "/"
+            ),
+            want
+        );
+        assert_eq!(
+            links("cp", &["cp", "--symb", "/usr/bin/id", "/tmp/x"], "/"),
+            want
+        );
+    }
+
+    #[test]
+    fn cp_recursive_cluster_and_target_directory() {
+        // cp -rs SOURCE DEST: the whole directory linked file by file.
+        assert_eq!(
+            links("cp", &["cp", "-rs", "/usr/bin", "/tmp/b"], "/"),
+            one("/usr/bin", "/tmp/b")
+        );
+        assert!(is_suspicious_pair(&pair("/usr/bin", "/tmp/b")));
+        // cp [OPTION]... -t DIRECTORY SOURCE...
+        assert_eq!(
+            links("cp", &["cp", "-s", "-t", "/tmp", "/usr/bin/id"], "/"),
+            one("/usr/bin/id", "/tmp/id")
+        );
+        // -S SUFFIX takes an argument in cp too.
+        assert_eq!(
+            links("cp", &["cp", "-bsS", ".b", "/usr/bin/id", "/tmp/x"], "/"),
+            one("/usr/bin/id", "/tmp/x")
+        );
+    }
+
+    #[test]
+    fn cp_needs_a_destination_and_parents_keeps_the_path() {
+        assert!(links("cp", &["cp", "-s", "/usr/bin/id"], "/tmp").is_empty());
+        assert_eq!(
+            links(
+                "cp",
+                &["cp", "-s", "--parents", "/usr/bin/id", "/tmp/"],
+                "/"
+            ),
+            one("/usr/bin/id", "/tmp/usr/bin/id")
+        );
+    }
+
+    // --- which program it is
+
+    #[test]
+    fn busybox_and_multicall_applets() {
+        let want = one("/bin/sh", "/tmp/x");
+        // busybox ln -s ...
+        assert_eq!(
+            links(
+                "busybox",
+                &["busybox", "ln", "-s", "/bin/sh", "/tmp/x"],
+                "/"
+            ),
+            want
+        );
+        // A symlink named ln to busybox: argv[0] = ln (sc18).
+        assert_eq!(
+            links("busybox", &["ln", "-s", "/bin/sh", "/tmp/x"], "/"),
+            want
+        );
+        assert_eq!(
+            links("busybox", &["/opt/bb/ln", "-s", "/bin/sh", "/tmp/x"], "/"),
+            want
+        );
+        // busybox without the ln applet (sc39).
+        assert!(links("busybox", &["busybox", "ls", "/usr/bin/x", "/tmp/x"], "/").is_empty());
+        // coreutils multi-call binary.
+        assert_eq!(
+            links(
+                "coreutils",
+                &[
+                    "coreutils",
+                    "--coreutils-prog=ln",
+                    "-s",
+                    "/bin/sh",
+                    "/tmp/x"
+                ],
+                "/"
+            ),
+            want
+        );
+        assert_eq!(
+            links("coreutils", &["ln", "-s", "/bin/sh", "/tmp/x"], "/"),
+            want
+        );
+        // Renamed copies of ln are not recognised by the exec sensor (the syscall sensor sees them).
+        assert!(links(
+            "a-renamed-ln",
+            &["/opt/a-renamed-ln", "-s", "/bin/sh", "/tmp/x"],
+            "/"
+        )
+        .is_empty());
+        assert!(links("rm", &["rm", "-rf", "/usr/bin/x", "/tmp/x"], "/").is_empty());
+    }
+
+    // --- the detector
+
+    fn exec_doc(args: &[&str], cwd: &str) -> Value {
+        json!({
+            "process": {
+                "name": "ln",
+                "args": args,
+                "working_directory": cwd,
+                "parent": { "name": "bash" },
+            },
+            "host": { "id": "h" },
+        })
+    }
+
+    fn link_event(pid: u32, sec: u64, target: &str, link: &str, cwd: &str) -> LinkEvent {
+        LinkEvent {
+            node: None,
+            serial: 9,
+            time: AuditTime { sec, msec: 5 },
+            call: LinkCall::Symlinkat,
+            pid,
+            ppid: 1,
+            uid: Some(0),
+            euid: Some(0),
+            auid: None,
+            ses: None,
+            tty: None,
+            comm: Some(b"python3".to_vec()),
+            exe: Some(b"/usr/bin/python3.11".to_vec()),
+            key: Some(b"auditsentry-link".to_vec()),
+            cwd: Some(cwd.as_bytes().to_vec()),
+            target: target.as_bytes().to_vec(),
+            link: link.as_bytes().to_vec(),
+            link_dir_known: true,
+            target_dir_known: true,
+        }
+    }
+
+    fn host() -> Host {
+        Host {
+            id: "h".to_string(),
+            name: "n".to_string(),
+        }
+    }
+
+    #[test]
+    fn exec_alert_carries_sensor_and_resolved_link() {
+        let mut det = ExtendedDetector::new().unwrap();
+        let doc = exec_doc(&["ln", "-s", "/usr/bin/id", "x"], "/tmp");
+        let out = det.on_exec(&doc, 10, 1_000).unwrap();
+        assert_eq!(
+            out["auditsentry"],
+            json!({"sensor": "exec", "link": {"target": "/usr/bin/id", "path": "/tmp/x"}})
+        );
+        assert_eq!(out["process"], doc["process"]);
+        assert_eq!(det.rule().id, RULE_ID);
+        assert_eq!(det.rule().name, RULE_NAME);
+        assert_eq!(det.rule().risk_score, 21);
+        assert_eq!(det.rule().severity, Severity::Low);
+    }
+
+    #[test]
+    fn exec_then_syscall_of_the_same_link_alerts_once() {
+        let mut det = ExtendedDetector::new().unwrap();
+        let doc = exec_doc(&["ln", "-s", "/usr/bin/id", "x"], "/tmp");
+        assert!(det.on_exec(&doc, 10, 1_000).is_some());
+        let ev = link_event(10, 1, "/usr/bin/id", "x", "/tmp");
+        assert_eq!(det.on_link(&ev, None, None, &host()), None);
+        // Another pid making the same path is another link.
+        let other = link_event(11, 1, "/usr/bin/id", "x", "/tmp");
+        assert!(det.on_link(&other, None, None, &host()).is_some());
+        // Past the window the same pid and path alert again.
+        let later = link_event(10, 7, "/usr/bin/id", "x", "/tmp");
+        assert!(det.on_link(&later, None, None, &host()).is_some());
+    }
+
+    #[test]
+    fn syscall_link_in_unknown_directory_dedupes_by_name() {
+        let mut det = ExtendedDetector::new().unwrap();
+        let doc = exec_doc(&["ln", "-s", "/usr/bin/id", "/tmp/d/"], "/");
+        assert!(det.on_exec(&doc, 10, 1_000).is_some());
+        assert!(det.seen(10, "id", 1_001));
+        assert!(same_link("/tmp/d/id", "id"));
+        assert!(!same_link("/tmp/d/xid", "id"));
+    }
+
+    #[test]
+    fn syscall_document_shape() {
+        let mut det = ExtendedDetector::new().unwrap();
+        let me = ProcessInfo {
+            executable: Some("/usr/bin/python3.11".to_string()),
+            name: Some("python3.11".to_string()),
+            args: s(&["python3", "-c", "x"]),
+        };
+        let parent = ProcessInfo {
+            executable: Some("/usr/bin/bash".to_string()),
+            name: Some("bash".to_string()),
+            args: s(&["bash"]),
+        };
+        let ev = link_event(12, 1_795_858_584, "../usr/bin/id", "x", "/tmp");
+        let doc = det.on_link(&ev, Some(&me), Some(&parent), &host()).unwrap();
+        assert_eq!(
+            doc,
+            json!({
+                "@timestamp": "2026-11-28T09:36:24.005Z",
+                "event": {"kind": "event", "category": ["file"], "type": ["creation"],
+                          "action": "symlinkat", "id": "1795858584.005:9"},
+                "host": {"os": {"type": "linux"}, "id": "h", "name": "n"},
+                "process": {
+                    "pid": 12, "name": "python3.11", "executable": "/usr/bin/python3.11",
+                    "args": ["python3", "-c", "x"], "args_count": 3,
+                    "command_line": "python3 -c x", "working_directory": "/tmp",
+                    "parent": {"pid": 1, "name": "bash", "executable": "/usr/bin/bash",
+                               "args": ["bash"]},
+                },
+                "file": {"path": "/tmp/x", "target_path": "/usr/bin/id"},
+                "user": {"id": "0", "effective": {"id": "0"}},
+                "auditd": {"serial": 9, "key": "auditsentry-link"},
+                "auditsentry": {"sensor": "syscall",
+                                "link": {"target": "/usr/bin/id", "path": "/tmp/x"}},
+            })
+        );
+    }
+
+    #[test]
+    fn benign_links_do_not_alert() {
+        let mut det = ExtendedDetector::new().unwrap();
+        let doc = exec_doc(&["ln", "-s", "/usr/bin/id", "/opt/x"], "/");
+        assert_eq!(det.on_exec(&doc, 10, 1_000), None);
+        let ev = link_event(12, 1, "/tmp/a", "/tmp/b", "/");
+        assert_eq!(det.on_link(&ev, None, None, &host()), None);
+    }
+}
