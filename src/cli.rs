@@ -125,6 +125,9 @@ pub struct ReplayArgs {
     /// Turn the new-terms gate off: every query match alerts.
     #[arg(long)]
     pub all_matches: bool,
+    /// Also run the path-aware extended detector (exec and link-syscall sensors, own rule id).
+    #[arg(long)]
+    pub extended: bool,
     /// Reproduce Elastic Defend's ignore_above: keyword values longer than N bytes match nothing.
     #[arg(long, value_name = "N")]
     pub ignore_above: Option<usize>,

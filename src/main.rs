@@ -12,6 +12,7 @@ use auditsentry::daemon::{self, Log, RunOptions};
 use auditsentry::event::Host;
 use auditsentry::pipeline::{self, DetectOptions, Detector, Pipeline};
 use auditsentry::proc::NoFallback;
+use auditsentry::rule::extended::ExtendedDetector;
 use auditsentry::rule::file as rules;
 use auditsentry::rule::kql::EvalOptions;
 use auditsentry::rule::ratecap::RateCap;
@@ -166,8 +167,11 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
         host,
         proc_capacity: 65_536,
     };
-    let detector = Detector::new(rules, store, Box::new(NoFallback), opts)
+    let mut detector = Detector::new(rules, store, Box::new(NoFallback), opts)
         .with_rate_cap(RateCap::new(cfg.max_signals, cfg.rate_window_ms()));
+    if args.extended {
+        detector.set_extended(Some(ExtendedDetector::new()?));
+    }
     let mut pipe = Pipeline::new(detector);
     let mut sink = outputs_from(&cfg, Mode::Replay)?;
     let stats = pipeline::replay(&args.inputs, args.format, &mut pipe, &mut sink);

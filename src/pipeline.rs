@@ -5,10 +5,12 @@
 
 use crate::alert::Alert;
 use crate::audit::exec::{self, ExecLimits};
+use crate::audit::link;
 use crate::audit::reassemble::{Event, ReassembleConfig, Reassembler};
 use crate::audit::record::{parse_frame, AuditTime, Record, UNSTAMPED};
 use crate::event::{self, Host};
 use crate::proc::{ProcFallback, ProcessTable};
+use crate::rule::extended::ExtendedDetector;
 use crate::rule::file::{Rule, RuleKind};
 use crate::rule::kql::EvalOptions;
 use crate::rule::new_terms::{NewTermsGate, TermStore, Verdict};
@@ -67,6 +69,7 @@ pub struct Detector<S: TermStore> {
     cap: RateCap,
     stats: Stats,
     excluded_pid: Option<u32>,
+    extended: Option<ExtendedDetector>,
 }
 
 impl<S: TermStore> Detector<S> {
@@ -87,6 +90,7 @@ impl<S: TermStore> Detector<S> {
             cap: RateCap::default(),
             stats: Stats::default(),
             excluded_pid: None,
+            extended: None,
         }
     }
 
@@ -106,7 +110,7 @@ impl<S: TermStore> Detector<S> {
         self.stats.events_completed += 1;
         let exec = match exec::build(ev, &self.opts.exec_limits) {
             Ok(Some(exec)) => exec,
-            Ok(None) => return Ok(()),
+            Ok(None) => return self.on_link_event(ev, sink),
             Err(_) => {
                 self.stats.events_partial += 1;
                 return Ok(());
@@ -130,45 +134,25 @@ impl<S: TermStore> Detector<S> {
         }
         let mut closed = Vec::new();
         self.cap.advance(time_ms, &mut closed);
-        for rule in &self.rules {
-            if !rule.query.matches_with(&doc, &self.opts.eval) {
-                continue;
-            }
-            self.stats.rules_matched += 1;
-            let terms = if self.opts.all_matches || matches!(rule.kind, RuleKind::Query) {
-                Vec::new()
-            } else {
-                match self.gate.check(rule, &doc, time_ms) {
-                    Ok(Verdict::New(tuple)) => tuple,
-                    Ok(Verdict::Seen) => {
-                        self.stats.terms_seen += 1;
-                        continue;
-                    }
-                    Ok(Verdict::MissingField(_)) => {
-                        self.stats.terms_missing += 1;
-                        continue;
-                    }
-                    Err(e) => {
-                        // Better a possible repeat than a miss: the alert still leaves.
-                        self.stats.state_errors += 1;
-                        eprintln!("auditsentry: new-terms state: {e}");
-                        Vec::new()
-                    }
-                }
-            };
-            // After the gate, as Kibana: a capped alert's tuple stays recorded as seen.
-            match self
-                .cap
-                .check(&rule.id, &rule.name, rule.max_signals, time_ms, &mut closed)
-            {
-                Decision::Pass => {}
-                Decision::Capped => {
-                    self.stats.alerts_capped += 1;
-                    continue;
+        // The rules are lent out for the loop so each match can go through `deliver` (&mut self).
+        let rules = std::mem::take(&mut self.rules);
+        let mut delivered = Ok(());
+        for rule in &rules {
+            if rule.query.matches_with(&doc, &self.opts.eval) {
+                delivered = self.deliver(rule, &doc, time_ms, &mut closed, sink);
+                if delivered.is_err() {
+                    break;
                 }
             }
-            sink.emit(&Alert::new(rule, doc.clone(), terms))?;
-            self.stats.alerts_emitted += 1;
+        }
+        self.rules = rules;
+        delivered?;
+        if let Some(ext_doc) = self
+            .extended
+            .as_mut()
+            .and_then(|e| e.on_exec(&doc, exec.pid, time_ms))
+        {
+            self.emit_extended(ext_doc, time_ms, &mut closed, sink)?;
         }
         notify(&closed, sink)
     }
@@ -197,6 +181,98 @@ impl<S: TermStore> Detector<S> {
 }
 
 impl<S: TermStore> Detector<S> {
+    /// Turns the path-aware extended detector on (`Some`) or off. Off by default; it adds alerts
+    /// under its own rule id and never changes the other rules' verdicts.
+    pub fn set_extended(&mut self, extended: Option<ExtendedDetector>) {
+        self.extended = extended;
+    }
+
+    /// Syscall sensor of the extended detector: a non-exec event that is a successful link call.
+    fn on_link_event(&mut self, ev: &Event, sink: &mut dyn Sink) -> Result<(), SinkError> {
+        let Some(ext) = &mut self.extended else {
+            return Ok(());
+        };
+        let Ok(Some(made)) = link::build(ev) else {
+            return Ok(());
+        };
+        if self.excluded_pid == Some(made.pid) {
+            return Ok(());
+        }
+        let me = self.procs.get(made.pid);
+        let parent = self.procs.get(made.ppid);
+        let Some(doc) = ext.on_link(&made, me.as_ref(), parent.as_ref(), &self.opts.host) else {
+            return Ok(());
+        };
+        let time_ms = made.time.as_millis();
+        let mut closed = Vec::new();
+        self.cap.advance(time_ms, &mut closed);
+        self.emit_extended(doc, time_ms, &mut closed, sink)?;
+        notify(&closed, sink)
+    }
+
+    /// An extended-detector document takes the same path as a query match of its rule.
+    fn emit_extended(
+        &mut self,
+        doc: serde_json::Value,
+        time_ms: u64,
+        closed: &mut Vec<CapSummary>,
+        sink: &mut dyn Sink,
+    ) -> Result<(), SinkError> {
+        let Some(ext) = self.extended.take() else {
+            return Ok(());
+        };
+        let delivered = self.deliver(ext.rule(), &doc, time_ms, closed, sink);
+        self.extended = Some(ext);
+        delivered
+    }
+
+    /// The path every query match takes: new-terms gate, then the rate cap (after the gate, as
+    /// Kibana: a capped alert's tuple stays recorded as seen), then the sink.
+    fn deliver(
+        &mut self,
+        rule: &Rule,
+        doc: &serde_json::Value,
+        time_ms: u64,
+        closed: &mut Vec<CapSummary>,
+        sink: &mut dyn Sink,
+    ) -> Result<(), SinkError> {
+        self.stats.rules_matched += 1;
+        let terms = if self.opts.all_matches || matches!(rule.kind, RuleKind::Query) {
+            Vec::new()
+        } else {
+            match self.gate.check(rule, doc, time_ms) {
+                Ok(Verdict::New(tuple)) => tuple,
+                Ok(Verdict::Seen) => {
+                    self.stats.terms_seen += 1;
+                    return Ok(());
+                }
+                Ok(Verdict::MissingField(_)) => {
+                    self.stats.terms_missing += 1;
+                    return Ok(());
+                }
+                Err(e) => {
+                    // Better a possible repeat than a miss: the alert still leaves.
+                    self.stats.state_errors += 1;
+                    eprintln!("auditsentry: new-terms state: {e}");
+                    Vec::new()
+                }
+            }
+        };
+        match self
+            .cap
+            .check(&rule.id, &rule.name, rule.max_signals, time_ms, closed)
+        {
+            Decision::Pass => {}
+            Decision::Capped => {
+                self.stats.alerts_capped += 1;
+                return Ok(());
+            }
+        }
+        sink.emit(&Alert::new(rule, doc.clone(), terms))?;
+        self.stats.alerts_emitted += 1;
+        Ok(())
+    }
+
     /// Ignores exec events of `pid` (the agent's own pid in live mode: it must never report itself).
     pub fn exclude_pid(&mut self, pid: u32) {
         self.excluded_pid = Some(pid);

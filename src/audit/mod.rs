@@ -1,7 +1,9 @@
 //! The audit stage: frames become typed records, records sharing a serial become events, and
-//! events that are successful execve/execveat calls become [`exec::ExecEvent`]s.
+//! events that are successful execve/execveat calls become [`exec::ExecEvent`]s (and successful
+//! symlink/link calls [`link::LinkEvent`]s, for the path-aware detector).
 
 pub mod exec;
+pub mod link;
 pub mod reassemble;
 pub mod record;
 

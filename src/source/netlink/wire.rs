@@ -530,11 +530,22 @@ impl RuleData {
         exclude_pid: Option<u32>,
         key: &str,
     ) -> Result<RuleData, WireError> {
+        Self::syscall_rule(arch, &arch.exec_syscalls(), exclude_pid, key)
+    }
+
+    /// `-a always,exit -F arch=ARCH -S SYSCALLS [-F pid!=PID] -k KEY` for any list of syscall
+    /// numbers of `arch` (numbers beyond the mask are ignored).
+    pub fn syscall_rule(
+        arch: Arch,
+        syscalls: &[u32],
+        exclude_pid: Option<u32>,
+        key: &str,
+    ) -> Result<RuleData, WireError> {
         if key.is_empty() || key.len() > AUDIT_MAX_KEY_LEN {
             return Err(WireError::BadKey { len: key.len() });
         }
         let mut mask = [0u32; AUDIT_BITMASK_SIZE];
-        for nr in arch.exec_syscalls() {
+        for &nr in syscalls {
             if let Some(word) = mask.get_mut((nr / 32) as usize) {
                 *word |= 1 << (nr % 32);
             }
