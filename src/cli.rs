@@ -178,6 +178,9 @@ pub struct RunArgs {
     /// Seconds between status lines (default 300).
     #[arg(long, value_name = "SECONDS")]
     pub status_period: Option<u64>,
+    /// Also run the path-aware extended detector and audit symlink/link syscalls.
+    #[arg(long)]
+    pub extended: bool,
     /// Configuration and outputs.
     #[command(flatten)]
     pub output: OutputArgs,

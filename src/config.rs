@@ -159,7 +159,7 @@ pub struct Config {
     pub ignore_above: Option<usize>,
     /// `daemon.status_period_secs`: period of the health line (0 = never).
     pub status_period_secs: u64,
-    /// `daemon.extended`: reserved for extended detections; must stay `false` for now.
+    /// `daemon.extended`: also run the path-aware extended detector (and audit link syscalls).
     pub extended: bool,
 }
 
@@ -325,15 +325,6 @@ pub fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
         })?,
     };
     let extended = flag(&daemon.extended, d.extended);
-    if extended {
-        if let Some(e) = &daemon.extended {
-            return Err(v.err(
-                e.span(),
-                "daemon.extended",
-                "reserved for a later version; must be false".into(),
-            ));
-        }
-    }
     Ok(Config {
         source: kind,
         manage_rules: flag(&source.manage_rules, d.manage_rules),
@@ -807,10 +798,7 @@ mod tests {
             err("[rules]\npaths = []\n"),
             "t.toml:2: rules.paths: must name at least one path"
         );
-        assert_eq!(
-            err("[daemon]\nextended = true\n"),
-            "t.toml:2: daemon.extended: reserved for a later version; must be false"
-        );
+        assert!(parse("[daemon]\nextended = true\n", "t.toml").is_ok_and(|c| c.extended));
     }
 
     #[test]

@@ -263,6 +263,9 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     if let Some(secs) = args.status_period {
         cfg.status_period_secs = secs;
     }
+    if args.extended {
+        cfg.extended = true;
+    }
     run_daemon(cfg, args.record)
 }
 
@@ -300,6 +303,7 @@ fn run_daemon(cfg: Config, record: Option<PathBuf>) -> Result<ExitCode> {
             host: Host::detect(),
             proc_capacity: 65_536,
         },
+        extended: cfg.extended,
         status_period: Duration::from_secs(if cfg.status_period_secs == 0 {
             u64::MAX / 4
         } else {

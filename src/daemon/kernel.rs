@@ -1,8 +1,10 @@
 //! The kernel side of running live: which source `auto` picks and why, and the audit rules the agent
 //! needs — added only when missing, removed on exit only if the agent added them.
 
+use crate::audit::link;
+use crate::source::netlink::wire::AUDIT_ARCH;
 use crate::source::netlink::{
-    multicast_supported, Arch, AuditSocket, NetlinkError, RuleData, Status,
+    multicast_supported, Arch, AuditSocket, FieldValue, NetlinkError, RuleData, Status,
 };
 use std::fmt;
 use std::path::Path;
@@ -149,6 +151,21 @@ pub fn missing_exec_rules(rules: &[RuleData]) -> Vec<Arch> {
         .collect()
 }
 
+/// The ABIs of this host without a link-syscall rule of ours (key `auditsentry-link`).
+pub fn missing_link_rules(rules: &[RuleData]) -> Vec<Arch> {
+    let has = |r: &RuleData, a: Arch| {
+        r.has_key(link::LINK_KEY.as_bytes())
+            && r.fields
+                .iter()
+                .any(|f| f.field == AUDIT_ARCH && f.value == FieldValue::Num(a.audit_arch()))
+    };
+    Arch::host()
+        .iter()
+        .copied()
+        .filter(|a| !rules.iter().any(|r| has(r, *a)))
+        .collect()
+}
+
 /// What the agent changed in the kernel, to undo on exit.
 #[derive(Debug, Default)]
 pub struct RuleGuard {
@@ -191,6 +208,7 @@ pub fn prepare(
     ctl: &mut AuditSocket,
     self_pid: u32,
     manage: bool,
+    extended: bool,
 ) -> Result<(RuleGuard, Vec<String>), KernelError> {
     let status = ctl.status()?;
     let rules = ctl.list_rules()?;
@@ -232,6 +250,24 @@ pub fn prepare(
             rule_line(arch)
         ));
         guard.added.push(rule);
+    }
+    if extended {
+        for arch in missing_link_rules(&rules) {
+            let rule = link::link_rules(arch, Some(self_pid)).map_err(|e| {
+                KernelError::Netlink(NetlinkError::Wire {
+                    context: "building the link rule",
+                    source: e,
+                })
+            })?;
+            ctl.add_rule(&rule)?;
+            notes.push(format!(
+                "added audit rule: -a always,exit -F arch={} -S symlink,symlinkat,link,linkat \
+                 -F pid!={self_pid} -k {}",
+                arch_name(arch),
+                link::LINK_KEY
+            ));
+            guard.added.push(rule);
+        }
     }
     if status.enabled == 0 {
         ctl.set_enabled(true)?;

@@ -7,6 +7,7 @@ pub mod kernel;
 use crate::audit::record::{parse_frame, AuditTime, UNSTAMPED};
 use crate::pipeline::{DetectOptions, Detector, Pipeline};
 use crate::procfs::ProcFs;
+use crate::rule::extended::ExtendedDetector;
 use crate::rule::file::{self as rules};
 use crate::sink::Sink;
 use crate::source::live::{self, Message, Reader};
@@ -46,6 +47,8 @@ pub struct RunOptions {
     pub detect: DetectOptions,
     /// How often a status line is logged (and written to `STATE_DIR/status`).
     pub status_period: Duration,
+    /// Also run the path-aware extended detector and audit link syscalls.
+    pub extended: bool,
     /// Kibana's max_signals per rule per window.
     pub rate_cap: crate::rule::ratecap::RateCap,
 }
@@ -111,7 +114,7 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
     let (kind, why) = kernel::choose(opts.source, version, &status).map_err(anyhow::Error::msg)?;
     log.line(&format!("source {kind}: {why}"));
 
-    let (mut guard, notes) = kernel::prepare(&mut ctl, me, opts.manage_rules)?;
+    let (mut guard, notes) = kernel::prepare(&mut ctl, me, opts.manage_rules, opts.extended)?;
     guard.keep = opts.keep_rules;
     for note in notes {
         log.line(&note);
@@ -135,6 +138,17 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
         opts.detect.clone(),
     );
     detector.exclude_pid(me);
+    if opts.extended {
+        detector.set_extended(Some(ExtendedDetector::new()?));
+    }
+    log.line(&format!(
+        "sensors: exec (execve audit records){}; fanotify: not built",
+        if opts.extended {
+            ", syscall (symlink/link audit records, extended detector)"
+        } else {
+            ""
+        }
+    ));
     let seeded = procfs.seed(detector.processes_mut());
     let mut pipe = Pipeline::new(detector);
     log.line(&format!("process table seeded with {seeded} processes"));

@@ -16,11 +16,33 @@ use std::time::{Duration, Instant};
 pub static KERNEL: Mutex<()> = Mutex::new(());
 
 /// The kernel's audit rules (as bytes) and enabled flag and daemon pid, to compare before/after.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(PartialEq, Eq)]
 pub struct KernelState {
     rules: Vec<Vec<u8>>,
     enabled: u32,
     pid: u32,
+}
+
+impl std::fmt::Debug for KernelState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Rules as (length, trailing key text): enough to tell them apart in a failure message.
+        let rules: Vec<String> = self
+            .rules
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}B:{}",
+                    r.len(),
+                    String::from_utf8_lossy(&r[r.len().saturating_sub(24)..]).trim_matches('\0')
+                )
+            })
+            .collect();
+        write!(
+            f,
+            "KernelState {{ enabled: {}, pid: {}, rules: {rules:?} }}",
+            self.enabled, self.pid
+        )
+    }
 }
 
 pub fn kernel_state() -> Option<KernelState> {
@@ -494,4 +516,96 @@ fn live_plugin_under_auditd_alerts_and_exits_with_auditd_and_unicast_refuses_to_
         std::thread::sleep(Duration::from_millis(100));
     }
     let _ = std::fs::remove_file(format!("/tmp/{token}"));
+}
+
+#[test]
+fn live_extended_sees_links_made_without_ln_once_each() {
+    let _lock = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    if !live_ok("live extended") {
+        return;
+    }
+    let before = kernel_state();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = format!("as-live-ext-{}", std::process::id());
+    let json = dir.path().join("alerts.ndjson");
+    let state = dir.path().join("state");
+    let renamed = dir.path().join(format!("{token}-lnk"));
+    std::fs::copy("/usr/bin/ln", &renamed).expect("copy ln");
+    let agent = Agent::start(
+        &[
+            "--source",
+            "multicast",
+            "--extended",
+            "--state-dir",
+            state.to_str().expect("utf-8"),
+        ],
+        &json,
+    );
+    assert!(
+        agent
+            .log()
+            .contains("sensors: exec (execve audit records), syscall"),
+        "{}",
+        agent.log()
+    );
+    // No ln at all: perl's symlink(2), from perl (parent: this test).
+    let status = Command::new("/usr/bin/perl")
+        .arg("-e")
+        .arg(format!(
+            "symlink('/usr/bin/id', '/tmp/{token}-pl') or exit 1"
+        ))
+        .status()
+        .expect("perl");
+    assert!(status.success());
+    // A renamed copy of ln, from dash.
+    sh(
+        "/usr/bin/dash",
+        &format!("{} -s /usr/bin/id /tmp/{token}-rn; true", renamed.display()),
+    );
+    // Plain ln from bash: the exact rule and the extended rule each alert once (exec and syscall
+    // sensors see the same link: one extended alert).
+    sh(
+        "/usr/bin/bash",
+        &format!("ln -s /usr/bin/id /tmp/{token}-ln; true"),
+    );
+    agent.wait_alert(&format!("{token}-ln"), Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(500));
+    agent.stop();
+
+    let all = alerts_in(&json);
+    let by = |suffix: &str| -> Vec<&Value> {
+        let needle = format!("/tmp/{token}-{suffix}");
+        all.iter()
+            .filter(|a| {
+                a["auditsentry"]["link"]["path"].as_str() == Some(needle.as_str())
+                    || args_contain(a, &needle)
+            })
+            .collect()
+    };
+    let rule_ids = |v: &[&Value]| -> Vec<String> {
+        let mut ids: Vec<String> = v
+            .iter()
+            .map(|a| a["rule"]["id"].as_str().unwrap_or("?").to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let ext = auditsentry::rule::extended::RULE_ID.to_string();
+    let seed = super::SEED_RULE_ID.to_string();
+    let pl = by("pl");
+    assert_eq!(rule_ids(&pl), [ext.clone()], "perl symlink(2): {pl:?}");
+    assert_eq!(pl[0]["auditsentry"]["sensor"], "syscall");
+    assert_eq!(pl[0]["auditsentry"]["link"]["target"], "/usr/bin/id");
+    assert_eq!(rule_ids(&by("rn")), [ext.clone()], "renamed ln");
+    let mut both = vec![ext, seed];
+    both.sort();
+    assert_eq!(
+        rule_ids(&by("ln")),
+        both,
+        "plain ln: one exact, one extended"
+    );
+    assert_eq!(kernel_state(), before, "kernel audit state changed");
+    for s in ["pl", "rn", "ln"] {
+        let _ = std::fs::remove_file(format!("/tmp/{token}-{s}"));
+    }
 }
