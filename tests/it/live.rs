@@ -593,10 +593,10 @@ fn live_extended_sees_links_made_without_ln_once_each() {
     let ext = auditsentry::rule::extended::RULE_ID.to_string();
     let seed = super::SEED_RULE_ID.to_string();
     let pl = by("pl");
-    assert_eq!(rule_ids(&pl), [ext.clone()], "perl symlink(2): {pl:?}");
+    assert_eq!(rule_ids(&pl), vec![ext.clone()], "perl symlink(2): {pl:?}");
     assert_eq!(pl[0]["auditsentry"]["sensor"], "syscall");
     assert_eq!(pl[0]["auditsentry"]["link"]["target"], "/usr/bin/id");
-    assert_eq!(rule_ids(&by("rn")), [ext.clone()], "renamed ln");
+    assert_eq!(rule_ids(&by("rn")), vec![ext.clone()], "renamed ln");
     let mut both = vec![ext, seed];
     both.sort();
     assert_eq!(
