@@ -262,8 +262,11 @@ fn live_multicast_sees_exec() {
         added.add(RuleData::exec_rule(native, Some(std::process::id()), &key).expect("rule"));
         let frames = exec_and_find_marker(&mut mc, &marker);
         let key_field = format!("key=\"{key}\"");
+        // The first matching rule names the record: only ours can when no other rule audits execve.
+        let others_audit_execve = before.iter().any(|r| r.watches_execve(native));
         assert!(
-            frames.iter().any(|f| matches!(f,
+            others_audit_execve
+                || frames.iter().any(|f| matches!(f,
             Frame::Netlink { msg_type: 1300, payload } if contains(payload, key_field.as_bytes())))
         );
         for f in &frames {
