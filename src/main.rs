@@ -266,23 +266,30 @@ fn run(args: RunArgs) -> Result<ExitCode> {
     if args.extended {
         cfg.extended = true;
     }
-    run_daemon(cfg, args.record)
+    run_daemon(cfg, flags.config, args.record)
 }
 
 /// `auditsentry plugin [CONFIG]`: the daemon on auditd's plugin stream.
 fn plugin(config_path: Option<PathBuf>) -> Result<ExitCode> {
-    let mut cfg = match config_path {
-        Some(path) => config::load(&path)?,
-        None => default_config()?,
+    let path =
+        config_path.or_else(|| Some(PathBuf::from(config::DEFAULT_PATH)).filter(|p| p.exists()));
+    let mut cfg = match &path {
+        Some(path) => config::load(path)?,
+        None => Config::default(),
     };
     cfg.source = SourceKind::Plugin;
-    run_daemon(cfg, None)
+    run_daemon(cfg, path, None)
 }
 
-fn run_daemon(cfg: Config, record: Option<PathBuf>) -> Result<ExitCode> {
+fn run_daemon(
+    cfg: Config,
+    config_path: Option<PathBuf>,
+    record: Option<PathBuf>,
+) -> Result<ExitCode> {
     // Rules given in the config must load; an empty or missing rules directory means the built-in rule.
     let rule_paths: Vec<PathBuf> = cfg.rules.iter().filter(|p| p.exists()).cloned().collect();
     let opts = RunOptions {
+        config_path,
         source: cfg.source,
         rules: rule_paths,
         state_dir: cfg.state_dir.clone(),

@@ -31,6 +31,8 @@ const DRAIN_BUDGET: Duration = Duration::from_secs(4);
 
 /// Everything `auditsentry run` needs, already validated.
 pub struct RunOptions {
+    /// The configuration file, re-read on SIGHUP (its rules reload; a broken file is refused).
+    pub config_path: Option<PathBuf>,
     /// Which source to use.
     pub source: SourceRequest,
     /// Rule files or directories; empty means the built-in seed rule.
@@ -305,13 +307,29 @@ fn reload<S: crate::rule::new_terms::TermStore>(
     sink: &mut dyn Sink,
     log: &mut dyn Log,
 ) {
-    if !opts.rules.is_empty() {
-        match rules::load_paths(&opts.rules) {
+    // The configuration file first: a file that no longer validates changes nothing.
+    let rule_paths = match &opts.config_path {
+        Some(path) => match crate::config::load(path) {
+            Ok(cfg) => cfg.rules.into_iter().filter(|p| p.exists()).collect(),
+            Err(e) => {
+                log.line(&format!(
+                    "reload refused, keeping the running configuration: {e}"
+                ));
+                return;
+            }
+        },
+        None => opts.rules.clone(),
+    };
+    if !rule_paths.is_empty() {
+        match rules::load_paths(&rule_paths) {
             Ok(list) if list.is_empty() => {
                 log.line("reload found no rules; keeping the running rules")
             }
             Ok(list) => {
-                log.line(&format!("reloaded {} rule(s)", list.len()));
+                log.line(&format!(
+                    "reloaded {} rule(s); source and output changes apply on restart",
+                    list.len()
+                ));
                 pipe.detector_mut().set_rules(list);
             }
             Err(e) => log.line(&format!("reload refused, keeping the running rules: {e}")),

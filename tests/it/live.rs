@@ -609,3 +609,68 @@ fn live_extended_sees_links_made_without_ln_once_each() {
         let _ = std::fs::remove_file(format!("/tmp/{token}-{s}"));
     }
 }
+
+#[test]
+fn live_sighup_refuses_a_broken_config_and_keeps_detecting() {
+    let _lock = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    if !live_ok("live sighup") {
+        return;
+    }
+    let before = kernel_state();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = format!("as-live-hup-{}", std::process::id());
+    let json = dir.path().join("alerts.ndjson");
+    let rules_dir = dir.path().join("rules");
+    std::fs::create_dir(&rules_dir).expect("rules dir");
+    std::fs::copy(
+        super::repo("packaging/rules/defense_evasion_symlink_binary_to_writable_dir.toml"),
+        rules_dir.join("seed.toml"),
+    )
+    .expect("copy seed rule");
+    let conf = dir.path().join("auditsentry.toml");
+    let good = format!(
+        "[rules]\npaths = [\"{}\"]\n\n[state]\ndir = \"{}\"\n\n[output.syslog]\nenabled = false\n",
+        rules_dir.display(),
+        dir.path().join("state").display()
+    );
+    std::fs::write(&conf, &good).expect("write config");
+    let agent = Agent::start(
+        &[
+            "--source",
+            "multicast",
+            "--config",
+            conf.to_str().expect("utf-8"),
+        ],
+        &json,
+    );
+    let hup = || {
+        let pid = nix::unistd::Pid::from_raw(agent.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("SIGHUP");
+    };
+    std::fs::write(&conf, format!("{good}\n[output]\nbogus = 1\n")).expect("break config");
+    hup();
+    agent.wait_for_log(
+        "reload refused, keeping the running configuration",
+        Duration::from_secs(5),
+    );
+    assert!(
+        agent.log().contains("bogus"),
+        "the refusal names the key: {}",
+        agent.log()
+    );
+    sh(
+        "/usr/bin/dash",
+        &format!("ln -s /usr/bin/id /tmp/{token}; true"),
+    );
+    agent.wait_alert(&token, Duration::from_secs(5));
+    std::fs::write(&conf, &good).expect("mend config");
+    hup();
+    agent.wait_for_log("reloaded 1 rule(s)", Duration::from_secs(5));
+    let log = agent.stop();
+    assert!(
+        log.contains("stop requested; draining") && log.contains("stopped:"),
+        "{log}"
+    );
+    assert_eq!(kernel_state(), before, "kernel audit state changed");
+    let _ = std::fs::remove_file(format!("/tmp/{token}"));
+}
