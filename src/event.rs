@@ -92,11 +92,11 @@ pub fn timestamp(t: AuditTime) -> String {
     )
 }
 
-/// A stable id for the event: node, audit time and serial identify it uniquely on one host.
-pub fn event_id(ev: &ExecEvent) -> String {
-    match &ev.node {
-        Some(node) => format!("{node}:{}.{:03}:{}", ev.time.sec, ev.time.msec, ev.serial),
-        None => format!("{}.{:03}:{}", ev.time.sec, ev.time.msec, ev.serial),
+/// A stable id for an event: node, audit time and serial identify it uniquely on one host.
+pub fn event_id(node: Option<&str>, time: AuditTime, serial: u32) -> String {
+    match node {
+        Some(node) => format!("{node}:{}.{:03}:{}", time.sec, time.msec, serial),
+        None => format!("{}.{:03}:{}", time.sec, time.msec, serial),
     }
 }
 
@@ -130,45 +130,17 @@ pub fn document(
             .collect();
         process.insert("title".into(), json!(text(&spaced)));
     }
-    let mut par = Map::new();
-    par.insert("pid".into(), json!(ev.ppid));
-    if let Some(p) = parent {
-        if let Some(name) = &p.name {
-            par.insert("name".into(), json!(name));
-        }
-        if let Some(exe) = &p.executable {
-            par.insert("executable".into(), json!(exe));
-        }
-        par.insert("args".into(), json!(p.args));
-    }
-    process.insert("parent".into(), Value::Object(par));
-
-    let mut user = Map::new();
-    if let Some(uid) = ev.uid {
-        user.insert("id".into(), json!(uid.to_string()));
-    }
-    if let Some(euid) = ev.euid {
-        user.insert("effective".into(), json!({ "id": euid.to_string() }));
-    }
-    let mut auditd = Map::new();
-    auditd.insert("serial".into(), json!(ev.serial));
-    if let Some(key) = &ev.key {
-        auditd.insert("key".into(), json!(text(key)));
-    }
-    if let Some(auid) = ev.auid {
-        auditd.insert("auid".into(), json!(auid));
-    }
-    if let Some(ses) = ev.ses {
-        auditd.insert("session".into(), json!(ses));
-    }
-    if let Some(tty) = &ev.tty {
-        auditd.insert("tty".into(), json!(text(tty)));
-    }
+    process.insert("parent".into(), parent_object(ev.ppid, parent));
+    let mut auditd = auditd_object(&AuditFacts {
+        serial: ev.serial,
+        key: ev.key.as_deref(),
+        auid: ev.auid,
+        ses: ev.ses,
+        tty: ev.tty.as_deref(),
+        node: ev.node.as_deref(),
+    });
     if ev.argv_truncated {
         auditd.insert("args_truncated".into(), json!(true));
-    }
-    if let Some(node) = &ev.node {
-        auditd.insert("node".into(), json!(node));
     }
 
     json!({
@@ -178,13 +150,79 @@ pub fn document(
             "category": ["process"],
             "type": ["start"],
             "action": "exec",
-            "id": event_id(ev),
+            "id": event_id(ev.node.as_deref(), ev.time, ev.serial),
         },
         "host": { "os": { "type": "linux" }, "id": host.id, "name": host.name },
         "process": Value::Object(process),
-        "user": Value::Object(user),
+        "user": user_object(ev.uid, ev.euid),
         "auditd": Value::Object(auditd),
     })
+}
+
+/// `process.parent`: the pid always, the rest when the process table knew the parent.
+pub fn parent_object(ppid: u32, parent: Option<&ProcessInfo>) -> Value {
+    let mut par = Map::new();
+    par.insert("pid".into(), json!(ppid));
+    if let Some(p) = parent {
+        if let Some(name) = &p.name {
+            par.insert("name".into(), json!(name));
+        }
+        if let Some(exe) = &p.executable {
+            par.insert("executable".into(), json!(exe));
+        }
+        par.insert("args".into(), json!(p.args));
+    }
+    Value::Object(par)
+}
+
+/// `user`: ECS ids are strings.
+pub fn user_object(uid: Option<u32>, euid: Option<u32>) -> Value {
+    let mut user = Map::new();
+    if let Some(uid) = uid {
+        user.insert("id".into(), json!(uid.to_string()));
+    }
+    if let Some(euid) = euid {
+        user.insert("effective".into(), json!({ "id": euid.to_string() }));
+    }
+    Value::Object(user)
+}
+
+/// The audit facts of a syscall event that have no ECS home, kept under `auditd.*`.
+pub struct AuditFacts<'a> {
+    /// Event serial.
+    pub serial: u32,
+    /// `key=` of the matching rule.
+    pub key: Option<&'a [u8]>,
+    /// Login uid.
+    pub auid: Option<u32>,
+    /// Login session.
+    pub ses: Option<u32>,
+    /// Controlling terminal.
+    pub tty: Option<&'a [u8]>,
+    /// `node=` name.
+    pub node: Option<&'a str>,
+}
+
+/// `auditd.*` from [`AuditFacts`] (a map, so callers can add their own facts).
+pub fn auditd_object(f: &AuditFacts<'_>) -> Map<String, Value> {
+    let mut auditd = Map::new();
+    auditd.insert("serial".into(), json!(f.serial));
+    if let Some(key) = f.key {
+        auditd.insert("key".into(), json!(text(key)));
+    }
+    if let Some(auid) = f.auid {
+        auditd.insert("auid".into(), json!(auid));
+    }
+    if let Some(ses) = f.ses {
+        auditd.insert("session".into(), json!(ses));
+    }
+    if let Some(tty) = f.tty {
+        auditd.insert("tty".into(), json!(text(tty)));
+    }
+    if let Some(node) = f.node {
+        auditd.insert("node".into(), json!(node));
+    }
+    auditd
 }
 
 #[cfg(test)]

@@ -799,47 +799,16 @@ pub fn link_document(
     if let Some(cwd) = &ev.cwd {
         process.insert("working_directory".into(), json!(event::text(cwd)));
     }
-    let mut par = Map::new();
-    par.insert("pid".into(), json!(ev.ppid));
-    if let Some(p) = parent {
-        if let Some(name) = &p.name {
-            par.insert("name".into(), json!(name));
-        }
-        if let Some(exe) = &p.executable {
-            par.insert("executable".into(), json!(exe));
-        }
-        par.insert("args".into(), json!(p.args));
-    }
-    process.insert("parent".into(), Value::Object(par));
-
-    let mut user = Map::new();
-    if let Some(uid) = ev.uid {
-        user.insert("id".into(), json!(uid.to_string()));
-    }
-    if let Some(euid) = ev.euid {
-        user.insert("effective".into(), json!({ "id": euid.to_string() }));
-    }
-    let mut auditd = Map::new();
-    auditd.insert("serial".into(), json!(ev.serial));
-    if let Some(key) = &ev.key {
-        auditd.insert("key".into(), json!(event::text(key)));
-    }
-    if let Some(auid) = ev.auid {
-        auditd.insert("auid".into(), json!(auid));
-    }
-    if let Some(ses) = ev.ses {
-        auditd.insert("session".into(), json!(ses));
-    }
-    if let Some(tty) = &ev.tty {
-        auditd.insert("tty".into(), json!(event::text(tty)));
-    }
-    if let Some(node) = &ev.node {
-        auditd.insert("node".into(), json!(node));
-    }
-    let id = match &ev.node {
-        Some(node) => format!("{node}:{}.{:03}:{}", ev.time.sec, ev.time.msec, ev.serial),
-        None => format!("{}.{:03}:{}", ev.time.sec, ev.time.msec, ev.serial),
-    };
+    process.insert("parent".into(), event::parent_object(ev.ppid, parent));
+    let auditd = event::auditd_object(&event::AuditFacts {
+        serial: ev.serial,
+        key: ev.key.as_deref(),
+        auid: ev.auid,
+        ses: ev.ses,
+        tty: ev.tty.as_deref(),
+        node: ev.node.as_deref(),
+    });
+    let id = event::event_id(ev.node.as_deref(), ev.time, ev.serial);
     let mut doc = json!({
         "@timestamp": event::timestamp(ev.time),
         "event": {
@@ -852,7 +821,7 @@ pub fn link_document(
         "host": { "os": { "type": "linux" }, "id": host.id, "name": host.name },
         "process": Value::Object(process),
         "file": { "path": pair.path, "target_path": pair.target },
-        "user": Value::Object(user),
+        "user": event::user_object(ev.uid, ev.euid),
         "auditd": Value::Object(auditd),
     });
     annotate(&mut doc, Sensor::Syscall, pair);
