@@ -65,10 +65,12 @@ trap 'rm -rf "$work"' EXIT
 src=$work/auditsentry-$version
 mkdir -p "$src"
 if git -C "$root" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-  # Tracked files plus new ones not yet committed, never ignored build output.
+  # Tracked files plus new ones not yet committed (deleted ones left out), never ignored build
+  # output; symlinks stay symlinks.
   (cd "$root" && git ls-files -z --cached --others --exclude-standard) |
-    (cd "$root" && xargs -0 cp --parents -t "$src" 2>/dev/null || true)
-  (cd "$root" && git ls-files -z --deleted) | (cd "$src" && xargs -0 rm -f)
+    while IFS= read -r -d '' f; do
+      if [ -e "$root/$f" ] || [ -L "$root/$f" ]; then printf '%s\0' "$f"; fi
+    done | (cd "$root" && xargs -0 -r cp -d --parents -t "$src")
 else
   tar -C "$root" --exclude=./target -cf - . | tar -C "$src" -xf -
 fi
