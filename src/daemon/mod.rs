@@ -115,6 +115,13 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
         .context("asking the kernel for its audit status")?;
     let (kind, why) = kernel::choose(opts.source, version, &status).map_err(anyhow::Error::msg)?;
     log.line(&format!("source {kind}: {why}"));
+    if kind == SourceKind::Multicast && status.pid == 0 {
+        // With no registered audit daemon the kernel also printk()s every record (rate-limited).
+        log.line(
+            "no audit daemon is registered: the kernel also writes audit records to its own log; \
+             run auditd, or use --source unicast on hosts without it",
+        );
+    }
 
     let (mut guard, notes) = kernel::prepare(&mut ctl, me, opts.manage_rules, opts.extended)?;
     guard.keep = opts.keep_rules;
