@@ -5,7 +5,7 @@
 use crate::audit::exec::ExecEvent;
 use crate::audit::AuditTime;
 use crate::proc::ProcessInfo;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 /// Who this host is, as ECS `host.*` says it. Fixed for a run so documents are reproducible.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,18 +109,18 @@ pub fn document(
     host: &Host,
 ) -> Value {
     let mut process = Map::new();
-    process.insert("pid".into(), json!(ev.pid));
+    process.insert("pid".into(), Value::from(ev.pid));
     if let Some(name) = &me.name {
-        process.insert("name".into(), json!(name));
+        process.insert("name".into(), Value::String(name.clone()));
     }
     if let Some(exe) = &me.executable {
-        process.insert("executable".into(), json!(exe));
+        process.insert("executable".into(), Value::String(exe.clone()));
     }
-    process.insert("args".into(), json!(me.args));
-    process.insert("args_count".into(), json!(me.args.len()));
-    process.insert("command_line".into(), json!(me.args.join(" ")));
+    process.insert("args".into(), strings(&me.args));
+    process.insert("args_count".into(), Value::from(me.args.len()));
+    process.insert("command_line".into(), Value::String(me.args.join(" ")));
     if let Some(cwd) = &ev.cwd {
-        process.insert("working_directory".into(), json!(text(cwd)));
+        process.insert("working_directory".into(), Value::String(text(cwd)));
     }
     if let Some(title) = &ev.proctitle {
         // PROCTITLE is argv with NUL separators (cut at 128 bytes): show it as the command line.
@@ -128,63 +128,92 @@ pub fn document(
             .iter()
             .map(|&b| if b == 0 { b' ' } else { b })
             .collect();
-        process.insert("title".into(), json!(text(&spaced)));
+        process.insert("title".into(), Value::String(text(&spaced)));
     }
     let mut par = Map::new();
-    par.insert("pid".into(), json!(ev.ppid));
+    par.insert("pid".into(), Value::from(ev.ppid));
     if let Some(p) = parent {
         if let Some(name) = &p.name {
-            par.insert("name".into(), json!(name));
+            par.insert("name".into(), Value::String(name.clone()));
         }
         if let Some(exe) = &p.executable {
-            par.insert("executable".into(), json!(exe));
+            par.insert("executable".into(), Value::String(exe.clone()));
         }
-        par.insert("args".into(), json!(p.args));
+        par.insert("args".into(), strings(&p.args));
     }
     process.insert("parent".into(), Value::Object(par));
 
     let mut user = Map::new();
     if let Some(uid) = ev.uid {
-        user.insert("id".into(), json!(uid.to_string()));
+        user.insert("id".into(), Value::String(uid.to_string()));
     }
     if let Some(euid) = ev.euid {
-        user.insert("effective".into(), json!({ "id": euid.to_string() }));
+        user.insert(
+            "effective".into(),
+            object([("id", Value::String(euid.to_string()))]),
+        );
     }
     let mut auditd = Map::new();
-    auditd.insert("serial".into(), json!(ev.serial));
+    auditd.insert("serial".into(), Value::from(ev.serial));
     if let Some(key) = &ev.key {
-        auditd.insert("key".into(), json!(text(key)));
+        auditd.insert("key".into(), Value::String(text(key)));
     }
     if let Some(auid) = ev.auid {
-        auditd.insert("auid".into(), json!(auid));
+        auditd.insert("auid".into(), Value::from(auid));
     }
     if let Some(ses) = ev.ses {
-        auditd.insert("session".into(), json!(ses));
+        auditd.insert("session".into(), Value::from(ses));
     }
     if let Some(tty) = &ev.tty {
-        auditd.insert("tty".into(), json!(text(tty)));
+        auditd.insert("tty".into(), Value::String(text(tty)));
     }
     if ev.argv_truncated {
-        auditd.insert("args_truncated".into(), json!(true));
+        auditd.insert("args_truncated".into(), Value::Bool(true));
     }
     if let Some(node) = &ev.node {
-        auditd.insert("node".into(), json!(node));
+        auditd.insert("node".into(), Value::String(node.clone()));
     }
 
-    json!({
-        "@timestamp": timestamp(ev.time),
-        "event": {
-            "kind": "event",
-            "category": ["process"],
-            "type": ["start"],
-            "action": "exec",
-            "id": event_id(ev),
-        },
-        "host": { "os": { "type": "linux" }, "id": host.id, "name": host.name },
-        "process": Value::Object(process),
-        "user": Value::Object(user),
-        "auditd": Value::Object(auditd),
-    })
+    object([
+        ("@timestamp", Value::String(timestamp(ev.time))),
+        (
+            "event",
+            object([
+                ("kind", Value::from("event")),
+                ("category", Value::Array(vec![Value::from("process")])),
+                ("type", Value::Array(vec![Value::from("start")])),
+                ("action", Value::from("exec")),
+                ("id", Value::String(event_id(ev))),
+            ]),
+        ),
+        (
+            "host",
+            object([
+                ("os", object([("type", Value::from("linux"))])),
+                ("id", Value::String(host.id.clone())),
+                ("name", Value::String(host.name.clone())),
+            ]),
+        ),
+        ("process", Value::Object(process)),
+        ("user", Value::Object(user)),
+        ("auditd", Value::Object(auditd)),
+    ])
+}
+
+/// A JSON object from literal keys. Built directly rather than with `json!`, which goes through
+/// serde's serializer for every interpolated value: this runs once per exec event.
+fn object<const N: usize>(entries: [(&str, Value); N]) -> Value {
+    Value::Object(
+        entries
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    )
+}
+
+/// A JSON array of strings.
+fn strings(values: &[String]) -> Value {
+    Value::Array(values.iter().cloned().map(Value::String).collect())
 }
 
 #[cfg(test)]
