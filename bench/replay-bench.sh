@@ -5,7 +5,8 @@
 #
 # Generates the log (bench/gen-log.py) into $BENCH_DIR (default: $TMPDIR/auditsentry-bench) if it is
 # missing, then for each tool reports wall time, events/s, MB/s and peak RSS (/usr/bin/time -v,
-# one run each) and, with hyperfine, the mean wall time over R runs (LAUREL: one run, it is slow).
+# one run each; CPU user+sys too, steadier than wall time on a shared machine) and, with hyperfine,
+# the mean wall time over R runs (LAUREL: one run, it is slow).
 # Needs: python3, /usr/bin/time (GNU time), hyperfine, laurel (Debian package `laurel`).
 #
 # LAUREL is run the way its INSTALL.md says for testing: it reads auditd plugin lines on stdin;
@@ -88,9 +89,9 @@ cmds=(
 cat "$log" >/dev/null
 
 printf '\ninput: %s (%d events, %.1f MB)\n\n' "$log" "$events" "$(echo "$bytes / 1000000" | bc -l)"
-printf '| tool | wall (s) | events/s | MB/s | peak RSS (MiB) | hyperfine mean ± σ (s, %s runs) |\n' "$runs"
-printf '|---|---:|---:|---:|---:|---:|\n'
-declare -A wall
+printf '| tool | wall (s) | events/s | MB/s | CPU user+sys (s) | events/CPU-s | peak RSS (MiB) | hyperfine mean ± σ (s, %s runs) |\n' "$runs"
+printf '|---|---:|---:|---:|---:|---:|---:|---:|\n'
+declare -A wall cpu_of
 for i in "${!names[@]}"; do
     name=${names[$i]}
     cmd=${cmds[$i]}
@@ -100,6 +101,8 @@ for i in "${!names[@]}"; do
     secs=$(awk -F': ' '/Elapsed \(wall clock\)/ {
         n = split($2, p, ":"); s = 0; for (k = 1; k <= n; k++) s = s * 60 + p[k]; print s }' "$scratch/time")
     rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$scratch/time")
+    cpu=$(awk -F': ' '/User time|System time/ {s += $2} END {print s}' "$scratch/time")
+    cpu_of[$name]=$cpu
     hf="-"
     if [ "$name" != laurel ]; then
         # /usr/bin/time has 10 ms resolution: the hyperfine mean is the wall time reported.
@@ -108,12 +111,17 @@ for i in "${!names[@]}"; do
         hf="$secs ± $sd"
     fi
     wall[$name]=$secs
-    printf '| %s | %.3f | %.0f | %.1f | %.1f | %s |\n' "$name" "$secs" \
+    printf '| %s | %.3f | %.0f | %.1f | %.2f | %.0f | %.1f | %s |\n' "$name" "$secs" \
         "$(echo "$events / $secs" | bc -l)" "$(echo "$bytes / 1000000 / $secs" | bc -l)" \
-        "$(echo "$rss / 1024" | bc -l)" "$hf"
+        "$cpu" "$(echo "$events / ($cpu + 0.001)" | bc -l)" "$(echo "$rss / 1024" | bc -l)" "$hf"
 done
 echo
 if [ "$laurel" = 1 ]; then
-    printf 'auditsentry vs LAUREL: %.1fx the events/s (goal >= 5x)\n' "$(echo "${wall[laurel]} / ${wall[auditsentry]}" | bc -l)"
+    printf 'auditsentry vs LAUREL: %.1fx the events/s, %.1fx the events per CPU-second (goal >= 5x)\n' \
+        "$(echo "${wall[laurel]} / ${wall[auditsentry]}" | bc -l)" \
+        "$(echo "${cpu_of[laurel]} / ${cpu_of[auditsentry]}" | bc -l)"
 fi
-printf 'auditsentry vs grep -c EXECVE: %.1fx the wall time (goal <= 4x)\n' "$(echo "${wall[auditsentry]} / ${wall[grep]}" | bc -l)"
+printf 'auditsentry vs grep -c EXECVE: %.1fx the wall time, %.1fx the CPU time (goal <= 4x)\n' \
+    "$(echo "${wall[auditsentry]} / ${wall[grep]}" | bc -l)" \
+    "$(echo "${cpu_of[auditsentry]} / (${cpu_of[grep]} + 0.001)" | bc -l)"
+echo "(machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end)"
