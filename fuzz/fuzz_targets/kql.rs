@@ -26,6 +26,11 @@ fuzz_target!(|data: &[u8]| {
         "user": {"id": "0"}
     });
     let _ = query.matches(&doc);
-    let _ = query.matches_with(&doc, &EvalOptions { ignore_above: Some(4) });
+    let _ = query.matches_with(
+        &doc,
+        &EvalOptions {
+            ignore_above: Some(4),
+        },
+    );
     let _ = query.fields();
 });
