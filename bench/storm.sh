@@ -42,6 +42,8 @@ work=$(mktemp -d)
 marker="storm$$x$RANDOM"
 status_of() { "$bin" status | sed -n 's/.* \('"$1"'\)=\([0-9]*\).*/\2/p'; }
 old_limit=$(status_of backlog_limit)
+rules_before=$(auditctl -l)
+enabled_before=$(status_of enabled)
 lost_before=$(status_of lost)
 agent=""
 cleanup() {
@@ -51,6 +53,9 @@ cleanup() {
     fi
     auditctl -b "$old_limit" >/dev/null
     rm -rf "$work"
+    if [ "$(auditctl -l)" != "$rules_before" ] || [ "$(status_of enabled)" != "$enabled_before" ]; then
+        echo "storm: warning: kernel audit rules or enabled flag differ from before the run" >&2
+    fi
 }
 trap cleanup EXIT
 
