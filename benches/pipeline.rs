@@ -1,5 +1,5 @@
-//! Per-stage benchmarks on the real corpus: parse, reassemble, build + evaluate, and the whole
-//! pipeline. Run with `cargo bench --bench pipeline`; save a baseline with
+//! Per-stage benchmarks on the real corpus: parse, reassemble, build + evaluate, the new-terms
+//! gate on a sled store, and the whole pipeline. Run with `cargo bench --bench pipeline`; save a baseline with
 //! `cargo bench --bench pipeline -- --save-baseline main` and compare with `--baseline main`.
 
 use auditsentry::audit::exec::{self, ExecLimits};
@@ -10,11 +10,13 @@ use auditsentry::pipeline::{DetectOptions, Detector, Pipeline};
 use auditsentry::proc::NoFallback;
 use auditsentry::rule::file as rules;
 use auditsentry::rule::kql::EvalOptions;
-use auditsentry::rule::new_terms::MemStore;
+use auditsentry::rule::new_terms::{MemStore, NewTermsGate, Verdict};
 use auditsentry::sink::Collect;
 use auditsentry::source::file::{Format, FrameReader};
 use auditsentry::source::Frame;
+use auditsentry::state::SledStore;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use serde_json::{json, Value};
 use std::io::Cursor;
 
 fn corpus() -> Vec<u8> {
@@ -131,5 +133,66 @@ fn stages(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, stages);
+/// A matched document whose new-terms tuple is (`h1`, `parent`).
+fn gate_doc(parent: &str) -> Value {
+    json!({
+        "host": {"id": "h1", "name": "h1", "os": {"type": "linux"}},
+        "process": {"name": "ln", "parent": {"name": parent, "executable": "/usr/bin/bash"}},
+    })
+}
+
+/// The new-terms gate on a sled store in a temporary directory: a tuple already seen (the common
+/// case: a lookup plus a last-seen update), a tuple never seen (insert plus the flush to disk that
+/// precedes every alert), and the in-memory store for comparison.
+fn gate(c: &mut Criterion) {
+    let rule = rules::builtin();
+    let Ok(dir) = tempfile::tempdir() else {
+        return;
+    };
+    let Ok((store, _)) = SledStore::open(&dir.path().join("state")) else {
+        return;
+    };
+    let mut sled_gate = NewTermsGate::new(store);
+    let mut mem_gate = NewTermsGate::new(MemStore::default());
+    let seen = gate_doc("bash");
+    let mut t = 1_700_000_000_000u64;
+    let _ = sled_gate.check(&rule, &seen, t);
+    let _ = mem_gate.check(&rule, &seen, t);
+
+    let mut g = c.benchmark_group("new-terms");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("seen (sled)", |b| {
+        b.iter(|| {
+            t += 1;
+            let v = sled_gate.check(&rule, black_box(&seen), t);
+            debug_assert!(matches!(v, Ok(Verdict::Seen)));
+            v.is_ok()
+        })
+    });
+    g.bench_function("seen (memory)", |b| {
+        b.iter(|| {
+            t += 1;
+            mem_gate.check(&rule, black_box(&seen), t).is_ok()
+        })
+    });
+    let mut n = 0u64;
+    g.bench_function("new + flush (sled)", |b| {
+        b.iter_batched(
+            || {
+                n += 1;
+                gate_doc(&format!("parent-{n}"))
+            },
+            |doc| {
+                t += 1;
+                let v = sled_gate.check(&rule, &doc, t);
+                debug_assert!(matches!(v, Ok(Verdict::New(_))));
+                v.is_ok()
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, stages, gate);
 criterion_main!(benches);

@@ -5,7 +5,7 @@
 use crate::audit::exec::ExecEvent;
 use crate::audit::AuditTime;
 use crate::proc::ProcessInfo;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 /// Who this host is, as ECS `host.*` says it. Fixed for a run so documents are reproducible.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,18 +109,18 @@ pub fn document(
     host: &Host,
 ) -> Value {
     let mut process = Map::new();
-    process.insert("pid".into(), json!(ev.pid));
+    process.insert("pid".into(), Value::from(ev.pid));
     if let Some(name) = &me.name {
-        process.insert("name".into(), json!(name));
+        process.insert("name".into(), Value::String(name.clone()));
     }
     if let Some(exe) = &me.executable {
-        process.insert("executable".into(), json!(exe));
+        process.insert("executable".into(), Value::String(exe.clone()));
     }
-    process.insert("args".into(), json!(me.args));
-    process.insert("args_count".into(), json!(me.args.len()));
-    process.insert("command_line".into(), json!(me.args.join(" ")));
+    process.insert("args".into(), strings(&me.args));
+    process.insert("args_count".into(), Value::from(me.args.len()));
+    process.insert("command_line".into(), Value::String(me.args.join(" ")));
     if let Some(cwd) = &ev.cwd {
-        process.insert("working_directory".into(), json!(text(cwd)));
+        process.insert("working_directory".into(), Value::String(text(cwd)));
     }
     if let Some(title) = &ev.proctitle {
         // PROCTITLE is argv with NUL separators (cut at 128 bytes): show it as the command line.
@@ -128,7 +128,7 @@ pub fn document(
             .iter()
             .map(|&b| if b == 0 { b' ' } else { b })
             .collect();
-        process.insert("title".into(), json!(text(&spaced)));
+        process.insert("title".into(), Value::String(text(&spaced)));
     }
     process.insert("parent".into(), parent_object(ev.ppid, parent));
     let mut auditd = auditd_object(&AuditFacts {
@@ -140,37 +140,66 @@ pub fn document(
         node: ev.node.as_deref(),
     });
     if ev.argv_truncated {
-        auditd.insert("args_truncated".into(), json!(true));
+        auditd.insert("args_truncated".into(), Value::Bool(true));
     }
 
-    json!({
-        "@timestamp": timestamp(ev.time),
-        "event": {
-            "kind": "event",
-            "category": ["process"],
-            "type": ["start"],
-            "action": "exec",
-            "id": event_id(ev.node.as_deref(), ev.time, ev.serial),
-        },
-        "host": { "os": { "type": "linux" }, "id": host.id, "name": host.name },
-        "process": Value::Object(process),
-        "user": user_object(ev.uid, ev.euid),
-        "auditd": Value::Object(auditd),
-    })
+    object([
+        ("@timestamp", Value::String(timestamp(ev.time))),
+        (
+            "event",
+            object([
+                ("kind", Value::from("event")),
+                ("category", Value::Array(vec![Value::from("process")])),
+                ("type", Value::Array(vec![Value::from("start")])),
+                ("action", Value::from("exec")),
+                (
+                    "id",
+                    Value::String(event_id(ev.node.as_deref(), ev.time, ev.serial)),
+                ),
+            ]),
+        ),
+        (
+            "host",
+            object([
+                ("os", object([("type", Value::from("linux"))])),
+                ("id", Value::String(host.id.clone())),
+                ("name", Value::String(host.name.clone())),
+            ]),
+        ),
+        ("process", Value::Object(process)),
+        ("user", user_object(ev.uid, ev.euid)),
+        ("auditd", Value::Object(auditd)),
+    ])
+}
+
+/// A JSON object from literal keys. Built directly rather than with `json!`, which goes through
+/// serde's serializer for every interpolated value: this runs once per exec event.
+fn object<const N: usize>(entries: [(&str, Value); N]) -> Value {
+    Value::Object(
+        entries
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    )
+}
+
+/// A JSON array of strings.
+fn strings(values: &[String]) -> Value {
+    Value::Array(values.iter().cloned().map(Value::String).collect())
 }
 
 /// `process.parent`: the pid always, the rest when the process table knew the parent.
 pub fn parent_object(ppid: u32, parent: Option<&ProcessInfo>) -> Value {
     let mut par = Map::new();
-    par.insert("pid".into(), json!(ppid));
+    par.insert("pid".into(), Value::from(ppid));
     if let Some(p) = parent {
         if let Some(name) = &p.name {
-            par.insert("name".into(), json!(name));
+            par.insert("name".into(), Value::String(name.clone()));
         }
         if let Some(exe) = &p.executable {
-            par.insert("executable".into(), json!(exe));
+            par.insert("executable".into(), Value::String(exe.clone()));
         }
-        par.insert("args".into(), json!(p.args));
+        par.insert("args".into(), strings(&p.args));
     }
     Value::Object(par)
 }
@@ -179,10 +208,13 @@ pub fn parent_object(ppid: u32, parent: Option<&ProcessInfo>) -> Value {
 pub fn user_object(uid: Option<u32>, euid: Option<u32>) -> Value {
     let mut user = Map::new();
     if let Some(uid) = uid {
-        user.insert("id".into(), json!(uid.to_string()));
+        user.insert("id".into(), Value::String(uid.to_string()));
     }
     if let Some(euid) = euid {
-        user.insert("effective".into(), json!({ "id": euid.to_string() }));
+        user.insert(
+            "effective".into(),
+            object([("id", Value::String(euid.to_string()))]),
+        );
     }
     Value::Object(user)
 }
@@ -206,21 +238,21 @@ pub struct AuditFacts<'a> {
 /// `auditd.*` from [`AuditFacts`] (a map, so callers can add their own facts).
 pub fn auditd_object(f: &AuditFacts<'_>) -> Map<String, Value> {
     let mut auditd = Map::new();
-    auditd.insert("serial".into(), json!(f.serial));
+    auditd.insert("serial".into(), Value::from(f.serial));
     if let Some(key) = f.key {
-        auditd.insert("key".into(), json!(text(key)));
+        auditd.insert("key".into(), Value::String(text(key)));
     }
     if let Some(auid) = f.auid {
-        auditd.insert("auid".into(), json!(auid));
+        auditd.insert("auid".into(), Value::from(auid));
     }
     if let Some(ses) = f.ses {
-        auditd.insert("session".into(), json!(ses));
+        auditd.insert("session".into(), Value::from(ses));
     }
     if let Some(tty) = f.tty {
-        auditd.insert("tty".into(), json!(text(tty)));
+        auditd.insert("tty".into(), Value::String(text(tty)));
     }
     if let Some(node) = f.node {
-        auditd.insert("node".into(), json!(node));
+        auditd.insert("node".into(), Value::String(node.to_string()));
     }
     auditd
 }

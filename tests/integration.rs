@@ -8,6 +8,8 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[path = "it/hardening.rs"]
+mod hardening;
 #[path = "it/live.rs"]
 mod live;
 

@@ -148,11 +148,13 @@ pub fn build(event: &Event, limits: &ExecLimits) -> Result<Option<ExecEvent>, Ex
             Ok(None)
         };
     };
-    let arch = sc
-        .field(b"arch")
+    // One pass over the SYSCALL body instead of one scan per field: this is the hot path.
+    let f = SyscallFields::scan(sc);
+    let arch = f
+        .arch
         .and_then(|v| std::str::from_utf8(v).ok())
         .and_then(|v| u32::from_str_radix(v, 16).ok());
-    let Some(syscall) = sc.field_u64(b"syscall").and_then(|n| u32::try_from(n).ok()) else {
+    let Some(syscall) = parse_u64(f.syscall).and_then(|n| u32::try_from(n).ok()) else {
         return if has_execve {
             Err(bad_field(sc, serial, "syscall"))
         } else {
@@ -166,7 +168,7 @@ pub fn build(event: &Event, limits: &ExecLimits) -> Result<Option<ExecEvent>, Ex
     if !is_exec {
         return Ok(None);
     }
-    match sc.field(b"success") {
+    match f.success {
         Some(b"yes") => {}
         Some(_) => return Ok(None),
         None => return Err(bad_field(sc, serial, "success")),
@@ -174,12 +176,9 @@ pub fn build(event: &Event, limits: &ExecLimits) -> Result<Option<ExecEvent>, Ex
     if !has_execve {
         return Err(ExecError::MissingExecve { serial });
     }
-    let num = |field: &'static str| {
-        sc.field_u64(field.as_bytes())
-            .and_then(|n| u32::try_from(n).ok())
-    };
-    let pid = num("pid").ok_or_else(|| bad_field(sc, serial, "pid"))?;
-    let ppid = num("ppid").ok_or_else(|| bad_field(sc, serial, "ppid"))?;
+    let num = |raw: Option<&[u8]>| parse_u64(raw).and_then(|n| u32::try_from(n).ok());
+    let pid = num(f.pid).ok_or_else(|| bad_field(sc, serial, "pid"))?;
+    let ppid = num(f.ppid).ok_or_else(|| bad_field(sc, serial, "ppid"))?;
 
     let mut argv = ArgvBuilder::new(limits);
     let mut cwd = None;
@@ -190,13 +189,7 @@ pub fn build(event: &Event, limits: &ExecLimits) -> Result<Option<ExecEvent>, Ex
             types::EXECVE => argv.add_record(rec),
             types::CWD if cwd.is_none() => cwd = string_field(rec, b"cwd"),
             types::PROCTITLE if proctitle.is_none() => proctitle = string_field(rec, b"proctitle"),
-            types::PATH => paths.push(PathItem {
-                item: rec.field_u64(b"item").and_then(|n| u32::try_from(n).ok()),
-                name: string_field(rec, b"name"),
-                nametype: rec
-                    .field(b"nametype")
-                    .map(|v| String::from_utf8_lossy(v).into_owned()),
-            }),
+            types::PATH => paths.push(path_item(rec)),
             _ => {}
         }
     }
@@ -209,17 +202,14 @@ pub fn build(event: &Event, limits: &ExecLimits) -> Result<Option<ExecEvent>, Ex
         syscall,
         pid,
         ppid,
-        uid: num("uid"),
-        euid: num("euid"),
-        auid: num("auid"),
-        ses: num("ses"),
-        tty: sc
-            .field(b"tty")
-            .filter(|v| !is_absent(v))
-            .map(<[u8]>::to_vec),
-        comm: string_field(sc, b"comm"),
-        exe: string_field(sc, b"exe"),
-        key: string_field(sc, b"key"),
+        uid: num(f.uid),
+        euid: num(f.euid),
+        auid: num(f.auid),
+        ses: num(f.ses),
+        tty: f.tty.filter(|v| !is_absent(v)).map(<[u8]>::to_vec),
+        comm: string_value(f.comm),
+        exe: string_value(f.exe),
+        key: string_value(f.key),
         cwd,
         argc: argv.argc,
         argv_truncated: argv.truncated || event.truncated,
@@ -236,7 +226,86 @@ fn is_absent(raw: &[u8]) -> bool {
 
 /// A string field decoded (quotes or hex); `None` when missing or absent.
 fn string_field(rec: &Record, key: &[u8]) -> Option<Vec<u8>> {
-    rec.field(key).filter(|v| !is_absent(v)).map(decode_value)
+    string_value(rec.field(key))
+}
+
+/// A raw string value decoded (quotes or hex); `None` when missing or absent.
+fn string_value(raw: Option<&[u8]>) -> Option<Vec<u8>> {
+    raw.filter(|v| !is_absent(v)).map(decode_value)
+}
+
+/// A raw value as a decimal number, like [`Record::field_u64`].
+fn parse_u64(raw: Option<&[u8]>) -> Option<u64> {
+    std::str::from_utf8(raw?).ok()?.parse().ok()
+}
+
+/// The raw SYSCALL values an exec needs, each the *first* field of its name (as
+/// [`Record::field`] would return), found in a single pass over the body.
+#[derive(Default)]
+struct SyscallFields<'a> {
+    arch: Option<&'a [u8]>,
+    syscall: Option<&'a [u8]>,
+    success: Option<&'a [u8]>,
+    pid: Option<&'a [u8]>,
+    ppid: Option<&'a [u8]>,
+    uid: Option<&'a [u8]>,
+    euid: Option<&'a [u8]>,
+    auid: Option<&'a [u8]>,
+    ses: Option<&'a [u8]>,
+    tty: Option<&'a [u8]>,
+    comm: Option<&'a [u8]>,
+    exe: Option<&'a [u8]>,
+    key: Option<&'a [u8]>,
+}
+
+impl<'a> SyscallFields<'a> {
+    fn scan(sc: &'a Record) -> Self {
+        let mut f = SyscallFields::default();
+        for (k, v) in sc.fields() {
+            let slot = match k {
+                b"arch" => &mut f.arch,
+                b"syscall" => &mut f.syscall,
+                b"success" => &mut f.success,
+                b"pid" => &mut f.pid,
+                b"ppid" => &mut f.ppid,
+                b"uid" => &mut f.uid,
+                b"euid" => &mut f.euid,
+                b"auid" => &mut f.auid,
+                b"ses" => &mut f.ses,
+                b"tty" => &mut f.tty,
+                b"comm" => &mut f.comm,
+                b"exe" => &mut f.exe,
+                b"key" => &mut f.key,
+                _ => continue,
+            };
+            slot.get_or_insert(v);
+        }
+        f
+    }
+}
+
+/// One PATH record, its fields found in a single pass (first field of each name wins).
+fn path_item(rec: &Record) -> PathItem {
+    let (mut item, mut name, mut nametype) = (None, None, None);
+    for (k, v) in rec.fields() {
+        match k {
+            b"item" => {
+                item.get_or_insert(v);
+            }
+            b"name" => {
+                name.get_or_insert(v);
+            }
+            b"nametype" => {
+                nametype.get_or_insert(v);
+            }
+            _ => {}
+        }
+    }
+    PathItem {
+        item: parse_u64(item).and_then(|n| u32::try_from(n).ok()),
+        name: string_value(name),
+        nametype: nametype.map(|v| String::from_utf8_lossy(v).into_owned()),
+    }
 }
 
 /// The error for a missing or non-numeric SYSCALL field, with a bounded excerpt of its value.
