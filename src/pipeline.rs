@@ -173,7 +173,11 @@ impl<S: TermStore> Detector<S> {
 
     /// Flushes the new-terms state (end of run).
     pub fn finish(&mut self) {
-        if let Err(e) = self.gate.store_mut().flush() {
+        if let Err(e) = self
+            .gate
+            .commit()
+            .and_then(|()| self.gate.store_mut().flush())
+        {
             self.stats.state_errors += 1;
             eprintln!("auditsentry: new-terms state: {e}");
         }
@@ -227,7 +231,7 @@ impl<S: TermStore> Detector<S> {
     }
 
     /// The path every query match takes: new-terms gate, then the rate cap (after the gate, as
-    /// Kibana: a capped alert's tuple stays recorded as seen), then the sink.
+    /// Kibana: a capped alert's tuple stays recorded as seen), then the sink, then the gate's commit.
     fn deliver(
         &mut self,
         rule: &Rule,
@@ -262,14 +266,19 @@ impl<S: TermStore> Detector<S> {
             .cap
             .check(&rule.id, &rule.name, rule.max_signals, time_ms, closed)
         {
-            Decision::Pass => {}
-            Decision::Capped => {
-                self.stats.alerts_capped += 1;
-                return Ok(());
+            Decision::Pass => {
+                // The alert leaves (flushed) before its tuple is recorded as seen: a crash in
+                // between repeats the alert after restart instead of losing it.
+                sink.emit(&Alert::new(rule, doc.clone(), terms))?;
+                sink.flush()?;
+                self.stats.alerts_emitted += 1;
             }
+            Decision::Capped => self.stats.alerts_capped += 1,
         }
-        sink.emit(&Alert::new(rule, doc.clone(), terms))?;
-        self.stats.alerts_emitted += 1;
+        if let Err(e) = self.gate.commit() {
+            self.stats.state_errors += 1;
+            eprintln!("auditsentry: new-terms state: {e}");
+        }
         Ok(())
     }
 

@@ -49,12 +49,31 @@ pub enum Verdict {
 #[derive(Debug)]
 pub struct NewTermsGate<S: TermStore> {
     store: S,
+    /// New tuples whose alert has not been confirmed delivered yet: (rule id, key, time).
+    pending: Vec<(String, Vec<u8>, u64)>,
 }
 
 impl<S: TermStore> NewTermsGate<S> {
     /// A gate recording its history in `store`.
     pub fn new(store: S) -> Self {
-        NewTermsGate { store }
+        NewTermsGate {
+            store,
+            pending: Vec::new(),
+        }
+    }
+
+    /// Records the tuples of the last `New` verdict and flushes the store. Call it once the alert
+    /// has left (sink flushed), or was dropped by the rate cap: a crash before this point means the
+    /// tuple alerts again after restart — a possible repeat, never a miss. `check` calls it first
+    /// too, so a caller that never commits still records every tuple.
+    pub fn commit(&mut self) -> Result<(), StateError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        for (rule_id, key, time) in std::mem::take(&mut self.pending) {
+            self.store.record(&rule_id, &key, time)?;
+        }
+        self.store.flush()
     }
 
     /// The store, for stats (`len`).
@@ -80,7 +99,7 @@ impl<S: TermStore> NewTermsGate<S> {
     /// [`MAX_COMBINATIONS`]) is new when it was never recorded or was last recorded more than
     /// `history_window_ms` before this event; its last-seen time becomes max(last seen, this event),
     /// so late events never move it backwards (and a late event is never new). The first new
-    /// combination is returned, after the store has been flushed.
+    /// combination is returned; the new combinations are recorded by [`NewTermsGate::commit`].
     pub fn check(
         &mut self,
         rule: &Rule,
@@ -103,6 +122,7 @@ impl<S: TermStore> NewTermsGate<S> {
             values.push(vals);
         }
 
+        self.commit()?;
         let mut first_new: Option<Vec<String>> = None;
         for tuple in combinations(&values, MAX_COMBINATIONS) {
             let key = encode_key(&tuple);
@@ -111,20 +131,19 @@ impl<S: TermStore> NewTermsGate<S> {
                 None => true,
                 Some(last) => event_time_ms.saturating_sub(last) > window,
             };
-            if last.map_or(true, |last| event_time_ms > last) {
+            if is_new {
+                self.pending.push((rule.id.clone(), key, event_time_ms));
+            } else if last.map_or(true, |last| event_time_ms > last) {
                 self.store.record(&rule.id, &key, event_time_ms)?;
             }
             if is_new && first_new.is_none() {
                 first_new = Some(tuple);
             }
         }
-        match first_new {
-            Some(tuple) => {
-                self.store.flush()?;
-                Ok(Verdict::New(tuple))
-            }
-            None => Ok(Verdict::Seen),
-        }
+        Ok(match first_new {
+            Some(tuple) => Verdict::New(tuple),
+            None => Verdict::Seen,
+        })
     }
 }
 
@@ -291,15 +310,19 @@ mod tests {
     }
 
     #[test]
-    fn first_sighting_is_new_and_flushed_before_returning() {
+    fn first_sighting_is_new_and_recorded_only_on_commit() {
         let rule = seed_rule();
         let mut gate = NewTermsGate::new(MemStore::new());
         assert_eq!(
             check(&mut gate, &rule, &doc("h1", "bash"), T0),
             new(&["h1", "bash"])
         );
-        assert_eq!(gate.store().flushes(), 1);
-        assert_eq!(gate.store().len(), 1);
+        // Not yet: the alert must leave first (a crash now repeats it instead of losing it).
+        assert_eq!((gate.store().flushes(), gate.store().len()), (0, 0));
+        gate.commit().expect("commit");
+        assert_eq!((gate.store().flushes(), gate.store().len()), (1, 1));
+        gate.commit().expect("nothing pending");
+        assert_eq!(gate.store().flushes(), 1, "an empty commit does not flush");
     }
 
     #[test]
@@ -368,6 +391,7 @@ mod tests {
             check(&mut gate, &rule, &doc("h2", "bash"), T0 + 2),
             new(&["h2", "bash"])
         );
+        gate.commit().expect("commit");
         assert_eq!(gate.store().len(), 3);
     }
 
@@ -455,6 +479,7 @@ mod tests {
         let mut gate = NewTermsGate::new(MemStore::new());
         let d = json!({"host": {"id": hosts}, "process": {"parent": {"name": names}}});
         assert_eq!(check(&mut gate, &rule, &d, T0), new(&["h0", "p0"]));
+        gate.commit().expect("commit");
         assert_eq!(gate.store().len(), MAX_COMBINATIONS);
     }
 

@@ -152,11 +152,10 @@ fn wait_with_deadline(child: &mut Child, limit: Duration) {
 /// Kill -9 after the first case was read and alerted, restart on the same state, replay
 /// everything: the union of alerts must be exactly the clean run's, none twice.
 ///
-/// Ignored until alerts are durable before the new-terms state is: today the gate flushes the
-/// tuple to sled *before* the alert leaves (and `replay` buffers stdout in 64 KiB), so a kill in
-/// between loses that alert for good (the restart sees the tuple as already known).
+/// Regression: the gate used to flush the tuple to sled *before* the (buffered) alert was written,
+/// so a kill in between lost that alert for good. The alert is now flushed before the tuple is
+/// recorded.
 #[test]
-#[ignore = "alert lost on SIGKILL: state is committed before the buffered alert is written"]
 fn kill_9_after_first_alert_then_restart_neither_duplicates_nor_misses() {
     let d = tmp();
     let cases = five_cases();
