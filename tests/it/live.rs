@@ -69,6 +69,30 @@ pub fn live_ok(test: &str) -> bool {
     true
 }
 
+/// An unrelated rule (`-a always,exit -F arch=b64 -S unlinkat -k auditsentry-test-pre`) loaded for
+/// the length of a test, as an operator's own rules would be; deleted on drop.
+pub struct PreexistingRule(Option<auditsentry::source::netlink::RuleData>);
+
+impl PreexistingRule {
+    pub fn add() -> PreexistingRule {
+        use auditsentry::source::netlink::{Arch, RuleData};
+        let rule = RuleData::syscall_rule(Arch::X86_64, &[263], None, "auditsentry-test-pre")
+            .expect("rule");
+        let added = AuditSocket::control()
+            .and_then(|mut c| c.add_rule(&rule))
+            .is_ok();
+        PreexistingRule(added.then_some(rule))
+    }
+}
+
+impl Drop for PreexistingRule {
+    fn drop(&mut self) {
+        if let Some(rule) = &self.0 {
+            let _ = AuditSocket::control().and_then(|mut c| c.del_rule(rule));
+        }
+    }
+}
+
 /// A running `auditsentry run` with its stderr collected.
 pub struct Agent {
     pub child: Child,
@@ -191,6 +215,8 @@ fn live_multicast_alerts_once_per_parent_leaves_the_kernel_as_found_and_replays_
     if !live_ok("live multicast") {
         return;
     }
+    // An operator's rule that is already loaded (not about execve) must come out byte-identical.
+    let _pre = PreexistingRule::add();
     let before = kernel_state();
     let dir = tempfile::tempdir().expect("tempdir");
     let token = format!("as-live-mc-{}", std::process::id());
