@@ -123,12 +123,6 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
         );
     }
 
-    let (mut guard, notes) = kernel::prepare(&mut ctl, me, opts.manage_rules, opts.extended)?;
-    guard.keep = opts.keep_rules;
-    for note in notes {
-        log.line(&note);
-    }
-
     let rule_list = if opts.rules.is_empty() {
         vec![rules::builtin()]
     } else {
@@ -170,20 +164,20 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
         ))),
         None => None,
     };
-    let reader: Reader = match kind {
-        SourceKind::Multicast => {
-            let sock = AuditSocket::multicast().context("joining the audit multicast group")?;
-            live::spawn_netlink(sock, tx, record)?
-        }
-        SourceKind::Unicast => {
-            let mut sock = AuditSocket::control().context("opening the unicast audit socket")?;
-            sock.set_pid(me)
-                .context("registering as the audit daemon")?;
-            live::spawn_netlink(sock, tx, record)?
-        }
-        SourceKind::Plugin => {
-            let stdin = std::io::BufReader::with_capacity(256 * 1024, std::io::stdin());
-            live::spawn_lines(Box::new(stdin), tx)?
+    // Everything fallible that changes nothing in the kernel is done; now the kernel changes, and
+    // from here on a failure must undo them.
+    let (mut guard, notes) = kernel::prepare(&mut ctl, me, opts.manage_rules, opts.extended)?;
+    guard.keep = opts.keep_rules;
+    for note in notes {
+        log.line(&note);
+    }
+    let reader = match start_reader(kind, me, tx, record) {
+        Ok(reader) => reader,
+        Err(e) => {
+            for problem in guard.release(&mut ctl) {
+                log.line(&problem);
+            }
+            return Err(e);
         }
     };
     log.line(&format!(
@@ -226,6 +220,31 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
         Err(e) => log.line(&format!("stopped with an output error: {e}")),
     }
     result
+}
+
+/// Opens the source's socket (or stdin) and starts its reader thread.
+fn start_reader(
+    kind: SourceKind,
+    me: u32,
+    tx: crossbeam_channel::Sender<Message>,
+    record: Option<Box<dyn std::io::Write + Send>>,
+) -> Result<Reader> {
+    Ok(match kind {
+        SourceKind::Multicast => {
+            let sock = AuditSocket::multicast().context("joining the audit multicast group")?;
+            live::spawn_netlink(sock, tx, record)?
+        }
+        SourceKind::Unicast => {
+            let mut sock = AuditSocket::control().context("opening the unicast audit socket")?;
+            sock.set_pid(me)
+                .context("registering as the audit daemon")?;
+            live::spawn_netlink(sock, tx, record)?
+        }
+        SourceKind::Plugin => {
+            let stdin = std::io::BufReader::with_capacity(256 * 1024, std::io::stdin());
+            live::spawn_lines(Box::new(stdin), tx)?
+        }
+    })
 }
 
 /// Parses and pushes a batch of frames; malformed ones are counted by the pipeline.
