@@ -241,7 +241,8 @@ impl<S: TermStore> Detector<S> {
         sink: &mut dyn Sink,
     ) -> Result<(), SinkError> {
         self.stats.rules_matched += 1;
-        let terms = if self.opts.all_matches || matches!(rule.kind, RuleKind::Query) {
+        let gated = !self.opts.all_matches && matches!(rule.kind, RuleKind::NewTerms { .. });
+        let terms = if !gated {
             Vec::new()
         } else {
             match self.gate.check(rule, doc, time_ms) {
@@ -270,7 +271,9 @@ impl<S: TermStore> Detector<S> {
                 // The alert leaves (flushed) before its tuple is recorded as seen: a crash in
                 // between repeats the alert after restart instead of losing it.
                 sink.emit(&Alert::new(rule, doc.clone(), terms))?;
-                sink.flush()?;
+                if gated {
+                    sink.flush()?;
+                }
                 self.stats.alerts_emitted += 1;
             }
             Decision::Capped => self.stats.alerts_capped += 1,
