@@ -9,7 +9,8 @@
 use thiserror::Error;
 
 use super::reassemble::Event;
-use super::record::{decode_value, types, AuditTime, Record};
+use super::record::{decode_value, types, Record};
+use super::task::{parse_u64, string_field, string_value, SyscallFields, Task};
 
 /// Bounds on what one event's argv may hold; beyond them arguments are dropped and
 /// [`ExecEvent::argv_truncated`] is set.
@@ -44,39 +45,8 @@ pub struct PathItem {
 /// A successful execve/execveat, with the facts the ECS document needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecEvent {
-    /// `node=` name of the records, if any.
-    pub node: Option<String>,
-    /// Event serial.
-    pub serial: u32,
-    /// Event timestamp (taken at syscall entry).
-    pub time: AuditTime,
-    /// `arch=` as a number (AUDIT_ARCH_*), if present and valid hex.
-    pub arch: Option<u32>,
-    /// Syscall number as recorded (architecture-specific).
-    pub syscall: u32,
-    /// The process that exec'd (its pid is unchanged by exec).
-    pub pid: u32,
-    /// Its parent.
-    pub ppid: u32,
-    /// Real user id.
-    pub uid: Option<u32>,
-    /// Effective user id (after the exec: set-uid bits applied).
-    pub euid: Option<u32>,
-    /// Login user id; 4294967295 means unset.
-    pub auid: Option<u32>,
-    /// Login session id; 4294967295 means unset.
-    pub ses: Option<u32>,
-    /// Controlling terminal (`pts1`); `None` for `(none)`.
-    pub tty: Option<Vec<u8>>,
-    /// `comm=`: the task name, at most 15 bytes, taken from the new program's file name.
-    pub comm: Option<Vec<u8>>,
-    /// `exe=`: the resolved executable, e.g. /usr/bin/busybox for an `ln` applet.
-    pub exe: Option<Vec<u8>>,
-    /// `key=` of the audit rule that matched; `None` for `(null)`. Several keys are joined by
-    /// 0x01 bytes, as the kernel writes them.
-    pub key: Option<Vec<u8>>,
-    /// Working directory from the CWD record.
-    pub cwd: Option<Vec<u8>>,
+    /// Who exec'd, the event's identity, and the cwd (`ev.pid` etc. reach it through `Deref`).
+    pub task: Task,
     /// Arguments as passed (`argv[0]` as invoked). Indices missing from the records are empty.
     pub argv: Vec<Vec<u8>>,
     /// `argc=` as recorded; may exceed `argv.len()` when trailing empty arguments were not logged.
@@ -88,6 +58,14 @@ pub struct ExecEvent {
     pub proctitle: Option<Vec<u8>>,
     /// PATH records in arrival order.
     pub paths: Vec<PathItem>,
+}
+
+impl std::ops::Deref for ExecEvent {
+    type Target = Task;
+
+    fn deref(&self) -> &Task {
+        &self.task
+    }
 }
 
 /// An event that claims to be an exec but cannot be built; the pipeline counts these as partial.
@@ -150,18 +128,17 @@ pub fn build(event: &Event, limits: &ExecLimits) -> Result<Option<ExecEvent>, Ex
     };
     // One pass over the SYSCALL body instead of one scan per field: this is the hot path.
     let f = SyscallFields::scan(sc);
-    let arch = f
-        .arch
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|v| u32::from_str_radix(v, 16).ok());
-    let Some(syscall) = parse_u64(f.syscall).and_then(|n| u32::try_from(n).ok()) else {
+    let Some(syscall) = f.syscall() else {
         return if has_execve {
             Err(bad_field(sc, serial, "syscall"))
         } else {
             Ok(None)
         };
     };
-    let is_exec = match arch.and_then(|a| EXEC_SYSCALLS.iter().find(|(x, _)| *x == a)) {
+    let is_exec = match f
+        .arch()
+        .and_then(|a| EXEC_SYSCALLS.iter().find(|(x, _)| *x == a))
+    {
         Some((_, numbers)) => numbers.contains(&syscall),
         None => has_execve,
     };
@@ -176,18 +153,14 @@ pub fn build(event: &Event, limits: &ExecLimits) -> Result<Option<ExecEvent>, Ex
     if !has_execve {
         return Err(ExecError::MissingExecve { serial });
     }
-    let num = |raw: Option<&[u8]>| parse_u64(raw).and_then(|n| u32::try_from(n).ok());
-    let pid = num(f.pid).ok_or_else(|| bad_field(sc, serial, "pid"))?;
-    let ppid = num(f.ppid).ok_or_else(|| bad_field(sc, serial, "ppid"))?;
+    let task = Task::from_syscall(event, &f).map_err(|field| bad_field(sc, serial, field))?;
 
     let mut argv = ArgvBuilder::new(limits);
-    let mut cwd = None;
     let mut proctitle = None;
     let mut paths = Vec::new();
     for rec in &event.records {
         match rec.rtype {
             types::EXECVE => argv.add_record(rec),
-            types::CWD if cwd.is_none() => cwd = string_field(rec, b"cwd"),
             types::PROCTITLE if proctitle.is_none() => proctitle = string_field(rec, b"proctitle"),
             types::PATH => paths.push(path_item(rec)),
             _ => {}
@@ -195,93 +168,13 @@ pub fn build(event: &Event, limits: &ExecLimits) -> Result<Option<ExecEvent>, Ex
     }
 
     Ok(Some(ExecEvent {
-        node: event.node.clone(),
-        serial,
-        time: event.time,
-        arch,
-        syscall,
-        pid,
-        ppid,
-        uid: num(f.uid),
-        euid: num(f.euid),
-        auid: num(f.auid),
-        ses: num(f.ses),
-        tty: f.tty.filter(|v| !is_absent(v)).map(<[u8]>::to_vec),
-        comm: string_value(f.comm),
-        exe: string_value(f.exe),
-        key: string_value(f.key),
-        cwd,
+        task,
         argc: argv.argc,
         argv_truncated: argv.truncated || event.truncated,
         argv: argv.args,
         proctitle,
         paths,
     }))
-}
-
-/// `(null)` and `(none)` are how the kernel writes "no value".
-fn is_absent(raw: &[u8]) -> bool {
-    raw == b"(null)" || raw == b"(none)"
-}
-
-/// A string field decoded (quotes or hex); `None` when missing or absent.
-fn string_field(rec: &Record, key: &[u8]) -> Option<Vec<u8>> {
-    string_value(rec.field(key))
-}
-
-/// A raw string value decoded (quotes or hex); `None` when missing or absent.
-fn string_value(raw: Option<&[u8]>) -> Option<Vec<u8>> {
-    raw.filter(|v| !is_absent(v)).map(decode_value)
-}
-
-/// A raw value as a decimal number, like [`Record::field_u64`].
-fn parse_u64(raw: Option<&[u8]>) -> Option<u64> {
-    std::str::from_utf8(raw?).ok()?.parse().ok()
-}
-
-/// The raw SYSCALL values an exec needs, each the *first* field of its name (as
-/// [`Record::field`] would return), found in a single pass over the body.
-#[derive(Default)]
-struct SyscallFields<'a> {
-    arch: Option<&'a [u8]>,
-    syscall: Option<&'a [u8]>,
-    success: Option<&'a [u8]>,
-    pid: Option<&'a [u8]>,
-    ppid: Option<&'a [u8]>,
-    uid: Option<&'a [u8]>,
-    euid: Option<&'a [u8]>,
-    auid: Option<&'a [u8]>,
-    ses: Option<&'a [u8]>,
-    tty: Option<&'a [u8]>,
-    comm: Option<&'a [u8]>,
-    exe: Option<&'a [u8]>,
-    key: Option<&'a [u8]>,
-}
-
-impl<'a> SyscallFields<'a> {
-    fn scan(sc: &'a Record) -> Self {
-        let mut f = SyscallFields::default();
-        for (k, v) in sc.fields() {
-            let slot = match k {
-                b"arch" => &mut f.arch,
-                b"syscall" => &mut f.syscall,
-                b"success" => &mut f.success,
-                b"pid" => &mut f.pid,
-                b"ppid" => &mut f.ppid,
-                b"uid" => &mut f.uid,
-                b"euid" => &mut f.euid,
-                b"auid" => &mut f.auid,
-                b"ses" => &mut f.ses,
-                b"tty" => &mut f.tty,
-                b"comm" => &mut f.comm,
-                b"exe" => &mut f.exe,
-                b"key" => &mut f.key,
-                _ => continue,
-            };
-            slot.get_or_insert(v);
-        }
-        f
-    }
 }
 
 /// One PATH record, its fields found in a single pass (first field of each name wins).
@@ -444,6 +337,7 @@ impl<'l> ArgvBuilder<'l> {
 mod tests {
     use super::super::reassemble::test_support::{read_log, rec, records_of};
     use super::super::reassemble::EventEnd;
+    use super::super::record::{AuditTime, Record};
     use super::*;
 
     const RAW: &str = concat!(

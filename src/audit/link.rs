@@ -12,7 +12,8 @@
 use thiserror::Error;
 
 use super::reassemble::Event;
-use super::record::{decode_value, types, AuditTime, Record};
+use super::record::types;
+use super::task::{string_field, SyscallFields, Task};
 use crate::source::netlink::{Arch, RuleData, WireError};
 
 /// Audit key of the rules [`link_rules`] builds.
@@ -113,36 +114,10 @@ pub fn link_rules(arch: Arch, exclude_pid: Option<u32>) -> Result<RuleData, Wire
 /// A successful link creation, with the names as the kernel logged them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkEvent {
-    /// `node=` name of the records, if any.
-    pub node: Option<String>,
-    /// Event serial.
-    pub serial: u32,
-    /// Event timestamp.
-    pub time: AuditTime,
+    /// Who made the link, the event's identity, and the cwd (`ev.pid` etc. through `Deref`).
+    pub task: Task,
     /// Which call made the link.
     pub call: LinkCall,
-    /// The calling process.
-    pub pid: u32,
-    /// Its parent.
-    pub ppid: u32,
-    /// Real user id.
-    pub uid: Option<u32>,
-    /// Effective user id.
-    pub euid: Option<u32>,
-    /// Login user id.
-    pub auid: Option<u32>,
-    /// Login session id.
-    pub ses: Option<u32>,
-    /// Controlling terminal; `None` for `(none)`.
-    pub tty: Option<Vec<u8>>,
-    /// `comm=` of the caller.
-    pub comm: Option<Vec<u8>>,
-    /// `exe=` of the caller.
-    pub exe: Option<Vec<u8>>,
-    /// `key=` of the matching audit rule.
-    pub key: Option<Vec<u8>>,
-    /// Working directory from the CWD record.
-    pub cwd: Option<Vec<u8>>,
     /// What the link points to: the symlink's text (PATH nametype=UNKNOWN) or, for a hard link,
     /// the existing file's name (PATH nametype=NORMAL).
     pub target: Vec<u8>,
@@ -153,6 +128,14 @@ pub struct LinkEvent {
     pub link_dir_known: bool,
     /// For a hard link: a relative [`LinkEvent::target`] is relative to the cwd.
     pub target_dir_known: bool,
+}
+
+impl std::ops::Deref for LinkEvent {
+    type Target = Task;
+
+    fn deref(&self) -> &Task {
+        &self.task
+    }
 }
 
 /// A successful link call whose records do not say what was linked; counted, never fatal.
@@ -191,37 +174,24 @@ pub fn build(event: &Event) -> Result<Option<LinkEvent>, LinkError> {
     let Some(sc) = event.records.iter().find(|r| r.rtype == types::SYSCALL) else {
         return Ok(None);
     };
-    let arch = sc
-        .field(b"arch")
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|v| u32::from_str_radix(v, 16).ok());
-    let Some(nr) = sc.field_u64(b"syscall").and_then(|n| u32::try_from(n).ok()) else {
+    let f = SyscallFields::scan(sc);
+    let Some(nr) = f.syscall() else {
         return Ok(None);
     };
-    let call = arch
+    let call = f
+        .arch()
         .and_then(|a| LINK_SYSCALLS.iter().find(|(x, _)| *x == a))
         .and_then(|(_, calls)| calls.iter().find(|(n, _)| *n == nr))
         .map(|(_, c)| *c);
     let Some(call) = call else {
         return Ok(None);
     };
-    if sc.field(b"success") != Some(b"yes") {
+    if f.success != Some(b"yes") {
         return Ok(None);
     }
-    let num = |field: &'static str| {
-        sc.field_u64(field.as_bytes())
-            .and_then(|n| u32::try_from(n).ok())
-    };
-    let pid = num("pid").ok_or(LinkError::BadField {
-        serial,
-        field: "pid",
-    })?;
-    let ppid = num("ppid").ok_or(LinkError::BadField {
-        serial,
-        field: "ppid",
-    })?;
+    let task =
+        Task::from_syscall(event, &f).map_err(|field| LinkError::BadField { serial, field })?;
 
-    let mut cwd = None;
     let mut link = None;
     let mut target = None;
     let target_type: &[u8] = if call.is_symbolic() {
@@ -229,18 +199,12 @@ pub fn build(event: &Event) -> Result<Option<LinkEvent>, LinkError> {
     } else {
         b"NORMAL"
     };
-    for rec in &event.records {
-        match rec.rtype {
-            types::CWD if cwd.is_none() => cwd = string_field(rec, b"cwd"),
-            types::PATH => {
-                let nametype = rec.field(b"nametype");
-                if nametype == Some(b"CREATE") && link.is_none() {
-                    link = string_field(rec, b"name");
-                } else if nametype == Some(target_type) && target.is_none() {
-                    target = string_field(rec, b"name");
-                }
-            }
-            _ => {}
+    for rec in event.records.iter().filter(|r| r.rtype == types::PATH) {
+        let nametype = rec.field(b"nametype");
+        if nametype == Some(b"CREATE") && link.is_none() {
+            link = string_field(rec, b"name");
+        } else if nametype == Some(target_type) && target.is_none() {
+            target = string_field(rec, b"name");
         }
     }
     let name = call.name();
@@ -255,24 +219,8 @@ pub fn build(event: &Event) -> Result<Option<LinkEvent>, LinkError> {
     };
 
     Ok(Some(LinkEvent {
-        node: event.node.clone(),
-        serial,
-        time: event.time,
+        task,
         call,
-        pid,
-        ppid,
-        uid: num("uid"),
-        euid: num("euid"),
-        auid: num("auid"),
-        ses: num("ses"),
-        tty: sc
-            .field(b"tty")
-            .filter(|v| !is_absent(v))
-            .map(<[u8]>::to_vec),
-        comm: string_field(sc, b"comm"),
-        exe: string_field(sc, b"exe"),
-        key: string_field(sc, b"key"),
-        cwd,
         target,
         link,
         link_dir_known,
@@ -287,20 +235,11 @@ fn is_at_fdcwd(raw: Option<&[u8]>) -> bool {
         .is_some_and(|v| v as u32 == (-100_i32) as u32)
 }
 
-/// `(null)` and `(none)` are how the kernel writes "no value".
-fn is_absent(raw: &[u8]) -> bool {
-    raw == b"(null)" || raw == b"(none)"
-}
-
-/// A string field decoded (quotes or hex); `None` when missing or absent.
-fn string_field(rec: &Record, key: &[u8]) -> Option<Vec<u8>> {
-    rec.field(key).filter(|v| !is_absent(v)).map(decode_value)
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::reassemble::test_support::{rec, records_of};
     use super::super::reassemble::EventEnd;
+    use super::super::record::{AuditTime, Record};
     use super::*;
 
     const RAW: &str = concat!(

@@ -6,5 +6,6 @@ pub mod exec;
 pub mod link;
 pub mod reassemble;
 pub mod record;
+pub mod task;
 
 pub use record::{AuditTime, Record};

@@ -1,0 +1,153 @@
+//! The task a syscall event is about: which event (node, serial, time, arch, syscall), who made the
+//! call (pid, ppid, ids, tty, comm, exe), under which rule (key) and from where (cwd). Exec and
+//! link events both start from it, so the SYSCALL record is read in one place, in one pass.
+
+use super::reassemble::Event;
+use super::record::{decode_value, types, AuditTime, Record};
+
+/// Who made a syscall, and the event's identity. [`super::exec::ExecEvent`] and
+/// [`super::link::LinkEvent`] deref to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Task {
+    /// `node=` name of the records, if any.
+    pub node: Option<String>,
+    /// Event serial.
+    pub serial: u32,
+    /// Event timestamp (taken at syscall entry).
+    pub time: AuditTime,
+    /// `arch=` as a number (AUDIT_ARCH_*), if present and valid hex.
+    pub arch: Option<u32>,
+    /// Syscall number as recorded (architecture-specific).
+    pub syscall: u32,
+    /// The calling process (exec keeps its pid).
+    pub pid: u32,
+    /// Its parent.
+    pub ppid: u32,
+    /// Real user id.
+    pub uid: Option<u32>,
+    /// Effective user id (after an exec: set-uid bits applied).
+    pub euid: Option<u32>,
+    /// Login user id; 4294967295 means unset.
+    pub auid: Option<u32>,
+    /// Login session id; 4294967295 means unset.
+    pub ses: Option<u32>,
+    /// Controlling terminal (`pts1`); `None` for `(none)`.
+    pub tty: Option<Vec<u8>>,
+    /// `comm=`: the task name, at most 15 bytes.
+    pub comm: Option<Vec<u8>>,
+    /// `exe=`: the resolved executable, e.g. /usr/bin/busybox for an `ln` applet.
+    pub exe: Option<Vec<u8>>,
+    /// `key=` of the audit rule that matched; `None` for `(null)`. Several keys are joined by
+    /// 0x01 bytes, as the kernel writes them.
+    pub key: Option<Vec<u8>>,
+    /// Working directory from the CWD record.
+    pub cwd: Option<Vec<u8>>,
+}
+
+impl Task {
+    /// The task of `event` from its SYSCALL fields `f`; `Err` names the missing or non-numeric
+    /// field (`syscall`, `pid` or `ppid`).
+    pub(crate) fn from_syscall(event: &Event, f: &SyscallFields<'_>) -> Result<Task, &'static str> {
+        let num = |raw: Option<&[u8]>| parse_u64(raw).and_then(|n| u32::try_from(n).ok());
+        let cwd = event
+            .records
+            .iter()
+            .find(|r| r.rtype == types::CWD)
+            .and_then(|r| string_field(r, b"cwd"));
+        Ok(Task {
+            node: event.node.clone(),
+            serial: event.serial,
+            time: event.time,
+            arch: f.arch(),
+            syscall: f.syscall().ok_or("syscall")?,
+            pid: num(f.pid).ok_or("pid")?,
+            ppid: num(f.ppid).ok_or("ppid")?,
+            uid: num(f.uid),
+            euid: num(f.euid),
+            auid: num(f.auid),
+            ses: num(f.ses),
+            tty: f.tty.filter(|v| !is_absent(v)).map(<[u8]>::to_vec),
+            comm: string_value(f.comm),
+            exe: string_value(f.exe),
+            key: string_value(f.key),
+            cwd,
+        })
+    }
+}
+
+/// The raw SYSCALL values a task needs, each the *first* field of its name (as
+/// [`Record::field`] would return), found in a single pass over the body.
+#[derive(Default)]
+pub(crate) struct SyscallFields<'a> {
+    pub(crate) arch: Option<&'a [u8]>,
+    pub(crate) syscall: Option<&'a [u8]>,
+    pub(crate) success: Option<&'a [u8]>,
+    pub(crate) pid: Option<&'a [u8]>,
+    pub(crate) ppid: Option<&'a [u8]>,
+    pub(crate) uid: Option<&'a [u8]>,
+    pub(crate) euid: Option<&'a [u8]>,
+    pub(crate) auid: Option<&'a [u8]>,
+    pub(crate) ses: Option<&'a [u8]>,
+    pub(crate) tty: Option<&'a [u8]>,
+    pub(crate) comm: Option<&'a [u8]>,
+    pub(crate) exe: Option<&'a [u8]>,
+    pub(crate) key: Option<&'a [u8]>,
+}
+
+impl<'a> SyscallFields<'a> {
+    pub(crate) fn scan(sc: &'a Record) -> Self {
+        let mut f = SyscallFields::default();
+        for (k, v) in sc.fields() {
+            let slot = match k {
+                b"arch" => &mut f.arch,
+                b"syscall" => &mut f.syscall,
+                b"success" => &mut f.success,
+                b"pid" => &mut f.pid,
+                b"ppid" => &mut f.ppid,
+                b"uid" => &mut f.uid,
+                b"euid" => &mut f.euid,
+                b"auid" => &mut f.auid,
+                b"ses" => &mut f.ses,
+                b"tty" => &mut f.tty,
+                b"comm" => &mut f.comm,
+                b"exe" => &mut f.exe,
+                b"key" => &mut f.key,
+                _ => continue,
+            };
+            slot.get_or_insert(v);
+        }
+        f
+    }
+
+    /// `arch=` as a number (hex in the record).
+    pub(crate) fn arch(&self) -> Option<u32> {
+        self.arch
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| u32::from_str_radix(v, 16).ok())
+    }
+
+    /// `syscall=` as a number.
+    pub(crate) fn syscall(&self) -> Option<u32> {
+        parse_u64(self.syscall).and_then(|n| u32::try_from(n).ok())
+    }
+}
+
+/// `(null)` and `(none)` are how the kernel writes "no value".
+pub(crate) fn is_absent(raw: &[u8]) -> bool {
+    raw == b"(null)" || raw == b"(none)"
+}
+
+/// A string field decoded (quotes or hex); `None` when missing or absent.
+pub(crate) fn string_field(rec: &Record, key: &[u8]) -> Option<Vec<u8>> {
+    string_value(rec.field(key))
+}
+
+/// A raw string value decoded (quotes or hex); `None` when missing or absent.
+pub(crate) fn string_value(raw: Option<&[u8]>) -> Option<Vec<u8>> {
+    raw.filter(|v| !is_absent(v)).map(decode_value)
+}
+
+/// A raw value as a decimal number, like [`Record::field_u64`].
+pub(crate) fn parse_u64(raw: Option<&[u8]>) -> Option<u64> {
+    std::str::from_utf8(raw?).ok()?.parse().ok()
+}
