@@ -7,8 +7,9 @@
 //! without ln at all. This module works out which links a command would create (GNU ln/cp option
 //! syntax, resolved against the process cwd and, for symlink targets, against the link's
 //! directory — lexically, never touching the file system) and decides on the resolved
-//! (target, link) pairs. Two sensors feed it: exec events ([`ExtendedDetector::on_exec`]) and the
-//! link system calls ([`ExtendedDetector::on_link`]); the same link seen by both alerts once.
+//! (target, link) pairs. Three sensors feed it: exec events ([`ExtendedDetector::on_exec`]), the
+//! link system calls ([`ExtendedDetector::on_link`]), and a third reports new symlinks through
+//! fanotify ([`ExtendedDetector::on_fanotify`]); the same link seen by several alerts once.
 //!
 //! It has its own rule id and name, so its alerts never change the exact rule's verdicts; the
 //! pipeline puts them through the same new-terms gate and sinks.
@@ -19,10 +20,12 @@ use std::fmt;
 use serde_json::{json, Map, Value};
 
 use crate::audit::link::LinkEvent;
+use crate::audit::AuditTime;
 use crate::event::{self, Host};
 use crate::proc::ProcessInfo;
 use crate::rule::file::{Rule, RuleKind, Severity};
 use crate::rule::kql::{self, KqlError};
+use crate::source::fanotify::FanEvent;
 
 /// `rule.id` of the extended detector (fixed, so its new-terms history survives upgrades).
 pub const RULE_ID: &str = "11c92b38-ce91-4195-b02c-384615ada437";
@@ -602,14 +605,17 @@ pub enum Sensor {
     Exec,
     /// Reported by a symlink/symlinkat/link/linkat audit record.
     Syscall,
+    /// Reported by fanotify (`FAN_CREATE` of a symlink in a watched directory).
+    Fanotify,
 }
 
 impl Sensor {
-    /// The field value: `exec` or `syscall`.
+    /// The field value: `exec`, `syscall` or `fanotify`.
     pub fn as_str(self) -> &'static str {
         match self {
             Sensor::Exec => "exec",
             Sensor::Syscall => "syscall",
+            Sensor::Fanotify => "fanotify",
         }
     }
 }
@@ -748,6 +754,76 @@ impl ExtendedDetector {
         }
         Some(link_document(ev, me, parent, host, &pair))
     }
+
+    /// fanotify sensor: a new symlink at `ev.path` (absolute) made by `ev.pid`. The pair is
+    /// resolved as [`link_pair`] resolves a symlink call's, so the dedupe key (pid, link path)
+    /// is the same whichever sensor reports first. `me` and `parent` as in [`Self::on_link`].
+    pub fn on_fanotify(
+        &mut self,
+        ev: &FanEvent,
+        me: Option<&ProcessInfo>,
+        parent: Option<&ProcessInfo>,
+        host: &Host,
+    ) -> Option<Value> {
+        let path = normalize("", &ev.path);
+        let target = normalize(dirname(&path), &event::text(&ev.target));
+        let pair = LinkPair { target, path };
+        if !is_suspicious_pair(&pair) || self.seen(ev.pid, &pair.path, ev.time_ms) {
+            return None;
+        }
+        Some(fanotify_document(ev, me, parent, host, &pair))
+    }
+}
+
+/// The ECS document of a fanotify symlink creation: [`link_document`]'s shape without the audit
+/// facts fanotify does not have (serial, auid, session, tty); `event.action` is `symlink-created`.
+pub fn fanotify_document(
+    ev: &FanEvent,
+    me: Option<&ProcessInfo>,
+    parent: Option<&ProcessInfo>,
+    host: &Host,
+    pair: &LinkPair,
+) -> Value {
+    let time = AuditTime {
+        sec: ev.time_ms / 1000,
+        msec: u32::try_from(ev.time_ms % 1000).unwrap_or_default(),
+    };
+    let mut process = Map::new();
+    process.insert("pid".into(), json!(ev.pid));
+    if let Some(me) = me {
+        if let Some(name) = &me.name {
+            process.insert("name".into(), json!(name));
+        }
+        if let Some(exe) = &me.executable {
+            process.insert("executable".into(), json!(exe));
+        }
+        process.insert("args".into(), json!(me.args));
+        process.insert("args_count".into(), json!(me.args.len()));
+        process.insert("command_line".into(), json!(me.args.join(" ")));
+    }
+    if let Some(cwd) = &ev.cwd {
+        process.insert("working_directory".into(), json!(cwd));
+    }
+    process.insert(
+        "parent".into(),
+        event::parent_object(ev.ppid.unwrap_or_default(), parent),
+    );
+    let mut doc = json!({
+        "@timestamp": event::timestamp(time),
+        "event": {
+            "kind": "event",
+            "category": ["file"],
+            "type": ["creation"],
+            "action": "symlink-created",
+            "id": format!("fanotify:{}.{:03}:{}", time.sec, time.msec, ev.pid),
+        },
+        "host": { "os": { "type": "linux" }, "id": host.id, "name": host.name },
+        "process": Value::Object(process),
+        "file": { "path": pair.path, "target_path": pair.target },
+        "user": event::user_object(ev.uid, ev.euid),
+    });
+    annotate(&mut doc, Sensor::Fanotify, pair);
+    doc
 }
 
 /// Adds `auditsentry.sensor` and `auditsentry.link.{target,path}` to a document.
@@ -1446,5 +1522,68 @@ mod tests {
         assert_eq!(det.on_exec(&doc, 10, 1_000), None);
         let ev = link_event(12, 1, "/tmp/a", "/tmp/b", "/");
         assert_eq!(det.on_link(&ev, None, None, &host()), None);
+    }
+
+    fn fan_event(pid: u32, time_ms: u64, target: &str, path: &str) -> FanEvent {
+        FanEvent {
+            path: path.to_string(),
+            target: target.as_bytes().to_vec(),
+            pid,
+            ppid: Some(1),
+            uid: Some(1000),
+            euid: Some(0),
+            cwd: Some("/home/u".to_string()),
+            me: None,
+            time_ms,
+        }
+    }
+
+    #[test]
+    fn fanotify_and_syscall_reports_of_one_link_alert_once() {
+        let mut det = ExtendedDetector::new().unwrap();
+        let ev = link_event(10, 1, "../usr/bin/id", "x", "/tmp");
+        assert!(det.on_link(&ev, None, None, &host()).is_some());
+        // The same link by the same pid, fanotify's clock a little later.
+        let fan = fan_event(10, 1_060, "../usr/bin/id", "/tmp/x");
+        assert_eq!(det.on_fanotify(&fan, None, None, &host()), None);
+        // fanotify first, then audit.
+        let fan = fan_event(11, 2_000, "/usr/bin/id", "/tmp/y");
+        assert!(det.on_fanotify(&fan, None, None, &host()).is_some());
+        let ev = link_event(11, 1, "/usr/bin/id", "/tmp/y", "/");
+        assert_eq!(det.on_link(&ev, None, None, &host()), None);
+    }
+
+    #[test]
+    fn fanotify_alert_document() {
+        let mut det = ExtendedDetector::new().unwrap();
+        let me = ProcessInfo {
+            executable: Some("/usr/bin/perl".to_string()),
+            name: Some("perl".to_string()),
+            args: vec!["perl".to_string(), "-e".to_string()],
+        };
+        let parent = ProcessInfo {
+            executable: Some("/usr/bin/bash".to_string()),
+            name: Some("bash".to_string()),
+            args: vec!["bash".to_string()],
+        };
+        let fan = fan_event(42, 1_700_000_000_123, "/usr/bin/id", "/dev/shm/.k");
+        let doc = det
+            .on_fanotify(&fan, Some(&me), Some(&parent), &host())
+            .unwrap();
+        assert_eq!(doc["auditsentry"]["sensor"], "fanotify");
+        assert_eq!(doc["auditsentry"]["link"]["path"], "/dev/shm/.k");
+        assert_eq!(doc["auditsentry"]["link"]["target"], "/usr/bin/id");
+        assert_eq!(doc["file"]["target_path"], "/usr/bin/id");
+        assert_eq!(doc["event"]["action"], "symlink-created");
+        assert_eq!(doc["event"]["id"], "fanotify:1700000000.123:42");
+        assert_eq!(doc["process"]["name"], "perl");
+        assert_eq!(doc["process"]["pid"], 42);
+        assert_eq!(doc["process"]["working_directory"], "/home/u");
+        assert_eq!(doc["process"]["parent"]["name"], "bash");
+        assert_eq!(doc["process"]["parent"]["pid"], 1);
+        assert_eq!(doc.get("auditd"), None);
+        // Not suspicious: a link inside /tmp to /tmp.
+        let fan = fan_event(42, 1_700_000_000_500, "a", "/tmp/b");
+        assert_eq!(det.on_fanotify(&fan, None, None, &host()), None);
     }
 }
