@@ -39,6 +39,9 @@ pub const DEDUPE_WINDOW_MS: u64 = 5_000;
 /// Most remembered recent links (bounded memory whatever the input).
 const DEDUPE_CAPACITY: usize = 4096;
 
+/// Most remembered (pid, parent pid) pairs of recent execs, for fanotify's attribution.
+pub const PARENTS_CAPACITY: usize = 1024;
+
 /// The seed's new-terms history window: 10 days.
 const HISTORY_WINDOW_MS: u64 = 10 * 24 * 3600 * 1000;
 
@@ -646,6 +649,7 @@ fn same_link(a: &str, b: &str) -> bool {
 pub struct ExtendedDetector {
     rule: Rule,
     recent: VecDeque<Recent>,
+    parents: VecDeque<(u32, u32)>,
 }
 
 impl ExtendedDetector {
@@ -676,6 +680,7 @@ impl ExtendedDetector {
                 source: "builtin".to_string(),
             },
             recent: VecDeque::new(),
+            parents: VecDeque::new(),
         })
     }
 
@@ -714,6 +719,13 @@ impl ExtendedDetector {
     /// are read). Returns the alert document — `doc` plus `auditsentry.sensor` = `exec` and the
     /// first new suspicious link — or `None`.
     pub fn on_exec(&mut self, doc: &Value, pid: u32, time_ms: u64) -> Option<Value> {
+        if let Some(ppid) = doc
+            .pointer("/process/parent/pid")
+            .and_then(Value::as_u64)
+            .and_then(|p| u32::try_from(p).ok())
+        {
+            self.remember_parent(pid, ppid);
+        }
         let process = doc.get("process")?;
         let name = process.get("name").and_then(Value::as_str)?;
         let args: Vec<String> = process
@@ -753,6 +765,26 @@ impl ExtendedDetector {
             return None;
         }
         Some(link_document(ev, me, parent, host, &pair))
+    }
+
+    /// Remembers the parent of a recent exec (bounded, oldest forgotten first).
+    fn remember_parent(&mut self, pid: u32, ppid: u32) {
+        self.parents.retain(|(p, _)| *p != pid);
+        if self.parents.len() >= PARENTS_CAPACITY {
+            self.parents.pop_front();
+        }
+        self.parents.push_back((pid, ppid));
+    }
+
+    /// The parent pid of `pid` as its latest exec event said, if among the last
+    /// [`PARENTS_CAPACITY`] execs: fanotify reads `/proc` after the fact, when a short-lived
+    /// creator may already be gone.
+    pub fn parent_of(&self, pid: u32) -> Option<u32> {
+        self.parents
+            .iter()
+            .rev()
+            .find(|(p, _)| *p == pid)
+            .map(|(_, pp)| *pp)
     }
 
     /// fanotify sensor: a new symlink at `ev.path` (absolute) made by `ev.pid`. The pair is
@@ -1551,6 +1583,21 @@ mod tests {
         assert!(det.on_fanotify(&fan, None, None, &host()).is_some());
         let ev = link_event(11, 1, "/usr/bin/id", "/tmp/y", "/");
         assert_eq!(det.on_link(&ev, None, None, &host()), None);
+    }
+
+    #[test]
+    fn exec_documents_teach_parents_for_fanotify() {
+        let mut det = ExtendedDetector::new().unwrap();
+        let doc =
+            json!({ "process": { "name": "perl", "args": ["perl"], "parent": { "pid": 77 } } });
+        assert_eq!(det.on_exec(&doc, 500, 1_000), None);
+        assert_eq!(det.parent_of(500), Some(77));
+        assert_eq!(det.parent_of(501), None);
+        for pid in 0..PARENTS_CAPACITY as u32 {
+            det.remember_parent(1_000 + pid, 1);
+        }
+        assert_eq!(det.parent_of(500), None, "the oldest is forgotten");
+        assert_eq!(det.parent_of(1_000), Some(1));
     }
 
     #[test]
