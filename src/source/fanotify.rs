@@ -11,26 +11,36 @@
 //!
 //! A reader thread polls the groups (non-blocking, every [`POLL_PERIOD`]), keeps what is a
 //! symlink, reads its target and the creator's `/proc` facts while the creator is most likely
-//! alive, and sends a [`FanEvent`] to the worker on its own channel.
+//! alive, and sends a [`FanEvent`] to the worker on its own channel after [`GRACE`].
 
 use crate::proc::{ProcFallback, ProcessInfo};
 use crate::procfs::ProcFs;
 use crossbeam_channel::{Sender, TrySendError};
 use nix::errno::Errno;
 use nix::sys::fanotify::{EventFFlags, Fanotify, InitFlags, MarkFlags, MaskFlags};
+use std::collections::VecDeque;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// The directories watched when they exist at start; each `/home/*` directory is added.
 pub const WATCH_DIRS: &[&str] = &["/tmp", "/var/tmp", "/dev/shm", "/root"];
 
 /// How long the reader sleeps when no group had an event.
-pub const POLL_PERIOD: Duration = Duration::from_millis(50);
+pub const POLL_PERIOD: Duration = Duration::from_millis(20);
+
+/// How long the reader holds a symlink before sending it. The audit syscall sensor reports the
+/// same link with better attribution (its records name the caller even after it exited); held
+/// back, the fanotify report is the one the extended detector's dedupe drops, and it still alerts
+/// when audit never saw the call.
+pub const GRACE: Duration = Duration::from_millis(1500);
+
+/// Most symlinks held back at once (a burst beyond it is dropped, counted as channel drops).
+const HELD_MAX: usize = 4096;
 
 /// `FANOTIFY_METADATA_VERSION` of the kernel ABI this parser reads.
 pub const METADATA_VERSION: u8 = 3;
@@ -323,7 +333,7 @@ pub struct FanStats {
     pub symlinks: AtomicU64,
     /// Queue overflows reported by the kernel, and unparsable reads.
     pub lost: AtomicU64,
-    /// Events dropped because the worker's channel was full.
+    /// Events dropped because the worker's channel (or the hold-back queue) was full.
     pub channel_drops: AtomicU64,
 }
 
@@ -395,7 +405,23 @@ pub fn spawn(
         .name("fanotify-reader".into())
         .spawn(move || {
             let mut buf = vec![0u8; 64 * 1024];
+            let mut held: VecDeque<(Instant, FanEvent)> = VecDeque::new();
+            let send = |fan: FanEvent| match tx.try_send(fan) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_)) => {
+                    stats2.channel_drops.fetch_add(1, Ordering::Relaxed);
+                    true
+                }
+                Err(TrySendError::Disconnected(_)) => false,
+            };
             while !stop2.load(Ordering::Relaxed) {
+                while held.front().is_some_and(|(at, _)| at.elapsed() >= GRACE) {
+                    if let Some((_, fan)) = held.pop_front() {
+                        if !send(fan) {
+                            return;
+                        }
+                    }
+                }
                 let mut busy = false;
                 for (dir, group) in &sensor.groups {
                     let n = match nix::unistd::read(group.as_fd(), &mut buf) {
@@ -424,17 +450,20 @@ pub fn spawn(
                             continue;
                         };
                         stats2.symlinks.fetch_add(1, Ordering::Relaxed);
-                        match tx.try_send(fan) {
-                            Ok(()) => {}
-                            Err(TrySendError::Full(_)) => {
-                                stats2.channel_drops.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Err(TrySendError::Disconnected(_)) => return,
+                        if held.len() >= HELD_MAX {
+                            stats2.channel_drops.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            held.push_back((Instant::now(), fan));
                         }
                     }
                 }
                 if !busy {
                     std::thread::sleep(POLL_PERIOD);
+                }
+            }
+            for (_, fan) in held {
+                if !send(fan) {
+                    return;
                 }
             }
         })?;
