@@ -365,6 +365,10 @@ fn status(state_dir: Option<PathBuf>) -> Result<ExitCode> {
             rules.len()
         );
     }
+    match auditsentry::source::fanotify::available() {
+        Ok(()) => println!("fanotify: available (extended mode watches new symlinks)"),
+        Err(e) => println!("fanotify: unavailable ({e}); extended mode uses audit only"),
+    }
     let state_dir = match state_dir {
         Some(dir) => dir,
         None => default_config()?.state_dir,

@@ -16,6 +16,7 @@ use crate::rule::kql::EvalOptions;
 use crate::rule::new_terms::{NewTermsGate, TermStore, Verdict};
 use crate::rule::ratecap::{CapSummary, Decision, RateCap};
 use crate::sink::{Sink, SinkError};
+use crate::source::fanotify::FanEvent;
 use crate::source::file::{self, Format, SourceError};
 use crate::stats::Stats;
 use std::fmt;
@@ -211,6 +212,28 @@ impl<S: TermStore> Detector<S> {
         let mut closed = Vec::new();
         self.cap.advance(time_ms, &mut closed);
         self.emit_extended(doc, time_ms, &mut closed, sink)?;
+        notify(&closed, sink)
+    }
+
+    /// fanotify sensor of the extended detector: a new symlink in a watched directory. Ignored
+    /// when the extended detector is off or the link is the agent's own.
+    pub fn on_fanotify(&mut self, ev: &FanEvent, sink: &mut dyn Sink) -> Result<(), SinkError> {
+        let Some(ext) = &mut self.extended else {
+            return Ok(());
+        };
+        if self.excluded_pid == Some(ev.pid) {
+            return Ok(());
+        }
+        let me = self.procs.get(ev.pid).or_else(|| ev.me.clone());
+        let mut ev = ev.clone();
+        ev.ppid = ev.ppid.or_else(|| ext.parent_of(ev.pid));
+        let parent = ev.ppid.and_then(|p| self.procs.get(p));
+        let Some(doc) = ext.on_fanotify(&ev, me.as_ref(), parent.as_ref(), &self.opts.host) else {
+            return Ok(());
+        };
+        let mut closed = Vec::new();
+        self.cap.advance(ev.time_ms, &mut closed);
+        self.emit_extended(doc, ev.time_ms, &mut closed, sink)?;
         notify(&closed, sink)
     }
 

@@ -10,6 +10,7 @@ use crate::procfs::ProcFs;
 use crate::rule::extended::ExtendedDetector;
 use crate::rule::file::{self as rules};
 use crate::sink::Sink;
+use crate::source::fanotify::{self, FanEvent, FanReader, FanotifySensor};
 use crate::source::live::{self, Message, Reader};
 use crate::source::netlink::{self, AuditSocket};
 use crate::state::SledStore;
@@ -144,8 +145,20 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
     if opts.extended {
         detector.set_extended(Some(ExtendedDetector::new()?));
     }
+    // fanotify needs the extended detector and a kernel with FAN_REPORT_DFID_NAME (5.9).
+    let (fan_sensor, fan_note) = if opts.extended {
+        match FanotifySensor::open(&fanotify::watch_dirs()) {
+            Ok(sensor) => {
+                let note = format!("on ({})", sensor.dirs().join(" "));
+                (Some(sensor), note)
+            }
+            Err(e) => (None, format!("off ({e})")),
+        }
+    } else {
+        (None, "off (extended detector not on)".to_string())
+    };
     log.line(&format!(
-        "sensors: exec (execve audit records){}; fanotify: not built",
+        "sensors: exec (execve audit records){}; fanotify: {fan_note}",
         if opts.extended {
             ", syscall (symlink/link audit records, extended detector)"
         } else {
@@ -180,6 +193,15 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
             return Err(e);
         }
     };
+    let (fan_tx, fan_rx) = crossbeam_channel::bounded(CHANNEL_BATCHES);
+    let fan_reader = match fan_sensor.map(|s| fanotify::spawn(s, fan_tx, procfs.clone())) {
+        Some(Ok(r)) => Some(r),
+        Some(Err(e)) => {
+            log.line(&format!("fanotify sensor not started: {e}"));
+            None
+        }
+        None => None,
+    };
     log.line(&format!(
         "running: pid {me}, kernel {}.{}.{}, {} rule(s) added, state {}",
         version.0,
@@ -189,12 +211,28 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
         opts.state_dir.display()
     ));
 
+    // Without a reader the sender is gone: never() keeps select! from spinning on it.
+    let fan_rx = if fan_reader.is_some() {
+        fan_rx
+    } else {
+        crossbeam_channel::never()
+    };
+    let readers = Readers {
+        audit: &reader,
+        fan: fan_reader.as_ref(),
+    };
     let result = worker(
-        &opts, &mut pipe, &rx, &reader, &signals, sink, log, &mut ctl, &procfs,
+        &opts, &mut pipe, &rx, &fan_rx, &readers, &signals, sink, log, &mut ctl, &procfs,
     );
 
     // Exit: stop receiving, drain what was received, complete what is in flight, flush.
     reader.stop();
+    if let Some(r) = fan_reader {
+        r.stop();
+    }
+    while let Ok(ev) = fan_rx.try_recv() {
+        let _ = pipe.detector_mut().on_fanotify(&ev, sink);
+    }
     let deadline = Instant::now() + DRAIN_BUDGET;
     while let Ok(msg) = rx.try_recv() {
         if let Message::Frames(frames) = msg {
@@ -266,12 +304,19 @@ fn feed<S: crate::rule::new_terms::TermStore>(
     }
 }
 
+/// The running reader threads, for the status line.
+struct Readers<'a> {
+    audit: &'a Reader,
+    fan: Option<&'a FanReader>,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn worker<S: crate::rule::new_terms::TermStore>(
     opts: &RunOptions,
     pipe: &mut Pipeline<S>,
     rx: &crossbeam_channel::Receiver<Message>,
-    reader: &Reader,
+    fan_rx: &crossbeam_channel::Receiver<FanEvent>,
+    readers: &Readers<'_>,
     signals: &Signals,
     sink: &mut dyn Sink,
     log: &mut dyn Log,
@@ -279,6 +324,7 @@ fn worker<S: crate::rule::new_terms::TermStore>(
     procfs: &ProcFs,
 ) -> Result<()> {
     let tick = crossbeam_channel::tick(Duration::from_millis(250));
+    let mut fan_rx = fan_rx.clone();
     let mut next_status = Instant::now() + opts.status_period;
     let mut next_expiry = Instant::now() + EXPIRY_PERIOD;
     loop {
@@ -291,6 +337,17 @@ fn worker<S: crate::rule::new_terms::TermStore>(
                 }
                 Ok(Message::End(Some(reason))) => bail!("source failed: {reason}"),
                 Err(_) => return Ok(()),
+            },
+            recv(fan_rx) -> ev => match ev {
+                Ok(ev) => {
+                    if let Err(e) = pipe.detector_mut().on_fanotify(&ev, sink) {
+                        log.line(&format!("output error: {e}"));
+                    }
+                }
+                Err(_) => {
+                    log.line("fanotify reader ended; the other sensors go on");
+                    fan_rx = crossbeam_channel::never();
+                }
             },
             recv(tick) -> _ => {
                 let t = now();
@@ -319,7 +376,7 @@ fn worker<S: crate::rule::new_terms::TermStore>(
         }
         if Instant::now() >= next_status {
             next_status = Instant::now() + opts.status_period;
-            let line = status_line(pipe, reader, ctl);
+            let line = status_line(pipe, readers, ctl);
             let _ = std::fs::write(opts.state_dir.join(STATUS_FILE), format!("{line}\n"));
             log.line(&line);
         }
@@ -369,10 +426,10 @@ fn reload<S: crate::rule::new_terms::TermStore>(
 /// One health line: pipeline counters, reader losses, kernel lost/backlog.
 fn status_line<S: crate::rule::new_terms::TermStore>(
     pipe: &Pipeline<S>,
-    reader: &Reader,
+    readers: &Readers<'_>,
     ctl: &mut AuditSocket,
 ) -> String {
-    let r = &reader.stats;
+    let r = &readers.audit.stats;
     let kernel = match ctl.status() {
         Ok(s) => format!(
             "kernel_lost={} backlog={} backlog_limit={}",
@@ -380,8 +437,17 @@ fn status_line<S: crate::rule::new_terms::TermStore>(
         ),
         Err(e) => format!("kernel_status_error={e:?}"),
     };
+    let fan = match readers.fan {
+        Some(f) => format!(
+            " fanotify_symlinks={} fanotify_lost={} fanotify_drops={}",
+            f.stats.symlinks.load(Ordering::Relaxed),
+            f.stats.lost.load(Ordering::Relaxed),
+            f.stats.channel_drops.load(Ordering::Relaxed),
+        ),
+        None => String::new(),
+    };
     format!(
-        "status: {} frames={} enobufs={} channel_drops={} bad_datagrams={} in_flight={} {kernel}",
+        "status: {} frames={} enobufs={} channel_drops={} bad_datagrams={} in_flight={} {kernel}{fan}",
         pipe.stats(),
         r.frames.load(Ordering::Relaxed),
         r.overruns.load(Ordering::Relaxed),
