@@ -700,3 +700,107 @@ fn live_sighup_refuses_a_broken_config_and_keeps_detecting() {
     assert_eq!(kernel_state(), before, "kernel audit state changed");
     let _ = std::fs::remove_file(format!("/tmp/{token}"));
 }
+
+#[test]
+fn live_fanotify_and_audit_report_one_link_once_and_fanotify_alone_covers_missing_rules() {
+    let _lock = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    if !live_ok("live fanotify") {
+        return;
+    }
+    if let Err(e) = auditsentry::source::fanotify::available() {
+        eprintln!("SKIP live fanotify: fanotify with FAN_REPORT_DFID_NAME unavailable: {e}");
+        return;
+    }
+    let before = kernel_state();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = format!("as-live-fan-{}", std::process::id());
+    let json = dir.path().join("alerts.ndjson");
+    let state = dir.path().join("state");
+    let agent = Agent::start(
+        &[
+            "--source",
+            "multicast",
+            "--extended",
+            "--state-dir",
+            state.to_str().expect("utf-8"),
+        ],
+        &json,
+    );
+    assert!(
+        agent.log().contains("; fanotify: on (/tmp "),
+        "{}",
+        agent.log()
+    );
+    let perl = |name: &str| {
+        let status = Command::new("/usr/bin/perl")
+            .arg("-e")
+            .arg(format!("symlink('/usr/bin/id', '/tmp/{name}') or exit 1"))
+            .status()
+            .expect("perl");
+        assert!(status.success());
+    };
+    // Both sensors see this one: one extended alert.
+    perl(&format!("{token}-both"));
+    agent.wait_alert(&format!("{token}-both"), Duration::from_secs(5));
+
+    // Without the link syscall rule, only fanotify sees the next one.
+    use auditsentry::source::netlink::Arch;
+    let agent_pid = agent.child.id();
+    let rule = auditsentry::audit::link::link_rules(Arch::X86_64, Some(agent_pid)).expect("rule");
+    let removed = AuditSocket::control()
+        .and_then(|mut c| c.del_rule(&rule))
+        .is_ok();
+    if removed {
+        // From dash, so the new-terms gate (host, parent name) lets it through.
+        sh(
+            "/usr/bin/dash",
+            &format!("/usr/bin/perl -e \"symlink('/usr/bin/id', '/tmp/{token}-fan')\"; true"),
+        );
+        agent.wait_alert(&format!("{token}-fan"), Duration::from_secs(5));
+        AuditSocket::control()
+            .and_then(|mut c| c.add_rule(&rule))
+            .expect("put the link rule back");
+    } else {
+        eprintln!("SKIP live fanotify (audit rules absent): could not remove the link rule");
+    }
+    std::thread::sleep(Duration::from_millis(2_000));
+    let log = agent.stop();
+
+    let all = alerts_in(&json);
+    let by = |suffix: &str| -> Vec<&Value> {
+        let needle = format!("/tmp/{token}-{suffix}");
+        all.iter()
+            .filter(|a| a["auditsentry"]["link"]["path"].as_str() == Some(needle.as_str()))
+            .collect()
+    };
+    // The gate would hide a second alert of the same link (same parent): the counters show
+    // whether the extended detector matched it twice.
+    let stopped = log
+        .lines()
+        .find(|l| l.contains("stopped:"))
+        .unwrap_or_default();
+    let matched = if removed { "matched=2 " } else { "matched=1 " };
+    assert!(
+        stopped.contains(matched) && stopped.contains(" seen=0 "),
+        "{stopped}"
+    );
+    let both = by("both");
+    assert_eq!(both.len(), 1, "one alert for one link: {both:?}\n{log}");
+    assert_eq!(
+        both[0]["rule"]["id"],
+        auditsentry::rule::extended::RULE_ID,
+        "{both:?}"
+    );
+    assert_eq!(both[0]["auditsentry"]["link"]["target"], "/usr/bin/id");
+    if removed {
+        let fan = by("fan");
+        assert_eq!(fan.len(), 1, "{fan:?}\n{log}");
+        assert_eq!(fan[0]["auditsentry"]["sensor"], "fanotify");
+        assert_eq!(fan[0]["process"]["name"], "perl");
+        assert_eq!(fan[0]["event"]["action"], "symlink-created");
+    }
+    assert_eq!(kernel_state(), before, "kernel audit state changed");
+    for s in ["both", "fan"] {
+        let _ = std::fs::remove_file(format!("/tmp/{token}-{s}"));
+    }
+}
