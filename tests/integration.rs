@@ -67,6 +67,21 @@ fn alerts(out: &Output) -> Vec<Value> {
         .collect()
 }
 
+/// Parent names of alerts, sorted.
+fn parents(alerts: &[Value]) -> Vec<String> {
+    let mut v: Vec<String> = alerts
+        .iter()
+        .map(|a| {
+            a["process"]["parent"]["name"]
+                .as_str()
+                .unwrap_or("?")
+                .to_string()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 /// The `key=value` counters of the stderr summary line.
 fn summary(out: &Output) -> std::collections::HashMap<String, u64> {
     let err = String::from_utf8_lossy(&out.stderr);
@@ -159,18 +174,8 @@ fn new_terms_alert_once_per_parent_and_never_on_a_second_pass() {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = dir.path().to_str().expect("utf-8 temp path");
         let first = alerts(&replay(&["--state-dir", state], &input));
-        let mut parents: Vec<String> = first
-            .iter()
-            .map(|a| {
-                a["process"]["parent"]["name"]
-                    .as_str()
-                    .unwrap_or("?")
-                    .to_string()
-            })
-            .collect();
-        parents.sort();
         assert_eq!(
-            parents,
+            parents(&first),
             ["bash", "busybox", "dash", "perl", "python3.11"],
             "{}",
             input.display()

@@ -2,7 +2,7 @@
 //! is hostile. Every test runs the real binary and checks exit status, alerts and the summary
 //! counters; the memory test also bounds peak RSS.
 
-use super::{alerts, bin, summary};
+use super::{alerts, bin, parents, summary};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::Write;
@@ -111,21 +111,6 @@ fn replay_file(extra: &[&str], input: &Path) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-/// Parent names of alerts, sorted.
-fn parents(alerts: &[Value]) -> Vec<String> {
-    let mut v: Vec<String> = alerts
-        .iter()
-        .map(|a| {
-            a["process"]["parent"]["name"]
-                .as_str()
-                .unwrap_or("?")
-                .to_string()
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 fn write(dir: &Path, name: &str, text: &[u8]) -> PathBuf {

@@ -9,8 +9,9 @@ use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use tempfile::TempDir;
 
 /// One kernel, one test at a time.
 pub static KERNEL: Mutex<()> = Mutex::new(());
@@ -67,6 +68,23 @@ pub fn live_ok(test: &str) -> bool {
         return false;
     }
     true
+}
+
+/// What every live test starts with: the kernel lock (hold it until the test ends), a loud skip
+/// when not root, a temp dir, a token unique to the test and the run, and the alert file path.
+pub fn begin(test: &str, tag: &str) -> Option<(MutexGuard<'static, ()>, TempDir, String, PathBuf)> {
+    let lock = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    if !live_ok(test) {
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let json = dir.path().join("alerts.ndjson");
+    Some((
+        lock,
+        dir,
+        format!("as-live-{tag}-{}", std::process::id()),
+        json,
+    ))
 }
 
 /// An unrelated rule (`-a always,exit -F arch=b64 -S unlinkat -k auditsentry-test-pre`) loaded for
@@ -211,16 +229,12 @@ pub fn sh(shell: &str, script: &str) {
 
 #[test]
 fn live_multicast_alerts_once_per_parent_leaves_the_kernel_as_found_and_replays_the_same() {
-    let _lock = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
-    if !live_ok("live multicast") {
+    let Some((_lock, dir, token, json)) = begin("live multicast", "mc") else {
         return;
-    }
+    };
     // An operator's rule that is already loaded (not about execve) must come out byte-identical.
     let _pre = PreexistingRule::add();
     let before = kernel_state();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let token = format!("as-live-mc-{}", std::process::id());
-    let json = dir.path().join("alerts.ndjson");
     let capture = dir.path().join("capture.bin");
     let state = dir.path().join("state");
     let agent = Agent::start(
@@ -319,18 +333,14 @@ fn live_multicast_alerts_once_per_parent_leaves_the_kernel_as_found_and_replays_
 
 #[test]
 fn live_unicast_registers_alerts_and_releases_the_kernel() {
-    let _lock = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
-    if !live_ok("live unicast") {
+    let Some((_lock, dir, token, json)) = begin("live unicast", "uc") else {
         return;
-    }
+    };
     let before = kernel_state();
     if before.as_ref().is_some_and(|s| s.pid != 0) {
         eprintln!("SKIP live unicast: an audit daemon is registered");
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let token = format!("as-live-uc-{}", std::process::id());
-    let json = dir.path().join("alerts.ndjson");
     let state = dir.path().join("state");
     let agent = Agent::start(
         &[
@@ -454,14 +464,13 @@ fn auditd_available(test: &str) -> bool {
 
 #[test]
 fn live_plugin_under_auditd_alerts_and_exits_with_auditd_and_unicast_refuses_to_steal() {
-    let _lock = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
-    if !live_ok("live plugin") || !auditd_available("live plugin") {
+    let Some((_lock, dir, token, json)) = begin("live plugin", "pl") else {
+        return;
+    };
+    if !auditd_available("live plugin") {
         return;
     }
     let before = kernel_state();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let token = format!("as-live-pl-{}", std::process::id());
-    let json = dir.path().join("alerts.ndjson");
     let agent_conf = dir.path().join("agent.toml");
     std::fs::write(
         &agent_conf,
@@ -546,14 +555,10 @@ fn live_plugin_under_auditd_alerts_and_exits_with_auditd_and_unicast_refuses_to_
 
 #[test]
 fn live_extended_sees_links_made_without_ln_once_each() {
-    let _lock = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
-    if !live_ok("live extended") {
+    let Some((_lock, dir, token, json)) = begin("live extended", "ext") else {
         return;
-    }
+    };
     let before = kernel_state();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let token = format!("as-live-ext-{}", std::process::id());
-    let json = dir.path().join("alerts.ndjson");
     let state = dir.path().join("state");
     let renamed = dir.path().join(format!("{token}-lnk"));
     std::fs::copy("/usr/bin/ln", &renamed).expect("copy ln");
@@ -638,14 +643,10 @@ fn live_extended_sees_links_made_without_ln_once_each() {
 
 #[test]
 fn live_sighup_refuses_a_broken_config_and_keeps_detecting() {
-    let _lock = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
-    if !live_ok("live sighup") {
+    let Some((_lock, dir, token, json)) = begin("live sighup", "hup") else {
         return;
-    }
+    };
     let before = kernel_state();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let token = format!("as-live-hup-{}", std::process::id());
-    let json = dir.path().join("alerts.ndjson");
     let rules_dir = dir.path().join("rules");
     std::fs::create_dir(&rules_dir).expect("rules dir");
     std::fs::copy(
@@ -703,18 +704,14 @@ fn live_sighup_refuses_a_broken_config_and_keeps_detecting() {
 
 #[test]
 fn live_fanotify_and_audit_report_one_link_once_and_fanotify_alone_covers_missing_rules() {
-    let _lock = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
-    if !live_ok("live fanotify") {
+    let Some((_lock, dir, token, json)) = begin("live fanotify", "fan") else {
         return;
-    }
+    };
     if let Err(e) = auditsentry::source::fanotify::available() {
         eprintln!("SKIP live fanotify: fanotify with FAN_REPORT_DFID_NAME unavailable: {e}");
         return;
     }
     let before = kernel_state();
-    let dir = tempfile::tempdir().expect("tempdir");
-    let token = format!("as-live-fan-{}", std::process::id());
-    let json = dir.path().join("alerts.ndjson");
     let state = dir.path().join("state");
     let agent = Agent::start(
         &[
