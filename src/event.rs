@@ -1,11 +1,18 @@
 //! The contract between audit/ and rule/: an [`ExecEvent`] plus what the process table knows of its
 //! parent and who the host is, turned into an ECS document shaped like Elastic Defend's
 //! `logs-endpoint.events.process` (nested objects), which is what the detection rules query.
+//!
+//! Most execs match no rule, so the rules first see an [`ExecView`]: the same fields, answered
+//! straight from the event without building JSON. The JSON [`document`] is built for the execs
+//! that alert (or when an events output asks for every document).
+
+use std::borrow::Cow;
 
 use crate::audit::exec::ExecEvent;
 use crate::audit::AuditTime;
 use crate::proc::ProcessInfo;
-use serde_json::{Map, Value};
+use crate::rule::kql::{Document, Scalar};
+use serde_json::{Map, Number, Value};
 
 /// Who this host is, as ECS `host.*` says it. Fixed for a run so documents are reproducible.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,12 +130,7 @@ pub fn document(
         process.insert("working_directory".into(), Value::String(text(cwd)));
     }
     if let Some(title) = &ev.proctitle {
-        // PROCTITLE is argv with NUL separators (cut at 128 bytes): show it as the command line.
-        let spaced: Vec<u8> = title
-            .iter()
-            .map(|&b| if b == 0 { b' ' } else { b })
-            .collect();
-        process.insert("title".into(), Value::String(text(&spaced)));
+        process.insert("title".into(), Value::String(text(&spaced(title))));
     }
     process.insert("parent".into(), parent_object(ev.ppid, parent));
     let mut auditd = auditd_object(&AuditFacts {
@@ -170,6 +172,128 @@ pub fn document(
         ("user", user_object(ev.uid, ev.euid)),
         ("auditd", Value::Object(auditd)),
     ])
+}
+
+/// One exec as the rules see it: the event, what it runs, what the process table knew of its
+/// parent, and the host. Its field lookups give exactly the values [`document`] would hold.
+#[derive(Clone, Copy)]
+pub struct ExecView<'a> {
+    /// The exec event.
+    pub ev: &'a ExecEvent,
+    /// [`process_info`] of `ev`.
+    pub me: &'a ProcessInfo,
+    /// What the process table knew of `ev.ppid` before this exec.
+    pub parent: Option<&'a ProcessInfo>,
+    /// `host.*`.
+    pub host: &'a Host,
+}
+
+impl ExecView<'_> {
+    /// The ECS document of this exec (built on each call).
+    pub fn document(&self) -> Value {
+        document(self.ev, self.me, self.parent, self.host)
+    }
+}
+
+/// Every field path an [`ExecView`] can answer (those [`document`] can hold).
+pub const FIELDS: &[&str] = &[
+    "@timestamp",
+    "event.kind",
+    "event.category",
+    "event.type",
+    "event.action",
+    "event.id",
+    "host.os.type",
+    "host.id",
+    "host.name",
+    "process.pid",
+    "process.name",
+    "process.executable",
+    "process.args",
+    "process.args_count",
+    "process.command_line",
+    "process.working_directory",
+    "process.title",
+    "process.parent.pid",
+    "process.parent.name",
+    "process.parent.executable",
+    "process.parent.args",
+    "user.id",
+    "user.effective.id",
+    "auditd.serial",
+    "auditd.key",
+    "auditd.auid",
+    "auditd.session",
+    "auditd.tty",
+    "auditd.node",
+    "auditd.args_truncated",
+];
+
+impl Document for ExecView<'_> {
+    fn any_value(&self, path: &str, f: &mut dyn FnMut(Scalar<'_>) -> bool) -> bool {
+        let ev = self.ev;
+        let mut text = |s: &str| f(Scalar::Str(s));
+        match path {
+            "@timestamp" => text(&timestamp(ev.time)),
+            "event.kind" => text("event"),
+            "event.category" => text("process"),
+            "event.type" => text("start"),
+            "event.action" => text("exec"),
+            "event.id" => text(&event_id(ev.node.as_deref(), ev.time, ev.serial)),
+            "host.os.type" => text("linux"),
+            "host.id" => text(&self.host.id),
+            "host.name" => text(&self.host.name),
+            "process.name" => self.me.name.as_deref().is_some_and(text),
+            "process.executable" => self.me.executable.as_deref().is_some_and(text),
+            "process.args" => self.me.args.iter().any(|a| text(a)),
+            "process.command_line" => text(&self.me.args.join(" ")),
+            "process.working_directory" => ev.cwd.as_deref().is_some_and(|c| text(&lossy(c))),
+            "process.title" => ev
+                .proctitle
+                .as_deref()
+                .is_some_and(|t| text(&lossy(&spaced(t)))),
+            "process.parent.name" => self
+                .parent
+                .and_then(|p| p.name.as_deref())
+                .is_some_and(text),
+            "process.parent.executable" => self
+                .parent
+                .and_then(|p| p.executable.as_deref())
+                .is_some_and(text),
+            "process.parent.args" => self.parent.is_some_and(|p| p.args.iter().any(|a| text(a))),
+            "user.id" => ev.uid.is_some_and(|u| text(&u.to_string())),
+            "user.effective.id" => ev.euid.is_some_and(|u| text(&u.to_string())),
+            "auditd.key" => ev.key.as_deref().is_some_and(|k| text(&lossy(k))),
+            "auditd.tty" => ev.tty.as_deref().is_some_and(|t| text(&lossy(t))),
+            "auditd.node" => ev.node.as_deref().is_some_and(text),
+            "auditd.args_truncated" => ev.argv_truncated && f(Scalar::Bool(true)),
+            _ => {
+                let number = match path {
+                    "process.pid" => Some(Number::from(ev.pid)),
+                    "process.args_count" => Some(Number::from(self.me.args.len())),
+                    "process.parent.pid" => Some(Number::from(ev.ppid)),
+                    "auditd.serial" => Some(Number::from(ev.serial)),
+                    "auditd.auid" => ev.auid.map(Number::from),
+                    "auditd.session" => ev.ses.map(Number::from),
+                    _ => None,
+                };
+                number.is_some_and(|n| f(Scalar::Num(n)))
+            }
+        }
+    }
+}
+
+/// Bytes as text without copying when they are valid UTF-8.
+fn lossy(bytes: &[u8]) -> Cow<'_, str> {
+    String::from_utf8_lossy(bytes)
+}
+
+/// PROCTITLE is argv with NUL separators (cut at 128 bytes): spaces make it a command line.
+fn spaced(title: &[u8]) -> Vec<u8> {
+    title
+        .iter()
+        .map(|&b| if b == 0 { b' ' } else { b })
+        .collect()
 }
 
 /// A JSON object from literal keys. Built directly rather than with `json!`, which goes through

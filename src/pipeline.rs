@@ -8,11 +8,11 @@ use crate::audit::exec::{self, ExecLimits};
 use crate::audit::link;
 use crate::audit::reassemble::{Event, ReassembleConfig, Reassembler};
 use crate::audit::record::{parse_frame, AuditTime, Record, UNSTAMPED};
-use crate::event::{self, Host};
+use crate::event::{self, ExecView, Host};
 use crate::proc::{ProcFallback, ProcessTable};
 use crate::rule::extended::ExtendedDetector;
 use crate::rule::file::{Rule, RuleKind};
-use crate::rule::kql::EvalOptions;
+use crate::rule::kql::{Document, EvalOptions};
 use crate::rule::new_terms::{NewTermsGate, TermStore, Verdict};
 use crate::rule::ratecap::{CapSummary, Decision, RateCap};
 use crate::sink::{Sink, SinkError};
@@ -20,6 +20,7 @@ use crate::source::fanotify::FanEvent;
 use crate::source::file::{self, Format, SourceError};
 use crate::stats::Stats;
 use std::fmt;
+use std::sync::Arc;
 
 /// How many malformed records are described on stderr before only counting.
 const MALFORMED_REPORTED: u64 = 10;
@@ -66,6 +67,8 @@ pub struct Detector<S: TermStore> {
     rules: Vec<Rule>,
     gate: NewTermsGate<S>,
     procs: ProcessTable,
+    /// `opts.host`, shared so an exec's view can borrow it while the detector changes.
+    host: Arc<Host>,
     opts: DetectOptions,
     cap: RateCap,
     stats: Stats,
@@ -87,6 +90,7 @@ impl<S: TermStore> Detector<S> {
             rules,
             gate: NewTermsGate::new(store),
             procs,
+            host: Arc::new(opts.host.clone()),
             opts,
             cap: RateCap::default(),
             stats: Stats::default(),
@@ -126,11 +130,24 @@ impl<S: TermStore> Detector<S> {
         }
         let me = event::process_info(&exec);
         let parent = self.procs.get(exec.ppid);
-        let doc = event::document(&exec, &me, parent.as_ref(), &self.opts.host);
+        let host = Arc::clone(&self.host);
+        let view = ExecView {
+            ev: &exec,
+            me: &me,
+            parent: parent.as_deref(),
+            host: &host,
+        };
+        let detected = self.detect(&view, sink);
         self.procs.exec(exec.pid, me);
-        let time_ms = exec.time.as_millis();
+        detected
+    }
+
+    /// Runs the rules (and the extended detector) on one exec. The JSON document is built only
+    /// for an alert or for an events output.
+    fn detect(&mut self, view: &ExecView<'_>, sink: &mut dyn Sink) -> Result<(), SinkError> {
+        let time_ms = view.ev.time.as_millis();
         if sink.wants_events() {
-            sink.emit_event(&doc)?;
+            sink.emit_event(&view.document())?;
             self.stats.events_written += 1;
         }
         let mut closed = Vec::new();
@@ -139,8 +156,9 @@ impl<S: TermStore> Detector<S> {
         let rules = std::mem::take(&mut self.rules);
         let mut delivered = Ok(());
         for rule in &rules {
-            if rule.query.matches_with(&doc, &self.opts.eval) {
-                delivered = self.deliver(rule, &doc, time_ms, &mut closed, sink);
+            if rule.query.matches_with(view, &self.opts.eval) {
+                delivered =
+                    self.deliver(rule, view, &|| view.document(), time_ms, &mut closed, sink);
                 if delivered.is_err() {
                     break;
                 }
@@ -151,7 +169,7 @@ impl<S: TermStore> Detector<S> {
         if let Some(ext_doc) = self
             .extended
             .as_mut()
-            .and_then(|e| e.on_exec(&doc, exec.pid, time_ms))
+            .and_then(|e| e.on_exec(view, time_ms))
         {
             self.emit_extended(ext_doc, time_ms, &mut closed, sink)?;
         }
@@ -205,7 +223,7 @@ impl<S: TermStore> Detector<S> {
         }
         let me = self.procs.get(made.pid);
         let parent = self.procs.get(made.ppid);
-        let Some(doc) = ext.on_link(&made, me.as_ref(), parent.as_ref(), &self.opts.host) else {
+        let Some(doc) = ext.on_link(&made, me.as_deref(), parent.as_deref(), &self.host) else {
             return Ok(());
         };
         let time_ms = made.time.as_millis();
@@ -224,11 +242,14 @@ impl<S: TermStore> Detector<S> {
         if self.excluded_pid == Some(ev.pid) {
             return Ok(());
         }
-        let me = self.procs.get(ev.pid).or_else(|| ev.me.clone());
+        let me = self
+            .procs
+            .get(ev.pid)
+            .or_else(|| ev.me.clone().map(Arc::new));
         let mut ev = ev.clone();
         ev.ppid = ev.ppid.or_else(|| ext.parent_of(ev.pid));
         let parent = ev.ppid.and_then(|p| self.procs.get(p));
-        let Some(doc) = ext.on_fanotify(&ev, me.as_ref(), parent.as_ref(), &self.opts.host) else {
+        let Some(doc) = ext.on_fanotify(&ev, me.as_deref(), parent.as_deref(), &self.host) else {
             return Ok(());
         };
         let mut closed = Vec::new();
@@ -248,17 +269,19 @@ impl<S: TermStore> Detector<S> {
         let Some(ext) = self.extended.take() else {
             return Ok(());
         };
-        let delivered = self.deliver(ext.rule(), &doc, time_ms, closed, sink);
+        let delivered = self.deliver(ext.rule(), &doc, &|| doc.clone(), time_ms, closed, sink);
         self.extended = Some(ext);
         delivered
     }
 
     /// The path every query match takes: new-terms gate, then the rate cap (after the gate, as
     /// Kibana: a capped alert's tuple stays recorded as seen), then the sink, then the gate's commit.
+    /// `doc` answers the gate's field lookups; `json` builds the alert's document if one leaves.
     fn deliver(
         &mut self,
         rule: &Rule,
-        doc: &serde_json::Value,
+        doc: &dyn Document,
+        json: &dyn Fn() -> serde_json::Value,
         time_ms: u64,
         closed: &mut Vec<CapSummary>,
         sink: &mut dyn Sink,
@@ -293,7 +316,7 @@ impl<S: TermStore> Detector<S> {
             Decision::Pass => {
                 // The alert leaves (flushed) before its tuple is recorded as seen: a crash in
                 // between repeats the alert after restart instead of losing it.
-                sink.emit(&Alert::new(rule, doc.clone(), terms))?;
+                sink.emit(&Alert::new(rule, json(), terms))?;
                 if gated {
                     sink.flush()?;
                 }

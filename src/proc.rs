@@ -11,6 +11,7 @@
 //! never calls `expire`, so its table changes only with the input.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// What the table knows of one process: its current image and how it was invoked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +49,8 @@ struct Entry {
     seen: u64,
     /// Expiry pass that first found the pid dead; cleared when a later check finds it alive.
     dead_since: Option<u64>,
-    info: ProcessInfo,
+    /// Shared so a lookup (once per exec, for the parent) costs a reference count, not a copy.
+    info: Arc<ProcessInfo>,
 }
 
 /// Bounded pid → [`ProcessInfo`] map; the least recently updated entries go first when full.
@@ -94,20 +96,21 @@ impl ProcessTable {
     }
 
     /// Looks `pid` up, asking the fallback (and remembering its answer) on a miss.
-    pub fn get(&mut self, pid: u32) -> Option<ProcessInfo> {
+    pub fn get(&mut self, pid: u32) -> Option<Arc<ProcessInfo>> {
         if let Some(entry) = self.entries.get(&pid) {
-            return Some(entry.info.clone());
+            return Some(Arc::clone(&entry.info));
         }
         let mut info = self.fallback.lookup(pid)?;
         Self::cut_args(&mut info.args);
-        self.insert(pid, info.clone());
+        let info = Arc::new(info);
+        self.insert(pid, Arc::clone(&info));
         Some(info)
     }
 
     /// Records that `pid` now runs `info` (called for every exec, success only).
     pub fn exec(&mut self, pid: u32, mut info: ProcessInfo) {
         Self::cut_args(&mut info.args);
-        self.insert(pid, info);
+        self.insert(pid, Arc::new(info));
     }
 
     /// Forgets exited processes, checking at most `max_checks` entries with `alive` (the daemon
@@ -189,7 +192,7 @@ impl ProcessTable {
         self.entries.is_empty()
     }
 
-    fn insert(&mut self, pid: u32, info: ProcessInfo) {
+    fn insert(&mut self, pid: u32, info: Arc<ProcessInfo>) {
         self.clock += 1;
         let entry = Entry {
             updated: self.clock,
@@ -233,7 +236,10 @@ mod tests {
         let mut t = ProcessTable::new(10, Box::new(NoFallback));
         t.exec(5, info("/usr/bin/bash"));
         t.exec(5, info("/usr/bin/perl"));
-        assert_eq!(t.get(5).and_then(|i| i.name), Some("perl".to_string()));
+        assert_eq!(
+            t.get(5).and_then(|i| i.name.clone()),
+            Some("perl".to_string())
+        );
         assert_eq!(t.get(6), None);
     }
 
@@ -241,7 +247,7 @@ mod tests {
     fn fallback_answers_misses_and_is_remembered() {
         let mut t = ProcessTable::new(10, Box::new(Fixed));
         assert_eq!(
-            t.get(1).and_then(|i| i.executable),
+            t.get(1).and_then(|i| i.executable.clone()),
             Some("/sbin/init".to_string())
         );
         assert_eq!(t.len(), 1);
@@ -269,7 +275,10 @@ mod tests {
         assert_eq!(t.expire(&alive, 10), 0);
         assert_eq!(t.expire(&alive, 10), 0);
         assert_eq!(t.expire(&alive, 10), 0);
-        assert_eq!(t.get(7).and_then(|i| i.name), Some("dead".to_string()));
+        assert_eq!(
+            t.get(7).and_then(|i| i.name.clone()),
+            Some("dead".to_string())
+        );
         // Pass 4 is EXPIRY_GRACE_PASSES after the mark: gone.
         assert_eq!(t.expire(&alive, 10), 1);
         assert!(!t.contains(7));

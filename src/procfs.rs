@@ -335,7 +335,10 @@ mod tests {
             Some(3),
             "seed keeps what exec events told"
         );
-        assert_eq!(table.get(1).and_then(|i| i.name), Some("init".to_string()));
+        assert_eq!(
+            table.get(1).and_then(|i| i.name.clone()),
+            Some("init".to_string())
+        );
 
         let mut small = ProcessTable::new(2, Box::new(NoFallback));
         assert_eq!(procfs.seed(&mut small), 2);
@@ -407,7 +410,7 @@ mod tests {
         assert!(procfs.is_alive(pid));
 
         let mut table = ProcessTable::new(16, Box::new(procfs.clone()));
-        assert_eq!(table.get(pid), Some(info.clone()));
+        assert_eq!(table.get(pid).as_deref(), Some(&info));
         child.kill().unwrap();
         child.wait().unwrap();
         assert!(!procfs.is_alive(pid));
@@ -417,8 +420,8 @@ mod tests {
         for pass in 1..=ProcessTable::EXPIRY_GRACE_PASSES {
             assert_eq!(table.expire(&alive, 16), 0, "pass {pass}: within the grace");
             assert_eq!(
-                table.get(pid),
-                Some(info.clone()),
+                table.get(pid).as_deref(),
+                Some(&info),
                 "a dead parent still resolves"
             );
         }

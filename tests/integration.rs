@@ -12,6 +12,8 @@ use std::process::{Command, Output};
 mod hardening;
 #[path = "it/live.rs"]
 mod live;
+#[path = "it/view.rs"]
+mod view;
 
 const SEED_RULE_ID: &str = "d19a2399-f8e2-4b10-80d8-a561ce9d24d1";
 

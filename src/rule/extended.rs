@@ -21,7 +21,7 @@ use serde_json::{json, Map, Value};
 
 use crate::audit::link::LinkEvent;
 use crate::audit::AuditTime;
-use crate::event::{self, Host};
+use crate::event::{self, ExecView, Host};
 use crate::proc::ProcessInfo;
 use crate::rule::file::{Rule, RuleKind, Severity};
 use crate::rule::kql::{self, KqlError};
@@ -715,38 +715,23 @@ impl ExtendedDetector {
         hit
     }
 
-    /// Exec sensor: `doc` is the exec's ECS document (process.name, .args, .working_directory
-    /// are read). Returns the alert document — `doc` plus `auditsentry.sensor` = `exec` and the
-    /// first new suspicious link — or `None`.
-    pub fn on_exec(&mut self, doc: &Value, pid: u32, time_ms: u64) -> Option<Value> {
-        if let Some(ppid) = doc
-            .pointer("/process/parent/pid")
-            .and_then(Value::as_u64)
-            .and_then(|p| u32::try_from(p).ok())
-        {
-            self.remember_parent(pid, ppid);
-        }
-        let process = doc.get("process")?;
-        let name = process.get("name").and_then(Value::as_str)?;
-        let args: Vec<String> = process
-            .get("args")
-            .and_then(Value::as_array)?
-            .iter()
-            .filter_map(|a| a.as_str().map(str::to_string))
-            .collect();
-        let cwd = process
-            .get("working_directory")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+    /// Exec sensor: reads the exec's process.name, .args and .working_directory. Returns the alert
+    /// document — the exec's document plus `auditsentry.sensor` = `exec` and the first new
+    /// suspicious link — or `None`.
+    pub fn on_exec(&mut self, view: &ExecView<'_>, time_ms: u64) -> Option<Value> {
+        let pid = view.ev.pid;
+        self.remember_parent(pid, view.ev.ppid);
+        let name = view.me.name.as_deref()?;
+        let cwd = view.ev.cwd.as_deref().map(event::text).unwrap_or_default();
         let mut first = None;
-        for pair in links_of_exec(name, &args, cwd) {
+        for pair in links_of_exec(name, &view.me.args, &cwd) {
             if is_suspicious_pair(&pair) && !self.seen(pid, &pair.path, time_ms) && first.is_none()
             {
                 first = Some(pair);
             }
         }
         let pair = first?;
-        let mut out = doc.clone();
+        let mut out = view.document();
         annotate(&mut out, Sensor::Exec, &pair);
         Some(out)
     }
@@ -1421,16 +1406,35 @@ mod tests {
 
     // --- the detector
 
-    fn exec_doc(args: &[&str], cwd: &str) -> Value {
-        json!({
-            "process": {
-                "name": "ln",
-                "args": args,
-                "working_directory": cwd,
-                "parent": { "name": "bash" },
-            },
-            "host": { "id": "h" },
-        })
+    /// The exec sensor's answer to `name` (run as /usr/bin/NAME by `pid`, child of `ppid`) with
+    /// `args` in `cwd`.
+    fn on_exec(
+        det: &mut ExtendedDetector,
+        (pid, ppid): (u32, u32),
+        name: &str,
+        args: &[&str],
+        cwd: &str,
+    ) -> Option<Value> {
+        let mut task = link_event(pid, 1, "", "", cwd).task;
+        task.ppid = ppid;
+        task.exe = Some(format!("/usr/bin/{name}").into_bytes());
+        let ev = crate::audit::exec::ExecEvent {
+            task,
+            argv: args.iter().map(|a| a.as_bytes().to_vec()).collect(),
+            argc: Some(args.len() as u64),
+            argv_truncated: false,
+            proctitle: None,
+            paths: Vec::new(),
+        };
+        let me = event::process_info(&ev);
+        let host = host();
+        let view = ExecView {
+            ev: &ev,
+            me: &me,
+            parent: None,
+            host: &host,
+        };
+        det.on_exec(&view, 1_000)
     }
 
     fn link_event(pid: u32, sec: u64, target: &str, link: &str, cwd: &str) -> LinkEvent {
@@ -1471,13 +1475,24 @@ mod tests {
     #[test]
     fn exec_alert_carries_sensor_and_resolved_link() {
         let mut det = ExtendedDetector::new().unwrap();
-        let doc = exec_doc(&["ln", "-s", "/usr/bin/id", "x"], "/tmp");
-        let out = det.on_exec(&doc, 10, 1_000).unwrap();
+        let out = on_exec(
+            &mut det,
+            (10, 1),
+            "ln",
+            &["ln", "-s", "/usr/bin/id", "x"],
+            "/tmp",
+        )
+        .unwrap();
         assert_eq!(
             out["auditsentry"],
             json!({"sensor": "exec", "link": {"target": "/usr/bin/id", "path": "/tmp/x"}})
         );
-        assert_eq!(out["process"], doc["process"]);
+        assert_eq!(
+            out["process"]["args"],
+            json!(["ln", "-s", "/usr/bin/id", "x"])
+        );
+        assert_eq!(out["process"]["working_directory"], "/tmp");
+        assert_eq!(out["event"]["action"], "exec");
         assert_eq!(det.rule().id, RULE_ID);
         assert_eq!(det.rule().name, RULE_NAME);
         assert_eq!(det.rule().risk_score, 21);
@@ -1487,8 +1502,8 @@ mod tests {
     #[test]
     fn exec_then_syscall_of_the_same_link_alerts_once() {
         let mut det = ExtendedDetector::new().unwrap();
-        let doc = exec_doc(&["ln", "-s", "/usr/bin/id", "x"], "/tmp");
-        assert!(det.on_exec(&doc, 10, 1_000).is_some());
+        let args = ["ln", "-s", "/usr/bin/id", "x"];
+        assert!(on_exec(&mut det, (10, 1), "ln", &args, "/tmp").is_some());
         let ev = link_event(10, 1, "/usr/bin/id", "x", "/tmp");
         assert_eq!(det.on_link(&ev, None, None, &host()), None);
         // Another pid making the same path is another link.
@@ -1502,8 +1517,8 @@ mod tests {
     #[test]
     fn syscall_link_in_unknown_directory_dedupes_by_name() {
         let mut det = ExtendedDetector::new().unwrap();
-        let doc = exec_doc(&["ln", "-s", "/usr/bin/id", "/tmp/d/"], "/");
-        assert!(det.on_exec(&doc, 10, 1_000).is_some());
+        let args = ["ln", "-s", "/usr/bin/id", "/tmp/d/"];
+        assert!(on_exec(&mut det, (10, 1), "ln", &args, "/").is_some());
         assert!(det.seen(10, "id", 1_001));
         assert!(same_link("/tmp/d/id", "id"));
         assert!(!same_link("/tmp/d/xid", "id"));
@@ -1550,8 +1565,8 @@ mod tests {
     #[test]
     fn benign_links_do_not_alert() {
         let mut det = ExtendedDetector::new().unwrap();
-        let doc = exec_doc(&["ln", "-s", "/usr/bin/id", "/opt/x"], "/");
-        assert_eq!(det.on_exec(&doc, 10, 1_000), None);
+        let args = ["ln", "-s", "/usr/bin/id", "/opt/x"];
+        assert_eq!(on_exec(&mut det, (10, 1), "ln", &args, "/"), None);
         let ev = link_event(12, 1, "/tmp/a", "/tmp/b", "/");
         assert_eq!(det.on_link(&ev, None, None, &host()), None);
     }
@@ -1588,9 +1603,7 @@ mod tests {
     #[test]
     fn exec_documents_teach_parents_for_fanotify() {
         let mut det = ExtendedDetector::new().unwrap();
-        let doc =
-            json!({ "process": { "name": "perl", "args": ["perl"], "parent": { "pid": 77 } } });
-        assert_eq!(det.on_exec(&doc, 500, 1_000), None);
+        assert_eq!(on_exec(&mut det, (500, 77), "perl", &["perl"], "/"), None);
         assert_eq!(det.parent_of(500), Some(77));
         assert_eq!(det.parent_of(501), None);
         for pid in 0..PARENTS_CAPACITY as u32 {

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use serde_json::Value;
+use crate::rule::kql::{Document, Scalar};
 
 use crate::rule::file::{Rule, RuleKind};
 pub use crate::state::StateError;
@@ -103,7 +103,7 @@ impl<S: TermStore> NewTermsGate<S> {
     pub fn check(
         &mut self,
         rule: &Rule,
-        doc: &Value,
+        doc: &dyn Document,
         event_time_ms: u64,
     ) -> Result<Verdict, StateError> {
         let (fields, window) = match &rule.kind {
@@ -155,43 +155,22 @@ pub fn encode_key(tuple: &[String]) -> Vec<u8> {
 }
 
 /// The distinct non-empty scalar values of dotted `field` in `doc`, as strings, in document order,
-/// at most [`MAX_COMBINATIONS`]. Nested objects (`{"process":{"parent":{"name":..}}}`), flat dotted
-/// keys (`{"process.parent.name":..}`) and mixes are resolved; arrays contribute each element.
-/// Numbers and booleans use their JSON text; null, empty strings and objects contribute nothing.
-pub fn field_values(doc: &Value, field: &str) -> Vec<String> {
+/// at most [`MAX_COMBINATIONS`]. Field resolution is KQL's ([`Document::any_value`]): nested
+/// objects, flat dotted keys and mixes; arrays contribute each element. Numbers and booleans use
+/// their JSON text; null, empty strings and objects contribute nothing.
+pub fn field_values(doc: &dyn Document, field: &str) -> Vec<String> {
     let mut out = Vec::new();
-    collect(doc, field, &mut out);
+    doc.any_value(field, &mut |v| {
+        let text = match v {
+            Scalar::Str(s) if !s.is_empty() && !out.iter().any(|o| o == s) => s.to_string(),
+            Scalar::Num(n) => n.to_string(),
+            Scalar::Bool(b) => b.to_string(),
+            Scalar::Str(_) => return false,
+        };
+        push_distinct(&mut out, text);
+        out.len() >= MAX_COMBINATIONS
+    });
     out
-}
-
-fn collect(value: &Value, path: &str, out: &mut Vec<String>) {
-    if out.len() >= MAX_COMBINATIONS {
-        return;
-    }
-    match value {
-        Value::Array(items) => {
-            for item in items {
-                collect(item, path, out);
-            }
-        }
-        Value::Object(map) if !path.is_empty() => {
-            // Try every split of the dotted path: "a.b.c" may be stored as a→b→c, "a.b"→c, ….
-            for (i, _) in path
-                .match_indices('.')
-                .chain(std::iter::once((path.len(), "")))
-            {
-                let (head, rest) = path.split_at(i);
-                if let Some(child) = map.get(head) {
-                    collect(child, rest.strip_prefix('.').unwrap_or(rest), out);
-                }
-            }
-        }
-        _ if !path.is_empty() => {}
-        Value::String(s) => push_distinct(out, s.clone()),
-        Value::Number(n) => push_distinct(out, n.to_string()),
-        Value::Bool(b) => push_distinct(out, b.to_string()),
-        Value::Null | Value::Object(_) => {}
-    }
 }
 
 fn push_distinct(out: &mut Vec<String>, value: String) {
@@ -268,7 +247,7 @@ impl TermStore for MemStore {
 mod tests {
     use super::*;
     use crate::rule::file::{load_str, Severity};
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     const DAY: u64 = 86_400_000;
     const T0: u64 = 1_700_000_000_000;

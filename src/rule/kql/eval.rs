@@ -1,4 +1,6 @@
-//! KQL evaluation: a compiled query tree run against one ECS document (`serde_json::Value`).
+//! KQL evaluation: a compiled query tree run against one ECS document — any [`Document`]: a
+//! `serde_json::Value`, or a typed view that answers field lookups without building JSON (the
+//! pipeline's hot path, see `event::ExecView`).
 //!
 //! Semantics are those of the Elasticsearch query Kibana generates, on keyword fields:
 //! - A leaf `field:x` is true when any value of the field matches: fields resolve by walking
@@ -31,6 +33,30 @@ pub struct EvalOptions {
     pub ignore_above: Option<usize>,
 }
 
+/// One scalar value of a document field, as a keyword field would index it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Scalar<'a> {
+    /// A string.
+    Str(&'a str),
+    /// A number (matched by value, or by its JSON text).
+    Num(Number),
+    /// A boolean (matched as `true` / `false`).
+    Bool(bool),
+}
+
+/// Something KQL can query: it yields the scalar values of a dotted field path, arrays flattened,
+/// nulls and objects skipped (Elasticsearch's view of a document's fields).
+pub trait Document {
+    /// Calls `f` on each value of the dotted `path` until it returns true; true if one did.
+    fn any_value(&self, path: &str, f: &mut dyn FnMut(Scalar<'_>) -> bool) -> bool;
+}
+
+impl Document for Value {
+    fn any_value(&self, path: &str, f: &mut dyn FnMut(Scalar<'_>) -> bool) -> bool {
+        any_value(self, path, f)
+    }
+}
+
 /// A compiled KQL query: parse once with [`parse`](super::parse()), evaluate on every event.
 #[derive(Clone, Debug)]
 pub struct Query {
@@ -58,7 +84,7 @@ impl Query {
     }
 
     /// Does the document match under the given options?
-    pub fn matches_with(&self, doc: &Value, opts: &EvalOptions) -> bool {
+    pub fn matches_with(&self, doc: &dyn Document, opts: &EvalOptions) -> bool {
         eval(&self.root, doc, opts)
     }
 
@@ -89,18 +115,19 @@ fn collect_fields(node: &Node, out: &mut Vec<String>) {
     }
 }
 
-fn eval(node: &Node, doc: &Value, opts: &EvalOptions) -> bool {
+fn eval(node: &Node, doc: &dyn Document, opts: &EvalOptions) -> bool {
     match node {
         Node::MatchAll => true,
         Node::And(items) => items.iter().all(|n| eval(n, doc, opts)),
         Node::Or(items) => items.iter().any(|n| eval(n, doc, opts)),
         Node::Not(inner) => !eval(inner, doc, opts),
-        Node::Leaf(leaf) => any_value(doc, &leaf.field, &mut |v| leaf_matches(leaf, v, opts)),
+        Node::Leaf(leaf) => doc.any_value(&leaf.field, &mut |v| leaf_matches(leaf, v, opts)),
     }
 }
 
-/// Call `f` on each value of the dotted `path` under `node` until it returns true.
-fn any_value(node: &Value, path: &str, f: &mut dyn FnMut(&Value) -> bool) -> bool {
+/// Call `f` on each value of the dotted `path` under `node` until it returns true: nested objects
+/// and literal dotted keys (`"process.args"`) at any level alike.
+fn any_value(node: &Value, path: &str, f: &mut dyn FnMut(Scalar<'_>) -> bool) -> bool {
     match node {
         Value::Object(map) => {
             // Every split of the path at a dot: nested objects and flattened dotted keys alike.
@@ -122,25 +149,26 @@ fn any_value(node: &Value, path: &str, f: &mut dyn FnMut(&Value) -> bool) -> boo
 }
 
 /// Call `f` on each scalar of a field's value, flattening arrays; nulls and objects are skipped.
-fn any_leaf(value: &Value, f: &mut dyn FnMut(&Value) -> bool) -> bool {
+fn any_leaf(value: &Value, f: &mut dyn FnMut(Scalar<'_>) -> bool) -> bool {
     match value {
         Value::Array(items) => items.iter().any(|item| any_leaf(item, f)),
         Value::Null | Value::Object(_) => false,
-        scalar => f(scalar),
+        Value::String(s) => f(Scalar::Str(s)),
+        Value::Number(n) => f(Scalar::Num(n.clone())),
+        Value::Bool(b) => f(Scalar::Bool(*b)),
     }
 }
 
-fn leaf_matches(leaf: &Leaf, value: &Value, opts: &EvalOptions) -> bool {
+fn leaf_matches(leaf: &Leaf, value: Scalar<'_>, opts: &EvalOptions) -> bool {
     match value {
-        Value::String(s) => {
+        Scalar::Str(s) => {
             if opts.ignore_above.is_some_and(|limit| s.len() > limit) {
                 return false;
             }
             test_text(&leaf.test, s)
         }
-        Value::Bool(b) => test_text(&leaf.test, if *b { "true" } else { "false" }),
-        Value::Number(n) => test_number(&leaf.test, n),
-        Value::Null | Value::Array(_) | Value::Object(_) => false,
+        Scalar::Bool(b) => test_text(&leaf.test, if b { "true" } else { "false" }),
+        Scalar::Num(n) => test_number(&leaf.test, &n),
     }
 }
 

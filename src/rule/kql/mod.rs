@@ -11,7 +11,7 @@ mod eval;
 mod lex;
 mod parse;
 
-pub use eval::{EvalOptions, Query};
+pub use eval::{Document, EvalOptions, Query, Scalar};
 pub use parse::parse;
 
 use std::fmt;

@@ -1,0 +1,112 @@
+//! The rules see an exec through `event::ExecView` (no JSON built) and alerts carry the JSON
+//! `event::document`: both must hold exactly the same field values, or a rule would match on
+//! something an alert does not show. Checked on every exec of the corpus, the samples and a few
+//! hostile events, for every field path of the document and every path the view knows.
+
+use super::{corpus_inputs, repo};
+use auditsentry::audit::exec::{self, ExecLimits};
+use auditsentry::audit::reassemble::{ReassembleConfig, Reassembler};
+use auditsentry::audit::record::parse_frame;
+use auditsentry::event::{self, ExecView, Host, FIELDS};
+use auditsentry::proc::{NoFallback, ProcessTable};
+use auditsentry::rule::kql::{Document, Scalar};
+use auditsentry::source::file::{self, Format};
+use serde_json::Value;
+use std::path::Path;
+
+/// Every value of `path`, as `kind:text`, in lookup order.
+fn values(doc: &dyn Document, path: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    doc.any_value(path, &mut |v| {
+        out.push(match v {
+            Scalar::Str(s) => format!("str:{s}"),
+            Scalar::Num(n) => format!("num:{n}"),
+            Scalar::Bool(b) => format!("bool:{b}"),
+        });
+        false
+    });
+    out
+}
+
+/// Dotted paths of every non-object value in `doc`.
+fn leaf_paths(doc: &Value, prefix: &str, out: &mut Vec<String>) {
+    if let Value::Object(map) = doc {
+        for (k, v) in map {
+            let path = if prefix.is_empty() {
+                k.clone()
+            } else {
+                format!("{prefix}.{k}")
+            };
+            if v.is_object() {
+                leaf_paths(v, &path, out);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+}
+
+/// Checks every exec of `input`; returns how many there were.
+fn check_input(input: &Path) -> usize {
+    let host = Host {
+        id: "h-1".into(),
+        name: "web\"1".into(),
+    };
+    let mut procs = ProcessTable::new(4096, Box::new(NoFallback));
+    let mut events = Vec::new();
+    let mut reassembler = Reassembler::new(ReassembleConfig::default());
+    let reader = file::open(&input.to_string_lossy(), Format::Auto).unwrap();
+    for frame in reader.flatten() {
+        if let Ok(rec) = parse_frame(&frame) {
+            reassembler.push(rec, &mut |e| events.push(e));
+        }
+    }
+    reassembler.flush(&mut |e| events.push(e));
+    let mut execs = 0;
+    for ev in &events {
+        let Ok(Some(exec)) = exec::build(ev, &ExecLimits::default()) else {
+            continue;
+        };
+        execs += 1;
+        let me = event::process_info(&exec);
+        let parent = procs.get(exec.ppid);
+        let view = ExecView {
+            ev: &exec,
+            me: &me,
+            parent: parent.as_deref(),
+            host: &host,
+        };
+        let doc = view.document();
+        let mut paths = Vec::new();
+        leaf_paths(&doc, "", &mut paths);
+        for path in &paths {
+            assert!(
+                FIELDS.contains(&path.as_str()),
+                "{path} missing from FIELDS"
+            );
+        }
+        paths.extend(FIELDS.iter().map(|f| f.to_string()));
+        paths.extend(["process", "process.parent", "nope", "process.args.x"].map(String::from));
+        for path in &paths {
+            assert_eq!(
+                values(&view, path),
+                values(&doc, path),
+                "{}: serial {}: {path}",
+                input.display(),
+                exec.serial
+            );
+        }
+        procs.exec(exec.pid, me);
+    }
+    execs
+}
+
+#[test]
+fn the_view_and_the_document_hold_the_same_values() {
+    let mut total = 0;
+    for input in corpus_inputs() {
+        total += check_input(&input);
+    }
+    total += check_input(&repo("tests/data/hostile-exec.log"));
+    assert!(total > 300, "only {total} execs checked");
+}
