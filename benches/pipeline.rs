@@ -80,8 +80,9 @@ fn stages(c: &mut Criterion) {
     let docs: Vec<_> = execs
         .iter()
         .map(|e| {
-            let me = event::process_info(e);
-            event::document(e, &me, Some(&me), &host)
+            let mut e = e.clone();
+            let me = event::process_info(&mut e);
+            event::document(&e, &me, Some(&me), &host)
         })
         .collect();
     let rule = rules::builtin();

@@ -62,8 +62,15 @@ pub fn basename(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
-/// What the process table should remember about the process an exec event started.
-pub fn process_info(ev: &ExecEvent) -> ProcessInfo {
+/// Bytes the kernel logged, as ECS text, reusing the buffer when it is valid UTF-8.
+fn into_text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| text(e.as_bytes()))
+}
+
+/// What the process table should remember about the process an exec event started. The
+/// arguments move out of `ev.argv` (left empty) into the result as text: they are copied once
+/// per exec on the hot path, not twice.
+pub fn process_info(ev: &mut ExecEvent) -> ProcessInfo {
     let executable = ev.exe.as_deref().map(text);
     let name = match &executable {
         Some(exe) => Some(basename(exe).to_string()),
@@ -72,7 +79,10 @@ pub fn process_info(ev: &ExecEvent) -> ProcessInfo {
     ProcessInfo {
         executable,
         name,
-        args: ev.argv.iter().map(|a| text(a)).collect(),
+        args: std::mem::take(&mut ev.argv)
+            .into_iter()
+            .map(into_text)
+            .collect(),
     }
 }
 

@@ -113,7 +113,7 @@ impl<S: TermStore> Detector<S> {
     /// Handles one completed event: exec events are evaluated, everything else only counted.
     pub fn on_event(&mut self, ev: &Event, sink: &mut dyn Sink) -> Result<(), SinkError> {
         self.stats.events_completed += 1;
-        let exec = match exec::build(ev, &self.opts.exec_limits) {
+        let mut exec = match exec::build(ev, &self.opts.exec_limits) {
             Ok(Some(exec)) => exec,
             Ok(None) => return self.on_link_event(ev, sink),
             Err(_) => {
@@ -128,7 +128,7 @@ impl<S: TermStore> Detector<S> {
         if exec.argv_truncated {
             self.stats.events_truncated += 1;
         }
-        let me = event::process_info(&exec);
+        let me = event::process_info(&mut exec);
         let parent = self.procs.get(exec.ppid);
         let host = Arc::clone(&self.host);
         let view = ExecView {

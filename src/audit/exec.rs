@@ -283,6 +283,9 @@ impl<'l> ArgvBuilder<'l> {
                 ArgField::Argc => {
                     if self.argc.is_none() {
                         self.argc = std::str::from_utf8(raw).ok().and_then(|s| s.parse().ok());
+                        let expected = self.argc.and_then(|n| usize::try_from(n).ok());
+                        self.args
+                            .reserve(expected.unwrap_or(0).min(self.limits.max_args).min(1024));
                     }
                 }
                 ArgField::Whole(i) => self.put(i, raw, false),

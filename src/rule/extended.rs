@@ -1418,7 +1418,7 @@ mod tests {
         let mut task = link_event(pid, 1, "", "", cwd).task;
         task.ppid = ppid;
         task.exe = Some(format!("/usr/bin/{name}").into_bytes());
-        let ev = crate::audit::exec::ExecEvent {
+        let mut ev = crate::audit::exec::ExecEvent {
             task,
             argv: args.iter().map(|a| a.as_bytes().to_vec()).collect(),
             argc: Some(args.len() as u64),
@@ -1426,7 +1426,7 @@ mod tests {
             proctitle: None,
             paths: Vec::new(),
         };
-        let me = event::process_info(&ev);
+        let me = event::process_info(&mut ev);
         let host = host();
         let view = ExecView {
             ev: &ev,
