@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
 # Exec storm against the live agent (multicast source), as root.
 #
-#   bench/storm.sh [--rate N] [--seconds T] [--ln K] [--bin PATH]
+#   bench/storm.sh [--rate N] [--seconds T] [--ln K] [--workers W] [--bin PATH]
+#   bench/storm.sh --ceiling [--seconds T] [--workers W]
 #
 # Starts `auditsentry run --source multicast` with its own state dir, JSON file and capture
 # (--record), with the seed query as a plain `query` rule so that every matching case alerts
 # (the new-terms gate would let one per parent through). Sets the kernel's backlog_limit to
-# 8192, then runs N execs/s of /bin/true with a marker argument plus K matching
-# `ln -s /usr/bin/id /tmp/<marker>-k` cases for T seconds, stops the agent (which removes the
-# execve rules it added), restores backlog_limit, and reports:
-# execs started vs exec events the agent received (marker EXECVE frames in its capture), alerts
-# vs ln cases, kernel lost (delta of the kernel's counter), ENOBUFS and channel drops (the agent's
-# last `status:` line), agent CPU % of one core, and peak RSS (VmHWM).
+# 8192, then runs the load generator examples/exec_storm for T seconds: N execs/s of /bin/true
+# (0 = as fast as the machine can) with a marker argument, shared by W worker threads (default:
+# the number of CPUs), plus K matching `ln -sf /usr/bin/id /tmp/<marker>-ln-k` cases. Then it
+# stops the agent (which removes the execve rules it added), restores backlog_limit, and reports:
+# asked vs achieved exec rate, execs started vs exec events the agent received (marker EXECVE
+# frames in its capture), alerts vs ln cases, kernel lost (delta of the kernel's counter),
+# ENOBUFS and channel drops (the agent's last `status:` line), agent CPU % of one core, and peak
+# RSS (VmHWM).
+#
+# --ceiling runs only the generator, at rate 0 for T seconds, with no agent and no audit rules
+# added: the machine's own exec ceiling, which bounds every storm rate. --bin is the agent binary
+# (default: built here); the generator always runs /bin/true.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,15 +26,39 @@ rate=1000
 secs=30
 lns=20
 bin=""
+workers=""
+ceiling=0
+usage="usage: $0 [--rate N] [--seconds T] [--ln K] [--workers W] [--bin PATH] | --ceiling [--seconds T] [--workers W]"
 while [ $# -gt 0 ]; do
     case "$1" in
     --rate) rate=$2; shift 2 ;;
     --seconds) secs=$2; shift 2 ;;
     --ln) lns=$2; shift 2 ;;
+    --workers) workers=$2; shift 2 ;;
     --bin) bin=$2; shift 2 ;;
-    *) echo "usage: $0 [--rate N] [--seconds T] [--ln K] [--bin PATH]" >&2; exit 2 ;;
+    --ceiling) ceiling=1; shift ;;
+    *) echo "$usage" >&2; exit 2 ;;
     esac
 done
+
+cargo build --release --locked --quiet --example exec_storm
+storm_gen="${CARGO_TARGET_DIR:-target}/release/examples/exec_storm"
+gen() { "$storm_gen" ${workers:+--workers "$workers"} "$@"; }
+# One field of the generator's summary line (`started=N ln=K failed=F seconds=S rate=R workers=W`).
+sum_field() { sed -n 's/.*\<'"$1"'=\([0-9.]*\).*/\1/p' <<<"$summary"; }
+
+if [ "$ceiling" = 1 ]; then
+    if [ "$(id -u)" = 0 ] && [ "$(auditctl -l)" != "No rules" ]; then
+        echo "storm: warning: audit rules are loaded; the ceiling includes their cost:" >&2
+        auditctl -l >&2
+    fi
+    summary=$(gen --rate 0 --seconds "$secs" --ln 0 --marker "ceiling$$x$RANDOM" | grep '^started=' | tail -1)
+    printf '\nexec ceiling: %s execs of /bin/true in %s s, %s workers, no agent, no audit rules added: %.0f exec/s (spawn failures: %s)\n' \
+        "$(sum_field started)" "$(sum_field seconds)" "$(sum_field workers)" "$(sum_field rate)" "$(sum_field failed)"
+    echo "generator: $summary"
+    exit 0
+fi
+
 [ "$(id -u)" = 0 ] || { echo "storm: needs root (audit netlink)" >&2; exit 1; }
 # Another audit consumer that changes enabled/rules mid-run would make the counts meaningless.
 if pgrep -x auditd >/dev/null || pgrep -f 'auditsentry run' >/dev/null; then
@@ -78,80 +109,13 @@ hz=$(getconf CLK_TCK)
 t0=$(ticks)
 start_ns=$(date +%s%N)
 
-# The load: paced posix_spawn of /bin/true (workers share the rate), plus K ln cases spread
-# over the run. Prints the number of execs started.
-started=$(python3 - "$rate" "$secs" "$lns" "$marker" <<'EOF'
-import os, sys, time
-rate, secs, lns, marker = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
-workers = max(1, min(os.cpu_count() or 1, (rate + 1999) // 2000))
-pipes = []
-for w in range(workers):
-    r, wfd = os.pipe()
-    if os.fork() == 0:
-        os.close(r)
-        my_rate = rate / workers
-        n = 0
-        t0 = time.monotonic()
-        end = t0 + secs
-        k = 0
-        live = 0
-        while True:
-            now = time.monotonic()
-            if now >= end:
-                break
-            due = int((now - t0) * my_rate)
-            while n < due:
-                # Bounded children: reap (blocking) when too many are alive or spawn hits EAGAIN.
-                while live >= 256:
-                    os.waitpid(-1, 0)
-                    live -= 1
-                try:
-                    if w == 0 and k < lns and (now - t0) >= (k + 0.5) * secs / lns:
-                        argv = ["ln", "-sf", "/usr/bin/id", f"/tmp/{marker}-ln-{k}"]
-                        os.posix_spawn("/usr/bin/ln", argv, {})
-                        k += 1
-                    else:
-                        os.posix_spawn("/bin/true", ["true", f"{marker}-{w}-{n}"], {})
-                except BlockingIOError:
-                    if live:
-                        os.waitpid(-1, 0)
-                        live -= 1
-                    continue
-                n += 1
-                live += 1
-            while live:
-                try:
-                    pid, _ = os.waitpid(-1, os.WNOHANG)
-                except ChildProcessError:
-                    live = 0
-                    break
-                if pid == 0:
-                    break
-                live -= 1
-            time.sleep(0.0005)
-        while True:
-            try:
-                os.wait()
-            except ChildProcessError:
-                break
-        os.write(wfd, f"{n - k} {k}\n".encode())
-        os._exit(0)
-    os.close(wfd)
-    pipes.append(r)
-total = lnk = 0
-for r in pipes:
-    a, b = os.read(r, 100).split()
-    total += int(a)
-    lnk += int(b)
-while True:
-    try:
-        os.wait()
-    except ChildProcessError:
-        break
-print(total, lnk)
-EOF
-)
-read -r trues lns_done <<<"$started"
+# The load: examples/exec_storm (paced posix_spawn of /bin/true, workers share the rate, plus K
+# ln cases spread over the run). Its last stdout line is the summary.
+summary=$(gen --rate "$rate" --seconds "$secs" --ln "$lns" --marker "$marker" | grep '^started=' | tail -1)
+[ -n "$summary" ] || { echo "storm: the generator printed no summary" >&2; exit 1; }
+trues=$(sum_field started)
+lns_done=$(sum_field ln)
+achieved=$(sum_field rate)
 end_ns=$(date +%s%N)
 sleep 3 # let the agent drain and complete the last events (reassembly timeout 2 s)
 t1=$(ticks)
@@ -176,13 +140,14 @@ field() { sed -n 's/.* '"$1"'=\([0-9]*\).*/\1/p' <<<"$status"; }
 true_seen=$(grep -aoE "$marker-[0-9]+-[0-9]+" "$work/capture.bin" | sort -u | wc -l)
 
 gen_secs=$(echo "($end_ns - $start_ns) / 1000000000" | bc -l)
-printf '\nexec storm: %s/s of /bin/true asked for %ss (+%s ln cases), backlog_limit 8192; achieved %.0f exec/s\n' \
-    "$rate" "$secs" "$lns_done" "$(echo "($trues + $lns_done) / $gen_secs" | bc -l)"
-printf '| rate (exec/s) | execs started | exec events seen | missed | ln cases | alerts | kernel lost | ENOBUFS | channel drops | agent CPU %% | CPU %% per 1000 exec/s achieved | peak RSS (MiB) |\n'
-printf '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
-printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %.1f | %.2f | %.1f |\n' "$rate" "$trues" "$true_seen" \
+printf '\nexec storm: %s/s of /bin/true asked (0 = as fast as possible) for %ss (+%s ln cases), %s workers, backlog_limit 8192; achieved %.0f exec/s\n' \
+    "$rate" "$secs" "$lns_done" "$(sum_field workers)" "$achieved"
+printf '| rate asked (exec/s) | rate achieved (exec/s) | execs started | exec events seen | missed | ln cases | alerts | kernel lost | ENOBUFS | channel drops | agent CPU %% | CPU %% per 1000 exec/s achieved | peak RSS (MiB) |\n'
+printf '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+printf '| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %.1f | %.2f | %.1f |\n' "$rate" "$achieved" "$trues" "$true_seen" \
     "$((trues - true_seen))" "$lns_done" "$alerts" "$((lost_after - lost_before))" "$(field enobufs)" \
     "$(field channel_drops)" "$cpu" "$(echo "$cpu * 1000 * $gen_secs / ($trues + $lns_done)" | bc -l)" "$(echo "$hwm / 1024" | bc -l)"
+echo "generator: $summary"
 echo "last agent status: $status"
 echo "(all marker occurrences in the capture: $seen)"
 if [ -n "$changes" ]; then
