@@ -478,6 +478,12 @@ impl<S: TermStore> Pipeline<S> {
 ///
 /// Malformed records are counted and skipped. An input that cannot be opened or read ends the run
 /// with an error naming it — after everything already read has been evaluated and flushed.
+///
+/// When every input is a regular file, a second thread reads and parses them while this one
+/// reassembles and detects, so a replay uses two cores. It hands records over in batches bounded
+/// in count and bytes, so memory stays bounded however long the lines. Order, counters and error
+/// messages are those of a single-threaded read. Stdin and pipes are read on this thread, record
+/// by record: a batch would hold back the alerts of a stream that pauses.
 pub fn replay<S: TermStore>(
     inputs: &[String],
     format: Format,
@@ -485,32 +491,142 @@ pub fn replay<S: TermStore>(
     sink: &mut dyn Sink,
 ) -> Result<Stats, PipelineError> {
     let mut fatal = None;
-    'inputs: for input in inputs {
+    let mut failed = None;
+    let all_files = inputs
+        .iter()
+        .all(|i| i != "-" && std::fs::metadata(i).is_ok_and(|m| m.is_file()));
+    std::thread::scope(|scope| {
+        let (tx, rx) = crossbeam_channel::bounded::<Vec<Parsed>>(BATCHES_IN_FLIGHT);
+        let reader = if all_files {
+            std::thread::Builder::new()
+                .name("replay-reader".into())
+                .spawn_scoped(scope, move || {
+                    read_inputs(inputs, format, BATCH_RECORDS, &mut |b| tx.send(b).is_ok())
+                })
+                .is_ok()
+        } else {
+            false
+        };
+        let mut take = |batch: Vec<Parsed>| match take_batch(batch, pipeline, sink) {
+            Ok(None) => true,
+            Ok(Some(e)) => {
+                fatal = Some(e);
+                false
+            }
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        };
+        if reader {
+            for batch in rx {
+                if !take(batch) {
+                    break;
+                }
+            }
+        } else {
+            read_inputs(inputs, format, 1, &mut take);
+        }
+    });
+    if let Some(e) = failed {
+        return Err(PipelineError::Sink(e));
+    }
+    let stats = pipeline.finish(sink).map_err(PipelineError::Sink)?;
+    match fatal {
+        Some(e) => Err(PipelineError::Source(e)),
+        None => Ok(stats),
+    }
+}
+
+/// Most records in one batch from the reading thread.
+const BATCH_RECORDS: usize = 512;
+/// Most record bytes in one batch: with [`BATCHES_IN_FLIGHT`], what a flood of megabyte
+/// arguments can hold in the channel.
+const BATCH_BYTES: usize = 1 << 20;
+/// Batches the reading thread may be ahead by.
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// One frame of a replayed input, parsed.
+enum Parsed {
+    Record(Record),
+    /// A `msg=?` record: counted apart from malformed ones.
+    Unstamped,
+    /// Not a record, described for the operator.
+    Malformed(String),
+    /// The input could not be read: the replay ends after what was read.
+    Fatal(SourceError),
+}
+
+/// Reads and parses `inputs` in order, handing batches of up to `per_batch` records to `deliver`
+/// until it returns false or a read fails.
+fn read_inputs(
+    inputs: &[String],
+    format: Format,
+    per_batch: usize,
+    deliver: &mut dyn FnMut(Vec<Parsed>) -> bool,
+) {
+    let mut batch = Vec::with_capacity(per_batch);
+    let mut bytes = 0;
+    let mut push = |item: Parsed, size: usize, batch: &mut Vec<Parsed>| {
+        batch.push(item);
+        bytes += size;
+        if batch.len() >= per_batch || bytes >= BATCH_BYTES {
+            bytes = 0;
+            return deliver(std::mem::replace(batch, Vec::with_capacity(per_batch)));
+        }
+        true
+    };
+    for input in inputs {
         let reader = match file::open(input, format) {
             Ok(r) => r,
             Err(e) => {
-                fatal = Some(PipelineError::Source(e));
+                batch.push(Parsed::Fatal(e));
                 break;
             }
         };
         for (n, item) in reader.enumerate() {
-            match item {
+            let parsed = match item {
                 Ok(frame) => match parse_frame(&frame) {
-                    Ok(rec) => pipeline.push(rec, sink).map_err(PipelineError::Sink)?,
-                    Err(e) if e.reason == UNSTAMPED => pipeline.unstamped += 1,
-                    Err(e) => pipeline.malformed(&format_args!("{input}: record {}: {e}", n + 1)),
+                    Ok(rec) => {
+                        let size = rec.body.len();
+                        if !push(Parsed::Record(rec), size, &mut batch) {
+                            return;
+                        }
+                        continue;
+                    }
+                    Err(e) if e.reason == UNSTAMPED => Parsed::Unstamped,
+                    Err(e) => Parsed::Malformed(format!("{input}: record {}: {e}", n + 1)),
                 },
                 Err(e @ SourceError::Io { .. }) => {
-                    fatal = Some(PipelineError::Source(e));
-                    break 'inputs;
+                    batch.push(Parsed::Fatal(e));
+                    deliver(batch);
+                    return;
                 }
-                Err(e) => pipeline.malformed(&e),
+                Err(e) => Parsed::Malformed(e.to_string()),
+            };
+            if !push(parsed, 0, &mut batch) {
+                return;
             }
         }
     }
-    let stats = pipeline.finish(sink).map_err(PipelineError::Sink)?;
-    match fatal {
-        Some(e) => Err(e),
-        None => Ok(stats),
+    if !batch.is_empty() {
+        deliver(batch);
     }
+}
+
+/// Feeds one batch to the pipeline; `Some` when the batch ends in a read failure.
+fn take_batch<S: TermStore>(
+    batch: Vec<Parsed>,
+    pipeline: &mut Pipeline<S>,
+    sink: &mut dyn Sink,
+) -> Result<Option<SourceError>, SinkError> {
+    for item in batch {
+        match item {
+            Parsed::Record(rec) => pipeline.push(rec, sink)?,
+            Parsed::Unstamped => pipeline.unstamped += 1,
+            Parsed::Malformed(what) => pipeline.malformed(&what),
+            Parsed::Fatal(e) => return Ok(Some(e)),
+        }
+    }
+    Ok(None)
 }
