@@ -41,6 +41,9 @@ const MAX_GAPS: usize = 256;
 /// Events larger than this many records switch duplicate detection from a scan to a hash index.
 const DEDUP_SCAN_LIMIT: usize = 32;
 
+/// Records an open event has room for before its vector grows: an execve event's usual count.
+const EVENT_RECORDS_HINT: usize = 8;
+
 /// Tuning for [`Reassembler`]; the defaults suit a busy host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReassembleConfig {
@@ -316,8 +319,13 @@ impl Reassembler {
             self.stats.records_late += 1;
             return;
         }
-        // A new event. Its first record is always kept, whatever its size.
+        // A new event. Its first record is always kept, whatever its size. Room for a typical
+        // execve event (SYSCALL, BPRM_FCAPS, EXECVE, CWD, two PATH, PROCTITLE) from the start
+        // spares the vector two regrowths.
         let cost = record_cost(&rec);
+        let mut records = Vec::with_capacity(EVENT_RECORDS_HINT);
+        let (node, serial, time) = (rec.node.clone(), rec.serial, rec.time);
+        records.push(rec);
         let id = self.next_id;
         self.next_id += 1;
         self.order.insert(id, key);
@@ -329,10 +337,10 @@ impl Reassembler {
                 anchor_ms: self.clock_ms,
                 node_id,
                 event: Event {
-                    node: rec.node.clone(),
-                    serial: rec.serial,
-                    time: rec.time,
-                    records: vec![rec],
+                    node,
+                    serial,
+                    time,
+                    records,
                     end: EventEnd::EndOfInput,
                     truncated: false,
                 },
