@@ -152,7 +152,10 @@ impl<'a> Iterator for Fields<'a> {
 /// tighter loops, since every field lookup goes through here.
 fn token_end(s: &[u8]) -> usize {
     let mut i = 0;
-    while let Some(off) = memchr::memchr3(b' ', b'"', b'\'', rest(s, i)) {
+    while let Some(off) = rest(s, i)
+        .iter()
+        .position(|&b| b == b' ' || b == b'"' || b == b'\'')
+    {
         let at = i + off;
         let Some(&q) = s.get(at) else {
             break;
@@ -160,7 +163,7 @@ fn token_end(s: &[u8]) -> usize {
         if q == b' ' {
             return at;
         }
-        match memchr::memchr(q, rest(s, at + 1)) {
+        match rest(s, at + 1).iter().position(|&b| b == q) {
             Some(close) => i = at + 1 + close + 1,
             None => return s.len(),
         }
