@@ -17,7 +17,7 @@
 //! number of distinct `node=` names. Every record that is dropped is counted in
 //! [`ReassembleStats`].
 
-use std::collections::hash_map::RandomState;
+use std::collections::hash_map::{Entry, RandomState};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::BuildHasher;
 
@@ -40,6 +40,9 @@ const MAX_GAPS: usize = 256;
 
 /// Events larger than this many records switch duplicate detection from a scan to a hash index.
 const DEDUP_SCAN_LIMIT: usize = 32;
+
+/// Records an open event has room for before its vector grows: an execve event's usual count.
+const EVENT_RECORDS_HINT: usize = 8;
 
 /// Tuning for [`Reassembler`]; the defaults suit a busy host.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -276,9 +279,10 @@ impl Reassembler {
     fn push_grouped(&mut self, node_id: u32, rec: Record, emit: &mut dyn FnMut(Event)) {
         let key = key(node_id, rec.serial);
         if rec.rtype == types::EOE {
-            if self.open.contains_key(&key) {
-                self.finish(key, EventEnd::Eoe, emit);
-            } else if self.recent.get(&key).is_some_and(|(t, _)| *t == rec.time) {
+            if self.finish(key, EventEnd::Eoe, emit) {
+                return;
+            }
+            if self.recent.get(&key).is_some_and(|(t, _)| *t == rec.time) {
                 self.stats.eoe_after_complete += 1;
             } else {
                 self.stats.eoe_orphan += 1;
@@ -286,7 +290,8 @@ impl Reassembler {
             return;
         }
         let closes = rec.rtype == types::PROCTITLE && self.cfg.complete_on_proctitle;
-        if let Some(open) = self.open.get_mut(&key) {
+        if let Entry::Occupied(mut entry) = self.open.entry(key) {
+            let open = entry.get_mut();
             let cost = record_cost(&rec);
             if is_duplicate(open, &rec, &self.hasher) {
                 self.stats.records_duplicate += 1;
@@ -308,7 +313,8 @@ impl Reassembler {
                 open.event.records.push(rec);
             }
             if closes {
-                self.finish(key, EventEnd::Proctitle, emit);
+                let open = entry.remove();
+                self.finish_removed(key, open, EventEnd::Proctitle, emit);
             }
             return;
         }
@@ -316,8 +322,13 @@ impl Reassembler {
             self.stats.records_late += 1;
             return;
         }
-        // A new event. Its first record is always kept, whatever its size.
+        // A new event. Its first record is always kept, whatever its size. Room for a typical
+        // execve event (SYSCALL, BPRM_FCAPS, EXECVE, CWD, two PATH, PROCTITLE) from the start
+        // spares the vector two regrowths.
         let cost = record_cost(&rec);
+        let mut records = Vec::with_capacity(EVENT_RECORDS_HINT);
+        let (node, serial, time) = (rec.node.clone(), rec.serial, rec.time);
+        records.push(rec);
         let id = self.next_id;
         self.next_id += 1;
         self.order.insert(id, key);
@@ -329,10 +340,10 @@ impl Reassembler {
                 anchor_ms: self.clock_ms,
                 node_id,
                 event: Event {
-                    node: rec.node.clone(),
-                    serial: rec.serial,
-                    time: rec.time,
-                    records: vec![rec],
+                    node,
+                    serial,
+                    time,
+                    records,
                     end: EventEnd::EndOfInput,
                     truncated: false,
                 },
@@ -393,6 +404,12 @@ impl Reassembler {
         let Some(open) = self.open.remove(&key) else {
             return false;
         };
+        self.finish_removed(key, open, end, emit);
+        true
+    }
+
+    /// [`Reassembler::finish`] for an event already taken out of `open`.
+    fn finish_removed(&mut self, key: u64, open: Open, end: EventEnd, emit: &mut dyn FnMut(Event)) {
         self.order.remove(&open.id);
         self.stats.in_flight = self.open.len();
         self.stats.bytes_in_flight = self.stats.bytes_in_flight.saturating_sub(open.bytes);
@@ -412,7 +429,6 @@ impl Reassembler {
         let mut event = open.event;
         event.end = end;
         emit(event);
-        true
     }
 
     /// Adds a finished key to the bounded ring of recent keys.
@@ -422,8 +438,10 @@ impl Reassembler {
         self.recent_fifo.push_back((key, self.recent_gen));
         while self.recent_fifo.len() > RECENT_KEYS {
             if let Some((old, gen)) = self.recent_fifo.pop_front() {
-                if self.recent.get(&old).is_some_and(|(_, g)| *g == gen) {
-                    self.recent.remove(&old);
+                if let Entry::Occupied(entry) = self.recent.entry(old) {
+                    if entry.get().1 == gen {
+                        entry.remove();
+                    }
                 }
             }
         }

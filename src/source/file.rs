@@ -182,6 +182,10 @@ impl<R: BufRead> FrameReader<R> {
     }
 
     /// The next non-blank line, or an oversized-line error; `None` at end of input.
+    ///
+    /// A line that lies whole in the read buffer (nearly all of them) is copied once, straight
+    /// into the frame; a line spread over several reads is gathered in `self.line` first, and
+    /// that buffer is handed on rather than copied again.
     fn next_text(&mut self) -> Option<Result<Frame, SourceError>> {
         loop {
             self.line.clear();
@@ -204,7 +208,29 @@ impl<R: BufRead> FrameReader<R> {
                     break;
                 }
                 read_any = true;
-                let newline = buf.iter().position(|b| *b == b'\n');
+                let newline = memchr::memchr(b'\n', buf);
+                if let (Some(content), false, true) = (newline, oversized, self.line.is_empty()) {
+                    // Fast path: the whole line is in the buffer.
+                    if content > MAX_LINE_LEN {
+                        oversized = true;
+                    } else {
+                        let line = buf.get(..content).unwrap_or(&[]);
+                        if is_blank(line) {
+                            // Counted, skipped; nothing to copy.
+                            self.consume_line(content + 1);
+                            len = 0;
+                            read_any = false;
+                            continue;
+                        }
+                        let frame = line.to_vec();
+                        self.consume_line(content + 1);
+                        return Some(Ok(Frame::Text(frame)));
+                    }
+                    len += content as u64;
+                    self.input.consume(content + 1);
+                    self.offset += content as u64 + 1;
+                    break;
+                }
                 let content = newline.unwrap_or(buf.len());
                 if !oversized {
                     if self.line.len() + content > MAX_LINE_LEN {
@@ -235,11 +261,18 @@ impl<R: BufRead> FrameReader<R> {
                     len,
                 }));
             }
-            if self.line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r')) {
+            if is_blank(&self.line) {
                 continue;
             }
-            return Some(Ok(Frame::Text(self.line.clone())));
+            return Some(Ok(Frame::Text(std::mem::take(&mut self.line))));
         }
+    }
+
+    /// Consumes a whole line (`used` bytes, newline included) read on the fast path.
+    fn consume_line(&mut self, used: usize) {
+        self.input.consume(used);
+        self.offset += used as u64;
+        self.line_no += 1;
     }
 
     /// The next netlink frame; an error (and the end) on a truncated or impossible frame.
@@ -329,6 +362,11 @@ impl<R: BufRead> Iterator for FrameReader<R> {
             Format::Text | Format::Auto => self.next_text(),
         }
     }
+}
+
+/// True when a line holds only spaces, tabs and carriage returns (such lines are skipped).
+fn is_blank(line: &[u8]) -> bool {
+    line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r'))
 }
 
 /// True when `peek` starts like a netlink capture: `nlmsg_len` ≥ 16 and `audit(` after the header.
@@ -463,6 +501,56 @@ mod tests {
         );
         assert_eq!(items[2], Ok(b"after".to_vec()));
         assert_eq!(items[3].as_ref().map(Vec::len), Ok(MAX_LINE_LEN));
+    }
+
+    #[test]
+    fn whole_lines_in_one_read_keep_line_numbers_and_the_limit() {
+        // A buffer larger than every line: each line is found whole in one read.
+        let mut input = b"a\n\n \t\r\n".to_vec();
+        input.extend(std::iter::repeat(b'x').take(MAX_LINE_LEN + 1));
+        input.extend_from_slice(b"\n");
+        input.extend(std::iter::repeat(b'y').take(MAX_LINE_LEN));
+        input.extend_from_slice(b"\n\nb\n");
+        let r = FrameReader::new(
+            BufReader::with_capacity(4 * MAX_LINE_LEN, Cursor::new(input)),
+            Format::Text,
+            "big.log".into(),
+        );
+        let items: Vec<Result<usize, String>> = r
+            .map(|item| match item {
+                Ok(Frame::Text(line)) => Ok(line.len()),
+                Ok(Frame::Netlink { payload, .. }) => Ok(payload.len()),
+                Err(e) => Err(e.to_string()),
+            })
+            .collect();
+        assert_eq!(
+            items,
+            vec![
+                Ok(1),
+                Err(
+                    "big.log: line 4 is 1048577 bytes, over the 1048576 byte limit; skipped"
+                        .to_string()
+                ),
+                Ok(MAX_LINE_LEN),
+                Ok(1),
+            ]
+        );
+    }
+
+    #[test]
+    fn lines_split_across_reads_equal_whole_ones() {
+        let text =
+            b"type=A msg=audit(1.2:3): x=1\n\n  \ntype=B msg=audit(1.2:4): y=\"a b\"\r\nlast";
+        let whole = collect(reader(text, Format::Text));
+        for cap in 1..8 {
+            let split = collect(FrameReader::new(
+                BufReader::with_capacity(cap, Cursor::new(text.to_vec())),
+                Format::Text,
+                "test.log".into(),
+            ));
+            assert_eq!(split, whole, "buffer of {cap} bytes");
+        }
+        assert_eq!(whole.len(), 3);
     }
 
     #[test]
