@@ -15,6 +15,7 @@ use auditsentry::proc::NoFallback;
 use auditsentry::rule::extended::ExtendedDetector;
 use auditsentry::rule::file as rules;
 use auditsentry::rule::kql::EvalOptions;
+use auditsentry::rule::new_terms::{MemStore, TermStore};
 use auditsentry::rule::ratecap::RateCap;
 use auditsentry::sink::json::{FsyncPolicy, JsonSink};
 use auditsentry::sink::syslog::{self, Facility, SyslogSink};
@@ -135,16 +136,17 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
         None if from_file => Some(cfg.state_dir.clone()),
         None => None,
     };
-    let store = match &state_dir {
+    // Without a state directory the history lives for this run only: memory does that.
+    let store: Box<dyn TermStore> = match &state_dir {
         Some(dir) => {
             let (store, report) = SledStore::open(dir)
                 .with_context(|| format!("opening state directory {}", dir.display()))?;
             if report.quarantined.is_some() {
                 eprintln!("auditsentry: {report}");
             }
-            store
+            Box::new(store)
         }
-        None => SledStore::temporary().context("creating temporary state")?,
+        None => Box::new(MemStore::new()),
     };
     let detected = Host::detect();
     let host = Host {

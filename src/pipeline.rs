@@ -7,7 +7,7 @@ use crate::alert::Alert;
 use crate::audit::exec::{self, ExecLimits};
 use crate::audit::link;
 use crate::audit::reassemble::{Event, ReassembleConfig, Reassembler};
-use crate::audit::record::{parse_frame, AuditTime, Record, UNSTAMPED};
+use crate::audit::record::{parse_frame_owned, AuditTime, Record, UNSTAMPED};
 use crate::event::{self, ExecView, Host};
 use crate::proc::{ProcFallback, ProcessTable};
 use crate::rule::extended::ExtendedDetector;
@@ -586,7 +586,7 @@ fn read_inputs(
         };
         for (n, item) in reader.enumerate() {
             let parsed = match item {
-                Ok(frame) => match parse_frame(&frame) {
+                Ok(frame) => match parse_frame_owned(frame) {
                     Ok(rec) => {
                         let size = rec.body.len();
                         if !push(Parsed::Record(rec), size, &mut batch) {

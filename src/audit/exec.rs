@@ -10,7 +10,7 @@ use thiserror::Error;
 
 use super::reassemble::Event;
 use super::record::{decode_value, types, Record};
-use super::task::{parse_u64, string_field, string_value, SyscallFields, Task};
+use super::task::{string_field, SyscallFields, Task};
 
 /// Bounds on what one event's argv may hold; beyond them arguments are dropped and
 /// [`ExecEvent::argv_truncated`] is set.
@@ -31,17 +31,6 @@ impl Default for ExecLimits {
     }
 }
 
-/// One PATH record of the exec: item 0 is the program, item 1 the interpreter or loader.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PathItem {
-    /// `item=` index, if present and numeric.
-    pub item: Option<u32>,
-    /// `name=` decoded; `None` for `(null)` or a missing field.
-    pub name: Option<Vec<u8>>,
-    /// `nametype=` (NORMAL, PARENT, CREATE, DELETE, UNKNOWN), if present.
-    pub nametype: Option<String>,
-}
-
 /// A successful execve/execveat, with the facts the ECS document needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecEvent {
@@ -56,8 +45,6 @@ pub struct ExecEvent {
     pub argv_truncated: bool,
     /// PROCTITLE decoded (arguments separated by NUL, capped at 128 bytes by the kernel).
     pub proctitle: Option<Vec<u8>>,
-    /// PATH records in arrival order.
-    pub paths: Vec<PathItem>,
 }
 
 impl std::ops::Deref for ExecEvent {
@@ -157,12 +144,10 @@ pub fn build(event: &Event, limits: &ExecLimits) -> Result<Option<ExecEvent>, Ex
 
     let mut argv = ArgvBuilder::new(limits);
     let mut proctitle = None;
-    let mut paths = Vec::new();
     for rec in &event.records {
         match rec.rtype {
             types::EXECVE => argv.add_record(rec),
             types::PROCTITLE if proctitle.is_none() => proctitle = string_field(rec, b"proctitle"),
-            types::PATH => paths.push(path_item(rec)),
             _ => {}
         }
     }
@@ -173,32 +158,7 @@ pub fn build(event: &Event, limits: &ExecLimits) -> Result<Option<ExecEvent>, Ex
         argv_truncated: argv.truncated || event.truncated,
         argv: argv.args,
         proctitle,
-        paths,
     }))
-}
-
-/// One PATH record, its fields found in a single pass (first field of each name wins).
-fn path_item(rec: &Record) -> PathItem {
-    let (mut item, mut name, mut nametype) = (None, None, None);
-    for (k, v) in rec.fields() {
-        match k {
-            b"item" => {
-                item.get_or_insert(v);
-            }
-            b"name" => {
-                name.get_or_insert(v);
-            }
-            b"nametype" => {
-                nametype.get_or_insert(v);
-            }
-            _ => {}
-        }
-    }
-    PathItem {
-        item: parse_u64(item).and_then(|n| u32::try_from(n).ok()),
-        name: string_value(name),
-        nametype: nametype.map(|v| String::from_utf8_lossy(v).into_owned()),
-    }
 }
 
 /// The error for a missing or non-numeric SYSCALL field, with a bounded excerpt of its value.
@@ -412,21 +372,6 @@ mod tests {
                 sec: 1795858584,
                 msec: 373
             }
-        );
-        assert_eq!(
-            x.paths,
-            vec![
-                PathItem {
-                    item: Some(0),
-                    name: Some(b"/usr/bin/ln".to_vec()),
-                    nametype: Some("NORMAL".into())
-                },
-                PathItem {
-                    item: Some(1),
-                    name: Some(b"/lib64/ld-linux-x86-64.so.2".to_vec()),
-                    nametype: Some("NORMAL".into())
-                },
-            ]
         );
         let title = x.proctitle.unwrap_or_default();
         assert_eq!(title.len(), 128);

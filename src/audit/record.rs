@@ -197,9 +197,13 @@ pub fn decode_hex(raw: &[u8]) -> Option<Vec<u8>> {
         b'A'..=b'F' => Some(c - b'A' + 10),
         _ => None,
     };
-    raw.chunks_exact(2)
-        .map(|p| Some(nib(p[0])? << 4 | nib(p[1])?))
-        .collect()
+    let mut out = Vec::with_capacity(raw.len() / 2);
+    for pair in raw.chunks_exact(2) {
+        if let [hi, lo] = pair {
+            out.push(nib(*hi)? << 4 | nib(*lo)?);
+        }
+    }
+    Some(out)
 }
 
 /// ENRICHED log format: auditd appends 0x1d and its interpreted fields after the raw body.

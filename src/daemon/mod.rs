@@ -4,7 +4,7 @@
 
 pub mod kernel;
 
-use crate::audit::record::{parse_frame, AuditTime, UNSTAMPED};
+use crate::audit::record::{parse_frame_owned, AuditTime, UNSTAMPED};
 use crate::pipeline::{DetectOptions, Detector, Pipeline};
 use crate::procfs::ProcFs;
 use crate::rule::extended::ExtendedDetector;
@@ -292,7 +292,7 @@ fn feed<S: crate::rule::new_terms::TermStore>(
     sink: &mut dyn Sink,
 ) {
     for frame in frames {
-        match parse_frame(&frame) {
+        match parse_frame_owned(frame) {
             Ok(rec) => {
                 if let Err(e) = pipe.push(rec, sink) {
                     eprintln!("auditsentry: {e}");

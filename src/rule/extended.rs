@@ -1424,7 +1424,6 @@ mod tests {
             argc: Some(args.len() as u64),
             argv_truncated: false,
             proctitle: None,
-            paths: Vec::new(),
         };
         let me = event::process_info(&mut ev);
         let host = host();

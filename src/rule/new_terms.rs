@@ -34,6 +34,22 @@ pub trait TermStore {
     }
 }
 
+/// A boxed store is a store: lets a run pick sled or memory at start-up.
+impl<T: TermStore + ?Sized> TermStore for Box<T> {
+    fn last_seen(&self, rule_id: &str, key: &[u8]) -> Result<Option<u64>, StateError> {
+        (**self).last_seen(rule_id, key)
+    }
+    fn record(&mut self, rule_id: &str, key: &[u8], time_ms: u64) -> Result<(), StateError> {
+        (**self).record(rule_id, key, time_ms)
+    }
+    fn flush(&mut self) -> Result<(), StateError> {
+        (**self).flush()
+    }
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+}
+
 /// The gate's decision for one matching document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
