@@ -78,8 +78,11 @@ script = false
 EOF
 
 # name, shell command (reads $log, output to a file so no tool can skip work on /dev/null)
-names=(auditsentry laurel grep)
+# `auditsentry` is the default replay (new-terms gate on, as a deployment runs the rule);
+# `auditsentry --all-matches` writes every query match as an alert (a quarter of this input).
+names=(auditsentry "auditsentry --all-matches" laurel grep)
 cmds=(
+    "$bin replay --quiet $log > $scratch/out"
     "$bin replay --all-matches --quiet $log > $scratch/out"
     "laurel -c $scratch/laurel.toml < $log > $scratch/out 2>/dev/null"
     "grep -c EXECVE $log > $scratch/out"

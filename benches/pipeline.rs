@@ -5,7 +5,7 @@
 use auditsentry::audit::exec::{self, ExecLimits};
 use auditsentry::audit::reassemble::{Event, ReassembleConfig, Reassembler};
 use auditsentry::audit::record::{parse_frame, Record};
-use auditsentry::event::{self, Host};
+use auditsentry::event::{self, ExecView, Host};
 use auditsentry::pipeline::{DetectOptions, Detector, Pipeline};
 use auditsentry::proc::NoFallback;
 use auditsentry::rule::file as rules;
@@ -77,14 +77,24 @@ fn stages(c: &mut Criterion) {
         id: "bench".into(),
         name: "bench".into(),
     };
-    let docs: Vec<_> = execs
+    let infos: Vec<_> = execs
         .iter()
         .map(|e| {
             let mut e = e.clone();
             let me = event::process_info(&mut e);
-            event::document(&e, &me, Some(&me), &host)
+            (e, me)
         })
         .collect();
+    let views: Vec<_> = infos
+        .iter()
+        .map(|(e, me)| ExecView {
+            ev: e,
+            me,
+            parent: Some(me),
+            host: &host,
+        })
+        .collect();
+    let docs: Vec<_> = views.iter().map(ExecView::document).collect();
     let rule = rules::builtin();
 
     let mut g = c.benchmark_group("stage");
@@ -110,6 +120,18 @@ fn stages(c: &mut Criterion) {
                 .filter(|d| rule.query.matches(black_box(d)))
                 .count()
         })
+    });
+    // What the pipeline runs: the rule on the typed view, no JSON built.
+    g.bench_function("kql-evaluate (view)", |b| {
+        b.iter(|| {
+            views
+                .iter()
+                .filter(|v| rule.query.matches_with(black_box(*v), &EvalOptions::default()))
+                .count()
+        })
+    });
+    g.bench_function("document", |b| {
+        b.iter(|| views.iter().map(|v| black_box(v.document())).count())
     });
     g.finish();
 

@@ -119,7 +119,7 @@ pub struct ReplayArgs {
     /// Rule file or directory of *.toml rules (repeatable); default: the built-in seed rule.
     #[arg(long = "rules", value_name = "PATH")]
     pub rules: Vec<PathBuf>,
-    /// New-terms state directory (kept across runs); default: a fresh temporary state.
+    /// New-terms state directory (kept across runs); default: in memory, for this run only.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// Turn the new-terms gate off: every query match alerts.
