@@ -126,7 +126,10 @@ fn stages(c: &mut Criterion) {
         b.iter(|| {
             views
                 .iter()
-                .filter(|v| rule.query.matches_with(black_box(*v), &EvalOptions::default()))
+                .filter(|v| {
+                    rule.query
+                        .matches_with(black_box(*v), &EvalOptions::default())
+                })
                 .count()
         })
     });
