@@ -217,13 +217,22 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
     } else {
         crossbeam_channel::never()
     };
-    let readers = Readers {
-        audit: &reader,
-        fan: fan_reader.as_ref(),
-    };
-    let result = worker(
-        &opts, &mut pipe, &rx, &fan_rx, &readers, &signals, sink, log, &mut ctl, &procfs,
-    );
+    let result = Worker {
+        opts: &opts,
+        pipe: &mut pipe,
+        rx: &rx,
+        fan_rx: fan_rx.clone(),
+        readers: Readers {
+            audit: &reader,
+            fan: fan_reader.as_ref(),
+        },
+        signals: &signals,
+        sink: &mut *sink,
+        log: &mut *log,
+        ctl: &mut ctl,
+        procfs: &procfs,
+    }
+    .run();
 
     // Exit: stop receiving, drain what was received, complete what is in flight, flush.
     reader.stop();
@@ -310,75 +319,93 @@ struct Readers<'a> {
     fan: Option<&'a FanReader>,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn worker<S: crate::rule::new_terms::TermStore>(
-    opts: &RunOptions,
-    pipe: &mut Pipeline<S>,
-    rx: &crossbeam_channel::Receiver<Message>,
-    fan_rx: &crossbeam_channel::Receiver<FanEvent>,
-    readers: &Readers<'_>,
-    signals: &Signals,
-    sink: &mut dyn Sink,
-    log: &mut dyn Log,
-    ctl: &mut AuditSocket,
-    procfs: &ProcFs,
-) -> Result<()> {
-    let tick = crossbeam_channel::tick(Duration::from_millis(250));
-    let mut fan_rx = fan_rx.clone();
-    let mut next_status = Instant::now() + opts.status_period;
-    let mut next_expiry = Instant::now() + EXPIRY_PERIOD;
-    loop {
-        crossbeam_channel::select! {
-            recv(rx) -> msg => match msg {
-                Ok(Message::Frames(frames)) => feed(pipe, frames, sink),
-                Ok(Message::End(None)) => {
-                    log.line("input stream ended");
-                    return Ok(());
-                }
-                Ok(Message::End(Some(reason))) => bail!("source failed: {reason}"),
-                Err(_) => return Ok(()),
-            },
-            recv(fan_rx) -> ev => match ev {
-                Ok(ev) => {
-                    if let Err(e) = pipe.detector_mut().on_fanotify(&ev, sink) {
-                        log.line(&format!("output error: {e}"));
+/// What the daemon's main loop works with: the pipeline, its inputs and outputs, and the kernel
+/// control socket for the health line.
+struct Worker<'a, S: crate::rule::new_terms::TermStore> {
+    opts: &'a RunOptions,
+    pipe: &'a mut Pipeline<S>,
+    rx: &'a crossbeam_channel::Receiver<Message>,
+    fan_rx: crossbeam_channel::Receiver<FanEvent>,
+    readers: Readers<'a>,
+    signals: &'a Signals,
+    sink: &'a mut dyn Sink,
+    log: &'a mut dyn Log,
+    ctl: &'a mut AuditSocket,
+    procfs: &'a ProcFs,
+}
+
+impl<S: crate::rule::new_terms::TermStore> Worker<'_, S> {
+    /// Runs until the input ends, a stop is requested (SIGTERM/SIGINT) or the source fails;
+    /// SIGHUP reloads in between.
+    fn run(&mut self) -> Result<()> {
+        let tick = crossbeam_channel::tick(Duration::from_millis(250));
+        let mut next_status = Instant::now() + self.opts.status_period;
+        let mut next_expiry = Instant::now() + EXPIRY_PERIOD;
+        loop {
+            crossbeam_channel::select! {
+                recv(self.rx) -> msg => match msg {
+                    Ok(Message::Frames(frames)) => feed(self.pipe, frames, self.sink),
+                    Ok(Message::End(None)) => {
+                        self.log.line("input stream ended");
+                        return Ok(());
                     }
-                }
-                Err(_) => {
-                    log.line("fanotify reader ended; the other sensors go on");
-                    fan_rx = crossbeam_channel::never();
-                }
-            },
-            recv(tick) -> _ => {
-                let t = now();
-                let result = pipe
-                    .advance_clock(t, sink)
-                    .and_then(|()| pipe.detector_mut().advance_rate_cap(t.as_millis(), sink))
-                    .and_then(|()| sink.flush());
-                if let Err(e) = result {
-                    log.line(&format!("output error: {e}"));
-                }
+                    Ok(Message::End(Some(reason))) => bail!("source failed: {reason}"),
+                    Err(_) => return Ok(()),
+                },
+                recv(self.fan_rx) -> ev => match ev {
+                    Ok(ev) => {
+                        if let Err(e) = self.pipe.detector_mut().on_fanotify(&ev, self.sink) {
+                            self.log.line(&format!("output error: {e}"));
+                        }
+                    }
+                    Err(_) => {
+                        self.log.line("fanotify reader ended; the other sensors go on");
+                        self.fan_rx = crossbeam_channel::never();
+                    }
+                },
+                recv(tick) -> _ => self.on_tick(),
+            }
+            if self.signals.term.load(Ordering::Relaxed) {
+                self.log.line("stop requested; draining");
+                return Ok(());
+            }
+            if self.signals.hup.swap(false, Ordering::Relaxed) {
+                reload(self.opts, self.pipe, self.sink, self.log);
+            }
+            if Instant::now() >= next_expiry {
+                next_expiry = Instant::now() + EXPIRY_PERIOD;
+                let procfs = self.procfs;
+                let alive = |pid| procfs.is_alive(pid);
+                self.pipe
+                    .detector_mut()
+                    .processes_mut()
+                    .expire(&alive, EXPIRY_CHECKS);
+            }
+            if Instant::now() >= next_status {
+                next_status = Instant::now() + self.opts.status_period;
+                let line = status_line(self.pipe, &self.readers, self.ctl);
+                let path = self.opts.state_dir.join(STATUS_FILE);
+                let _ = std::fs::write(path, format!("{line}\n"));
+                self.log.line(&line);
             }
         }
-        if signals.term.load(Ordering::Relaxed) {
-            log.line("stop requested; draining");
-            return Ok(());
-        }
-        if signals.hup.swap(false, Ordering::Relaxed) {
-            reload(opts, pipe, sink, log);
-        }
-        if Instant::now() >= next_expiry {
-            next_expiry = Instant::now() + EXPIRY_PERIOD;
-            let alive = |pid| procfs.is_alive(pid);
-            pipe.detector_mut()
-                .processes_mut()
-                .expire(&alive, EXPIRY_CHECKS);
-        }
-        if Instant::now() >= next_status {
-            next_status = Instant::now() + opts.status_period;
-            let line = status_line(pipe, readers, ctl);
-            let _ = std::fs::write(opts.state_dir.join(STATUS_FILE), format!("{line}\n"));
-            log.line(&line);
+    }
+
+    /// Every 250 ms: audit time moves on (events without EOE complete, rate-cap windows close)
+    /// and the outputs are flushed.
+    fn on_tick(&mut self) {
+        let t = now();
+        let result = self
+            .pipe
+            .advance_clock(t, self.sink)
+            .and_then(|()| {
+                self.pipe
+                    .detector_mut()
+                    .advance_rate_cap(t.as_millis(), self.sink)
+            })
+            .and_then(|()| self.sink.flush());
+        if let Err(e) = result {
+            self.log.line(&format!("output error: {e}"));
         }
     }
 }
