@@ -4,7 +4,7 @@
 //! every exec document) to the sinks — counting everything on the way.
 
 use crate::alert::Alert;
-use crate::audit::exec::{self, ExecLimits};
+use crate::audit::exec::{self, ExecEvent, ExecLimits};
 use crate::audit::link;
 use crate::audit::reassemble::{Event, ReassembleConfig, Reassembler};
 use crate::audit::record::{parse_frame_owned, AuditTime, Record, UNSTAMPED};
@@ -24,6 +24,38 @@ use std::sync::Arc;
 
 /// How many malformed records are described on stderr before only counting.
 const MALFORMED_REPORTED: u64 = 10;
+
+/// A completed event after the stateless build step, ready for [`Detector::on_built`]. Building
+/// needs no detector state, so a replay does it on another thread than the detection.
+#[derive(Debug)]
+pub enum Built {
+    /// A successful exec.
+    Exec(ExecEvent),
+    /// Not an exec; the event itself when the extended detector's syscall sensor wants it.
+    Other(Option<Event>),
+    /// An exec that could not be built: counted as partial.
+    Partial,
+}
+
+impl Built {
+    /// Builds `ev`: an exec event, or the event kept whole (if `keep_other`) for the link sensor.
+    pub fn new(ev: Event, limits: &ExecLimits, keep_other: bool) -> Built {
+        match exec::build(&ev, limits) {
+            Ok(Some(exec)) => Built::Exec(exec),
+            Ok(None) => Built::Other(keep_other.then_some(ev)),
+            Err(_) => Built::Partial,
+        }
+    }
+
+    /// About how many bytes it holds, to bound batches between threads.
+    fn size(&self) -> usize {
+        match self {
+            Built::Exec(exec) => 256 + exec.argv.iter().map(Vec::len).sum::<usize>(),
+            Built::Other(Some(ev)) => ev.records.iter().map(|r| 64 + r.body.len()).sum(),
+            Built::Other(None) | Built::Partial => 64,
+        }
+    }
+}
 
 /// Knobs of the detection stages (not of the sources or sinks).
 #[derive(Debug, Clone)]
@@ -111,12 +143,26 @@ impl<S: TermStore> Detector<S> {
     }
 
     /// Handles one completed event: exec events are evaluated, everything else only counted.
-    pub fn on_event(&mut self, ev: &Event, sink: &mut dyn Sink) -> Result<(), SinkError> {
+    pub fn on_event(&mut self, ev: Event, sink: &mut dyn Sink) -> Result<(), SinkError> {
+        let built = Built::new(ev, &self.opts.exec_limits, self.extended.is_some());
+        self.on_built(built, sink)
+    }
+
+    /// What [`Built::new`] needs to know to build events for this detector on another thread:
+    /// the exec limits, and whether non-exec events must be kept (the extended detector's
+    /// syscall sensor reads them).
+    pub fn build_options(&self) -> (ExecLimits, bool) {
+        (self.opts.exec_limits.clone(), self.extended.is_some())
+    }
+
+    /// Handles one completed event after its build step ([`Detector::on_event`] = build + this).
+    pub fn on_built(&mut self, built: Built, sink: &mut dyn Sink) -> Result<(), SinkError> {
         self.stats.events_completed += 1;
-        let mut exec = match exec::build(ev, &self.opts.exec_limits) {
-            Ok(Some(exec)) => exec,
-            Ok(None) => return self.on_link_event(ev, sink),
-            Err(_) => {
+        let mut exec = match built {
+            Built::Exec(exec) => exec,
+            Built::Other(Some(ev)) => return self.on_link_event(&ev, sink),
+            Built::Other(None) => return Ok(()),
+            Built::Partial => {
                 self.stats.events_partial += 1;
                 return Ok(());
             }
@@ -358,6 +404,16 @@ fn notify(closed: &[CapSummary], sink: &mut dyn Sink) -> Result<(), SinkError> {
     first.map_or(Ok(()), Err)
 }
 
+/// Adds one to the malformed count, describing the first [`MALFORMED_REPORTED`] on stderr.
+fn count_malformed(count: &mut u64, what: &dyn fmt::Display) {
+    *count += 1;
+    if *count <= MALFORMED_REPORTED {
+        eprintln!("auditsentry: skipped malformed record: {what}");
+    } else if *count == MALFORMED_REPORTED + 1 {
+        eprintln!("auditsentry: more malformed records; only counting from now on");
+    }
+}
+
 /// Frames → records → reassembler → detector, for any source of frames.
 pub struct Pipeline<S: TermStore> {
     reassembler: Reassembler,
@@ -391,7 +447,7 @@ impl<S: TermStore> Pipeline<S> {
         let mut failed = None;
         reassembler.push(rec, &mut |ev: Event| {
             if failed.is_none() {
-                failed = detector.on_event(&ev, sink).err();
+                failed = detector.on_event(ev, sink).err();
             }
         });
         failed.map_or(Ok(()), Err)
@@ -399,12 +455,7 @@ impl<S: TermStore> Pipeline<S> {
 
     /// Counts a frame that was not a record, describing the first few on stderr.
     pub fn malformed(&mut self, what: &dyn fmt::Display) {
-        self.malformed += 1;
-        if self.malformed <= MALFORMED_REPORTED {
-            eprintln!("auditsentry: skipped malformed record: {what}");
-        } else if self.malformed == MALFORMED_REPORTED + 1 {
-            eprintln!("auditsentry: more malformed records; only counting from now on");
-        }
+        count_malformed(&mut self.malformed, what);
     }
 
     /// Completes every event still in flight, flushes state and sink, and returns the counters.
@@ -417,7 +468,7 @@ impl<S: TermStore> Pipeline<S> {
         let mut failed = None;
         reassembler.flush(&mut |ev: Event| {
             if failed.is_none() {
-                failed = detector.on_event(&ev, sink).err();
+                failed = detector.on_event(ev, sink).err();
             }
         });
         detector.finish();
@@ -457,7 +508,7 @@ impl<S: TermStore> Pipeline<S> {
         let mut failed = None;
         reassembler.advance_clock(now, &mut |ev: Event| {
             if failed.is_none() {
-                failed = detector.on_event(&ev, sink).err();
+                failed = detector.on_event(ev, sink).err();
             }
         });
         failed.map_or(Ok(()), Err)
@@ -479,54 +530,36 @@ impl<S: TermStore> Pipeline<S> {
 /// Malformed records are counted and skipped. An input that cannot be opened or read ends the run
 /// with an error naming it — after everything already read has been evaluated and flushed.
 ///
-/// When every input is a regular file, a second thread reads and parses them while this one
-/// reassembles and detects, so a replay uses two cores. It hands records over in batches bounded
-/// in count and bytes, so memory stays bounded however long the lines. Order, counters and error
-/// messages are those of a single-threaded read. Stdin and pipes are read on this thread, record
-/// by record: a batch would hold back the alerts of a stream that pauses.
+/// When every input is a regular file the work runs in three stages on their own threads — read
+/// and parse, reassemble and build, detect — so a replay uses every core of a small machine.
+/// Batches between them are bounded in count and bytes, so memory stays bounded however long the
+/// lines. Order, counters and error messages are those of a single-threaded run. Stdin and pipes
+/// are read on this thread, record by record: a batch would hold back the alerts of a stream that
+/// pauses.
 pub fn replay<S: TermStore>(
     inputs: &[String],
     format: Format,
     pipeline: &mut Pipeline<S>,
     sink: &mut dyn Sink,
 ) -> Result<Stats, PipelineError> {
-    let mut fatal = None;
-    let mut failed = None;
     let all_files = inputs
         .iter()
         .all(|i| i != "-" && std::fs::metadata(i).is_ok_and(|m| m.is_file()));
-    std::thread::scope(|scope| {
-        let (tx, rx) = crossbeam_channel::bounded::<Vec<Parsed>>(BATCHES_IN_FLIGHT);
-        let reader = if all_files {
-            std::thread::Builder::new()
-                .name("replay-reader".into())
-                .spawn_scoped(scope, move || {
-                    read_inputs(inputs, format, BATCH_RECORDS, &mut |b| tx.send(b).is_ok())
-                })
-                .is_ok()
-        } else {
+    let ended = match all_files {
+        true => replay_staged(inputs, format, pipeline, sink),
+        false => None,
+    };
+    let (fatal, failed) = ended.unwrap_or_else(|| {
+        let (mut fatal, mut failed) = (None, None);
+        read_inputs(inputs, format, 1, &mut |batch| {
+            match take_batch(batch, pipeline, sink) {
+                Ok(None) => return true,
+                Ok(Some(e)) => fatal = Some(e),
+                Err(e) => failed = Some(e),
+            }
             false
-        };
-        let mut take = |batch: Vec<Parsed>| match take_batch(batch, pipeline, sink) {
-            Ok(None) => true,
-            Ok(Some(e)) => {
-                fatal = Some(e);
-                false
-            }
-            Err(e) => {
-                failed = Some(e);
-                false
-            }
-        };
-        if reader {
-            for batch in rx {
-                if !take(batch) {
-                    break;
-                }
-            }
-        } else {
-            read_inputs(inputs, format, 1, &mut take);
-        }
+        });
+        (fatal, failed)
     });
     if let Some(e) = failed {
         return Err(PipelineError::Sink(e));
@@ -538,13 +571,134 @@ pub fn replay<S: TermStore>(
     }
 }
 
-/// Most records in one batch from the reading thread.
+/// How a replay's input ended early: a read failure, or a sink failure.
+type Ended = (Option<SourceError>, Option<SinkError>);
+
+/// The three-stage replay; `None` (nothing read) when its threads cannot be started.
+fn replay_staged<S: TermStore>(
+    inputs: &[String],
+    format: Format,
+    pipeline: &mut Pipeline<S>,
+    sink: &mut dyn Sink,
+) -> Option<Ended> {
+    let (limits, keep_other) = pipeline.detector.build_options();
+    let Pipeline {
+        reassembler,
+        detector,
+        malformed,
+        unstamped,
+        parsed,
+    } = pipeline;
+    let intake = Intake {
+        reassembler,
+        parsed,
+        unstamped,
+        malformed,
+    };
+    std::thread::scope(|scope| {
+        let (rec_tx, rec_rx) = crossbeam_channel::bounded::<Vec<Parsed>>(BATCHES_IN_FLIGHT);
+        let (ev_tx, ev_rx) = crossbeam_channel::bounded::<Vec<Assembled>>(BATCHES_IN_FLIGHT);
+        std::thread::Builder::new()
+            .name("replay-build".into())
+            .spawn_scoped(scope, move || {
+                assemble(&rec_rx, &ev_tx, intake, &limits, keep_other)
+            })
+            .ok()?;
+        // If this one cannot start, its sender is dropped and the other stage ends at once.
+        std::thread::Builder::new()
+            .name("replay-read".into())
+            .spawn_scoped(scope, move || {
+                read_inputs(inputs, format, BATCH_RECORDS, &mut |b| {
+                    rec_tx.send(b).is_ok()
+                })
+            })
+            .ok()?;
+        let (mut fatal, mut failed) = (None, None);
+        'batches: for batch in ev_rx {
+            for item in batch {
+                match item {
+                    Assembled::Built(built) => {
+                        if let Err(e) = detector.on_built(built, sink) {
+                            failed = Some(e);
+                            break 'batches;
+                        }
+                    }
+                    Assembled::Fatal(e) => {
+                        fatal = Some(e);
+                        break 'batches;
+                    }
+                }
+            }
+        }
+        Some((fatal, failed))
+    })
+}
+
+/// Most records in one batch from the reading stage, and most events from the building stage.
 const BATCH_RECORDS: usize = 512;
-/// Most record bytes in one batch: with [`BATCHES_IN_FLIGHT`], what a flood of megabyte
-/// arguments can hold in the channel.
+/// Most bytes (record bodies, arguments) in one batch: with [`BATCHES_IN_FLIGHT`], what a flood
+/// of megabyte arguments can hold between two stages.
 const BATCH_BYTES: usize = 1 << 20;
-/// Batches the reading thread may be ahead by.
+/// Batches a stage may be ahead of the next by.
 const BATCHES_IN_FLIGHT: usize = 4;
+
+/// The front of a pipeline, lent to the building stage of a replay.
+struct Intake<'a> {
+    reassembler: &'a mut Reassembler,
+    parsed: &'a mut u64,
+    unstamped: &'a mut u64,
+    malformed: &'a mut u64,
+}
+
+/// What the building stage hands to the detecting one.
+enum Assembled {
+    Built(Built),
+    /// The input could not be read: the replay ends after what came before.
+    Fatal(SourceError),
+}
+
+/// The building stage: parsed records → reassembler → built events, in batches.
+fn assemble(
+    input: &crossbeam_channel::Receiver<Vec<Parsed>>,
+    output: &crossbeam_channel::Sender<Vec<Assembled>>,
+    intake: Intake<'_>,
+    limits: &ExecLimits,
+    keep_other: bool,
+) {
+    let mut batch = Vec::with_capacity(BATCH_RECORDS);
+    let mut bytes = 0;
+    for parsed in input {
+        for item in parsed {
+            match item {
+                Parsed::Record(rec) => {
+                    *intake.parsed += 1;
+                    intake.reassembler.push(rec, &mut |ev| {
+                        let built = Built::new(ev, limits, keep_other);
+                        bytes += built.size();
+                        batch.push(Assembled::Built(built));
+                    });
+                }
+                Parsed::Unstamped => *intake.unstamped += 1,
+                Parsed::Malformed(what) => count_malformed(intake.malformed, &what),
+                Parsed::Fatal(e) => {
+                    batch.push(Assembled::Fatal(e));
+                    let _ = output.send(batch);
+                    return;
+                }
+            }
+            if batch.len() >= BATCH_RECORDS || bytes >= BATCH_BYTES {
+                bytes = 0;
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_RECORDS));
+                if output.send(full).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    if !batch.is_empty() {
+        let _ = output.send(batch);
+    }
+}
 
 /// One frame of a replayed input, parsed.
 enum Parsed {

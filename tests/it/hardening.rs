@@ -119,18 +119,6 @@ fn write(dir: &Path, name: &str, text: &[u8]) -> PathBuf {
     p
 }
 
-fn wait_with_deadline(child: &mut Child, limit: Duration) {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    panic!("auditsentry did not finish within {limit:?}");
-}
-
 // ---------------------------------------------------------------------------------------------
 // Crash survival
 
@@ -430,91 +418,142 @@ fn netlink_capture_with_spoofed_sender_pid() {
     assert_eq!(c["records"], 5);
 }
 
-/// Peak resident memory (VmHWM, KiB) of a running process, polled until it exits.
+/// The peak RSS (VmHWM, KiB) of a running process, 0 once it is gone.
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Runs `child` to its end, feeding its stdin with `feed` if given, and returns its peak RSS
+/// (KiB, sampled every 5 ms) with its output.
 fn run_watching_hwm(
     mut child: Child,
-    feed: impl FnOnce(std::process::ChildStdin) + Send + 'static,
+    feed: Option<Box<dyn FnOnce(std::process::ChildStdin) + Send>>,
 ) -> (u64, Output) {
-    let stdin = child.stdin.take().expect("stdin");
-    let feeder = std::thread::spawn(move || feed(stdin));
-    let status = format!("/proc/{}/status", child.id());
-    let mut hwm = 0u64;
-    let start = Instant::now();
-    loop {
-        if let Ok(s) = std::fs::read_to_string(&status) {
-            if let Some(kb) = s
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            {
-                hwm = hwm.max(kb);
-            }
+    let pid = child.id();
+    let feeder = feed.map(|feed| {
+        let stdin = child.stdin.take().expect("stdin");
+        std::thread::spawn(move || feed(stdin))
+    });
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let collect = std::thread::spawn(move || {
+        use std::io::Read;
+        let (mut o, mut e) = (Vec::new(), Vec::new());
+        if let Some(mut s) = stdout {
+            let _ = s.read_to_end(&mut o);
         }
-        if feeder.is_finished() {
+        if let Some(mut s) = stderr {
+            let _ = s.read_to_end(&mut e);
+        }
+        (o, e)
+    });
+    let start = Instant::now();
+    let mut hwm = 0u64;
+    loop {
+        hwm = hwm.max(peak_rss_kib(pid));
+        if let Ok(Some(_)) = child.try_wait() {
             break;
         }
         assert!(
             start.elapsed() < Duration::from_secs(300),
-            "feed did not finish"
+            "replay did not finish"
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-    feeder.join().expect("feeder");
-    // After stdin closes the agent flushes: keep sampling until it is gone.
-    let out = {
-        let mut child = child;
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let collect = std::thread::spawn(move || {
-            use std::io::Read;
-            let mut o = Vec::new();
-            let mut e = Vec::new();
-            if let Some(mut s) = stdout {
-                let _ = s.read_to_end(&mut o);
-            }
-            if let Some(mut s) = stderr {
-                let _ = s.read_to_end(&mut e);
-            }
-            let _ = tx.send((o, e));
-        });
-        loop {
-            if let Ok(s) = std::fs::read_to_string(&status) {
-                if let Some(kb) = s
-                    .lines()
-                    .find_map(|l| l.strip_prefix("VmHWM:"))
-                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-                {
-                    hwm = hwm.max(kb);
-                }
-            }
-            if let Ok(Some(_)) = child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        wait_with_deadline(&mut child, Duration::from_secs(5));
-        let status = child.wait().expect("wait");
-        collect.join().expect("collector");
-        let (stdout, stderr) = rx.recv().expect("output");
+    if let Some(feeder) = feeder {
+        feeder.join().expect("feeder");
+    }
+    let status = child.wait().expect("wait");
+    let (stdout, stderr) = collect.join().expect("collector");
+    (
+        hwm,
         Output {
             status,
             stdout,
             stderr,
-        }
-    };
-    (hwm, out)
+        },
+    )
 }
 
+const FLOOD_EVENTS: u32 = 48;
+
 /// 48 events, each with three 1 MiB arguments split the kernel's way (`aN_len`, `aN[i]` over
-/// ~7.5 KB EXECVE records), interleaved four at a time and closed by EOE, streamed on stdin:
-/// ~300 MB of log. Peak RSS must stay far below the input size.
-#[test]
-fn flood_of_one_mebibyte_arguments_stays_bounded() {
-    const EVENTS: u32 = 48;
+/// ~7.5 KB EXECVE records), interleaved four at a time and closed by EOE: ~300 MB of log.
+fn write_flood(out: &mut dyn Write) -> std::io::Result<()> {
     const ARGS: usize = 3;
     const ARG_BYTES: usize = 1 << 20;
     const CHUNK: usize = 3750; // bytes per fragment: 7500 hex digits, as the kernel splits them
+    let arg: Vec<u8> = (0..ARG_BYTES).map(|i| b'a' + (i % 26) as u8).collect();
+    let hex_arg = hex(&arg);
+    let mut w = std::io::BufWriter::new(out);
+    for group in 0..FLOOD_EVENTS / 4 {
+        let serials: Vec<u32> = (0..4).map(|k| 1000 + group * 4 + k).collect();
+        let stamp = |s: u32| format!("1700000000.{:03}:{s}", s % 1000);
+        for &s in &serials {
+            writeln!(
+                w,
+                "type=SYSCALL msg=audit({}): arch=c000003e syscall=59 success=yes exit=0 \
+                 items=1 ppid=1 pid={s} auid=0 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 \
+                 sgid=0 fsgid=0 tty=(none) ses=1 comm=\"big\" exe=\"/usr/bin/big\" key=(null)",
+                stamp(s)
+            )?;
+            writeln!(w, "type=EXECVE msg=audit({}): argc={}", stamp(s), ARGS + 1)?;
+        }
+        for a in 1..=ARGS {
+            for (i, frag) in hex_arg.as_bytes().chunks(CHUNK * 2).enumerate() {
+                // Interleave the four events fragment by fragment: all four are in flight.
+                for &s in &serials {
+                    let head = if i == 0 {
+                        format!(" a{a}_len={}", ARG_BYTES * 2)
+                    } else {
+                        String::new()
+                    };
+                    write!(w, "type=EXECVE msg=audit({}):{head} a{a}[{i}]=", stamp(s))?;
+                    w.write_all(frag)?;
+                    w.write_all(b"\n")?;
+                }
+            }
+        }
+        for &s in &serials {
+            writeln!(w, "type=EOE msg=audit({}): ", stamp(s))?;
+        }
+        w.flush()?;
+    }
+    Ok(())
+}
+
+/// Every flood event is counted and the peak RSS stays far below the input size.
+fn check_flood(how: &str, hwm_kib: u64, out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let c = summary(out);
+    assert_eq!(c["events"], u64::from(FLOOD_EVENTS));
+    assert_eq!(c["exec"], u64::from(FLOOD_EVENTS));
+    assert_eq!(c["malformed"], 0);
+    assert!(
+        hwm_kib < 96 * 1024,
+        "peak RSS {} MiB for a 1 MiB-argument flood ({how})",
+        hwm_kib / 1024
+    );
+    eprintln!(
+        "1 MiB-argument flood ({how}): peak RSS {} MiB",
+        hwm_kib / 1024
+    );
+}
+
+/// The flood streamed on stdin (one thread, record by record).
+#[test]
+fn flood_of_one_mebibyte_arguments_stays_bounded() {
     let child = replay_cmd(&["--all-matches", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -522,59 +561,25 @@ fn flood_of_one_mebibyte_arguments_stays_bounded() {
         .spawn()
         .expect("spawn");
     let feed = |mut stdin: std::process::ChildStdin| {
-        let arg: Vec<u8> = (0..ARG_BYTES).map(|i| b'a' + (i % 26) as u8).collect();
-        let hex_arg = hex(&arg);
-        for group in 0..EVENTS / 4 {
-            let serials: Vec<u32> = (0..4).map(|k| 1000 + group * 4 + k).collect();
-            let stamp = |s: u32| format!("1700000000.{:03}:{s}", s % 1000);
-            let mut w = std::io::BufWriter::new(&mut stdin);
-            for &s in &serials {
-                let _ = writeln!(
-                    w,
-                    "type=SYSCALL msg=audit({}): arch=c000003e syscall=59 success=yes exit=0 \
-                     items=1 ppid=1 pid={s} auid=0 uid=0 gid=0 euid=0 suid=0 fsuid=0 egid=0 \
-                     sgid=0 fsgid=0 tty=(none) ses=1 comm=\"big\" exe=\"/usr/bin/big\" key=(null)",
-                    stamp(s)
-                );
-                let _ = writeln!(w, "type=EXECVE msg=audit({}): argc={}", stamp(s), ARGS + 1);
-            }
-            for a in 1..=ARGS {
-                for (i, frag) in hex_arg.as_bytes().chunks(CHUNK * 2).enumerate() {
-                    // Interleave the four events fragment by fragment: all four are in flight.
-                    for &s in &serials {
-                        let head = if i == 0 {
-                            format!(" a{a}_len={}", ARG_BYTES * 2)
-                        } else {
-                            String::new()
-                        };
-                        let _ = write!(w, "type=EXECVE msg=audit({}):{head} a{a}[{i}]=", stamp(s));
-                        let _ = w.write_all(frag);
-                        let _ = w.write_all(b"\n");
-                    }
-                }
-            }
-            for &s in &serials {
-                let _ = writeln!(w, "type=EOE msg=audit({}): ", stamp(s));
-            }
-            if w.flush().is_err() {
-                return;
-            }
-        }
+        let _ = write_flood(&mut stdin);
     };
-    let (hwm_kib, out) = run_watching_hwm(child, feed);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let c = summary(&out);
-    assert_eq!(c["events"], u64::from(EVENTS));
-    assert_eq!(c["exec"], u64::from(EVENTS));
-    assert_eq!(c["malformed"], 0);
-    assert!(
-        hwm_kib < 256 * 1024,
-        "peak RSS {} MiB for a 1 MiB-argument flood",
-        hwm_kib / 1024
-    );
-    eprintln!("1 MiB-argument flood: peak RSS {} MiB", hwm_kib / 1024);
+    let (hwm_kib, out) = run_watching_hwm(child, Some(Box::new(feed)));
+    check_flood("stdin", hwm_kib, &out);
+}
+
+/// The flood as a file: replayed by the three threaded stages with batches between them.
+#[test]
+fn flood_in_a_file_stays_bounded_across_the_replay_stages() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("flood.log");
+    let mut file = std::fs::File::create(&path).expect("create");
+    write_flood(&mut file).expect("write flood");
+    drop(file);
+    let child = replay_cmd(&["--all-matches", &path.to_string_lossy()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let (hwm_kib, out) = run_watching_hwm(child, None);
+    check_flood("file", hwm_kib, &out);
 }
