@@ -28,6 +28,7 @@ const MALFORMED_REPORTED: u64 = 10;
 /// A completed event after the stateless build step, ready for [`Detector::on_built`]. Building
 /// needs no detector state, so a replay does it on another thread than the detection.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)] // Most events are execs: a Box would cost each an allocation.
 pub enum Built {
     /// A successful exec.
     Exec(ExecEvent),
@@ -152,7 +153,7 @@ impl<S: TermStore> Detector<S> {
     /// the exec limits, and whether non-exec events must be kept (the extended detector's
     /// syscall sensor reads them).
     pub fn build_options(&self) -> (ExecLimits, bool) {
-        (self.opts.exec_limits.clone(), self.extended.is_some())
+        (self.opts.exec_limits, self.extended.is_some())
     }
 
     /// Handles one completed event after its build step ([`Detector::on_event`] = build + this).
@@ -597,7 +598,7 @@ fn replay_staged<S: TermStore>(
     };
     std::thread::scope(|scope| {
         let (rec_tx, rec_rx) = crossbeam_channel::bounded::<Vec<Parsed>>(BATCHES_IN_FLIGHT);
-        let (ev_tx, ev_rx) = crossbeam_channel::bounded::<Vec<Assembled>>(BATCHES_IN_FLIGHT);
+        let (ev_tx, ev_rx) = crossbeam_channel::bounded::<Assembled>(BATCHES_IN_FLIGHT);
         std::thread::Builder::new()
             .name("replay-build".into())
             .spawn_scoped(scope, move || {
@@ -614,20 +615,16 @@ fn replay_staged<S: TermStore>(
             })
             .ok()?;
         let (mut fatal, mut failed) = (None, None);
-        'batches: for batch in ev_rx {
-            for item in batch {
-                match item {
-                    Assembled::Built(built) => {
-                        if let Err(e) = detector.on_built(built, sink) {
-                            failed = Some(e);
-                            break 'batches;
-                        }
-                    }
-                    Assembled::Fatal(e) => {
-                        fatal = Some(e);
-                        break 'batches;
-                    }
+        'batches: for (batch, read_error) in ev_rx {
+            for built in batch {
+                if let Err(e) = detector.on_built(built, sink) {
+                    failed = Some(e);
+                    break 'batches;
                 }
+            }
+            if read_error.is_some() {
+                fatal = read_error;
+                break;
             }
         }
         Some((fatal, failed))
@@ -650,17 +647,14 @@ struct Intake<'a> {
     malformed: &'a mut u64,
 }
 
-/// What the building stage hands to the detecting one.
-enum Assembled {
-    Built(Built),
-    /// The input could not be read: the replay ends after what came before.
-    Fatal(SourceError),
-}
+/// What the building stage hands to the detecting one: built events, then, if the input could
+/// not be read, why (the replay ends after what came before).
+type Assembled = (Vec<Built>, Option<SourceError>);
 
 /// The building stage: parsed records → reassembler → built events, in batches.
 fn assemble(
     input: &crossbeam_channel::Receiver<Vec<Parsed>>,
-    output: &crossbeam_channel::Sender<Vec<Assembled>>,
+    output: &crossbeam_channel::Sender<Assembled>,
     intake: Intake<'_>,
     limits: &ExecLimits,
     keep_other: bool,
@@ -675,28 +669,27 @@ fn assemble(
                     intake.reassembler.push(rec, &mut |ev| {
                         let built = Built::new(ev, limits, keep_other);
                         bytes += built.size();
-                        batch.push(Assembled::Built(built));
+                        batch.push(built);
                     });
                 }
                 Parsed::Unstamped => *intake.unstamped += 1,
                 Parsed::Malformed(what) => count_malformed(intake.malformed, &what),
                 Parsed::Fatal(e) => {
-                    batch.push(Assembled::Fatal(e));
-                    let _ = output.send(batch);
+                    let _ = output.send((batch, Some(e)));
                     return;
                 }
             }
             if batch.len() >= BATCH_RECORDS || bytes >= BATCH_BYTES {
                 bytes = 0;
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_RECORDS));
-                if output.send(full).is_err() {
+                if output.send((full, None)).is_err() {
                     return;
                 }
             }
         }
     }
     if !batch.is_empty() {
-        let _ = output.send(batch);
+        let _ = output.send((batch, None));
     }
 }
 
