@@ -298,6 +298,32 @@ fn unreadable_input_names_the_file_and_keeps_earlier_alerts() {
     );
 }
 
+/// A read that fails in the middle of a threaded replay (every input a regular file): reading
+/// `/proc/self/mem` at offset 0 fails with EIO. The run ends naming it, after the alerts of the
+/// file before it.
+#[test]
+fn read_error_in_a_threaded_replay_names_the_input_and_keeps_earlier_alerts() {
+    let good = shared("corpus/raw.audit.log");
+    let out = bin()
+        .args(["replay", "--all-matches"])
+        .arg(&good)
+        .arg("/proc/self/mem")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("error: /proc/self/mem: Input/output error"),
+        "{err}"
+    );
+    assert_eq!(
+        alerts(&out).len(),
+        30,
+        "alerts of the readable file were lost"
+    );
+    assert_eq!(summary(&out)["records"], 774);
+}
+
 #[test]
 fn garbage_lines_are_counted_not_fatal() {
     let dir = tempfile::tempdir().expect("tempdir");
