@@ -29,7 +29,7 @@ const MALFORMED_REPORTED: u64 = 10;
 /// needs no detector state, so a replay does it on another thread than the detection.
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)] // Most events are execs: a Box would cost each an allocation.
-pub enum Built {
+enum Built {
     /// A successful exec.
     Exec(ExecEvent),
     /// Not an exec; the event itself when the extended detector's syscall sensor wants it.
@@ -40,7 +40,7 @@ pub enum Built {
 
 impl Built {
     /// Builds `ev`: an exec event, or the event kept whole (if `keep_other`) for the link sensor.
-    pub fn new(ev: Event, limits: &ExecLimits, keep_other: bool) -> Built {
+    fn new(ev: Event, limits: &ExecLimits, keep_other: bool) -> Built {
         match exec::build(&ev, limits) {
             Ok(Some(exec)) => Built::Exec(exec),
             Ok(None) => Built::Other(keep_other.then_some(ev)),
@@ -152,12 +152,12 @@ impl<S: TermStore> Detector<S> {
     /// What [`Built::new`] needs to know to build events for this detector on another thread:
     /// the exec limits, and whether non-exec events must be kept (the extended detector's
     /// syscall sensor reads them).
-    pub fn build_options(&self) -> (ExecLimits, bool) {
+    fn build_options(&self) -> (ExecLimits, bool) {
         (self.opts.exec_limits, self.extended.is_some())
     }
 
     /// Handles one completed event after its build step ([`Detector::on_event`] = build + this).
-    pub fn on_built(&mut self, built: Built, sink: &mut dyn Sink) -> Result<(), SinkError> {
+    fn on_built(&mut self, built: Built, sink: &mut dyn Sink) -> Result<(), SinkError> {
         self.stats.events_completed += 1;
         let mut exec = match built {
             Built::Exec(exec) => exec,
