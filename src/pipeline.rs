@@ -40,12 +40,23 @@ enum Built {
 
 impl Built {
     /// Builds `ev`: an exec event, or the event kept whole (if `keep_other`) for the link sensor.
-    fn new(ev: Event, limits: &ExecLimits, keep_other: bool) -> Built {
-        match exec::build(&ev, limits) {
+    /// The record buffers of an event not kept go to `spare`, if given, for the reader to reuse.
+    fn new(
+        ev: Event,
+        limits: &ExecLimits,
+        keep_other: bool,
+        spare: Option<&mut Vec<Vec<u8>>>,
+    ) -> Built {
+        let built = match exec::build(&ev, limits) {
             Ok(Some(exec)) => Built::Exec(exec),
-            Ok(None) => Built::Other(keep_other.then_some(ev)),
+            Ok(None) if keep_other => return Built::Other(Some(ev)),
+            Ok(None) => Built::Other(None),
             Err(_) => Built::Partial,
+        };
+        if let Some(spare) = spare {
+            spare.extend(ev.records.into_iter().map(|r| r.body));
         }
+        built
     }
 
     /// About how many bytes it holds, to bound batches between threads.
@@ -145,7 +156,7 @@ impl<S: TermStore> Detector<S> {
 
     /// Handles one completed event: exec events are evaluated, everything else only counted.
     pub fn on_event(&mut self, ev: Event, sink: &mut dyn Sink) -> Result<(), SinkError> {
-        let built = Built::new(ev, &self.opts.exec_limits, self.extended.is_some());
+        let built = Built::new(ev, &self.opts.exec_limits, self.extended.is_some(), None);
         self.on_built(built, sink)
     }
 
@@ -552,7 +563,7 @@ pub fn replay<S: TermStore>(
     };
     let (fatal, failed) = ended.unwrap_or_else(|| {
         let (mut fatal, mut failed) = (None, None);
-        read_inputs(inputs, format, 1, &mut |batch| {
+        read_inputs(inputs, format, 1, None, &mut |batch| {
             match take_batch(batch, pipeline, sink) {
                 Ok(None) => return true,
                 Ok(Some(e)) => fatal = Some(e),
@@ -599,19 +610,23 @@ fn replay_staged<S: TermStore>(
     std::thread::scope(|scope| {
         let (rec_tx, rec_rx) = crossbeam_channel::bounded::<Vec<Parsed>>(BATCHES_IN_FLIGHT);
         let (ev_tx, ev_rx) = crossbeam_channel::bounded::<Assembled>(BATCHES_IN_FLIGHT);
+        let (spare_tx, spare_rx) = crossbeam_channel::bounded(BATCHES_IN_FLIGHT);
         std::thread::Builder::new()
             .name("replay-build".into())
             .spawn_scoped(scope, move || {
-                assemble(&rec_rx, &ev_tx, intake, &limits, keep_other)
+                let out = Outputs {
+                    built: &ev_tx,
+                    spare: &spare_tx,
+                };
+                assemble(&rec_rx, &out, intake, &limits, keep_other)
             })
             .ok()?;
         // If this one cannot start, its sender is dropped and the other stage ends at once.
         std::thread::Builder::new()
             .name("replay-read".into())
             .spawn_scoped(scope, move || {
-                read_inputs(inputs, format, BATCH_RECORDS, &mut |b| {
-                    rec_tx.send(b).is_ok()
-                })
+                let deliver = &mut |b| rec_tx.send(b).is_ok();
+                read_inputs(inputs, format, BATCH_RECORDS, Some(&spare_rx), deliver)
             })
             .ok()?;
         let (mut fatal, mut failed) = (None, None);
@@ -651,26 +666,39 @@ struct Intake<'a> {
 /// not be read, why (the replay ends after what came before).
 type Assembled = (Vec<Built>, Option<SourceError>);
 
+/// Where the building stage sends its work: built events to the detecting stage, spent record
+/// buffers back to the reading one.
+struct Outputs<'a> {
+    built: &'a crossbeam_channel::Sender<Assembled>,
+    spare: &'a crossbeam_channel::Sender<Vec<Vec<u8>>>,
+}
+
 /// The building stage: parsed records → reassembler → built events, in batches.
 fn assemble(
     input: &crossbeam_channel::Receiver<Vec<Parsed>>,
-    output: &crossbeam_channel::Sender<Assembled>,
+    out: &Outputs<'_>,
     intake: Intake<'_>,
     limits: &ExecLimits,
     keep_other: bool,
 ) {
+    let output = out.built;
     let mut batch = Vec::with_capacity(BATCH_RECORDS);
     let mut bytes = 0;
+    let mut spare = Vec::new();
     for parsed in input {
         for item in parsed {
             match item {
                 Parsed::Record(rec) => {
                     *intake.parsed += 1;
                     intake.reassembler.push(rec, &mut |ev| {
-                        let built = Built::new(ev, limits, keep_other);
+                        let built = Built::new(ev, limits, keep_other, Some(&mut spare));
                         bytes += built.size();
                         batch.push(built);
                     });
+                    if spare.len() >= BATCH_RECORDS {
+                        // The reader may be full of spares already: then these are just freed.
+                        let _ = out.spare.try_send(std::mem::take(&mut spare));
+                    }
                 }
                 Parsed::Unstamped => *intake.unstamped += 1,
                 Parsed::Malformed(what) => count_malformed(intake.malformed, &what),
@@ -705,11 +733,12 @@ enum Parsed {
 }
 
 /// Reads and parses `inputs` in order, handing batches of up to `per_batch` records to `deliver`
-/// until it returns false or a read fails.
+/// until it returns false or a read fails. Line buffers coming back on `spare` are reused.
 fn read_inputs(
     inputs: &[String],
     format: Format,
     per_batch: usize,
+    spare: Option<&crossbeam_channel::Receiver<Vec<Vec<u8>>>>,
     deliver: &mut dyn FnMut(Vec<Parsed>) -> bool,
 ) {
     let mut batch = Vec::with_capacity(per_batch);
@@ -724,14 +753,21 @@ fn read_inputs(
         true
     };
     for input in inputs {
-        let reader = match file::open(input, format) {
+        let mut reader = match file::open(input, format) {
             Ok(r) => r,
             Err(e) => {
                 batch.push(Parsed::Fatal(e));
                 break;
             }
         };
-        for (n, item) in reader.enumerate() {
+        let mut n = 0;
+        while let Some(item) = reader.next() {
+            n += 1;
+            if n % 256 == 0 {
+                while let Some(buffers) = spare.and_then(|rx| rx.try_recv().ok()) {
+                    reader.recycle(buffers);
+                }
+            }
             let parsed = match item {
                 Ok(frame) => match parse_frame_owned(frame) {
                     Ok(rec) => {
@@ -742,7 +778,7 @@ fn read_inputs(
                         continue;
                     }
                     Err(e) if e.reason == UNSTAMPED => Parsed::Unstamped,
-                    Err(e) => Parsed::Malformed(format!("{input}: record {}: {e}", n + 1)),
+                    Err(e) => Parsed::Malformed(format!("{input}: record {n}: {e}")),
                 },
                 Err(e @ SourceError::Io { .. }) => {
                     batch.push(Parsed::Fatal(e));

@@ -24,6 +24,12 @@ const NLMSG_HDRLEN: usize = 16;
 /// Bytes needed to tell a netlink capture from text: a header and `audit(`.
 const DETECT_LEN: usize = NLMSG_HDRLEN + b"audit(".len();
 
+/// Most spare line buffers a reader keeps ([`FrameReader::recycle`]).
+pub const SPARE_MAX: usize = 4096;
+/// Largest spare line buffer kept (bytes of capacity): most audit records are shorter, and a
+/// record held in a larger buffer would use more memory than the reassembler counts for it.
+pub const SPARE_CAPACITY: usize = 1024;
+
 /// Read buffer size for files and stdin: large reads keep replay fast.
 const BUF_CAPACITY: usize = 256 * 1024;
 
@@ -130,6 +136,8 @@ pub struct FrameReader<R: BufRead> {
     offset: u64,
     /// Set when nothing more can be read.
     done: bool,
+    /// Line buffers handed back by the consumer ([`FrameReader::recycle`]) for the next lines.
+    spare: Vec<Vec<u8>>,
 }
 
 impl<R: BufRead> FrameReader<R> {
@@ -143,7 +151,23 @@ impl<R: BufRead> FrameReader<R> {
             line_no: 0,
             offset: 0,
             done: false,
+            spare: Vec::new(),
         }
+    }
+
+    /// Takes back buffers of frames the consumer is done with, to copy the next lines into
+    /// instead of allocating: a replay's reader and its consumer run on different threads, and
+    /// glibc's malloc is slow at freeing on one thread what another allocated. Only buffers of
+    /// at most [`SPARE_CAPACITY`] bytes are kept (so a record's buffer stays near its length),
+    /// at most [`SPARE_MAX`] of them.
+    pub fn recycle(&mut self, buffers: Vec<Vec<u8>>) {
+        let room = SPARE_MAX.saturating_sub(self.spare.len());
+        self.spare.extend(
+            buffers
+                .into_iter()
+                .filter(|b| b.capacity() <= SPARE_CAPACITY)
+                .take(room),
+        );
     }
 
     /// The framing in use: the one asked for, or what `Auto` detected once the first item was read.
@@ -222,7 +246,19 @@ impl<R: BufRead> FrameReader<R> {
                             read_any = false;
                             continue;
                         }
-                        let frame = line.to_vec();
+                        // Into a spare buffer when one fits (see `recycle`).
+                        let frame = match self.spare.pop() {
+                            Some(mut spare) if content <= spare.capacity() => {
+                                spare.clear();
+                                spare.extend_from_slice(line);
+                                spare
+                            }
+                            Some(spare) => {
+                                self.spare.push(spare);
+                                line.to_vec()
+                            }
+                            None => line.to_vec(),
+                        };
                         self.consume_line(content + 1);
                         return Some(Ok(Frame::Text(frame)));
                     }
@@ -535,6 +571,34 @@ mod tests {
                 Ok(1),
             ]
         );
+    }
+
+    #[test]
+    fn recycled_buffers_carry_the_next_lines() {
+        let text = b"type=A msg=audit(1.2:3): x=1\ntype=B msg=audit(1.2:4): y=2\n";
+        let mut r = reader(text, Format::Text);
+        let mut small = Vec::with_capacity(64);
+        small.extend_from_slice(b"old contents");
+        let reused = small.as_ptr();
+        r.recycle(vec![Vec::with_capacity(SPARE_CAPACITY + 1), small]);
+        assert_eq!(r.spare.len(), 1, "a buffer over SPARE_CAPACITY is not kept");
+        match r.next() {
+            Some(Ok(Frame::Text(line))) => {
+                assert_eq!(line, b"type=A msg=audit(1.2:3): x=1");
+                assert_eq!(line.as_ptr(), reused, "the spare buffer carries the line");
+            }
+            other => panic!("{other:?}"),
+        }
+        match r.next() {
+            Some(Ok(Frame::Text(line))) => assert_eq!(line, b"type=B msg=audit(1.2:4): y=2"),
+            other => panic!("{other:?}"),
+        }
+        r.recycle(
+            (0..SPARE_MAX + 10)
+                .map(|_| Vec::with_capacity(16))
+                .collect(),
+        );
+        assert_eq!(r.spare.len(), SPARE_MAX);
     }
 
     #[test]
