@@ -9,6 +9,7 @@
 use std::borrow::Cow;
 
 use crate::audit::exec::ExecEvent;
+use crate::audit::task::Task;
 use crate::audit::AuditTime;
 use crate::proc::ProcessInfo;
 use crate::rule::kql::{Document, Scalar};
@@ -143,14 +144,7 @@ pub fn document(
         process.insert("title".into(), Value::String(text(&spaced(title))));
     }
     process.insert("parent".into(), parent_object(ev.ppid, parent));
-    let mut auditd = auditd_object(&AuditFacts {
-        serial: ev.serial,
-        key: ev.key.as_deref(),
-        auid: ev.auid,
-        ses: ev.ses,
-        tty: ev.tty.as_deref(),
-        node: ev.node.as_deref(),
-    });
+    let mut auditd = auditd_object(&AuditFacts::of(ev));
     if ev.argv_truncated {
         auditd.insert("args_truncated".into(), Value::Bool(true));
     }
@@ -367,6 +361,20 @@ pub struct AuditFacts<'a> {
     pub tty: Option<&'a [u8]>,
     /// `node=` name.
     pub node: Option<&'a str>,
+}
+
+impl<'a> AuditFacts<'a> {
+    /// The facts of the syscall that `task` made (an exec's, a link call's).
+    pub fn of(task: &'a Task) -> Self {
+        AuditFacts {
+            serial: task.serial,
+            key: task.key.as_deref(),
+            auid: task.auid,
+            ses: task.ses,
+            tty: task.tty.as_deref(),
+            node: task.node.as_deref(),
+        }
+    }
 }
 
 /// `auditd.*` from [`AuditFacts`] (a map, so callers can add their own facts).

@@ -893,14 +893,7 @@ pub fn link_document(
         process.insert("working_directory".into(), json!(event::text(cwd)));
     }
     process.insert("parent".into(), event::parent_object(ev.ppid, parent));
-    let auditd = event::auditd_object(&event::AuditFacts {
-        serial: ev.serial,
-        key: ev.key.as_deref(),
-        auid: ev.auid,
-        ses: ev.ses,
-        tty: ev.tty.as_deref(),
-        node: ev.node.as_deref(),
-    });
+    let auditd = event::auditd_object(&event::AuditFacts::of(ev));
     let id = event::event_id(ev.node.as_deref(), ev.time, ev.serial);
     let mut doc = json!({
         "@timestamp": event::timestamp(ev.time),
