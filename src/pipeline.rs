@@ -451,13 +451,23 @@ impl<S: TermStore> Pipeline<S> {
     /// Feeds one parsed record.
     pub fn push(&mut self, rec: Record, sink: &mut dyn Sink) -> Result<(), SinkError> {
         self.parsed += 1;
+        self.reassemble(sink, |r, emit| r.push(rec, emit))
+    }
+
+    /// Runs one reassembler step, handing each event it completes to the detector. After a sink
+    /// failure the remaining events of the step are dropped; the first failure is returned.
+    fn reassemble(
+        &mut self,
+        sink: &mut dyn Sink,
+        step: impl FnOnce(&mut Reassembler, &mut dyn FnMut(Event)),
+    ) -> Result<(), SinkError> {
         let Pipeline {
             reassembler,
             detector,
             ..
         } = self;
         let mut failed = None;
-        reassembler.push(rec, &mut |ev: Event| {
+        step(reassembler, &mut |ev: Event| {
             if failed.is_none() {
                 failed = detector.on_event(ev, sink).err();
             }
@@ -472,24 +482,12 @@ impl<S: TermStore> Pipeline<S> {
 
     /// Completes every event still in flight, flushes state and sink, and returns the counters.
     pub fn finish(&mut self, sink: &mut dyn Sink) -> Result<Stats, SinkError> {
-        let Pipeline {
-            reassembler,
-            detector,
-            ..
-        } = self;
-        let mut failed = None;
-        reassembler.flush(&mut |ev: Event| {
-            if failed.is_none() {
-                failed = detector.on_event(ev, sink).err();
-            }
-        });
-        detector.finish();
-        let closed = detector.close_windows(sink);
+        let flushed = self.reassemble(sink, |r, emit| r.flush(emit));
+        self.detector.finish();
+        let closed = self.detector.close_windows(sink);
         sink.flush()?;
         closed?;
-        if let Some(e) = failed {
-            return Err(e);
-        }
+        flushed?;
         Ok(self.stats())
     }
 
@@ -512,18 +510,7 @@ impl<S: TermStore> Pipeline<S> {
     /// Live sources: audit time has reached `now` even if no record says so, so events without EOE
     /// that are past the reassembly timeout complete now.
     pub fn advance_clock(&mut self, now: AuditTime, sink: &mut dyn Sink) -> Result<(), SinkError> {
-        let Pipeline {
-            reassembler,
-            detector,
-            ..
-        } = self;
-        let mut failed = None;
-        reassembler.advance_clock(now, &mut |ev: Event| {
-            if failed.is_none() {
-                failed = detector.on_event(ev, sink).err();
-            }
-        });
-        failed.map_or(Ok(()), Err)
+        self.reassemble(sink, |r, emit| r.advance_clock(now, emit))
     }
 
     /// The detector, for the live daemon's process-table upkeep.
