@@ -9,7 +9,7 @@ use crate::audit::link;
 use crate::audit::reassemble::{Event, ReassembleConfig, Reassembler};
 use crate::audit::record::{parse_frame_owned, AuditTime, Record, UNSTAMPED};
 use crate::event::{self, ExecView, Host};
-use crate::proc::{ProcFallback, ProcessTable};
+use crate::proc::{ProcFallback, ProcessInfo, ProcessTable};
 use crate::rule::extended::ExtendedDetector;
 use crate::rule::file::{Rule, RuleKind};
 use crate::rule::kql::{Document, EvalOptions};
@@ -30,8 +30,18 @@ const MALFORMED_REPORTED: u64 = 10;
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)] // Most events are execs: a Box would cost each an allocation.
 enum Built {
-    /// A successful exec.
-    Exec(ExecEvent),
+    /// A successful exec, with the process facts it gives the process table. Those are made by
+    /// the thread that builds the exec, and the entries they displace from the table come back
+    /// in `displaced`, so a replay allocates and frees them on the same thread (glibc's arenas
+    /// make frees from another thread slow and contended).
+    Exec {
+        /// The exec event (its argv moved into `me.args`).
+        exec: ExecEvent,
+        /// `process.*` of the exec, shared with the process table.
+        me: Arc<ProcessInfo>,
+        /// Table entries this exec replaced or evicted, freed with the event.
+        displaced: Vec<Arc<ProcessInfo>>,
+    },
     /// Not an exec; the event itself when the extended detector's syscall sensor wants it.
     Other(Option<Event>),
     /// An exec that could not be built: counted as partial.
@@ -48,7 +58,11 @@ impl Built {
         spare: Option<&mut Vec<Vec<u8>>>,
     ) -> Built {
         let built = match exec::build(&ev, limits) {
-            Ok(Some(exec)) => Built::Exec(exec),
+            Ok(Some(mut exec)) => Built::Exec {
+                me: Arc::new(event::process_info(&mut exec)),
+                exec,
+                displaced: Vec::new(),
+            },
             Ok(None) if keep_other => return Built::Other(Some(ev)),
             Ok(None) => Built::Other(None),
             Err(_) => Built::Partial,
@@ -62,7 +76,7 @@ impl Built {
     /// About how many bytes it holds, to bound batches between threads.
     fn size(&self) -> usize {
         match self {
-            Built::Exec(exec) => 256 + exec.argv.iter().map(Vec::len).sum::<usize>(),
+            Built::Exec { me, .. } => 256 + me.args.iter().map(String::len).sum::<usize>(),
             Built::Other(Some(ev)) => ev.records.iter().map(|r| 64 + r.body.len()).sum(),
             Built::Other(None) | Built::Partial => 64,
         }
@@ -156,8 +170,8 @@ impl<S: TermStore> Detector<S> {
 
     /// Handles one completed event: exec events are evaluated, everything else only counted.
     pub fn on_event(&mut self, ev: Event, sink: &mut dyn Sink) -> Result<(), SinkError> {
-        let built = Built::new(ev, &self.opts.exec_limits, self.extended.is_some(), None);
-        self.on_built(built, sink)
+        let mut built = Built::new(ev, &self.opts.exec_limits, self.extended.is_some(), None);
+        self.on_built(&mut built, sink)
     }
 
     /// What [`Built::new`] needs to know to build events for this detector on another thread:
@@ -168,11 +182,16 @@ impl<S: TermStore> Detector<S> {
     }
 
     /// Handles one completed event after its build step ([`Detector::on_event`] = build + this).
-    fn on_built(&mut self, built: Built, sink: &mut dyn Sink) -> Result<(), SinkError> {
+    /// The event stays with the caller, who drops it (with the table entries it displaced).
+    fn on_built(&mut self, built: &mut Built, sink: &mut dyn Sink) -> Result<(), SinkError> {
         self.stats.events_completed += 1;
-        let mut exec = match built {
-            Built::Exec(exec) => exec,
-            Built::Other(Some(ev)) => return self.on_link_event(&ev, sink),
+        let (exec, me, displaced) = match built {
+            Built::Exec {
+                exec,
+                me,
+                displaced,
+            } => (exec, me, displaced),
+            Built::Other(Some(ev)) => return self.on_link_event(ev, sink),
             Built::Other(None) => return Ok(()),
             Built::Partial => {
                 self.stats.events_partial += 1;
@@ -186,17 +205,16 @@ impl<S: TermStore> Detector<S> {
         if exec.argv_truncated {
             self.stats.events_truncated += 1;
         }
-        let me = event::process_info(&mut exec);
         let parent = self.procs.get(exec.ppid);
         let host = Arc::clone(&self.host);
         let view = ExecView {
-            ev: &exec,
-            me: &me,
+            ev: exec,
+            me,
             parent: parent.as_deref(),
             host: &host,
         };
         let detected = self.detect(&view, sink);
-        self.procs.exec(exec.pid, me);
+        self.procs.exec(exec.pid, Arc::clone(me), displaced);
         detected
     }
 
@@ -597,15 +615,20 @@ fn replay_staged<S: TermStore>(
     std::thread::scope(|scope| {
         let (rec_tx, rec_rx) = crossbeam_channel::bounded::<Vec<Parsed>>(BATCHES_IN_FLIGHT);
         let (ev_tx, ev_rx) = crossbeam_channel::bounded::<Assembled>(BATCHES_IN_FLIGHT);
+        // Spent buffers and batches flow back upstream, so memory is freed (or reused) by the
+        // thread that allocated it.
         let (spare_tx, spare_rx) = crossbeam_channel::bounded(BATCHES_IN_FLIGHT);
+        let (emptied_tx, emptied_rx) = crossbeam_channel::bounded(BATCHES_IN_FLIGHT);
+        let (spent_tx, spent_rx) = crossbeam_channel::bounded::<Vec<Built>>(BATCHES_IN_FLIGHT);
         std::thread::Builder::new()
             .name("replay-build".into())
             .spawn_scoped(scope, move || {
                 let out = Outputs {
                     built: &ev_tx,
                     spare: &spare_tx,
+                    emptied: &emptied_tx,
                 };
-                assemble(&rec_rx, &out, intake, &limits, keep_other)
+                assemble(&rec_rx, &spent_rx, &out, intake, &limits, keep_other)
             })
             .ok()?;
         // If this one cannot start, its sender is dropped and the other stage ends at once.
@@ -613,12 +636,16 @@ fn replay_staged<S: TermStore>(
             .name("replay-read".into())
             .spawn_scoped(scope, move || {
                 let deliver = &mut |b| rec_tx.send(b).is_ok();
-                read_inputs(inputs, format, BATCH_RECORDS, Some(&spare_rx), deliver)
+                let returns = Returns {
+                    bodies: &spare_rx,
+                    batches: &emptied_rx,
+                };
+                read_inputs(inputs, format, BATCH_RECORDS, Some(&returns), deliver)
             })
             .ok()?;
         let (mut fatal, mut failed) = (None, None);
-        'batches: for (batch, read_error) in ev_rx {
-            for built in batch {
+        'batches: for (mut batch, read_error) in ev_rx {
+            for built in &mut batch {
                 if let Err(e) = detector.on_built(built, sink) {
                     failed = Some(e);
                     break 'batches;
@@ -628,6 +655,8 @@ fn replay_staged<S: TermStore>(
                 fatal = read_error;
                 break;
             }
+            // Freed by the building stage; if it has enough batches back already, here.
+            let _ = spent_tx.try_send(batch);
         }
         Some((fatal, failed))
     })
@@ -654,26 +683,47 @@ struct Intake<'a> {
 type Assembled = (Vec<Built>, Option<SourceError>);
 
 /// Where the building stage sends its work: built events to the detecting stage, spent record
-/// buffers back to the reading one.
+/// buffers and emptied record batches back to the reading one.
 struct Outputs<'a> {
     built: &'a crossbeam_channel::Sender<Assembled>,
     spare: &'a crossbeam_channel::Sender<Vec<Vec<u8>>>,
+    emptied: &'a crossbeam_channel::Sender<Vec<Parsed>>,
 }
 
-/// The building stage: parsed records → reassembler → built events, in batches.
+/// What the reading stage gets back for reuse: spent record buffers, emptied batches.
+struct Returns<'a> {
+    bodies: &'a crossbeam_channel::Receiver<Vec<Vec<u8>>>,
+    batches: &'a crossbeam_channel::Receiver<Vec<Parsed>>,
+}
+
+/// A batch for the next `BATCH_RECORDS` items: one that came back on `returned` (its old items
+/// are dropped here, by the thread that allocated them), or a new one.
+fn reuse_batch<T>(returned: Option<&crossbeam_channel::Receiver<Vec<T>>>) -> Vec<T> {
+    match returned.and_then(|r| r.try_recv().ok()) {
+        Some(mut batch) => {
+            batch.clear();
+            batch
+        }
+        None => Vec::with_capacity(BATCH_RECORDS),
+    }
+}
+
+/// The building stage: parsed records → reassembler → built events, in batches. The detecting
+/// stage hands batches of spent events back on `spent`.
 fn assemble(
     input: &crossbeam_channel::Receiver<Vec<Parsed>>,
+    spent: &crossbeam_channel::Receiver<Vec<Built>>,
     out: &Outputs<'_>,
     intake: Intake<'_>,
     limits: &ExecLimits,
     keep_other: bool,
 ) {
     let output = out.built;
-    let mut batch = Vec::with_capacity(BATCH_RECORDS);
+    let mut batch = reuse_batch(Some(spent));
     let mut bytes = 0;
     let mut spare = Vec::new();
-    for parsed in input {
-        for item in parsed {
+    for mut parsed in input {
+        for item in parsed.drain(..) {
             match item {
                 Parsed::Record(rec) => {
                     *intake.parsed += 1;
@@ -696,12 +746,13 @@ fn assemble(
             }
             if batch.len() >= BATCH_RECORDS || bytes >= BATCH_BYTES {
                 bytes = 0;
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_RECORDS));
+                let full = std::mem::replace(&mut batch, reuse_batch(Some(spent)));
                 if output.send((full, None)).is_err() {
                     return;
                 }
             }
         }
+        let _ = out.emptied.try_send(parsed);
     }
     if !batch.is_empty() {
         let _ = output.send((batch, None));
@@ -720,12 +771,13 @@ enum Parsed {
 }
 
 /// Reads and parses `inputs` in order, handing batches of up to `per_batch` records to `deliver`
-/// until it returns false or a read fails. Line buffers coming back on `spare` are reused.
+/// until it returns false or a read fails. Line buffers and batches coming back on `returns` are
+/// reused.
 fn read_inputs(
     inputs: &[String],
     format: Format,
     per_batch: usize,
-    spare: Option<&crossbeam_channel::Receiver<Vec<Vec<u8>>>>,
+    returns: Option<&Returns<'_>>,
     deliver: &mut dyn FnMut(Vec<Parsed>) -> bool,
 ) {
     let mut batch = Vec::with_capacity(per_batch);
@@ -735,7 +787,11 @@ fn read_inputs(
         bytes += size;
         if batch.len() >= per_batch || bytes >= BATCH_BYTES {
             bytes = 0;
-            return deliver(std::mem::replace(batch, Vec::with_capacity(per_batch)));
+            let next = match returns {
+                Some(r) => reuse_batch(Some(r.batches)),
+                None => Vec::with_capacity(per_batch),
+            };
+            return deliver(std::mem::replace(batch, next));
         }
         true
     };
@@ -751,7 +807,7 @@ fn read_inputs(
         while let Some(item) = reader.next() {
             n += 1;
             if n % 256 == 0 {
-                while let Some(buffers) = spare.and_then(|rx| rx.try_recv().ok()) {
+                while let Some(buffers) = returns.and_then(|r| r.bodies.try_recv().ok()) {
                     reader.recycle(buffers);
                 }
             }

@@ -96,7 +96,7 @@ fn check_input(input: &Path) -> usize {
                 exec.serial
             );
         }
-        procs.exec(exec.pid, me);
+        procs.exec(exec.pid, std::sync::Arc::new(me), &mut Vec::new());
     }
     execs
 }
