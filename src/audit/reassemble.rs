@@ -19,7 +19,7 @@
 
 use std::collections::hash_map::{Entry, RandomState};
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher};
 
 use super::record::{types, AuditTime, Record};
 
@@ -182,12 +182,12 @@ pub struct Reassembler {
     clock_ms: u64,
     next_id: u64,
     /// Open events by key (see [`Reassembler::key`]).
-    open: HashMap<u64, Open>,
-    /// Arrival id → key of each open event. Opening times never decrease with arrival, so the
-    /// first entry is both the oldest and the first to time out.
-    order: BTreeMap<u64, u64>,
+    open: HashMap<u64, Open, KeyHasher>,
+    /// Arrival id → (key, opening clock) of each open event. Opening times never decrease with
+    /// arrival, so the first entry is both the oldest and the first to time out.
+    order: BTreeMap<u64, (u64, u64)>,
     /// Recently finished keys → (time of the event, generation in `recent_fifo`).
-    recent: HashMap<u64, (AuditTime, u64)>,
+    recent: HashMap<u64, (AuditTime, u64), KeyHasher>,
     recent_fifo: VecDeque<(u64, u64)>,
     recent_gen: u64,
     /// `node=` name → id (1-based; 0 is "no node").
@@ -200,8 +200,6 @@ pub struct Reassembler {
 /// One open event.
 struct Open {
     id: u64,
-    /// Audit clock when the event opened.
-    anchor_ms: u64,
     node_id: u32,
     event: Event,
     bytes: usize,
@@ -217,9 +215,9 @@ impl Reassembler {
             stats: ReassembleStats::default(),
             clock_ms: 0,
             next_id: 0,
-            open: HashMap::new(),
+            open: HashMap::with_hasher(KeyHasher::new()),
             order: BTreeMap::new(),
-            recent: HashMap::new(),
+            recent: HashMap::with_hasher(KeyHasher::new()),
             recent_fifo: VecDeque::new(),
             recent_gen: 0,
             nodes: HashMap::new(),
@@ -331,13 +329,12 @@ impl Reassembler {
         records.push(rec);
         let id = self.next_id;
         self.next_id += 1;
-        self.order.insert(id, key);
+        self.order.insert(id, (key, self.clock_ms));
         self.stats.bytes_in_flight += cost;
         self.open.insert(
             key,
             Open {
                 id,
-                anchor_ms: self.clock_ms,
                 node_id,
                 event: Event {
                     node,
@@ -373,23 +370,21 @@ impl Reassembler {
 
     /// Finishes the oldest events while the clock is more than `timeout_ms` past their opening.
     fn expire(&mut self, emit: &mut dyn FnMut(Event)) {
-        while let Some((_, &key)) = self.order.first_key_value() {
-            let Some(open) = self.open.get(&key) else {
-                // Cannot happen (order and open change together); drop the stray entry.
-                self.order.pop_first();
-                continue;
-            };
-            if self.clock_ms.saturating_sub(open.anchor_ms) <= self.cfg.timeout_ms {
+        while let Some((_, &(key, anchor_ms))) = self.order.first_key_value() {
+            if self.clock_ms.saturating_sub(anchor_ms) <= self.cfg.timeout_ms {
                 break;
             }
-            self.finish(key, EventEnd::Timeout, emit);
+            if !self.finish(key, EventEnd::Timeout, emit) {
+                // Cannot happen (order and open change together); drop the stray entry.
+                self.order.pop_first();
+            }
         }
     }
 
     /// Finishes the oldest open event; false when none is open.
     fn finish_oldest(&mut self, end: EventEnd, emit: &mut dyn FnMut(Event)) -> bool {
         match self.order.first_key_value() {
-            Some((_, &key)) => {
+            Some((_, &(key, _))) => {
                 if !self.finish(key, end, emit) {
                     self.order.pop_first();
                 }
@@ -481,6 +476,57 @@ impl Reassembler {
 /// The grouping key: node id in the high half, serial in the low half.
 fn key(node_id: u32, serial: u32) -> u64 {
     (u64::from(node_id) << 32) | u64::from(serial)
+}
+
+/// Hashing for the `(node, serial)` keys: a per-reassembler random seed mixed in, then murmur3's
+/// 64-bit finalizer. Every record costs a lookup or two, and SipHash was a tenth of this stage;
+/// the seed keeps colliding keys out of reach of whoever writes the serials of a replayed log.
+#[derive(Clone)]
+struct KeyHasher {
+    seed: u64,
+}
+
+impl KeyHasher {
+    fn new() -> Self {
+        KeyHasher {
+            seed: RandomState::new().hash_one(0x5eed_u64),
+        }
+    }
+}
+
+impl BuildHasher for KeyHasher {
+    type Hasher = KeyHash;
+
+    fn build_hasher(&self) -> KeyHash {
+        KeyHash { state: self.seed }
+    }
+}
+
+/// The [`Hasher`] of [`KeyHasher`]; keys are single `u64`s.
+struct KeyHash {
+    state: u64,
+}
+
+impl Hasher for KeyHash {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed here; other input is still mixed in, byte by byte.
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        let mut h = self.state ^ n;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        self.state = h ^ (h >> 33);
+    }
+
+    fn finish(&self) -> u64 {
+        self.state
+    }
 }
 
 /// Whether `rec` equals (type and body) a record already in `open`. Small events are scanned;
