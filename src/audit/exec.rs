@@ -113,8 +113,10 @@ pub fn build(event: &Event, limits: &ExecLimits) -> Result<Option<ExecEvent>, Ex
             Ok(None)
         };
     };
-    // One pass over the SYSCALL body instead of one scan per field: this is the hot path.
-    let f = SyscallFields::scan(sc);
+    // One pass over the SYSCALL body instead of one scan per field: this is the hot path. It
+    // stops after arch and syscall for the many syscalls that are not an exec.
+    let mut fields = sc.fields();
+    let mut f = SyscallFields::scan_head(&mut fields);
     let Some(syscall) = f.syscall() else {
         return if has_execve {
             Err(bad_field(sc, serial, "syscall"))
@@ -132,6 +134,7 @@ pub fn build(event: &Event, limits: &ExecLimits) -> Result<Option<ExecEvent>, Ex
     if !is_exec {
         return Ok(None);
     }
+    f.read(&mut fields, |_| false);
     match f.success {
         Some(b"yes") => {}
         Some(_) => return Ok(None),

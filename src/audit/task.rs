@@ -3,7 +3,7 @@
 //! link events both start from it, so the SYSCALL record is read in one place, in one pass.
 
 use super::reassemble::Event;
-use super::record::{decode_value, types, AuditTime, Record};
+use super::record::{decode_value, types, AuditTime, Fields, Record};
 
 /// Who made a syscall, and the event's identity. [`super::exec::ExecEvent`] and
 /// [`super::link::LinkEvent`] deref to it.
@@ -97,7 +97,24 @@ pub(crate) struct SyscallFields<'a> {
 impl<'a> SyscallFields<'a> {
     pub(crate) fn scan(sc: &'a Record) -> Self {
         let mut f = SyscallFields::default();
-        for (k, v) in sc.fields() {
+        f.read(&mut sc.fields(), |_| false);
+        f
+    }
+
+    /// [`SyscallFields::scan`] in two steps: `arch` and `syscall` first (they open the body), so
+    /// that a caller can drop a syscall it does not want before reading the rest, then the rest
+    /// with [`SyscallFields::read`] on the same `fields`.
+    pub(crate) fn scan_head(fields: &mut Fields<'a>) -> Self {
+        let mut f = SyscallFields::default();
+        f.read(fields, |f| f.arch.is_some() && f.syscall.is_some());
+        f
+    }
+
+    /// Fills the slots from `fields` until `done` holds after a field, or the fields end. A slot
+    /// already filled keeps its first value.
+    pub(crate) fn read(&mut self, fields: &mut Fields<'a>, done: fn(&Self) -> bool) {
+        let f = self;
+        for (k, v) in fields {
             let slot = match k {
                 b"arch" => &mut f.arch,
                 b"syscall" => &mut f.syscall,
@@ -115,8 +132,10 @@ impl<'a> SyscallFields<'a> {
                 _ => continue,
             };
             slot.get_or_insert(v);
+            if done(f) {
+                return;
+            }
         }
-        f
     }
 
     /// `arch=` as a number (hex in the record).
