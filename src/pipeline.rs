@@ -721,7 +721,10 @@ fn assemble(
     let output = out.built;
     let mut batch = reuse_batch(Some(spent));
     let mut bytes = 0;
-    let mut spare = Vec::new();
+    // Sized once: growing it again after each hand-over cost reallocations (and glibc's
+    // consolidation of its free lists, which large requests trigger).
+    let spare_batch = || Vec::with_capacity(2 * BATCH_RECORDS);
+    let mut spare = spare_batch();
     for mut parsed in input {
         for item in parsed.drain(..) {
             match item {
@@ -734,7 +737,7 @@ fn assemble(
                     });
                     if spare.len() >= BATCH_RECORDS {
                         // The reader may be full of spares already: then these are just freed.
-                        let _ = out.spare.try_send(std::mem::take(&mut spare));
+                        let _ = out.spare.try_send(std::mem::replace(&mut spare, spare_batch()));
                     }
                 }
                 Parsed::Unstamped => *intake.unstamped += 1,
