@@ -68,7 +68,9 @@ impl Built {
             Err(_) => Built::Partial,
         };
         if let Some(spare) = spare {
-            spare.extend(ev.records.into_iter().map(|r| r.body));
+            // Only buffers the reader keeps make the trip back (see `FrameReader::recycle`).
+            let bodies = ev.records.into_iter().map(|r| r.body);
+            spare.extend(bodies.filter(|b| b.capacity() <= file::SPARE_CAPACITY));
         }
         built
     }
