@@ -230,19 +230,38 @@ pub fn decode_hex(raw: &[u8]) -> Option<Vec<u8>> {
     if raw.is_empty() || raw.len() % 2 != 0 {
         return None;
     }
-    let nib = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    };
-    let mut out = Vec::with_capacity(raw.len() / 2);
-    for pair in raw.chunks_exact(2) {
+    // One pass, no branch per byte: invalid digits set a bit that is checked once at the end
+    // (arguments can be megabytes of hex).
+    let mut bad = 0u8;
+    let mut out = vec![0u8; raw.len() / 2];
+    for (byte, pair) in out.iter_mut().zip(raw.chunks_exact(2)) {
         if let [hi, lo] = pair {
-            out.push(nib(*hi)? << 4 | nib(*lo)?);
+            let (hi, lo) = (HEX_DIGIT[usize::from(*hi)], HEX_DIGIT[usize::from(*lo)]);
+            bad |= hi | lo;
+            *byte = (hi << 4) | (lo & 0x0f);
         }
     }
-    Some(out)
+    (bad & NOT_HEX == 0).then_some(out)
 }
+
+/// Marks a byte that is not an upper-case hex digit in [`HEX_DIGIT`].
+const NOT_HEX: u8 = 0x10;
+
+/// Upper-case hex digit → its value; any other byte → [`NOT_HEX`].
+static HEX_DIGIT: [u8; 256] = {
+    let mut table = [NOT_HEX; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
 
 /// ENRICHED log format: auditd appends 0x1d and its interpreted fields after the raw body.
 const ENRICHED_SEPARATOR: u8 = 0x1d;
@@ -1124,6 +1143,32 @@ mod tests {
         );
         assert_eq!(r.field_decoded(b"msg"), Some(b"cwd=\"/\" cmd=ls".to_vec()));
         assert_eq!(r.field_decoded(b"a3[1]"), Some(b"AB".to_vec()));
+    }
+
+    #[test]
+    fn decode_hex_agrees_with_a_digit_by_digit_reference_on_every_pair() {
+        let reference = |raw: &[u8]| -> Option<Vec<u8>> {
+            if raw.is_empty() || raw.len() % 2 != 0 {
+                return None;
+            }
+            let text = std::str::from_utf8(raw).ok()?;
+            if !text.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b)) {
+                return None;
+            }
+            (0..raw.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+                .collect()
+        };
+        for hi in 0..=255u8 {
+            for lo in 0..=255u8 {
+                let raw = [b'4', b'1', hi, lo];
+                assert_eq!(decode_hex(&raw), reference(&raw), "{raw:?}");
+            }
+        }
+        assert_eq!(decode_hex(b"0"), None);
+        assert_eq!(decode_hex(b""), None);
+        assert_eq!(decode_hex(b"2f"), None, "lower case is not what the kernel writes");
     }
 
     #[test]
