@@ -11,7 +11,7 @@ use auditsentry::daemon::kernel;
 use auditsentry::daemon::{self, Log, RunOptions};
 use auditsentry::event::Host;
 use auditsentry::pipeline::{self, DetectOptions, Detector, Pipeline};
-use auditsentry::proc::NoFallback;
+use auditsentry::proc::{NoFallback, ProcessTable};
 use auditsentry::rule::extended::ExtendedDetector;
 use auditsentry::rule::file as rules;
 use auditsentry::rule::kql::EvalOptions;
@@ -187,6 +187,13 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
     if !args.quiet {
         eprintln!("auditsentry: {stats}");
     }
+    // The process ends here: freeing the process table entry by entry (tens of thousands, after
+    // every stage has stopped) would only delay the exit.
+    let table = ProcessTable::new(1, Box::new(NoFallback));
+    std::mem::forget(std::mem::replace(
+        pipe.detector_mut().processes_mut(),
+        table,
+    ));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -739,7 +739,9 @@ fn assemble(
                     });
                     if spare.len() >= BATCH_RECORDS {
                         // The reader may be full of spares already: then these are just freed.
-                        let _ = out.spare.try_send(std::mem::replace(&mut spare, spare_batch()));
+                        let _ = out
+                            .spare
+                            .try_send(std::mem::replace(&mut spare, spare_batch()));
                     }
                 }
                 Parsed::Unstamped => *intake.unstamped += 1,

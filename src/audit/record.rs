@@ -1152,7 +1152,10 @@ mod tests {
                 return None;
             }
             let text = std::str::from_utf8(raw).ok()?;
-            if !text.bytes().all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b)) {
+            if !text
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
+            {
                 return None;
             }
             (0..raw.len())
@@ -1168,7 +1171,11 @@ mod tests {
         }
         assert_eq!(decode_hex(b"0"), None);
         assert_eq!(decode_hex(b""), None);
-        assert_eq!(decode_hex(b"2f"), None, "lower case is not what the kernel writes");
+        assert_eq!(
+            decode_hex(b"2f"),
+            None,
+            "lower case is not what the kernel writes"
+        );
     }
 
     #[test]
