@@ -448,18 +448,18 @@ fn parse_header(frame: &[u8], pos: usize) -> Result<(AuditTime, u32, Range<usize
 
 /// A run of ASCII digits at `pos` whose value is at most `max`: (value, end position).
 fn parse_decimal(frame: &[u8], pos: usize, max: u64) -> Option<(u64, usize)> {
-    let digits = rest(frame, pos)
-        .iter()
-        .take_while(|b| b.is_ascii_digit())
-        .count();
-    if digits == 0 {
-        return None;
-    }
+    // One pass: every record header holds three of these.
     let mut value: u64 = 0;
-    for &d in slice(frame, pos, pos + digits) {
-        value = value.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    let mut digits = 0;
+    for &b in rest(frame, pos) {
+        let d = b.wrapping_sub(b'0');
+        if d > 9 {
+            break;
+        }
+        value = value.checked_mul(10)?.checked_add(u64::from(d))?;
+        digits += 1;
     }
-    (value <= max).then_some((value, pos + digits))
+    (digits > 0 && value <= max).then_some((value, pos + digits))
 }
 
 /// Checks that `frame[pos] == want` and returns the next position.
@@ -479,6 +479,10 @@ fn expect_byte(
 /// Maps a text type name to its number: table names, `UNKNOWN[n]`, or 0 for a well-formed name
 /// the table lacks. `None` when the name is empty or has bytes no type name has.
 fn rtype_from_name(name: &[u8]) -> Option<u16> {
+    // The table's names are all well-formed: look up first, check the bytes only on a miss.
+    if let Some(known) = type_number(name) {
+        return Some(known);
+    }
     if let Some(num) = name
         .strip_prefix(b"UNKNOWN[")
         .and_then(|n| n.strip_suffix(b"]"))
@@ -489,7 +493,7 @@ fn rtype_from_name(name: &[u8]) -> Option<u16> {
     if name.is_empty() || !name.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'_') {
         return None;
     }
-    Some(type_number(name).unwrap_or(0))
+    Some(0)
 }
 
 /// `line` without one trailing `\n` or `\r\n`.
