@@ -69,10 +69,11 @@ fn into_text(bytes: Vec<u8>) -> String {
 }
 
 /// What the process table should remember about the process an exec event started. The
-/// arguments move out of `ev.argv` (left empty) into the result as text: they are copied once
-/// per exec on the hot path, not twice.
+/// arguments and the executable move out of `ev.argv` and `ev.exe` (left empty) into the result
+/// as text: they are copied once per exec on the hot path, not twice. Read `process.*` from the
+/// result afterwards, as [`ExecView`] does.
 pub fn process_info(ev: &mut ExecEvent) -> ProcessInfo {
-    let executable = ev.exe.as_deref().map(text);
+    let executable = ev.task.exe.take().map(into_text);
     let name = match &executable {
         Some(exe) => Some(basename(exe).to_string()),
         None => ev.comm.as_deref().map(text),
