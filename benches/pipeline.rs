@@ -79,11 +79,7 @@ fn stages(c: &mut Criterion) {
     };
     let infos: Vec<_> = execs
         .iter()
-        .map(|e| {
-            let mut e = e.clone();
-            let me = event::process_info(&mut e);
-            (e, me)
-        })
+        .map(|e| (e.clone(), event::process_info(e)))
         .collect();
     let views: Vec<_> = infos
         .iter()

@@ -63,17 +63,11 @@ pub fn basename(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
-/// Bytes the kernel logged, as ECS text, reusing the buffer when it is valid UTF-8.
-fn into_text(bytes: Vec<u8>) -> String {
-    String::from_utf8(bytes).unwrap_or_else(|e| text(e.as_bytes()))
-}
-
-/// What the process table should remember about the process an exec event started. The
-/// arguments and the executable move out of `ev.argv` and `ev.exe` (left empty) into the result
-/// as text: they are copied once per exec on the hot path, not twice. Read `process.*` from the
-/// result afterwards, as [`ExecView`] does.
-pub fn process_info(ev: &mut ExecEvent) -> ProcessInfo {
-    let executable = ev.task.exe.take().map(into_text);
+/// What the process table should remember about the process an exec event started, copied out
+/// of it as text. A replay calls it on another thread than the one that built (and will free)
+/// the exec, so nothing is moved between them.
+pub fn process_info(ev: &ExecEvent) -> ProcessInfo {
+    let executable = ev.exe.as_deref().map(text);
     let name = match &executable {
         Some(exe) => Some(basename(exe).to_string()),
         None => ev.comm.as_deref().map(text),
@@ -81,10 +75,7 @@ pub fn process_info(ev: &mut ExecEvent) -> ProcessInfo {
     ProcessInfo {
         executable,
         name,
-        args: std::mem::take(&mut ev.argv)
-            .into_iter()
-            .map(into_text)
-            .collect(),
+        args: ev.argv.iter().map(|a| text(a)).collect(),
     }
 }
 

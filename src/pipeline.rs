@@ -9,7 +9,7 @@ use crate::audit::link;
 use crate::audit::reassemble::{Event, ReassembleConfig, Reassembler};
 use crate::audit::record::{parse_frame_owned, AuditTime, Record, UNSTAMPED};
 use crate::event::{self, ExecView, Host};
-use crate::proc::{ProcFallback, ProcessInfo, ProcessTable};
+use crate::proc::{ProcFallback, ProcessTable};
 use crate::rule::extended::ExtendedDetector;
 use crate::rule::file::{Rule, RuleKind};
 use crate::rule::kql::{Document, EvalOptions};
@@ -30,18 +30,8 @@ const MALFORMED_REPORTED: u64 = 10;
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)] // Most events are execs: a Box would cost each an allocation.
 enum Built {
-    /// A successful exec, with the process facts it gives the process table. Those are made by
-    /// the thread that builds the exec, and the entries they displace from the table come back
-    /// in `displaced`, so a replay allocates and frees them on the same thread (glibc's arenas
-    /// make frees from another thread slow and contended).
-    Exec {
-        /// The exec event (its argv moved into `me.args`).
-        exec: ExecEvent,
-        /// `process.*` of the exec, shared with the process table.
-        me: Arc<ProcessInfo>,
-        /// Table entries this exec replaced or evicted, freed with the event.
-        displaced: Vec<Arc<ProcessInfo>>,
-    },
+    /// A successful exec.
+    Exec(ExecEvent),
     /// Not an exec; the event itself when the extended detector's syscall sensor wants it.
     Other(Option<Event>),
     /// An exec that could not be built: counted as partial.
@@ -58,11 +48,7 @@ impl Built {
         spare: Option<&mut Vec<Vec<u8>>>,
     ) -> Built {
         let built = match exec::build(&ev, limits) {
-            Ok(Some(mut exec)) => Built::Exec {
-                me: Arc::new(event::process_info(&mut exec)),
-                exec,
-                displaced: Vec::new(),
-            },
+            Ok(Some(exec)) => Built::Exec(exec),
             Ok(None) if keep_other => return Built::Other(Some(ev)),
             Ok(None) => Built::Other(None),
             Err(_) => Built::Partial,
@@ -78,7 +64,7 @@ impl Built {
     /// About how many bytes it holds, to bound batches between threads.
     fn size(&self) -> usize {
         match self {
-            Built::Exec { me, .. } => 256 + me.args.iter().map(String::len).sum::<usize>(),
+            Built::Exec(exec) => 256 + exec.argv.iter().map(Vec::len).sum::<usize>(),
             Built::Other(Some(ev)) => ev.records.iter().map(|r| 64 + r.body.len()).sum(),
             Built::Other(None) | Built::Partial => 64,
         }
@@ -172,8 +158,8 @@ impl<S: TermStore> Detector<S> {
 
     /// Handles one completed event: exec events are evaluated, everything else only counted.
     pub fn on_event(&mut self, ev: Event, sink: &mut dyn Sink) -> Result<(), SinkError> {
-        let mut built = Built::new(ev, &self.opts.exec_limits, self.extended.is_some(), None);
-        self.on_built(&mut built, sink)
+        let built = Built::new(ev, &self.opts.exec_limits, self.extended.is_some(), None);
+        self.on_built(&built, sink)
     }
 
     /// What [`Built::new`] needs to know to build events for this detector on another thread:
@@ -184,15 +170,12 @@ impl<S: TermStore> Detector<S> {
     }
 
     /// Handles one completed event after its build step ([`Detector::on_event`] = build + this).
-    /// The event stays with the caller, who drops it (with the table entries it displaced).
-    fn on_built(&mut self, built: &mut Built, sink: &mut dyn Sink) -> Result<(), SinkError> {
+    /// The event stays with the caller, who drops it: a replay hands it back to the thread that
+    /// built it.
+    fn on_built(&mut self, built: &Built, sink: &mut dyn Sink) -> Result<(), SinkError> {
         self.stats.events_completed += 1;
-        let (exec, me, displaced) = match built {
-            Built::Exec {
-                exec,
-                me,
-                displaced,
-            } => (exec, me, displaced),
+        let exec = match built {
+            Built::Exec(exec) => exec,
             Built::Other(Some(ev)) => return self.on_link_event(ev, sink),
             Built::Other(None) => return Ok(()),
             Built::Partial => {
@@ -207,16 +190,20 @@ impl<S: TermStore> Detector<S> {
         if exec.argv_truncated {
             self.stats.events_truncated += 1;
         }
+        // The process facts are copied out of the exec here, on the detecting thread, which also
+        // frees them when the table lets them go; the exec itself goes back to the thread that
+        // built it (glibc's arenas make frees from another thread slow and contended).
+        let me = event::process_info(exec);
         let parent = self.procs.get(exec.ppid);
         let host = Arc::clone(&self.host);
         let view = ExecView {
             ev: exec,
-            me,
+            me: &me,
             parent: parent.as_deref(),
             host: &host,
         };
         let detected = self.detect(&view, sink);
-        self.procs.exec(exec.pid, Arc::clone(me), displaced);
+        self.procs.exec(exec.pid, me);
         detected
     }
 
@@ -646,8 +633,8 @@ fn replay_staged<S: TermStore>(
             })
             .ok()?;
         let (mut fatal, mut failed) = (None, None);
-        'batches: for (mut batch, read_error) in ev_rx {
-            for built in &mut batch {
+        'batches: for (batch, read_error) in ev_rx {
+            for built in &batch {
                 if let Err(e) = detector.on_built(built, sink) {
                     failed = Some(e);
                     break 'batches;
@@ -700,13 +687,13 @@ struct Returns<'a> {
 
 /// A batch for the next `BATCH_RECORDS` items: one that came back on `returned` (its old items
 /// are dropped here, by the thread that allocated them), or a new one.
-fn reuse_batch<T>(returned: Option<&crossbeam_channel::Receiver<Vec<T>>>) -> Vec<T> {
-    match returned.and_then(|r| r.try_recv().ok()) {
-        Some(mut batch) => {
+fn reuse_batch<T>(returned: &crossbeam_channel::Receiver<Vec<T>>) -> Vec<T> {
+    match returned.try_recv() {
+        Ok(mut batch) => {
             batch.clear();
             batch
         }
-        None => Vec::with_capacity(BATCH_RECORDS),
+        Err(_) => Vec::with_capacity(BATCH_RECORDS),
     }
 }
 
@@ -721,7 +708,7 @@ fn assemble(
     keep_other: bool,
 ) {
     let output = out.built;
-    let mut batch = reuse_batch(Some(spent));
+    let mut batch = reuse_batch(spent);
     let mut bytes = 0;
     // Sized once: growing it again after each hand-over cost reallocations (and glibc's
     // consolidation of its free lists, which large requests trigger).
@@ -753,7 +740,7 @@ fn assemble(
             }
             if batch.len() >= BATCH_RECORDS || bytes >= BATCH_BYTES {
                 bytes = 0;
-                let full = std::mem::replace(&mut batch, reuse_batch(Some(spent)));
+                let full = std::mem::replace(&mut batch, reuse_batch(spent));
                 if output.send((full, None)).is_err() {
                     return;
                 }
@@ -795,7 +782,7 @@ fn read_inputs(
         if batch.len() >= per_batch || bytes >= BATCH_BYTES {
             bytes = 0;
             let next = match returns {
-                Some(r) => reuse_batch(Some(r.batches)),
+                Some(r) => reuse_batch(r.batches),
                 None => Vec::with_capacity(per_batch),
             };
             return deliver(std::mem::replace(batch, next));

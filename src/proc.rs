@@ -103,32 +103,14 @@ impl ProcessTable {
         let mut info = self.fallback.lookup(pid)?;
         Self::cut_args(&mut info.args);
         let info = Arc::new(info);
-        let mut displaced = Vec::new();
-        self.insert(pid, Arc::clone(&info), &mut displaced);
+        self.insert(pid, Arc::clone(&info));
         Some(info)
     }
 
-    /// Records that `pid` now runs `info` (called for every exec, success only). Args over
-    /// [`ProcessTable::MAX_ARGS_BYTES`] are cut in a copy. The entries this replaces or evicts are
-    /// pushed on `displaced` instead of being dropped, so the caller chooses the thread that frees
-    /// them (replay frees them where it allocated them).
-    pub fn exec(
-        &mut self,
-        pid: u32,
-        mut info: Arc<ProcessInfo>,
-        displaced: &mut Vec<Arc<ProcessInfo>>,
-    ) {
-        let bytes = info
-            .args
-            .iter()
-            .map(String::len)
-            .fold(0usize, usize::saturating_add);
-        if bytes > Self::MAX_ARGS_BYTES {
-            let mut cut = ProcessInfo::clone(&info);
-            Self::cut_args(&mut cut.args);
-            info = Arc::new(cut);
-        }
-        self.insert(pid, info, displaced);
+    /// Records that `pid` now runs `info` (called for every exec, success only).
+    pub fn exec(&mut self, pid: u32, mut info: ProcessInfo) {
+        Self::cut_args(&mut info.args);
+        self.insert(pid, Arc::new(info));
     }
 
     /// Forgets exited processes, checking at most `max_checks` entries with `alive` (the daemon
@@ -210,7 +192,7 @@ impl ProcessTable {
         self.entries.is_empty()
     }
 
-    fn insert(&mut self, pid: u32, info: Arc<ProcessInfo>, displaced: &mut Vec<Arc<ProcessInfo>>) {
+    fn insert(&mut self, pid: u32, info: Arc<ProcessInfo>) {
         self.clock += 1;
         let entry = Entry {
             updated: self.clock,
@@ -218,16 +200,14 @@ impl ProcessTable {
             dead_since: None,
             info,
         };
-        displaced.extend(self.entries.insert(pid, entry).map(|old| old.info));
+        self.entries.insert(pid, entry);
         if self.entries.len() > self.capacity {
-            // Evict the older half in one sweep: amortised O(1) per insert.
-            let mut ages: Vec<(u64, u32)> =
-                self.entries.iter().map(|(&p, e)| (e.updated, p)).collect();
+            // Drop the older half in one sweep: amortised O(1) per insert.
+            let mut ages: Vec<u64> = self.entries.values().map(|e| e.updated).collect();
             let mid = ages.len() / 2;
-            ages.select_nth_unstable(mid);
-            for &(_, old) in &ages[..=mid] {
-                displaced.extend(self.entries.remove(&old).map(|e| e.info));
-            }
+            let (_, cut, _) = ages.select_nth_unstable(mid);
+            let cut = *cut;
+            self.entries.retain(|_, e| e.updated > cut);
         }
     }
 }
@@ -244,13 +224,6 @@ mod tests {
         }
     }
 
-    /// `t.exec` of `info`, returning what it displaced.
-    fn exec(t: &mut ProcessTable, pid: u32, info: ProcessInfo) -> Vec<Arc<ProcessInfo>> {
-        let mut displaced = Vec::new();
-        t.exec(pid, Arc::new(info), &mut displaced);
-        displaced
-    }
-
     struct Fixed;
     impl ProcFallback for Fixed {
         fn lookup(&self, pid: u32) -> Option<ProcessInfo> {
@@ -261,40 +234,13 @@ mod tests {
     #[test]
     fn newest_exec_wins() {
         let mut t = ProcessTable::new(10, Box::new(NoFallback));
-        exec(&mut t, 5, info("/usr/bin/bash"));
-        exec(&mut t, 5, info("/usr/bin/perl"));
+        t.exec(5, info("/usr/bin/bash"));
+        t.exec(5, info("/usr/bin/perl"));
         assert_eq!(
             t.get(5).and_then(|i| i.name.clone()),
             Some("perl".to_string())
         );
         assert_eq!(t.get(6), None);
-    }
-
-    #[test]
-    fn replaced_and_evicted_entries_are_handed_back() {
-        let mut t = ProcessTable::new(4, Box::new(NoFallback));
-        assert!(exec(&mut t, 1, info("/bin/a")).is_empty());
-        let replaced = exec(&mut t, 1, info("/bin/b"));
-        assert_eq!(replaced.len(), 1);
-        assert_eq!(replaced[0].executable.as_deref(), Some("/bin/a"));
-        for pid in 2..=4 {
-            assert!(exec(&mut t, pid, info("/bin/c")).is_empty());
-        }
-        // The fifth process overflows a table of 4: the older half (pids 1, 2, 3) goes, handed back.
-        let evicted = exec(&mut t, 5, info("/bin/d"));
-        let mut names: Vec<_> = evicted.iter().map(|i| i.executable.clone()).collect();
-        names.sort();
-        assert_eq!(
-            names,
-            [
-                Some("/bin/b".to_string()),
-                Some("/bin/c".to_string()),
-                Some("/bin/c".to_string())
-            ]
-        );
-        let mut left: Vec<u32> = t.pids().collect();
-        left.sort_unstable();
-        assert_eq!(left, [4, 5]);
     }
 
     #[test]
@@ -312,7 +258,7 @@ mod tests {
     fn capacity_evicts_oldest() {
         let mut t = ProcessTable::new(4, Box::new(NoFallback));
         for pid in 1..=5 {
-            exec(&mut t, pid, info("/bin/x"));
+            t.exec(pid, info("/bin/x"));
         }
         assert!(t.len() <= 4);
         assert!(t.get(5).is_some(), "the newest entry survives");
@@ -322,8 +268,8 @@ mod tests {
     #[test]
     fn expiry_waits_for_the_grace_period() {
         let mut t = ProcessTable::new(10, Box::new(NoFallback));
-        exec(&mut t, 7, info("/bin/dead"));
-        exec(&mut t, 8, info("/bin/live"));
+        t.exec(7, info("/bin/dead"));
+        t.exec(8, info("/bin/live"));
         let alive = |pid: u32| pid == 8;
         // Pass 1 marks pid 7 dead; passes 2 and 3 keep it (a child's exec may still be in flight).
         assert_eq!(t.expire(&alive, 10), 0);
@@ -344,7 +290,7 @@ mod tests {
     fn expiry_checks_a_bounded_number_round_robin() {
         let mut t = ProcessTable::new(10, Box::new(NoFallback));
         for pid in 1..=4 {
-            exec(&mut t, pid, info("/bin/x"));
+            t.exec(pid, info("/bin/x"));
         }
         let checked = std::cell::RefCell::new(Vec::new());
         let alive = |pid: u32| {
@@ -367,13 +313,13 @@ mod tests {
     #[test]
     fn expiry_mark_is_cleared_by_life_and_by_reexec() {
         let mut t = ProcessTable::new(10, Box::new(NoFallback));
-        exec(&mut t, 3, info("/bin/a"));
-        exec(&mut t, 4, info("/bin/b"));
+        t.exec(3, info("/bin/a"));
+        t.exec(4, info("/bin/b"));
         let dead = |_: u32| false;
         let live = |_: u32| true;
         assert_eq!(t.expire(&dead, 10), 0);
         // Pid 3 is seen alive (a transient failure of the probe); pid 4 re-execs.
-        exec(&mut t, 4, info("/bin/c"));
+        t.exec(4, info("/bin/c"));
         assert_eq!(t.expire(&live, 1), 0);
         assert_eq!(t.expire(&dead, 10), 0);
         assert_eq!(t.expire(&dead, 10), 0);
@@ -387,7 +333,7 @@ mod tests {
     fn pids_and_capacity() {
         let mut t = ProcessTable::new(0, Box::new(NoFallback));
         assert_eq!(t.capacity(), 1);
-        exec(&mut t, 9, info("/bin/x"));
+        t.exec(9, info("/bin/x"));
         assert_eq!(t.pids().collect::<Vec<_>>(), vec![9]);
     }
 
@@ -412,7 +358,7 @@ mod tests {
         let mut t = ProcessTable::new(4, Box::new(NoFallback));
         let mut i = info("/bin/x");
         i.args = vec!["a".repeat(20_000), "b".repeat(20_000), "c".to_string()];
-        exec(&mut t, 1, i);
+        t.exec(1, i);
         assert_eq!(t.get(1).map(|i| i.args.len()), Some(1));
     }
 }

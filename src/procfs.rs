@@ -14,7 +14,6 @@ use std::fs::{self, File};
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// What the kernel appends to `/proc/PID/exe` when the executable was unlinked after exec.
 const DELETED_SUFFIX: &str = " (deleted)";
@@ -64,8 +63,6 @@ impl ProcFs {
             return 0;
         };
         let mut added = 0;
-        // Only unknown pids below capacity are added: nothing is displaced.
-        let mut displaced = Vec::new();
         for item in dir {
             if table.len() >= table.capacity() {
                 break;
@@ -78,7 +75,7 @@ impl ProcFs {
                 continue;
             }
             if let Some(info) = self.lookup(pid) {
-                table.exec(pid, Arc::new(info), &mut displaced);
+                table.exec(pid, info);
                 added += 1;
             }
         }
@@ -324,9 +321,11 @@ mod tests {
         let procfs = ProcFs::at(tmp.path());
 
         let mut table = ProcessTable::new(10, Box::new(NoFallback));
-        let mut i = procfs.lookup(20).unwrap();
-        i.args = strings(&["bash", "-c", "exact argv from audit"]);
-        table.exec(20, Arc::new(i), &mut Vec::new());
+        table.exec(20, {
+            let mut i = procfs.lookup(20).unwrap();
+            i.args = strings(&["bash", "-c", "exact argv from audit"]);
+            i
+        });
         assert_eq!(procfs.seed(&mut table), 2);
         let mut pids: Vec<u32> = table.pids().collect();
         pids.sort_unstable();

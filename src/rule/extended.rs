@@ -1411,14 +1411,14 @@ mod tests {
         let mut task = link_event(pid, 1, "", "", cwd).task;
         task.ppid = ppid;
         task.exe = Some(format!("/usr/bin/{name}").into_bytes());
-        let mut ev = crate::audit::exec::ExecEvent {
+        let ev = crate::audit::exec::ExecEvent {
             task,
             argv: args.iter().map(|a| a.as_bytes().to_vec()).collect(),
             argc: Some(args.len() as u64),
             argv_truncated: false,
             proctitle: None,
         };
-        let me = event::process_info(&mut ev);
+        let me = event::process_info(&ev);
         let host = host();
         let view = ExecView {
             ev: &ev,

@@ -64,11 +64,11 @@ fn check_input(input: &Path) -> usize {
     reassembler.flush(&mut |e| events.push(e));
     let mut execs = 0;
     for ev in &events {
-        let Ok(Some(mut exec)) = exec::build(ev, &ExecLimits::default()) else {
+        let Ok(Some(exec)) = exec::build(ev, &ExecLimits::default()) else {
             continue;
         };
         execs += 1;
-        let me = event::process_info(&mut exec);
+        let me = event::process_info(&exec);
         let parent = procs.get(exec.ppid);
         let view = ExecView {
             ev: &exec,
@@ -96,7 +96,7 @@ fn check_input(input: &Path) -> usize {
                 exec.serial
             );
         }
-        procs.exec(exec.pid, std::sync::Arc::new(me), &mut Vec::new());
+        procs.exec(exec.pid, me);
     }
     execs
 }
