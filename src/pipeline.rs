@@ -539,7 +539,9 @@ impl<S: TermStore> Pipeline<S> {
 /// When every input is a regular file the work runs in three stages on their own threads — read
 /// and parse, reassemble and build, detect — so a replay uses every core of a small machine.
 /// Batches between them are bounded in count and bytes, so memory stays bounded however long the
-/// lines. Order, counters and error messages are those of a single-threaded run. Stdin and pipes
+/// lines; spent memory flows back upstream (record buffers to the reader, events to the builder),
+/// so each thread frees what it allocated. Order, counters and error messages are those of a
+/// single-threaded run. Stdin and pipes
 /// are read on this thread, record by record: a batch would hold back the alerts of a stream that
 /// pauses.
 pub fn replay<S: TermStore>(
