@@ -1150,6 +1150,18 @@ mod tests {
     }
 
     #[test]
+    fn every_table_name_is_well_formed_so_lookup_can_come_first() {
+        // rtype_from_name returns a table hit before checking the name's bytes.
+        for (num, name) in TYPE_TABLE {
+            assert!(
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+                "{num}: {name:?}"
+            );
+            assert_eq!(rtype_from_name(name.as_bytes()), Some(*num), "{name}");
+        }
+    }
+
+    #[test]
     fn decode_hex_agrees_with_a_digit_by_digit_reference_on_every_pair() {
         let reference = |raw: &[u8]| -> Option<Vec<u8>> {
             if raw.is_empty() || raw.len() % 2 != 0 {
