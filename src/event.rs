@@ -67,16 +67,13 @@ pub fn basename(path: &str) -> &str {
 /// of it as text. A replay calls it on another thread than the one that built (and will free)
 /// the exec, so nothing is moved between them.
 pub fn process_info(ev: &ExecEvent) -> ProcessInfo {
-    let executable = ev.exe.as_deref().map(text);
-    let name = match &executable {
-        Some(exe) => Some(basename(exe).to_string()),
-        None => ev.comm.as_deref().map(text),
+    // The basename of the bytes is the basename of their text: `/` is never part of a
+    // multi-byte sequence, so the lossy conversion treats the pieces alike.
+    let name = match ev.exe.as_deref() {
+        Some(exe) => exe.rsplit(|&b| b == b'/').next(),
+        None => ev.comm.as_deref(),
     };
-    ProcessInfo {
-        executable,
-        name,
-        args: ev.argv.iter().map(|a| text(a)).collect(),
-    }
+    ProcessInfo::from_bytes(ev.exe.as_deref(), name, &ev.argv)
 }
 
 /// `SEC.MSEC` audit time as RFC 3339 UTC with milliseconds (`2026-11-28T10:26:55.123Z`).
@@ -120,15 +117,13 @@ pub fn document(
 ) -> Value {
     let mut process = Map::new();
     process.insert("pid".into(), Value::from(ev.pid));
-    if let Some(name) = &me.name {
-        process.insert("name".into(), Value::String(name.clone()));
+    if let Some(name) = me.name() {
+        process.insert("name".into(), Value::from(name));
     }
-    if let Some(exe) = &me.executable {
-        process.insert("executable".into(), Value::String(exe.clone()));
+    if let Some(exe) = me.executable() {
+        process.insert("executable".into(), Value::from(exe));
     }
-    process.insert("args".into(), strings(&me.args));
-    process.insert("args_count".into(), Value::from(me.args.len()));
-    process.insert("command_line".into(), Value::String(me.args.join(" ")));
+    insert_args(&mut process, me);
     if let Some(cwd) = &ev.cwd {
         process.insert("working_directory".into(), Value::String(text(cwd)));
     }
@@ -239,24 +234,21 @@ impl Document for ExecView<'_> {
             "host.os.type" => text("linux"),
             "host.id" => text(&self.host.id),
             "host.name" => text(&self.host.name),
-            "process.name" => self.me.name.as_deref().is_some_and(text),
-            "process.executable" => self.me.executable.as_deref().is_some_and(text),
-            "process.args" => self.me.args.iter().any(|a| text(a)),
-            "process.command_line" => text(&self.me.args.join(" ")),
+            "process.name" => self.me.name().is_some_and(text),
+            "process.executable" => self.me.executable().is_some_and(text),
+            "process.args" => self.me.args().any(text),
+            "process.command_line" => text(&self.me.command_line()),
             "process.working_directory" => ev.cwd.as_deref().is_some_and(|c| text(&lossy(c))),
             "process.title" => ev
                 .proctitle
                 .as_deref()
                 .is_some_and(|t| text(&lossy(&spaced(t)))),
-            "process.parent.name" => self
-                .parent
-                .and_then(|p| p.name.as_deref())
-                .is_some_and(text),
+            "process.parent.name" => self.parent.and_then(ProcessInfo::name).is_some_and(text),
             "process.parent.executable" => self
                 .parent
-                .and_then(|p| p.executable.as_deref())
+                .and_then(ProcessInfo::executable)
                 .is_some_and(text),
-            "process.parent.args" => self.parent.is_some_and(|p| p.args.iter().any(|a| text(a))),
+            "process.parent.args" => self.parent.is_some_and(|p| p.args().any(text)),
             "user.id" => ev.uid.is_some_and(|u| text(&u.to_string())),
             "user.effective.id" => ev.euid.is_some_and(|u| text(&u.to_string())),
             "auditd.key" => ev.key.as_deref().is_some_and(|k| text(&lossy(k))),
@@ -266,7 +258,7 @@ impl Document for ExecView<'_> {
             _ => {
                 let number = match path {
                     "process.pid" => Some(Number::from(ev.pid)),
-                    "process.args_count" => Some(Number::from(self.me.args.len())),
+                    "process.args_count" => Some(Number::from(self.me.args_len())),
                     "process.parent.pid" => Some(Number::from(ev.ppid)),
                     "auditd.serial" => Some(Number::from(ev.serial)),
                     "auditd.auid" => ev.auid.map(Number::from),
@@ -304,8 +296,15 @@ fn object<const N: usize>(entries: [(&str, Value); N]) -> Value {
 }
 
 /// A JSON array of strings.
-fn strings(values: &[String]) -> Value {
-    Value::Array(values.iter().cloned().map(Value::String).collect())
+fn strings<'a>(values: impl Iterator<Item = &'a str>) -> Value {
+    Value::Array(values.map(Value::from).collect())
+}
+
+/// `args`, `args_count` and `command_line` of `me` into a `process` object.
+pub fn insert_args(process: &mut Map<String, Value>, me: &ProcessInfo) {
+    process.insert("args".into(), strings(me.args()));
+    process.insert("args_count".into(), Value::from(me.args_len()));
+    process.insert("command_line".into(), Value::String(me.command_line()));
 }
 
 /// `process.parent`: the pid always, the rest when the process table knew the parent.
@@ -313,13 +312,13 @@ pub fn parent_object(ppid: u32, parent: Option<&ProcessInfo>) -> Value {
     let mut par = Map::new();
     par.insert("pid".into(), Value::from(ppid));
     if let Some(p) = parent {
-        if let Some(name) = &p.name {
-            par.insert("name".into(), Value::String(name.clone()));
+        if let Some(name) = p.name() {
+            par.insert("name".into(), Value::from(name));
         }
-        if let Some(exe) = &p.executable {
-            par.insert("executable".into(), Value::String(exe.clone()));
+        if let Some(exe) = p.executable() {
+            par.insert("executable".into(), Value::from(exe));
         }
-        par.insert("args".into(), strings(&p.args));
+        par.insert("args".into(), strings(p.args()));
     }
     Value::Object(par)
 }

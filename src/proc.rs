@@ -13,16 +13,176 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// What the table knows of one process: its current image and how it was invoked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the table knows of one process: its current image and how it was invoked, as text.
+///
+/// The executable, the name and every argument live back to back in one string, so an entry
+/// costs two allocations however many arguments it has: a replay makes one per exec, and the
+/// table frees as many as it takes in.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct ProcessInfo {
-    /// Absolute path of the executable (`exe=`), when known.
-    pub executable: Option<String>,
-    /// Basename of the executable (ECS `process.name`).
-    pub name: Option<String>,
-    /// argv as passed, possibly cut to [`ProcessTable::MAX_ARGS_BYTES`] for memory's sake.
-    pub args: Vec<String>,
+    /// Executable, name and arguments, back to back.
+    text: String,
+    /// End of each part in `text`: the executable, the name, then each argument.
+    ends: Vec<usize>,
+    /// Whether the executable (`exe=`) is known; an unknown one is an empty part.
+    has_executable: bool,
+    /// Whether the name is known.
+    has_name: bool,
 }
+
+/// Index in [`ProcessInfo`]'s `ends` of the first argument.
+const FIRST_ARG: usize = 2;
+
+impl ProcessInfo {
+    /// A process running `executable` (absolute path), named `name` (its basename, ECS
+    /// `process.name`), invoked with `args` (argv as passed).
+    pub fn new<A: AsRef<str>>(
+        executable: Option<&str>,
+        name: Option<&str>,
+        args: impl IntoIterator<Item = A>,
+    ) -> Self {
+        let (executable, name) = (executable.map(str::as_bytes), name.map(str::as_bytes));
+        let mut info = ProcessInfo::with_image(executable, name, 0, 0);
+        for arg in args {
+            info.push_arg(arg.as_ref().as_bytes());
+        }
+        info
+    }
+
+    /// The same from the bytes the kernel logged: invalid UTF-8 becomes U+FFFD, as in every ECS
+    /// text field. One pass, no intermediate strings.
+    pub fn from_bytes<A: AsRef<[u8]>>(
+        executable: Option<&[u8]>,
+        name: Option<&[u8]>,
+        args: &[A],
+    ) -> Self {
+        let len = args.iter().map(|a| a.as_ref().len()).sum::<usize>();
+        let mut info = ProcessInfo::with_image(executable, name, len, args.len());
+        for arg in args {
+            info.push_arg(arg.as_ref());
+        }
+        info
+    }
+
+    /// An entry with the executable and name and room for `argc` arguments of `args_len` bytes.
+    fn with_image(
+        executable: Option<&[u8]>,
+        name: Option<&[u8]>,
+        args_len: usize,
+        argc: usize,
+    ) -> Self {
+        let image = executable.map_or(0, <[u8]>::len) + name.map_or(0, <[u8]>::len);
+        let mut info = ProcessInfo {
+            text: String::with_capacity(image + args_len),
+            ends: Vec::with_capacity(FIRST_ARG + argc),
+            has_executable: executable.is_some(),
+            has_name: name.is_some(),
+        };
+        info.push_arg(executable.unwrap_or_default());
+        info.push_arg(name.unwrap_or_default());
+        info
+    }
+
+    /// Appends one part (as lossy UTF-8) and records where it ends.
+    fn push_arg(&mut self, bytes: &[u8]) {
+        match std::str::from_utf8(bytes) {
+            Ok(s) => self.text.push_str(s),
+            Err(_) => self.text.push_str(&String::from_utf8_lossy(bytes)),
+        }
+        self.ends.push(self.text.len());
+    }
+
+    /// Part `i` of the text (0 the executable, 1 the name, then the arguments).
+    fn part(&self, i: usize) -> Option<&str> {
+        let end = *self.ends.get(i)?;
+        let start = match i.checked_sub(1) {
+            Some(prev) => self.ends.get(prev).copied().unwrap_or(0),
+            None => 0,
+        };
+        self.text.get(start..end)
+    }
+
+    /// Absolute path of the executable (`exe=`), when known.
+    pub fn executable(&self) -> Option<&str> {
+        self.part(0).filter(|_| self.has_executable)
+    }
+
+    /// Basename of the executable (ECS `process.name`), when known.
+    pub fn name(&self) -> Option<&str> {
+        self.part(1).filter(|_| self.has_name)
+    }
+
+    /// argv as passed, possibly cut to [`ProcessTable::MAX_ARGS_BYTES`] for memory's sake.
+    pub fn args(&self) -> Args<'_> {
+        Args {
+            info: self,
+            next: FIRST_ARG,
+        }
+    }
+
+    /// Number of arguments.
+    pub fn args_len(&self) -> usize {
+        self.ends.len().saturating_sub(FIRST_ARG)
+    }
+
+    /// The arguments joined by spaces (ECS `process.command_line`).
+    pub fn command_line(&self) -> String {
+        self.args().collect::<Vec<_>>().join(" ")
+    }
+
+    /// Cuts the arguments to the whole ones that fit in [`ProcessTable::MAX_ARGS_BYTES`]
+    /// together, giving the memory of the rest back (the table does this to every entry).
+    pub fn cut_args(&mut self) {
+        let args_start = self.ends.get(FIRST_ARG - 1).copied().unwrap_or(0);
+        let Some(over) = self
+            .ends
+            .iter()
+            .skip(FIRST_ARG)
+            .position(|&end| end - args_start > ProcessTable::MAX_ARGS_BYTES)
+        else {
+            return;
+        };
+        self.ends.truncate(FIRST_ARG + over);
+        let kept = self.ends.last().copied().unwrap_or(0);
+        self.text.truncate(kept);
+        self.text.shrink_to_fit();
+        self.ends.shrink_to_fit();
+    }
+}
+
+impl std::fmt::Debug for ProcessInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessInfo")
+            .field("executable", &self.executable())
+            .field("name", &self.name())
+            .field("args", &self.args().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// The arguments of a [`ProcessInfo`], in order.
+#[derive(Clone)]
+pub struct Args<'a> {
+    info: &'a ProcessInfo,
+    next: usize,
+}
+
+impl<'a> Iterator for Args<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let arg = self.info.part(self.next)?;
+        self.next += 1;
+        Some(arg)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.info.ends.len().saturating_sub(self.next);
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for Args<'_> {}
 
 /// A source of process facts for pids the table has not seen exec (started before us, or forked
 /// without exec). Implemented over `/proc` by the live daemon.
@@ -82,26 +242,13 @@ impl ProcessTable {
         }
     }
 
-    /// Cuts `args` to the whole arguments that fit in [`ProcessTable::MAX_ARGS_BYTES`] together.
-    pub fn cut_args(args: &mut Vec<String>) {
-        let mut used = 0usize;
-        let keep = args
-            .iter()
-            .take_while(|a| {
-                used = used.saturating_add(a.len());
-                used <= Self::MAX_ARGS_BYTES
-            })
-            .count();
-        args.truncate(keep);
-    }
-
     /// Looks `pid` up, asking the fallback (and remembering its answer) on a miss.
     pub fn get(&mut self, pid: u32) -> Option<Arc<ProcessInfo>> {
         if let Some(entry) = self.entries.get(&pid) {
             return Some(Arc::clone(&entry.info));
         }
         let mut info = self.fallback.lookup(pid)?;
-        Self::cut_args(&mut info.args);
+        info.cut_args();
         let info = Arc::new(info);
         self.insert(pid, Arc::clone(&info));
         Some(info)
@@ -109,7 +256,7 @@ impl ProcessTable {
 
     /// Records that `pid` now runs `info` (called for every exec, success only).
     pub fn exec(&mut self, pid: u32, mut info: ProcessInfo) {
-        Self::cut_args(&mut info.args);
+        info.cut_args();
         self.insert(pid, Arc::new(info));
     }
 
@@ -217,11 +364,7 @@ mod tests {
     use super::*;
 
     fn info(exe: &str) -> ProcessInfo {
-        ProcessInfo {
-            executable: Some(exe.to_string()),
-            name: exe.rsplit('/').next().map(str::to_string),
-            args: vec![exe.to_string()],
-        }
+        ProcessInfo::new(Some(exe), exe.rsplit('/').next(), [exe])
     }
 
     struct Fixed;
@@ -237,7 +380,7 @@ mod tests {
         t.exec(5, info("/usr/bin/bash"));
         t.exec(5, info("/usr/bin/perl"));
         assert_eq!(
-            t.get(5).and_then(|i| i.name.clone()),
+            t.get(5).and_then(|i| i.name().map(str::to_string)),
             Some("perl".to_string())
         );
         assert_eq!(t.get(6), None);
@@ -247,7 +390,7 @@ mod tests {
     fn fallback_answers_misses_and_is_remembered() {
         let mut t = ProcessTable::new(10, Box::new(Fixed));
         assert_eq!(
-            t.get(1).and_then(|i| i.executable.clone()),
+            t.get(1).and_then(|i| i.executable().map(str::to_string)),
             Some("/sbin/init".to_string())
         );
         assert_eq!(t.len(), 1);
@@ -276,7 +419,7 @@ mod tests {
         assert_eq!(t.expire(&alive, 10), 0);
         assert_eq!(t.expire(&alive, 10), 0);
         assert_eq!(
-            t.get(7).and_then(|i| i.name.clone()),
+            t.get(7).and_then(|i| i.name().map(str::to_string)),
             Some("dead".to_string())
         );
         // Pass 4 is EXPIRY_GRACE_PASSES after the mark: gone.
@@ -342,23 +485,68 @@ mod tests {
         struct Long;
         impl ProcFallback for Long {
             fn lookup(&self, _pid: u32) -> Option<ProcessInfo> {
-                Some(ProcessInfo {
-                    executable: None,
-                    name: None,
-                    args: vec!["a".repeat(30_000), "b".repeat(3_000)],
-                })
+                Some(ProcessInfo::new(
+                    None,
+                    None,
+                    ["a".repeat(30_000), "b".repeat(3_000)],
+                ))
             }
         }
         let mut t = ProcessTable::new(4, Box::new(Long));
-        assert_eq!(t.get(1).map(|i| i.args.len()), Some(1));
+        assert_eq!(t.get(1).map(|i| i.args_len()), Some(1));
     }
 
     #[test]
     fn huge_args_are_cut() {
         let mut t = ProcessTable::new(4, Box::new(NoFallback));
-        let mut i = info("/bin/x");
-        i.args = vec!["a".repeat(20_000), "b".repeat(20_000), "c".to_string()];
-        t.exec(1, i);
-        assert_eq!(t.get(1).map(|i| i.args.len()), Some(1));
+        let args = ["a".repeat(20_000), "b".repeat(20_000), "c".to_string()];
+        t.exec(1, ProcessInfo::new(Some("/bin/x"), Some("x"), &args));
+        let got = t.get(1).unwrap();
+        assert_eq!(got.args().collect::<Vec<_>>(), [args[0].as_str()]);
+        assert_eq!(got.executable(), Some("/bin/x"));
+        assert_eq!(got.name(), Some("x"));
+    }
+
+    #[test]
+    fn parts_round_trip() {
+        let i = ProcessInfo::new(Some("/bin/ln"), Some("ln"), ["ln", "", "-s", "/tmp/é"]);
+        assert_eq!(i.executable(), Some("/bin/ln"));
+        assert_eq!(i.name(), Some("ln"));
+        assert_eq!(i.args().collect::<Vec<_>>(), ["ln", "", "-s", "/tmp/é"]);
+        assert_eq!(i.args().len(), 4);
+        assert_eq!(i.args_len(), 4);
+        assert_eq!(i.command_line(), "ln  -s /tmp/é");
+        let none = ProcessInfo::new::<&str>(None, None, []);
+        assert_eq!(
+            (none.executable(), none.name(), none.args_len()),
+            (None, None, 0)
+        );
+        // An empty name is a known one; absent parts read as None, not "".
+        let empty = ProcessInfo::new(Some(""), None, [""]);
+        assert_eq!((empty.executable(), empty.name()), (Some(""), None));
+        assert_eq!(empty.args().collect::<Vec<_>>(), [""]);
+        let bytes = ProcessInfo::from_bytes(Some(b"/x\xff"), Some(b"\xff"), &[b"a\xffb".to_vec()]);
+        assert_eq!(bytes.executable(), Some("/x\u{fffd}"));
+        assert_eq!(bytes.name(), Some("\u{fffd}"));
+        assert_eq!(bytes.args().collect::<Vec<_>>(), ["a\u{fffd}b"]);
+        assert_eq!(
+            format!("{bytes:?}"),
+            "ProcessInfo { executable: Some(\"/x\u{fffd}\"), name: Some(\"\u{fffd}\"), \
+             args: [\"a\u{fffd}b\"] }"
+        );
+    }
+
+    #[test]
+    fn cut_keeps_whole_args_up_to_the_bound() {
+        let max = ProcessTable::MAX_ARGS_BYTES;
+        let mut exact = ProcessInfo::new(Some("/e"), Some("e"), ["a".repeat(max - 1), "b".into()]);
+        exact.cut_args();
+        assert_eq!(exact.args_len(), 2, "exactly MAX_ARGS_BYTES is kept");
+        let mut over = ProcessInfo::new(Some("/e"), Some("e"), ["a".repeat(max), "b".into()]);
+        over.cut_args();
+        assert_eq!(over.args().collect::<Vec<_>>(), ["a".repeat(max)]);
+        let mut first = ProcessInfo::new(Some("/e"), Some("e"), ["a".repeat(max + 1)]);
+        first.cut_args();
+        assert_eq!((first.args_len(), first.name()), (0, Some("e")));
     }
 }

@@ -111,9 +111,7 @@ impl ProcFs {
         if cut || bytes.last() == Some(&0) {
             pieces.pop();
         }
-        let mut args: Vec<String> = pieces.into_iter().map(text).collect();
-        ProcessTable::cut_args(&mut args);
-        Some(args)
+        Some(pieces.into_iter().map(text).collect())
     }
 
     /// `comm` without its newline: the kernel's 15-byte name of the task.
@@ -140,11 +138,13 @@ impl ProcFallback for ProcFs {
         if executable.is_none() && name.is_none() && args.is_none() {
             return None;
         }
-        Some(ProcessInfo {
-            executable,
-            name,
-            args: args.unwrap_or_default(),
-        })
+        let mut info = ProcessInfo::new(
+            executable.as_deref(),
+            name.as_deref(),
+            args.unwrap_or_default(),
+        );
+        info.cut_args();
+        Some(info)
     }
 }
 
@@ -189,10 +189,6 @@ mod tests {
         }
     }
 
-    fn strings(v: &[&str]) -> Vec<String> {
-        v.iter().map(|s| s.to_string()).collect()
-    }
-
     #[test]
     fn reads_exe_cmdline_and_names_by_exe() {
         let tmp = tempfile::tempdir().unwrap();
@@ -206,11 +202,11 @@ mod tests {
         let info = ProcFs::at(tmp.path()).lookup(100);
         assert_eq!(
             info,
-            Some(ProcessInfo {
-                executable: Some("/usr/bin/busybox".to_string()),
-                name: Some("busybox".to_string()),
-                args: strings(&["ln", "-s", "", "/tmp/a\u{fffd}b"]),
-            })
+            Some(ProcessInfo::new(
+                Some("/usr/bin/busybox"),
+                Some("busybox"),
+                ["ln", "-s", "", "/tmp/a\u{fffd}b"],
+            ))
         );
     }
 
@@ -225,9 +221,9 @@ mod tests {
             Some("dropper\n"),
         );
         let info = ProcFs::at(tmp.path()).lookup(101).unwrap();
-        assert_eq!(info.executable, Some("/tmp/dropper".to_string()));
-        assert_eq!(info.name, Some("dropper".to_string()));
-        assert_eq!(info.args, strings(&["./dropper"]));
+        assert_eq!(info.executable(), Some("/tmp/dropper"));
+        assert_eq!(info.name(), Some("dropper"));
+        assert_eq!(info.args().collect::<Vec<_>>(), ["./dropper"]);
     }
 
     #[test]
@@ -237,11 +233,7 @@ mod tests {
         let info = ProcFs::at(tmp.path()).lookup(2);
         assert_eq!(
             info,
-            Some(ProcessInfo {
-                executable: None,
-                name: Some("kthreadd".to_string()),
-                args: Vec::new(),
-            })
+            Some(ProcessInfo::new::<&str>(None, Some("kthreadd"), []))
         );
     }
 
@@ -267,7 +259,7 @@ mod tests {
             None,
         );
         let info = ProcFs::at(tmp.path()).lookup(7).unwrap();
-        assert_eq!(info.args, strings(&["sshd: root@pts/0"]));
+        assert_eq!(info.args().collect::<Vec<_>>(), ["sshd: root@pts/0"]);
     }
 
     #[test]
@@ -282,8 +274,8 @@ mod tests {
         fake(tmp.path(), 8, Some("/usr/bin/xargs"), Some(&cmdline), None);
         let info = ProcFs::at(tmp.path()).lookup(8).unwrap();
         // 3 whole args (30 003 bytes) fit in 32 KiB; the 4th is cut mid-way and dropped.
-        assert_eq!(info.args.len(), 3);
-        assert!(info.args.iter().all(|a| *a == arg));
+        assert_eq!(info.args_len(), 3);
+        assert!(info.args().all(|a| *a == arg));
     }
 
     #[test]
@@ -293,8 +285,11 @@ mod tests {
         cmdline.push(0);
         fake(tmp.path(), 9, Some("/bin/y"), Some(&cmdline), None);
         let info = ProcFs::at(tmp.path()).lookup(9).unwrap();
-        assert_eq!(info.args.len(), 1);
-        assert_eq!(info.args[0].len(), ProcessTable::MAX_ARGS_BYTES - 1);
+        assert_eq!(info.args_len(), 1);
+        assert_eq!(
+            info.args().next().map(str::len),
+            Some(ProcessTable::MAX_ARGS_BYTES - 1)
+        );
     }
 
     #[test]
@@ -321,22 +316,20 @@ mod tests {
         let procfs = ProcFs::at(tmp.path());
 
         let mut table = ProcessTable::new(10, Box::new(NoFallback));
-        table.exec(20, {
-            let mut i = procfs.lookup(20).unwrap();
-            i.args = strings(&["bash", "-c", "exact argv from audit"]);
-            i
-        });
+        let i = procfs.lookup(20).unwrap();
+        let args = ["bash", "-c", "exact argv from audit"];
+        table.exec(20, ProcessInfo::new(i.executable(), i.name(), args));
         assert_eq!(procfs.seed(&mut table), 2);
         let mut pids: Vec<u32> = table.pids().collect();
         pids.sort_unstable();
         assert_eq!(pids, vec![1, 20, 30]);
         assert_eq!(
-            table.get(20).map(|i| i.args.len()),
+            table.get(20).map(|i| i.args_len()),
             Some(3),
             "seed keeps what exec events told"
         );
         assert_eq!(
-            table.get(1).and_then(|i| i.name.clone()),
+            table.get(1).and_then(|i| i.name().map(str::to_string)),
             Some("init".to_string())
         );
 
@@ -362,11 +355,12 @@ mod tests {
         let info = ProcFs::new().lookup(std::process::id()).unwrap();
         let exe = std::env::current_exe().unwrap();
         let exe = exe.to_str().unwrap();
-        assert_eq!(info.executable.as_deref(), Some(exe));
-        assert_eq!(info.name.as_deref(), Some(basename(exe)));
-        let mut args: Vec<String> = std::env::args_os().map(|a| text(a.as_bytes())).collect();
-        ProcessTable::cut_args(&mut args);
-        assert_eq!(info.args, args);
+        assert_eq!(info.executable(), Some(exe));
+        assert_eq!(info.name(), Some(basename(exe)));
+        let args: Vec<String> = std::env::args_os().map(|a| text(a.as_bytes())).collect();
+        let mut expected = ProcessInfo::new(Some(exe), Some(basename(exe)), args);
+        expected.cut_args();
+        assert_eq!(info, expected);
     }
 
     #[test]
@@ -379,13 +373,13 @@ mod tests {
             Ok(exe) => {
                 let exe = text(exe.as_os_str().as_bytes());
                 let exe = exe.strip_suffix(DELETED_SUFFIX).unwrap_or(&exe);
-                assert_eq!(info.executable.as_deref(), Some(exe));
-                assert_eq!(info.name.as_deref(), Some(basename(exe)));
+                assert_eq!(info.executable(), Some(exe));
+                assert_eq!(info.name(), Some(basename(exe)));
             }
             Err(_) => {
                 let comm = fs::read_to_string("/proc/1/comm").unwrap();
-                assert_eq!(info.executable, None);
-                assert_eq!(info.name.as_deref(), Some(comm.trim_end_matches('\n')));
+                assert_eq!(info.executable(), None);
+                assert_eq!(info.name(), Some(comm.trim_end_matches('\n')));
             }
         }
     }
@@ -399,14 +393,14 @@ mod tests {
         // before the kernel has set up its argv: until then cmdline reads empty.
         let mut info = procfs.lookup(pid).unwrap();
         for _ in 0..200 {
-            if !info.args.is_empty() {
+            if info.args_len() > 0 {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(5));
             info = procfs.lookup(pid).unwrap();
         }
-        assert_eq!(info.name.as_deref(), Some("sleep"));
-        assert_eq!(info.args, strings(&["sleep", "5"]));
+        assert_eq!(info.name(), Some("sleep"));
+        assert_eq!(info.args().collect::<Vec<_>>(), ["sleep", "5"]);
         assert!(procfs.is_alive(pid));
 
         let mut table = ProcessTable::new(16, Box::new(procfs.clone()));

@@ -721,10 +721,11 @@ impl ExtendedDetector {
     pub fn on_exec(&mut self, view: &ExecView<'_>, time_ms: u64) -> Option<Value> {
         let pid = view.ev.pid;
         self.remember_parent(pid, view.ev.ppid);
-        let name = view.me.name.as_deref()?;
+        let name = view.me.name()?;
         let cwd = view.ev.cwd.as_deref().map(event::text).unwrap_or_default();
+        let args: Vec<String> = view.me.args().map(String::from).collect();
         let mut first = None;
-        for pair in links_of_exec(name, &view.me.args, &cwd) {
+        for pair in links_of_exec(name, &args, &cwd) {
             if is_suspicious_pair(&pair) && !self.seen(pid, &pair.path, time_ms) && first.is_none()
             {
                 first = Some(pair);
@@ -808,15 +809,13 @@ pub fn fanotify_document(
     let mut process = Map::new();
     process.insert("pid".into(), json!(ev.pid));
     if let Some(me) = me {
-        if let Some(name) = &me.name {
+        if let Some(name) = me.name() {
             process.insert("name".into(), json!(name));
         }
-        if let Some(exe) = &me.executable {
+        if let Some(exe) = me.executable() {
             process.insert("executable".into(), json!(exe));
         }
-        process.insert("args".into(), json!(me.args));
-        process.insert("args_count".into(), json!(me.args.len()));
-        process.insert("command_line".into(), json!(me.args.join(" ")));
+        event::insert_args(&mut process, me);
     }
     if let Some(cwd) = &ev.cwd {
         process.insert("working_directory".into(), json!(cwd));
@@ -873,7 +872,7 @@ pub fn link_document(
         .exe
         .as_deref()
         .map(event::text)
-        .or_else(|| me.and_then(|m| m.executable.clone()));
+        .or_else(|| me.and_then(ProcessInfo::executable).map(str::to_string));
     let name = match &executable {
         Some(exe) => Some(event::basename(exe).to_string()),
         None => ev.comm.as_deref().map(event::text),
@@ -885,9 +884,7 @@ pub fn link_document(
         process.insert("executable".into(), json!(exe));
     }
     if let Some(me) = me {
-        process.insert("args".into(), json!(me.args));
-        process.insert("args_count".into(), json!(me.args.len()));
-        process.insert("command_line".into(), json!(me.args.join(" ")));
+        event::insert_args(&mut process, me);
     }
     if let Some(cwd) = &ev.cwd {
         process.insert("working_directory".into(), json!(event::text(cwd)));
@@ -1519,16 +1516,12 @@ mod tests {
     #[test]
     fn syscall_document_shape() {
         let mut det = ExtendedDetector::new().unwrap();
-        let me = ProcessInfo {
-            executable: Some("/usr/bin/python3.11".to_string()),
-            name: Some("python3.11".to_string()),
-            args: s(&["python3", "-c", "x"]),
-        };
-        let parent = ProcessInfo {
-            executable: Some("/usr/bin/bash".to_string()),
-            name: Some("bash".to_string()),
-            args: s(&["bash"]),
-        };
+        let me = ProcessInfo::new(
+            Some("/usr/bin/python3.11"),
+            Some("python3.11"),
+            ["python3", "-c", "x"],
+        );
+        let parent = ProcessInfo::new(Some("/usr/bin/bash"), Some("bash"), ["bash"]);
         let ev = link_event(12, 1_795_858_584, "../usr/bin/id", "x", "/tmp");
         let doc = det.on_link(&ev, Some(&me), Some(&parent), &host()).unwrap();
         assert_eq!(
@@ -1608,16 +1601,8 @@ mod tests {
     #[test]
     fn fanotify_alert_document() {
         let mut det = ExtendedDetector::new().unwrap();
-        let me = ProcessInfo {
-            executable: Some("/usr/bin/perl".to_string()),
-            name: Some("perl".to_string()),
-            args: vec!["perl".to_string(), "-e".to_string()],
-        };
-        let parent = ProcessInfo {
-            executable: Some("/usr/bin/bash".to_string()),
-            name: Some("bash".to_string()),
-            args: vec!["bash".to_string()],
-        };
+        let me = ProcessInfo::new(Some("/usr/bin/perl"), Some("perl"), ["perl", "-e"]);
+        let parent = ProcessInfo::new(Some("/usr/bin/bash"), Some("bash"), ["bash"]);
         let fan = fan_event(42, 1_700_000_000_123, "/usr/bin/id", "/dev/shm/.k");
         let doc = det
             .on_fanotify(&fan, Some(&me), Some(&parent), &host())
