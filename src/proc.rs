@@ -18,7 +18,7 @@ use std::sync::Arc;
 /// The executable, the name and every argument live back to back in one string, so an entry
 /// costs two allocations however many arguments it has: a replay makes one per exec, and the
 /// table frees as many as it takes in.
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ProcessInfo {
     /// Executable, name and arguments, back to back.
     text: String,

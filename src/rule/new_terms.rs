@@ -140,7 +140,7 @@ impl<S: TermStore> NewTermsGate<S> {
 
         self.commit()?;
         let mut first_new: Option<Vec<String>> = None;
-        for tuple in combinations(&values, MAX_COMBINATIONS) {
+        for tuple in combinations(values, MAX_COMBINATIONS) {
             let key = encode_key(&tuple);
             let last = self.store.last_seen(&rule.id, &key)?;
             let is_new = match last {
@@ -196,9 +196,13 @@ fn push_distinct(out: &mut Vec<String>, value: String) {
 }
 
 /// The first `limit` tuples of the cartesian product of `values`, first field varying slowest.
-fn combinations(values: &[Vec<String>], limit: usize) -> Vec<Vec<String>> {
+fn combinations(values: Vec<Vec<String>>, limit: usize) -> Vec<Vec<String>> {
+    if limit > 0 && values.iter().all(|vals| vals.len() == 1) {
+        // One value per field, nearly always: the one tuple, made of the values themselves.
+        return vec![values.into_iter().flatten().collect()];
+    }
     let mut tuples: Vec<Vec<String>> = vec![Vec::new()];
-    for vals in values {
+    for vals in &values {
         let mut next = Vec::new();
         'outer: for prefix in &tuples {
             for v in vals {
@@ -219,7 +223,8 @@ fn combinations(values: &[Vec<String>], limit: usize) -> Vec<Vec<String>> {
 /// (replays of one file, `--all-matches`). `flush` only counts calls.
 #[derive(Debug, Default)]
 pub struct MemStore {
-    entries: HashMap<(String, Vec<u8>), u64>,
+    /// Rule id → tuple key → last seen; looked up by borrowed keys, so a check allocates nothing.
+    entries: HashMap<String, HashMap<Vec<u8>, u64>>,
     flushes: usize,
 }
 
@@ -239,13 +244,22 @@ impl TermStore for MemStore {
     fn last_seen(&self, rule_id: &str, key: &[u8]) -> Result<Option<u64>, StateError> {
         Ok(self
             .entries
-            .get(&(rule_id.to_string(), key.to_vec()))
+            .get(rule_id)
+            .and_then(|tuples| tuples.get(key))
             .copied())
     }
 
     fn record(&mut self, rule_id: &str, key: &[u8], time_ms: u64) -> Result<(), StateError> {
-        self.entries
-            .insert((rule_id.to_string(), key.to_vec()), time_ms);
+        let tuples = match self.entries.get_mut(rule_id) {
+            Some(tuples) => tuples,
+            None => self.entries.entry(rule_id.to_string()).or_default(),
+        };
+        match tuples.get_mut(key) {
+            Some(last) => *last = time_ms,
+            None => {
+                tuples.insert(key.to_vec(), time_ms);
+            }
+        }
         Ok(())
     }
 
@@ -255,7 +269,7 @@ impl TermStore for MemStore {
     }
 
     fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.values().map(HashMap::len).sum()
     }
 }
 
@@ -464,6 +478,40 @@ mod tests {
         // Both combinations are now history.
         assert_eq!(check(&mut gate, &rule, &d, T0 + 2), Verdict::Seen);
         assert_eq!(gate.store().len(), 2);
+    }
+
+    #[test]
+    fn combinations_in_order_with_and_without_arrays() {
+        let v = |list: &[&[&str]]| -> Vec<Vec<String>> {
+            list.iter()
+                .map(|vals| vals.iter().map(|s| s.to_string()).collect())
+                .collect()
+        };
+        assert_eq!(combinations(v(&[&["h"], &["p"]]), 4), v(&[&["h", "p"]]));
+        assert_eq!(
+            combinations(v(&[&["h1", "h2"], &["p"]]), 4),
+            v(&[&["h1", "p"], &["h2", "p"]])
+        );
+        assert_eq!(
+            combinations(v(&[&["h"], &["p1", "p2", "p3"]]), 2),
+            v(&[&["h", "p1"], &["h", "p2"]])
+        );
+        assert_eq!(combinations(v(&[&["h"]]), 0), v(&[]));
+        assert_eq!(combinations(Vec::new(), 4), vec![Vec::<String>::new()]);
+    }
+
+    #[test]
+    fn mem_store_updates_in_place_and_counts_every_rule() {
+        let mut store = MemStore::new();
+        store.record("r1", b"k", 5).unwrap();
+        store.record("r1", b"k", 7).unwrap();
+        store.record("r1", b"j", 1).unwrap();
+        store.record("r2", b"k", 9).unwrap();
+        assert_eq!(store.last_seen("r1", b"k").unwrap(), Some(7));
+        assert_eq!(store.last_seen("r2", b"k").unwrap(), Some(9));
+        assert_eq!(store.last_seen("r2", b"j").unwrap(), None);
+        assert_eq!(store.last_seen("r3", b"k").unwrap(), None);
+        assert_eq!(store.len(), 3);
     }
 
     #[test]
