@@ -1125,6 +1125,35 @@ mod tests {
                 .collect();
             assert_eq!(scan_token(&s), scan_token_reference(&s), "{s:?}");
         }
+        // Long plain runs of bytes next to the stops in value, with a stop now and then at any
+        // offset (past the byte-by-byte start of the value too).
+        let plain = [
+            0x00, 0x1f, 0x21, 0x23, 0x26, 0x3c, 0x3e, 0x7f, 0x80, 0xa0, 0xbd, 0xff, b'A',
+        ];
+        for len in (1..100).cycle().take(20_000) {
+            let s: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    match x % 40 {
+                        0 => b' ',
+                        1 => b'"',
+                        2 => b'\'',
+                        3 | 4 => b'=',
+                        r => plain[(r % 13) as usize],
+                    }
+                })
+                .collect();
+            assert_eq!(scan_token(&s), scan_token_reference(&s), "{s:?}");
+        }
+        for stop in [b' ', b'=', b'"', b'\''] {
+            for at in 0..40 {
+                let mut s = vec![stop ^ 1; 40];
+                s[at] = stop;
+                assert_eq!(scan_token(&s), scan_token_reference(&s), "{s:?}");
+            }
+        }
         assert_eq!(scan_token(b"a=\"x y\" b=1"), (7, Some(1)));
         assert_eq!(scan_token(b"msg='a \"b' c"), (10, Some(3)));
         assert_eq!(scan_token(b"a=\"unclosed rest"), (16, Some(1)));
