@@ -64,8 +64,7 @@ pub fn basename(path: &str) -> &str {
 }
 
 /// What the process table should remember about the process an exec event started, copied out
-/// of it as text. A replay calls it on another thread than the one that built (and will free)
-/// the exec, so nothing is moved between them.
+/// of it as text (the exec's arguments are packed into one string on the way).
 pub fn process_info(ev: &ExecEvent) -> ProcessInfo {
     // The basename of the bytes is the basename of their text: `/` is never part of a
     // multi-byte sequence, so the lossy conversion treats the pieces alike.

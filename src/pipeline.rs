@@ -26,7 +26,8 @@ use std::sync::Arc;
 const MALFORMED_REPORTED: u64 = 10;
 
 /// A completed event after the stateless build step, ready for [`Detector::on_built`]. Building
-/// needs no detector state, so a replay does it on another thread than the detection.
+/// needs no detector state, so a replay does it outside the detector's borrow, recycling the
+/// event's record buffers on the way.
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)] // Most events are execs: a Box would cost each an allocation.
 enum Built {
@@ -59,15 +60,6 @@ impl Built {
             spare.extend(bodies.filter(|b| b.capacity() <= file::SPARE_CAPACITY));
         }
         built
-    }
-
-    /// About how many bytes it holds, to bound batches between threads.
-    fn size(&self) -> usize {
-        match self {
-            Built::Exec(exec) => 256 + exec.argv.iter().map(Vec::len).sum::<usize>(),
-            Built::Other(Some(ev)) => ev.records.iter().map(|r| 64 + r.body.len()).sum(),
-            Built::Other(None) | Built::Partial => 64,
-        }
     }
 }
 
@@ -162,7 +154,7 @@ impl<S: TermStore> Detector<S> {
         self.on_built(&built, sink)
     }
 
-    /// What [`Built::new`] needs to know to build events for this detector on another thread:
+    /// What [`Built::new`] needs to know to build events for this detector outside its borrow:
     /// the exec limits, and whether non-exec events must be kept (the extended detector's
     /// syscall sensor reads them).
     fn build_options(&self) -> (ExecLimits, bool) {
@@ -170,8 +162,6 @@ impl<S: TermStore> Detector<S> {
     }
 
     /// Handles one completed event after its build step ([`Detector::on_event`] = build + this).
-    /// The event stays with the caller, who drops it: a replay hands it back to the thread that
-    /// built it.
     fn on_built(&mut self, built: &Built, sink: &mut dyn Sink) -> Result<(), SinkError> {
         self.stats.events_completed += 1;
         let exec = match built {
@@ -190,9 +180,7 @@ impl<S: TermStore> Detector<S> {
         if exec.argv_truncated {
             self.stats.events_truncated += 1;
         }
-        // The process facts are copied out of the exec here, on the detecting thread, which also
-        // frees them when the table lets them go; the exec itself goes back to the thread that
-        // built it (glibc's arenas make frees from another thread slow and contended).
+        // The process facts are copied out of the exec as text, packed into one string.
         let me = event::process_info(exec);
         let parent = self.procs.get(exec.ppid);
         let host = Arc::clone(&self.host);
@@ -536,14 +524,14 @@ impl<S: TermStore> Pipeline<S> {
 /// Malformed records are counted and skipped. An input that cannot be opened or read ends the run
 /// with an error naming it — after everything already read has been evaluated and flushed.
 ///
-/// When every input is a regular file the work runs in three stages on their own threads — read
-/// and parse, reassemble and build, detect — so a replay uses every core of a small machine.
-/// Batches between them are bounded in count and bytes, so memory stays bounded however long the
-/// lines; spent memory flows back upstream (record buffers to the reader, events to the builder),
-/// so each thread frees what it allocated. Order, counters and error messages are those of a
-/// single-threaded run. Stdin and pipes
-/// are read on this thread, record by record: a batch would hold back the alerts of a stream that
-/// pauses.
+/// When every input is a regular file the work runs in two stages, each on its own thread — read,
+/// parse and reassemble; build and detect — so a replay keeps both cores of a small machine busy
+/// (three stages on two cores waited on each other more than they worked in parallel). Batches
+/// between them are bounded in count, and the bytes in flight by a budget, so memory stays
+/// bounded however long the lines; record buffers flow back to the reader, which copies new lines
+/// into them. Order, counters and error messages are those of a single-threaded run. Stdin and
+/// pipes are read on this thread, record by record: a batch would hold back the alerts of a
+/// stream that pauses.
 pub fn replay<S: TermStore>(
     inputs: &[String],
     format: Format,
@@ -582,7 +570,7 @@ pub fn replay<S: TermStore>(
 /// How a replay's input ended early: a read failure, or a sink failure.
 type Ended = (Option<SourceError>, Option<SinkError>);
 
-/// The three-stage replay; `None` (nothing read) when its threads cannot be started.
+/// The two-stage replay; `None` (nothing read) when its thread cannot be started.
 fn replay_staged<S: TermStore>(
     inputs: &[String],
     format: Format,
@@ -604,67 +592,65 @@ fn replay_staged<S: TermStore>(
         malformed,
     };
     std::thread::scope(|scope| {
-        let (rec_tx, rec_rx) = crossbeam_channel::bounded::<Vec<Parsed>>(BATCHES_IN_FLIGHT);
-        let (ev_tx, ev_rx) = crossbeam_channel::bounded::<Assembled>(BATCHES_IN_FLIGHT);
-        // Spent buffers and batches flow back upstream, so memory is freed (or reused) by the
-        // thread that allocated it.
+        let (ev_tx, ev_rx) = crossbeam_channel::bounded::<Gathered>(BATCHES_IN_FLIGHT);
+        // Record buffers flow back to the reader, which copies new lines into them.
         let (spare_tx, spare_rx) = crossbeam_channel::bounded(RETURNS_IN_FLIGHT);
-        let (emptied_tx, emptied_rx) = crossbeam_channel::bounded(RETURNS_IN_FLIGHT);
-        let (spent_tx, spent_rx) = crossbeam_channel::bounded::<Vec<Built>>(RETURNS_IN_FLIGHT);
-        std::thread::Builder::new()
-            .name("replay-build".into())
-            .spawn_scoped(scope, move || {
-                let out = Outputs {
-                    built: &ev_tx,
-                    spare: &spare_tx,
-                    emptied: &emptied_tx,
-                };
-                assemble(&rec_rx, &spent_rx, &out, intake, &limits, keep_other)
-            })
-            .ok()?;
-        // If this one cannot start, its sender is dropped and the other stage ends at once.
+        // The byte budget between the stages: a batch takes one token per BATCH_BYTES it holds
+        // (all of them at most) and the detecting stage gives them back when it is done with it.
+        let (token_tx, token_rx) = crossbeam_channel::bounded::<()>(TOKENS);
+        for _ in 0..TOKENS {
+            token_tx.try_send(()).ok()?;
+        }
         std::thread::Builder::new()
             .name("replay-read".into())
             .spawn_scoped(scope, move || {
-                let deliver = &mut |b| rec_tx.send(b).is_ok();
-                let returns = Returns {
-                    bodies: &spare_rx,
-                    batches: &emptied_rx,
+                let out = Gather {
+                    events: &ev_tx,
+                    tokens: &token_rx,
                 };
-                read_inputs(inputs, format, BATCH_RECORDS, Some(&returns), deliver)
+                read_and_reassemble(inputs, format, intake, &spare_rx, &out);
             })
             .ok()?;
         let (mut fatal, mut failed) = (None, None);
-        'batches: for (batch, read_error) in ev_rx {
-            for built in &batch {
-                if let Err(e) = detector.on_built(built, sink) {
+        let mut spare = Vec::with_capacity(2 * BATCH_RECORDS);
+        'batches: for (batch, tokens, read_error) in ev_rx {
+            for ev in batch {
+                let built = Built::new(ev, &limits, keep_other, Some(&mut spare));
+                if let Err(e) = detector.on_built(&built, sink) {
                     failed = Some(e);
                     break 'batches;
                 }
+            }
+            for _ in 0..tokens {
+                let _ = token_tx.try_send(());
+            }
+            if spare.len() >= BATCH_RECORDS {
+                // The reader may be full of spares already: then these are just freed.
+                let fresh = Vec::with_capacity(2 * BATCH_RECORDS);
+                let _ = spare_tx.try_send(std::mem::replace(&mut spare, fresh));
             }
             if read_error.is_some() {
                 fatal = read_error;
                 break;
             }
-            // Freed by the building stage; if it has enough batches back already, here.
-            let _ = spent_tx.try_send(batch);
         }
         Some((fatal, failed))
     })
 }
 
-/// Most records in one batch from the reading stage, and most events from the building stage.
+/// Most records in one batch of the reader, and most events in one batch to the detecting stage.
 const BATCH_RECORDS: usize = 512;
-/// Most bytes (record bodies, arguments) in one batch: with [`BATCHES_IN_FLIGHT`], what a flood
-/// of megabyte arguments can hold between two stages (4 MiB).
+/// Bytes of record bodies one token of the budget between the stages stands for.
 const BATCH_BYTES: usize = 1 << 18;
-/// Batches a stage may be ahead of the next by. Sixteen small batches rather than four big ones:
-/// the stages wait on each other (and wake each other up) less often; a replay runs 4 % faster.
+/// Tokens of the budget: what a flood of megabyte arguments can hold between the stages (4 MiB,
+/// or one event alone if it is larger).
+const TOKENS: usize = 16;
+/// Batches the reading stage may be ahead of the detecting one by.
 const BATCHES_IN_FLIGHT: usize = 16;
-/// Spent batches and buffers on their way back upstream, at most.
+/// Lists of spare record buffers on their way back to the reader, at most.
 const RETURNS_IN_FLIGHT: usize = 4;
 
-/// The front of a pipeline, lent to the building stage of a replay.
+/// The front of a pipeline, lent to the reading stage of a replay.
 struct Intake<'a> {
     reassembler: &'a mut Reassembler,
     parsed: &'a mut u64,
@@ -672,16 +658,87 @@ struct Intake<'a> {
     malformed: &'a mut u64,
 }
 
-/// What the building stage hands to the detecting one: built events, then, if the input could
-/// not be read, why (the replay ends after what came before).
-type Assembled = (Vec<Built>, Option<SourceError>);
+/// What the reading stage hands to the detecting one: completed events, the budget tokens they
+/// took, then, if the input could not be read, why (the replay ends after what came before).
+type Gathered = (Vec<Event>, usize, Option<SourceError>);
 
-/// Where the building stage sends its work: built events to the detecting stage, spent record
-/// buffers and emptied record batches back to the reading one.
-struct Outputs<'a> {
-    built: &'a crossbeam_channel::Sender<Assembled>,
-    spare: &'a crossbeam_channel::Sender<Vec<Vec<u8>>>,
-    emptied: &'a crossbeam_channel::Sender<Vec<Parsed>>,
+/// Where the reading stage sends completed events, and the budget tokens it takes first.
+struct Gather<'a> {
+    events: &'a crossbeam_channel::Sender<Gathered>,
+    tokens: &'a crossbeam_channel::Receiver<()>,
+}
+
+impl Gather<'_> {
+    /// Sends `batch` (of `bytes` bytes) once the budget has room; false when the detecting stage
+    /// is gone.
+    fn send(&self, batch: Vec<Event>, bytes: usize, read_error: Option<SourceError>) -> bool {
+        let tokens = bytes.div_ceil(BATCH_BYTES).clamp(1, TOKENS);
+        for _ in 0..tokens {
+            if self.tokens.recv().is_err() {
+                return false;
+            }
+        }
+        self.events.send((batch, tokens, read_error)).is_ok()
+    }
+}
+
+/// The reading stage: frames → records → reassembler → completed events, in batches bounded in
+/// count and bytes. Spare record buffers come back on `spare`.
+fn read_and_reassemble(
+    inputs: &[String],
+    format: Format,
+    intake: Intake<'_>,
+    spare: &crossbeam_channel::Receiver<Vec<Vec<u8>>>,
+    out: &Gather<'_>,
+) {
+    // Emptied record batches are reused by the same thread: a local loop back.
+    let (emptied_tx, emptied_rx) = crossbeam_channel::bounded(RETURNS_IN_FLIGHT);
+    let returns = Returns {
+        bodies: spare,
+        batches: &emptied_rx,
+    };
+    let mut batch = Vec::with_capacity(BATCH_RECORDS);
+    let mut bytes = 0;
+    let mut open = true;
+    read_inputs(
+        inputs,
+        format,
+        BATCH_RECORDS,
+        Some(&returns),
+        &mut |mut parsed| {
+            for item in parsed.drain(..) {
+                match item {
+                    Parsed::Record(rec) => {
+                        *intake.parsed += 1;
+                        intake.reassembler.push(rec, &mut |ev| {
+                            bytes += ev.records.iter().map(|r| 64 + r.body.len()).sum::<usize>();
+                            batch.push(ev);
+                        });
+                    }
+                    Parsed::Unstamped => *intake.unstamped += 1,
+                    Parsed::Malformed(what) => count_malformed(intake.malformed, &what),
+                    Parsed::Fatal(e) => {
+                        open = false;
+                        let last = std::mem::take(&mut batch);
+                        out.send(last, bytes, Some(e));
+                        return false;
+                    }
+                }
+                if batch.len() >= BATCH_RECORDS || bytes >= BATCH_BYTES {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_RECORDS));
+                    if !out.send(full, std::mem::take(&mut bytes), None) {
+                        open = false;
+                        return false;
+                    }
+                }
+            }
+            let _ = emptied_tx.try_send(parsed);
+            true
+        },
+    );
+    if open && !batch.is_empty() {
+        out.send(batch, bytes, None);
+    }
 }
 
 /// What the reading stage gets back for reuse: spent record buffers, emptied batches.
@@ -699,62 +756,6 @@ fn reuse_batch<T>(returned: &crossbeam_channel::Receiver<Vec<T>>) -> Vec<T> {
             batch
         }
         Err(_) => Vec::with_capacity(BATCH_RECORDS),
-    }
-}
-
-/// The building stage: parsed records → reassembler → built events, in batches. The detecting
-/// stage hands batches of spent events back on `spent`.
-fn assemble(
-    input: &crossbeam_channel::Receiver<Vec<Parsed>>,
-    spent: &crossbeam_channel::Receiver<Vec<Built>>,
-    out: &Outputs<'_>,
-    intake: Intake<'_>,
-    limits: &ExecLimits,
-    keep_other: bool,
-) {
-    let output = out.built;
-    let mut batch = reuse_batch(spent);
-    let mut bytes = 0;
-    // Sized once: growing it again after each hand-over cost reallocations (and glibc's
-    // consolidation of its free lists, which large requests trigger).
-    let spare_batch = || Vec::with_capacity(2 * BATCH_RECORDS);
-    let mut spare = spare_batch();
-    for mut parsed in input {
-        for item in parsed.drain(..) {
-            match item {
-                Parsed::Record(rec) => {
-                    *intake.parsed += 1;
-                    intake.reassembler.push(rec, &mut |ev| {
-                        let built = Built::new(ev, limits, keep_other, Some(&mut spare));
-                        bytes += built.size();
-                        batch.push(built);
-                    });
-                    if spare.len() >= BATCH_RECORDS {
-                        // The reader may be full of spares already: then these are just freed.
-                        let _ = out
-                            .spare
-                            .try_send(std::mem::replace(&mut spare, spare_batch()));
-                    }
-                }
-                Parsed::Unstamped => *intake.unstamped += 1,
-                Parsed::Malformed(what) => count_malformed(intake.malformed, &what),
-                Parsed::Fatal(e) => {
-                    let _ = output.send((batch, Some(e)));
-                    return;
-                }
-            }
-            if batch.len() >= BATCH_RECORDS || bytes >= BATCH_BYTES {
-                bytes = 0;
-                let full = std::mem::replace(&mut batch, reuse_batch(spent));
-                if output.send((full, None)).is_err() {
-                    return;
-                }
-            }
-        }
-        let _ = out.emptied.try_send(parsed);
-    }
-    if !batch.is_empty() {
-        let _ = output.send((batch, None));
     }
 }
 
