@@ -161,6 +161,11 @@ impl<S: TermStore> Detector<S> {
         (self.opts.exec_limits, self.extended.is_some())
     }
 
+    /// Counts `n` completed events that a replay's reader found to be no exec and dropped.
+    fn count_others(&mut self, n: u64) {
+        self.stats.events_completed += n;
+    }
+
     /// Handles one completed event after its build step ([`Detector::on_event`] = build + this).
     fn on_built(&mut self, built: &Built, sink: &mut dyn Sink) -> Result<(), SinkError> {
         self.stats.events_completed += 1;
@@ -608,12 +613,13 @@ fn replay_staged<S: TermStore>(
                     events: &ev_tx,
                     tokens: &token_rx,
                 };
-                read_and_reassemble(inputs, format, intake, &spare_rx, &out);
+                read_and_reassemble(inputs, format, intake, keep_other, &spare_rx, &out);
             })
             .ok()?;
         let (mut fatal, mut failed) = (None, None);
         let mut spare = Vec::with_capacity(2 * BATCH_RECORDS);
-        'batches: for (batch, tokens, read_error) in ev_rx {
+        'batches: for (batch, others, tokens, read_error) in ev_rx {
+            detector.count_others(others);
             for ev in batch {
                 let built = Built::new(ev, &limits, keep_other, Some(&mut spare));
                 if let Err(e) = detector.on_built(&built, sink) {
@@ -658,9 +664,10 @@ struct Intake<'a> {
     malformed: &'a mut u64,
 }
 
-/// What the reading stage hands to the detecting one: completed events, the budget tokens they
-/// took, then, if the input could not be read, why (the replay ends after what came before).
-type Gathered = (Vec<Event>, usize, Option<SourceError>);
+/// What the reading stage hands to the detecting one: completed events, how many it dropped as no
+/// exec since the last batch, the budget tokens they took, then, if the input could not be read,
+/// why (the replay ends after what came before).
+type Gathered = (Vec<Event>, u64, usize, Option<SourceError>);
 
 /// Where the reading stage sends completed events, and the budget tokens it takes first.
 struct Gather<'a> {
@@ -671,14 +678,21 @@ struct Gather<'a> {
 impl Gather<'_> {
     /// Sends `batch` (of `bytes` bytes) once the budget has room; false when the detecting stage
     /// is gone.
-    fn send(&self, batch: Vec<Event>, bytes: usize, read_error: Option<SourceError>) -> bool {
+    fn send(
+        &self,
+        batch: Vec<Event>,
+        others: u64,
+        bytes: usize,
+        read_error: Option<SourceError>,
+    ) -> bool {
         let tokens = bytes.div_ceil(BATCH_BYTES).clamp(1, TOKENS);
         for _ in 0..tokens {
             if self.tokens.recv().is_err() {
                 return false;
             }
         }
-        self.events.send((batch, tokens, read_error)).is_ok()
+        let gathered = (batch, others, tokens, read_error);
+        self.events.send(gathered).is_ok()
     }
 }
 
@@ -688,6 +702,7 @@ fn read_and_reassemble(
     inputs: &[String],
     format: Format,
     intake: Intake<'_>,
+    keep_other: bool,
     spare: &crossbeam_channel::Receiver<Vec<Vec<u8>>>,
     out: &Gather<'_>,
 ) {
@@ -697,47 +712,96 @@ fn read_and_reassemble(
         bodies: spare,
         batches: &emptied_rx,
     };
-    let mut batch = Vec::with_capacity(BATCH_RECORDS);
-    let mut bytes = 0;
-    let mut open = true;
+    let mut stage = Gathering {
+        intake,
+        keep_other,
+        out,
+        batch: Vec::with_capacity(BATCH_RECORDS),
+        bytes: 0,
+        others: 0,
+        open: true,
+    };
     read_inputs(
         inputs,
         format,
         BATCH_RECORDS,
         Some(&returns),
         &mut |mut parsed| {
-            for item in parsed.drain(..) {
-                match item {
-                    Parsed::Record(rec) => {
-                        *intake.parsed += 1;
-                        intake.reassembler.push(rec, &mut |ev| {
-                            bytes += ev.records.iter().map(|r| 64 + r.body.len()).sum::<usize>();
-                            batch.push(ev);
-                        });
-                    }
-                    Parsed::Unstamped => *intake.unstamped += 1,
-                    Parsed::Malformed(what) => count_malformed(intake.malformed, &what),
-                    Parsed::Fatal(e) => {
-                        open = false;
-                        let last = std::mem::take(&mut batch);
-                        out.send(last, bytes, Some(e));
-                        return false;
-                    }
-                }
-                if batch.len() >= BATCH_RECORDS || bytes >= BATCH_BYTES {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH_RECORDS));
-                    if !out.send(full, std::mem::take(&mut bytes), None) {
-                        open = false;
-                        return false;
-                    }
-                }
-            }
+            let more = stage.take(&mut parsed);
             let _ = emptied_tx.try_send(parsed);
-            true
+            more
         },
     );
-    if open && !batch.is_empty() {
-        out.send(batch, bytes, None);
+    stage.finish();
+}
+
+/// The state of the reading stage between two record batches.
+struct Gathering<'a, 'o> {
+    intake: Intake<'a>,
+    keep_other: bool,
+    out: &'o Gather<'o>,
+    /// Completed events not sent yet, and their bytes.
+    batch: Vec<Event>,
+    bytes: usize,
+    /// Events dropped as no exec since the last batch went.
+    others: u64,
+    /// False once the input failed or the detecting stage is gone.
+    open: bool,
+}
+
+impl Gathering<'_, '_> {
+    /// Reassembles one batch of parsed records (emptying it); false when reading must stop.
+    fn take(&mut self, parsed: &mut Vec<Parsed>) -> bool {
+        for item in parsed.drain(..) {
+            match item {
+                Parsed::Record(rec) => {
+                    *self.intake.parsed += 1;
+                    let (batch, bytes, others) =
+                        (&mut self.batch, &mut self.bytes, &mut self.others);
+                    let keep_other = self.keep_other;
+                    self.intake.reassembler.push(rec, &mut |ev| {
+                        // Half of a busy host's events are certainly no exec: counted and
+                        // dropped here, unless the link sensor reads them.
+                        if !keep_other && exec::is_other(&ev) {
+                            *others += 1;
+                            return;
+                        }
+                        *bytes += ev.records.iter().map(|r| 64 + r.body.len()).sum::<usize>();
+                        batch.push(ev);
+                    });
+                }
+                Parsed::Unstamped => *self.intake.unstamped += 1,
+                Parsed::Malformed(what) => count_malformed(self.intake.malformed, &what),
+                Parsed::Fatal(e) => {
+                    self.send(Some(e));
+                    self.open = false;
+                    return false;
+                }
+            }
+            if (self.batch.len() >= BATCH_RECORDS || self.bytes >= BATCH_BYTES) && !self.send(None)
+            {
+                self.open = false;
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Sends what is gathered (and `read_error`); false when the detecting stage is gone.
+    fn send(&mut self, read_error: Option<SourceError>) -> bool {
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH_RECORDS));
+        let (others, bytes) = (
+            std::mem::take(&mut self.others),
+            std::mem::take(&mut self.bytes),
+        );
+        self.out.send(batch, others, bytes, read_error)
+    }
+
+    /// Sends the rest at the end of the input.
+    fn finish(mut self) {
+        if self.open && (!self.batch.is_empty() || self.others > 0) {
+            self.send(None);
+        }
     }
 }
 

@@ -9,7 +9,7 @@
 use thiserror::Error;
 
 use super::reassemble::Event;
-use super::record::{decode_value, types, Record};
+use super::record::{decode_value, types, Fields, Record};
 use super::task::{string_field, SyscallFields, Task};
 
 /// Bounds on what one event's argv may hold; beyond them arguments are dropped and
@@ -104,36 +104,16 @@ const EXEC_SYSCALLS: &[(u32, &[u32])] = &[
 /// aarch64, arm); for any other architecture the presence of an EXECVE record decides.
 pub fn build(event: &Event, limits: &ExecLimits) -> Result<Option<ExecEvent>, ExecError> {
     let serial = event.serial;
-    let syscall_rec = event.records.iter().find(|r| r.rtype == types::SYSCALL);
-    let has_execve = event.records.iter().any(|r| r.rtype == types::EXECVE);
-    let Some(sc) = syscall_rec else {
-        return if has_execve {
-            Err(ExecError::MissingSyscall { serial })
-        } else {
-            Ok(None)
-        };
+    let (sc, mut fields, mut f, has_execve) = match head(event) {
+        Head::Other => return Ok(None),
+        Head::Broken(e) => return Err(e),
+        Head::Exec {
+            sc,
+            fields,
+            f,
+            has_execve,
+        } => (sc, fields, f, has_execve),
     };
-    // One pass over the SYSCALL body instead of one scan per field: this is the hot path. It
-    // stops after arch and syscall for the many syscalls that are not an exec.
-    let mut fields = sc.fields();
-    let mut f = SyscallFields::scan_head(&mut fields);
-    let Some(syscall) = f.syscall() else {
-        return if has_execve {
-            Err(bad_field(sc, serial, "syscall"))
-        } else {
-            Ok(None)
-        };
-    };
-    let is_exec = match f
-        .arch()
-        .and_then(|a| EXEC_SYSCALLS.iter().find(|(x, _)| *x == a))
-    {
-        Some((_, numbers)) => numbers.contains(&syscall),
-        None => has_execve,
-    };
-    if !is_exec {
-        return Ok(None);
-    }
     f.read(&mut fields, |_| false);
     match f.success {
         Some(b"yes") => {}
@@ -162,6 +142,70 @@ pub fn build(event: &Event, limits: &ExecLimits) -> Result<Option<ExecEvent>, Ex
         argv: argv.args,
         proctitle,
     }))
+}
+
+/// True when [`build`] would return `Ok(None)` for `event` from its SYSCALL record's `arch` and
+/// `syscall` alone: no exec. The cheap first half of `build`, for a reader that drops the many
+/// events that are no exec before they travel further. (An exec that failed is not caught here:
+/// `build` reads on to `success=`.)
+pub fn is_other(event: &Event) -> bool {
+    matches!(head(event), Head::Other)
+}
+
+/// What [`build`] learns before it reads the SYSCALL record past `arch` and `syscall`.
+enum Head<'a> {
+    /// Not an exec.
+    Other,
+    /// Claims to be an exec but cannot be one.
+    Broken(ExecError),
+    /// An exec syscall: its SYSCALL record, the fields after the ones read so far, and those.
+    Exec {
+        sc: &'a Record,
+        fields: Fields<'a>,
+        f: SyscallFields<'a>,
+        has_execve: bool,
+    },
+}
+
+/// The first half of [`build`].
+fn head(event: &Event) -> Head<'_> {
+    let serial = event.serial;
+    let syscall_rec = event.records.iter().find(|r| r.rtype == types::SYSCALL);
+    let has_execve = event.records.iter().any(|r| r.rtype == types::EXECVE);
+    let Some(sc) = syscall_rec else {
+        return if has_execve {
+            Head::Broken(ExecError::MissingSyscall { serial })
+        } else {
+            Head::Other
+        };
+    };
+    // One pass over the SYSCALL body instead of one scan per field: this is the hot path. It
+    // stops after arch and syscall for the many syscalls that are not an exec.
+    let mut fields = sc.fields();
+    let f = SyscallFields::scan_head(&mut fields);
+    let Some(syscall) = f.syscall() else {
+        return if has_execve {
+            Head::Broken(bad_field(sc, serial, "syscall"))
+        } else {
+            Head::Other
+        };
+    };
+    let is_exec = match f
+        .arch()
+        .and_then(|a| EXEC_SYSCALLS.iter().find(|(x, _)| *x == a))
+    {
+        Some((_, numbers)) => numbers.contains(&syscall),
+        None => has_execve,
+    };
+    if !is_exec {
+        return Head::Other;
+    }
+    Head::Exec {
+        sc,
+        fields,
+        f,
+        has_execve,
+    }
 }
 
 /// The error for a missing or non-numeric SYSCALL field, with a bounded excerpt of its value.
