@@ -254,11 +254,34 @@ impl std::fmt::Write for StackText {
     }
 }
 
+/// A piece of a pattern between two stars, with its searcher built once: a query's patterns are
+/// tested against every argument of every exec.
+#[derive(Clone, Debug)]
+struct Segment {
+    text: String,
+    finder: memchr::memmem::Finder<'static>,
+}
+
+impl Segment {
+    fn new(text: String) -> Self {
+        let finder = memchr::memmem::Finder::new(text.as_bytes()).into_owned();
+        Segment { text, finder }
+    }
+}
+
+impl PartialEq for Segment {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for Segment {}
+
 /// A `*` wildcard pattern, split at its stars: `prefix*middle[0]*…*suffix`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Pattern {
     prefix: String,
-    middle: Vec<String>,
+    middle: Vec<Segment>,
     suffix: String,
     /// False for a pattern without stars, which must equal `prefix` exactly.
     star: bool,
@@ -291,7 +314,7 @@ impl Pattern {
         let suffix = segments.pop().unwrap_or_default();
         let mut rest = segments.into_iter();
         let prefix = rest.next().unwrap_or_default();
-        let middle = rest.filter(|s| !s.is_empty()).collect();
+        let middle = rest.filter(|s| !s.is_empty()).map(Segment::new).collect();
         Pattern {
             prefix,
             middle,
@@ -321,8 +344,9 @@ impl Pattern {
             return false;
         };
         for segment in &self.middle {
-            match rest.find(segment.as_str()) {
-                Some(at) => match rest.get(at + segment.len()..) {
+            // A UTF-8 needle found in UTF-8 text starts and ends on character boundaries.
+            match segment.finder.find(rest.as_bytes()) {
+                Some(at) => match rest.get(at + segment.text.len()..) {
                     Some(after) => rest = after,
                     None => return false,
                 },
