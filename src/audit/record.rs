@@ -1113,14 +1113,18 @@ mod tests {
         }
         // Longer ones, past the byte-by-byte start of the value, from a fixed pseudo-random walk.
         let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
         for len in (20..80).cycle().take(20_000) {
             let s: Vec<u8> = (0..len)
                 .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
                     // Mostly plain bytes, as in real values.
-                    [b' ', b'"', b'\'', b'=', b'a', b'b', b'c', b'd', b'e', b'f'][(x % 10) as usize]
+                    [b' ', b'"', b'\'', b'=', b'a', b'b', b'c', b'd', b'e', b'f']
+                        [(next() % 10) as usize]
                 })
                 .collect();
             assert_eq!(scan_token(&s), scan_token_reference(&s), "{s:?}");
@@ -1132,17 +1136,12 @@ mod tests {
         ];
         for len in (1..100).cycle().take(20_000) {
             let s: Vec<u8> = (0..len)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    match x % 40 {
-                        0 => b' ',
-                        1 => b'"',
-                        2 => b'\'',
-                        3 | 4 => b'=',
-                        r => plain[(r % 13) as usize],
-                    }
+                .map(|_| match next() % 40 {
+                    0 => b' ',
+                    1 => b'"',
+                    2 => b'\'',
+                    3 | 4 => b'=',
+                    r => plain[(r % 13) as usize],
                 })
                 .collect();
             assert_eq!(scan_token(&s), scan_token_reference(&s), "{s:?}");
