@@ -618,11 +618,18 @@ fn replay_staged<S: TermStore>(
             .ok()?;
         let (mut fatal, mut failed) = (None, None);
         let mut spare = Vec::with_capacity(2 * BATCH_RECORDS);
+        let mut built = Vec::with_capacity(BATCH_RECORDS);
         'batches: for (batch, others, tokens, read_error) in ev_rx {
             detector.count_others(others);
-            for ev in batch {
-                let built = Built::new(ev, &limits, keep_other, Some(&mut spare));
-                if let Err(e) = detector.on_built(&built, sink) {
+            // Build the whole batch, then detect on it: each loop stays in its own code.
+            built.clear();
+            built.extend(
+                batch
+                    .into_iter()
+                    .map(|ev| Built::new(ev, &limits, keep_other, Some(&mut spare))),
+            );
+            for one in &built {
+                if let Err(e) = detector.on_built(one, sink) {
                     failed = Some(e);
                     break 'batches;
                 }
