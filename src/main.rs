@@ -27,10 +27,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// jemalloc instead of glibc's malloc. The replay's three threads each allocate and free hundreds
-/// of thousands of small strings a second; glibc spends a fifth of the run on that (its bins fill,
-/// its arenas lock, its free lists consolidate), jemalloc about half as much: 13 % off the wall
-/// time of a replay, and the live agent's RSS is lower too. Its build-time configuration
+/// jemalloc instead of glibc's malloc. A replay's threads each allocate and free hundreds of
+/// thousands of small strings a second, some freed by the other thread; glibc spent a fifth of
+/// the run on that (its bins fill, its arenas lock, its free lists consolidate), jemalloc about
+/// half as much: 13 % off the wall time of a replay, and the live agent's RSS is lower too. Its build-time configuration
 /// (`.cargo/config.toml`) hands freed pages back after 100 ms, which keeps a flood of megabyte
 /// arguments near glibc's peak. `--no-default-features` builds with glibc's malloc.
 #[cfg(feature = "jemalloc")]
