@@ -713,12 +713,6 @@ fn read_and_reassemble(
     spare: &crossbeam_channel::Receiver<Vec<Vec<u8>>>,
     out: &Gather<'_>,
 ) {
-    // Emptied record batches are reused by the same thread: a local loop back.
-    let (emptied_tx, emptied_rx) = crossbeam_channel::bounded(RETURNS_IN_FLIGHT);
-    let returns = Returns {
-        bodies: spare,
-        batches: &emptied_rx,
-    };
     let mut stage = Gathering {
         intake,
         keep_other,
@@ -728,17 +722,9 @@ fn read_and_reassemble(
         others: 0,
         open: true,
     };
-    read_inputs(
-        inputs,
-        format,
-        BATCH_RECORDS,
-        Some(&returns),
-        &mut |mut parsed| {
-            let more = stage.take(&mut parsed);
-            let _ = emptied_tx.try_send(parsed);
-            more
-        },
-    );
+    read_inputs(inputs, format, BATCH_RECORDS, Some(spare), &mut |batch| {
+        stage.take(batch)
+    });
     stage.finish();
 }
 
@@ -812,24 +798,6 @@ impl Gathering<'_, '_> {
     }
 }
 
-/// What the reading stage gets back for reuse: spent record buffers, emptied batches.
-struct Returns<'a> {
-    bodies: &'a crossbeam_channel::Receiver<Vec<Vec<u8>>>,
-    batches: &'a crossbeam_channel::Receiver<Vec<Parsed>>,
-}
-
-/// A batch for the next `BATCH_RECORDS` items: one that came back on `returned` (its old items
-/// are dropped here, by the thread that allocated them), or a new one.
-fn reuse_batch<T>(returned: &crossbeam_channel::Receiver<Vec<T>>) -> Vec<T> {
-    match returned.try_recv() {
-        Ok(mut batch) => {
-            batch.clear();
-            batch
-        }
-        Err(_) => Vec::with_capacity(BATCH_RECORDS),
-    }
-}
-
 /// One frame of a replayed input, parsed.
 enum Parsed {
     Record(Record),
@@ -841,15 +809,15 @@ enum Parsed {
     Fatal(SourceError),
 }
 
-/// Reads and parses `inputs` in order, handing batches of up to `per_batch` records to `deliver`
-/// until it returns false or a read fails. Line buffers and batches coming back on `returns` are
-/// reused.
+/// Reads and parses `inputs` in order, handing batches of up to `per_batch` records to `deliver`,
+/// which empties each (the batch is reused), until it returns false or a read fails. Line buffers
+/// coming back on `spare` are reused.
 fn read_inputs(
     inputs: &[String],
     format: Format,
     per_batch: usize,
-    returns: Option<&Returns<'_>>,
-    deliver: &mut dyn FnMut(Vec<Parsed>) -> bool,
+    spare: Option<&crossbeam_channel::Receiver<Vec<Vec<u8>>>>,
+    deliver: &mut dyn FnMut(&mut Vec<Parsed>) -> bool,
 ) {
     let mut batch = Vec::with_capacity(per_batch);
     let mut bytes = 0;
@@ -858,11 +826,9 @@ fn read_inputs(
         bytes += size;
         if batch.len() >= per_batch || bytes >= BATCH_BYTES {
             bytes = 0;
-            let next = match returns {
-                Some(r) => reuse_batch(r.batches),
-                None => Vec::with_capacity(per_batch),
-            };
-            return deliver(std::mem::replace(batch, next));
+            let more = deliver(batch);
+            batch.clear();
+            return more;
         }
         true
     };
@@ -878,7 +844,7 @@ fn read_inputs(
         while let Some(item) = reader.next() {
             n += 1;
             if n % 256 == 0 {
-                while let Some(buffers) = returns.and_then(|r| r.bodies.try_recv().ok()) {
+                while let Some(buffers) = spare.and_then(|r| r.try_recv().ok()) {
                     reader.recycle(buffers);
                 }
             }
@@ -896,7 +862,7 @@ fn read_inputs(
                 },
                 Err(e @ SourceError::Io { .. }) => {
                     batch.push(Parsed::Fatal(e));
-                    deliver(batch);
+                    deliver(&mut batch);
                     return;
                 }
                 Err(e) => Parsed::Malformed(e.to_string()),
@@ -907,17 +873,17 @@ fn read_inputs(
         }
     }
     if !batch.is_empty() {
-        deliver(batch);
+        deliver(&mut batch);
     }
 }
 
-/// Feeds one batch to the pipeline; `Some` when the batch ends in a read failure.
+/// Feeds one batch to the pipeline (emptying it); `Some` when the batch ends in a read failure.
 fn take_batch<S: TermStore>(
-    batch: Vec<Parsed>,
+    batch: &mut Vec<Parsed>,
     pipeline: &mut Pipeline<S>,
     sink: &mut dyn Sink,
 ) -> Result<Option<SourceError>, SinkError> {
-    for item in batch {
+    for item in batch.drain(..) {
         match item {
             Parsed::Record(rec) => pipeline.push(rec, sink)?,
             Parsed::Unstamped => pipeline.unstamped += 1,

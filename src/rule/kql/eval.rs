@@ -254,24 +254,20 @@ impl std::fmt::Write for StackText {
     }
 }
 
-/// A piece of a pattern between two stars, with its searcher built once: a query's patterns are
-/// tested against every argument of every exec.
+/// A piece of a pattern between two stars, as a searcher built once (it holds the piece): a
+/// query's patterns are tested against every argument of every exec.
 #[derive(Clone, Debug)]
-struct Segment {
-    text: String,
-    finder: memchr::memmem::Finder<'static>,
-}
+struct Segment(memchr::memmem::Finder<'static>);
 
 impl Segment {
     fn new(text: String) -> Self {
-        let finder = memchr::memmem::Finder::new(text.as_bytes()).into_owned();
-        Segment { text, finder }
+        Segment(memchr::memmem::Finder::new(text.as_bytes()).into_owned())
     }
 }
 
 impl PartialEq for Segment {
     fn eq(&self, other: &Self) -> bool {
-        self.text == other.text
+        self.0.needle() == other.0.needle()
     }
 }
 
@@ -345,8 +341,8 @@ impl Pattern {
         };
         for segment in &self.middle {
             // A UTF-8 needle found in UTF-8 text starts and ends on character boundaries.
-            match segment.finder.find(rest.as_bytes()) {
-                Some(at) => match rest.get(at + segment.text.len()..) {
+            match segment.0.find(rest.as_bytes()) {
+                Some(at) => match rest.get(at + segment.0.needle().len()..) {
                     Some(after) => rest = after,
                     None => return false,
                 },
