@@ -29,6 +29,23 @@ fn shared(rel: &str) -> PathBuf {
     repo("../shared").join(rel)
 }
 
+/// An exclusive `flock` on `/tmp/auditsentry-NAME-tests.lock`, held until dropped: tests that
+/// change machine-wide state (kernel audit, rsyslogd) run one at a time across every test process.
+pub type MachineLock = nix::fcntl::Flock<std::fs::File>;
+
+/// Takes the machine-wide lock `name` (see [`MachineLock`]).
+pub fn machine_lock(name: &str) -> MachineLock {
+    let path = format!("/tmp/auditsentry-{name}-tests.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("open {path}: {e}"));
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .unwrap_or_else(|(_, e)| panic!("flock {path}: {e}"))
+}
+
 /// Runs `auditsentry replay` with a fixed host identity, so output does not depend on the machine.
 fn replay(extra: &[&str], input: &Path) -> Output {
     let out = bin()
@@ -614,8 +631,11 @@ mod outputs {
 
     /// A running rsyslogd that writes local5 to [`SYSLOG_FILE`], held for the calling test; `None`
     /// (with a loud message) only when rsyslog is not installed.
-    fn rsyslog() -> Option<(MutexGuard<'static, ()>, PathBuf)> {
-        let guard = RSYSLOG.lock().unwrap_or_else(|p| p.into_inner());
+    fn rsyslog() -> Option<((MutexGuard<'static, ()>, super::MachineLock), PathBuf)> {
+        let guard = (
+            RSYSLOG.lock().unwrap_or_else(|p| p.into_inner()),
+            super::machine_lock("rsyslog"),
+        );
         let Some(bin) = rsyslogd_bin() else {
             eprintln!(
                 "\n*** SKIPPED: rsyslogd is not installed; the syslog tests did not run. \

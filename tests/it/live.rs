@@ -16,6 +16,22 @@ use tempfile::TempDir;
 /// One kernel, one test at a time.
 pub static KERNEL: Mutex<()> = Mutex::new(());
 
+/// The kernel lock of this process and of every other test process on the machine (the library's
+/// live tests, another checkout's tests): held until dropped.
+pub struct KernelLock {
+    _local: MutexGuard<'static, ()>,
+    _machine: super::MachineLock,
+}
+
+/// Takes [`KERNEL`] and the machine-wide kernel test lock.
+pub fn kernel_lock() -> KernelLock {
+    let local = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+    KernelLock {
+        _local: local,
+        _machine: super::machine_lock("kernel"),
+    }
+}
+
 /// The kernel's audit rules (as bytes) and enabled flag and daemon pid, to compare before/after.
 #[derive(PartialEq, Eq)]
 pub struct KernelState {
@@ -72,8 +88,8 @@ pub fn live_ok(test: &str) -> bool {
 
 /// What every live test starts with: the kernel lock (hold it until the test ends), a loud skip
 /// when not root, a temp dir, a token unique to the test and the run, and the alert file path.
-pub fn begin(test: &str, tag: &str) -> Option<(MutexGuard<'static, ()>, TempDir, String, PathBuf)> {
-    let lock = KERNEL.lock().unwrap_or_else(|e| e.into_inner());
+pub fn begin(test: &str, tag: &str) -> Option<(KernelLock, TempDir, String, PathBuf)> {
+    let lock = kernel_lock();
     if !live_ok(test) {
         return None;
     }

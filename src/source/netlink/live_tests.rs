@@ -27,11 +27,38 @@ fn test_key() -> String {
     format!("auditsentry-test-{}", std::process::id())
 }
 
-/// Takes the lock and a control socket, or says why the kernel cannot be tested here.
-fn setup(test: &str) -> Option<(MutexGuard<'static, ()>, AuditSocket, Status)> {
-    let lock = KERNEL
+/// The kernel lock of this process and of every other test process on the machine (another
+/// checkout's tests, the integration binary): held until dropped.
+struct KernelLock {
+    _local: MutexGuard<'static, ()>,
+    _machine: nix::fcntl::Flock<std::fs::File>,
+}
+
+/// File whose `flock` serialises kernel-changing tests across processes.
+const MACHINE_LOCK: &str = "/tmp/auditsentry-kernel-tests.lock";
+
+fn kernel_lock() -> KernelLock {
+    let local = KERNEL
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(MACHINE_LOCK)
+        .expect("open the machine-wide kernel test lock");
+    let machine = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| e)
+        .expect("flock the machine-wide kernel test lock");
+    KernelLock {
+        _local: local,
+        _machine: machine,
+    }
+}
+
+/// Takes the lock and a control socket, or says why the kernel cannot be tested here.
+fn setup(test: &str) -> Option<(KernelLock, AuditSocket, Status)> {
+    let lock = kernel_lock();
     let mut sock = match AuditSocket::control() {
         Ok(s) => s,
         Err(e) => {
