@@ -46,6 +46,24 @@ pub fn machine_lock(name: &str) -> MachineLock {
         .unwrap_or_else(|(_, e)| panic!("flock {path}: {e}"))
 }
 
+/// Fails `test`, naming its missing prerequisite `what`. Tests with prerequisites are
+/// `#[ignore = "live: ..."]` or `#[ignore = "rsyslog: ..."]`, so a plain `cargo test` lists them as
+/// ignored with the reason; once opted in (`--include-ignored`, as `scripts/test-all.sh` does as
+/// root and always with `CI=true`), a test that cannot run must fail, not pass (docs/testing.md).
+pub fn missing(test: &str, what: &str) -> ! {
+    panic!(
+        "{test} cannot run: {what}. It is #[ignore]d by default; run it as root with its \
+         prerequisites (`.ci/run` installs them), or leave out --include-ignored"
+    )
+}
+
+/// [`missing`] unless `present`.
+pub fn require(test: &str, present: bool, what: &str) {
+    if !present {
+        missing(test, what);
+    }
+}
+
 /// Runs `auditsentry replay` with a fixed host identity, so output does not depend on the machine.
 fn replay(extra: &[&str], input: &Path) -> Output {
     let out = bin()
@@ -549,11 +567,16 @@ mod outputs {
     /// Syslog tests share one rsyslogd (and restart it): they run one at a time.
     static RSYSLOG: Mutex<()> = Mutex::new(());
 
+    /// The installed rsyslogd: a regular, executable file.
     fn rsyslogd_bin() -> Option<PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
         ["/usr/sbin/rsyslogd", "/sbin/rsyslogd"]
             .iter()
             .map(PathBuf::from)
-            .find(|p| p.exists())
+            .find(|p| {
+                std::fs::metadata(p)
+                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            })
     }
 
     fn rsyslogd_pid() -> Option<i32> {
@@ -629,19 +652,19 @@ mod outputs {
         start_rsyslogd(bin);
     }
 
-    /// A running rsyslogd that writes local5 to [`SYSLOG_FILE`], held for the calling test; `None`
-    /// (with a loud message) only when rsyslog is not installed.
-    fn rsyslog() -> Option<((MutexGuard<'static, ()>, super::MachineLock), PathBuf)> {
+    /// A running rsyslogd that writes local5 to [`SYSLOG_FILE`], held for the calling test (which
+    /// is `#[ignore = "rsyslog: ..."]`: once run, a missing root or rsyslogd fails it).
+    fn rsyslog(test: &str) -> ((MutexGuard<'static, ()>, super::MachineLock), PathBuf) {
+        super::require(test, nix::unistd::Uid::effective().is_root(), "needs root");
         let guard = (
             RSYSLOG.lock().unwrap_or_else(|p| p.into_inner()),
             super::machine_lock("rsyslog"),
         );
         let Some(bin) = rsyslogd_bin() else {
-            eprintln!(
-                "\n*** SKIPPED: rsyslogd is not installed; the syslog tests did not run. \
-                 `.ci/run` installs it (apt-get install rsyslog). ***\n"
-            );
-            return None;
+            super::missing(
+                test,
+                "needs rsyslogd (/usr/sbin/rsyslogd; `.ci/run` installs rsyslog)",
+            )
         };
         if std::fs::read_to_string(DROPIN).ok().as_deref() != Some(DROPIN_TEXT) {
             std::fs::create_dir_all("/etc/rsyslog.d").expect("create /etc/rsyslog.d (root?)");
@@ -650,7 +673,7 @@ mod outputs {
         } else if rsyslogd_pid().is_none() {
             start_rsyslogd(&bin);
         }
-        Some((guard, bin))
+        (guard, bin)
     }
 
     /// Spawns `auditsentry replay ARGS` and returns its pid and output.
@@ -707,8 +730,9 @@ mod outputs {
     // --- tests ----------------------------------------------------------------------------------
 
     #[test]
+    #[ignore = "rsyslog: needs root and rsyslogd"]
     fn syslog_corpus_one_line_per_alert_with_the_right_fields() {
-        let Some((_guard, _)) = rsyslog() else { return };
+        let (_guard, _) = rsyslog("syslog_corpus");
         let from = syslog_file_len();
         let corpus = shared("corpus/raw.audit.log");
         let corpus = corpus.to_str().expect("utf-8 path");
@@ -773,10 +797,9 @@ mod outputs {
     }
 
     #[test]
+    #[ignore = "rsyslog: needs root and rsyslogd"]
     fn syslog_alerts_still_arrive_after_rsyslogd_restarts_mid_run() {
-        let Some((_guard, rsyslogd)) = rsyslog() else {
-            return;
-        };
+        let (_guard, rsyslogd) = rsyslog("syslog_restart");
         let from = syslog_file_len();
         let corpus = std::fs::read(shared("corpus/raw.audit.log")).expect("corpus");
         let lines: Vec<&[u8]> = corpus.split_inclusive(|&b| b == b'\n').collect();
@@ -826,8 +849,9 @@ mod outputs {
     }
 
     #[test]
+    #[ignore = "rsyslog: needs root and rsyslogd"]
     fn hostile_arguments_make_one_bounded_line_each() {
-        let Some((_guard, _)) = rsyslog() else { return };
+        let (_guard, _) = rsyslog("hostile_arguments");
         let dir = tempfile::tempdir().expect("tempdir");
         let evil = b"/tmp/evil\nFAKE rule=\"x\" q'uote\x1d\x01\x7f \xff\xfe\x80 end\r\n".to_vec();
         let mut big = b"/tmp/".to_vec();
@@ -902,8 +926,9 @@ mod outputs {
     }
 
     #[test]
+    #[ignore = "rsyslog: needs root and rsyslogd"]
     fn rate_cap_summary_reaches_syslog() {
-        let Some((_guard, _)) = rsyslog() else { return };
+        let (_guard, _) = rsyslog("rate_cap_summary");
         let dir = tempfile::tempdir().expect("tempdir");
         let log = write_temp(dir.path(), "burst.log", &many_parents_log(250));
         let from = syslog_file_len();

@@ -1,9 +1,15 @@
 //! Live tests on the real kernel (root): the daemon's sources, rule management and parity with replay.
 //!
 //! They change kernel audit state (rules, enabled, daemon pid), so they hold one lock and check that
-//! the kernel is left exactly as they found it. Skipped, loudly, when not root.
+//! the kernel is left exactly as they found it.
+//!
+//! How to write one (see docs/testing.md): mark it `#[ignore = "live: needs ..."]`, naming what it
+//! needs, and start it with [`begin`] (plus `require` for anything more). A plain `cargo test`
+//! then lists it as ignored with that reason; `scripts/test-all.sh` runs it (`--include-ignored`) as
+//! root and always with `CI=true`, and once it runs, a missing prerequisite fails it: a live test
+//! never passes without having run.
 
-use super::{alerts_in, bin, replay};
+use super::{alerts_in, bin, replay, require};
 use auditsentry::source::netlink::AuditSocket;
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -78,29 +84,35 @@ pub fn kernel_state() -> Option<KernelState> {
     })
 }
 
-pub fn live_ok(test: &str) -> bool {
-    if !nix::unistd::Uid::effective().is_root() || kernel_state().is_none() {
-        eprintln!("SKIP {test}: needs root and kernel audit (NETLINK_AUDIT)");
-        return false;
-    }
-    true
-}
-
-/// What every live test starts with: the kernel lock (hold it until the test ends), a loud skip
-/// when not root, a temp dir, a token unique to the test and the run, and the alert file path.
-pub fn begin(test: &str, tag: &str) -> Option<(KernelLock, TempDir, String, PathBuf)> {
+/// What every live test starts with: the kernel lock (hold it until the test ends), a failure
+/// when not root or without kernel audit, a temp dir, a token unique to the test and the run, and
+/// the alert file path.
+pub fn begin(test: &str, tag: &str) -> (KernelLock, TempDir, String, PathBuf) {
+    require(test, nix::unistd::Uid::effective().is_root(), "needs root");
     let lock = kernel_lock();
-    if !live_ok(test) {
-        return None;
-    }
+    require(
+        test,
+        kernel_state().is_some(),
+        "needs kernel audit (NETLINK_AUDIT control)",
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let json = dir.path().join("alerts.ndjson");
-    Some((
+    (
         lock,
         dir,
         format!("as-live-{tag}-{}", std::process::id()),
         json,
-    ))
+    )
+}
+
+/// Fails `test` when an audit daemon (auditd, or a leftover agent) is registered with the kernel.
+pub fn require_no_daemon(test: &str) {
+    let pid = kernel_state().map_or(0, |s| s.pid);
+    require(
+        test,
+        pid == 0,
+        &format!("needs no registered audit daemon, but pid {pid} is (stop auditd)"),
+    );
 }
 
 /// An unrelated rule (`-a always,exit -F arch=b64 -S unlinkat -k auditsentry-test-pre`) loaded for
@@ -244,10 +256,9 @@ pub fn sh(shell: &str, script: &str) {
 }
 
 #[test]
+#[ignore = "live: needs root and kernel audit"]
 fn live_multicast_alerts_once_per_parent_leaves_the_kernel_as_found_and_replays_the_same() {
-    let Some((_lock, dir, token, json)) = begin("live multicast", "mc") else {
-        return;
-    };
+    let (_lock, dir, token, json) = begin("live multicast", "mc");
     // An operator's rule that is already loaded (not about execve) must come out byte-identical.
     let _pre = PreexistingRule::add();
     let before = kernel_state();
@@ -348,15 +359,11 @@ fn live_multicast_alerts_once_per_parent_leaves_the_kernel_as_found_and_replays_
 }
 
 #[test]
+#[ignore = "live: needs root, kernel audit and no audit daemon running"]
 fn live_unicast_registers_alerts_and_releases_the_kernel() {
-    let Some((_lock, dir, token, json)) = begin("live unicast", "uc") else {
-        return;
-    };
+    let (_lock, dir, token, json) = begin("live unicast", "uc");
+    require_no_daemon("live unicast");
     let before = kernel_state();
-    if before.as_ref().is_some_and(|s| s.pid != 0) {
-        eprintln!("SKIP live unicast: an audit daemon is registered");
-        return;
-    }
     let state = dir.path().join("state");
     let agent = Agent::start(
         &[
@@ -461,31 +468,21 @@ impl Drop for PrivateAuditd {
     }
 }
 
-fn auditd_available(test: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", "command -v auditd"])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !found || !Path::new("/etc/audit/auditd.conf").exists() {
-        eprintln!("SKIP {test}: auditd is not installed");
-        return false;
-    }
-    if kernel_state().is_some_and(|s| s.pid != 0) {
-        eprintln!("SKIP {test}: an audit daemon is already registered");
-        return false;
-    }
-    true
+/// Fails `test` unless auditd is installed and no audit daemon is registered.
+fn require_auditd(test: &str) {
+    require(
+        test,
+        Path::new("/usr/sbin/auditd").exists() && Path::new("/etc/audit/auditd.conf").exists(),
+        "needs auditd installed (/usr/sbin/auditd, /etc/audit/auditd.conf)",
+    );
+    require_no_daemon(test);
 }
 
 #[test]
+#[ignore = "live: needs root, kernel audit and auditd (not running)"]
 fn live_plugin_under_auditd_alerts_and_exits_with_auditd_and_unicast_refuses_to_steal() {
-    let Some((_lock, dir, token, json)) = begin("live plugin", "pl") else {
-        return;
-    };
-    if !auditd_available("live plugin") {
-        return;
-    }
+    let (_lock, dir, token, json) = begin("live plugin", "pl");
+    require_auditd("live plugin");
     let before = kernel_state();
     let agent_conf = dir.path().join("agent.toml");
     std::fs::write(
@@ -570,10 +567,9 @@ fn live_plugin_under_auditd_alerts_and_exits_with_auditd_and_unicast_refuses_to_
 }
 
 #[test]
+#[ignore = "live: needs root and kernel audit"]
 fn live_extended_sees_links_made_without_ln_once_each() {
-    let Some((_lock, dir, token, json)) = begin("live extended", "ext") else {
-        return;
-    };
+    let (_lock, dir, token, json) = begin("live extended", "ext");
     let before = kernel_state();
     let state = dir.path().join("state");
     let renamed = dir.path().join(format!("{token}-lnk"));
@@ -658,10 +654,9 @@ fn live_extended_sees_links_made_without_ln_once_each() {
 }
 
 #[test]
+#[ignore = "live: needs root and kernel audit"]
 fn live_sighup_refuses_a_broken_config_and_keeps_detecting() {
-    let Some((_lock, dir, token, json)) = begin("live sighup", "hup") else {
-        return;
-    };
+    let (_lock, dir, token, json) = begin("live sighup", "hup");
     let before = kernel_state();
     let rules_dir = dir.path().join("rules");
     std::fs::create_dir(&rules_dir).expect("rules dir");
@@ -719,14 +714,15 @@ fn live_sighup_refuses_a_broken_config_and_keeps_detecting() {
 }
 
 #[test]
+#[ignore = "live: needs root, kernel audit and fanotify"]
 fn live_fanotify_and_audit_report_one_link_once_and_fanotify_alone_covers_missing_rules() {
-    let Some((_lock, dir, token, json)) = begin("live fanotify", "fan") else {
-        return;
-    };
-    if let Err(e) = auditsentry::source::fanotify::available() {
-        eprintln!("SKIP live fanotify: fanotify with FAN_REPORT_DFID_NAME unavailable: {e}");
-        return;
-    }
+    let (_lock, dir, token, json) = begin("live fanotify", "fan");
+    let fanotify = auditsentry::source::fanotify::available();
+    require(
+        "live fanotify",
+        fanotify.is_ok(),
+        &format!("needs fanotify with FAN_REPORT_DFID_NAME (kernel 5.9+): {fanotify:?}"),
+    );
     let before = kernel_state();
     let state = dir.path().join("state");
     let agent = Agent::start(
@@ -760,22 +756,18 @@ fn live_fanotify_and_audit_report_one_link_once_and_fanotify_alone_covers_missin
     use auditsentry::source::netlink::Arch;
     let agent_pid = agent.child.id();
     let rule = auditsentry::audit::link::link_rules(Arch::X86_64, Some(agent_pid)).expect("rule");
-    let removed = AuditSocket::control()
+    AuditSocket::control()
         .and_then(|mut c| c.del_rule(&rule))
-        .is_ok();
-    if removed {
-        // From dash, so the new-terms gate (host, parent name) lets it through.
-        sh(
-            "/usr/bin/dash",
-            &format!("/usr/bin/perl -e \"symlink('/usr/bin/id', '/tmp/{token}-fan')\"; true"),
-        );
-        agent.wait_alert(&format!("{token}-fan"), Duration::from_secs(5));
-        AuditSocket::control()
-            .and_then(|mut c| c.add_rule(&rule))
-            .expect("put the link rule back");
-    } else {
-        eprintln!("SKIP live fanotify (audit rules absent): could not remove the link rule");
-    }
+        .expect("remove the agent's link rule");
+    // From dash, so the new-terms gate (host, parent name) lets it through.
+    sh(
+        "/usr/bin/dash",
+        &format!("/usr/bin/perl -e \"symlink('/usr/bin/id', '/tmp/{token}-fan')\"; true"),
+    );
+    agent.wait_alert(&format!("{token}-fan"), Duration::from_secs(5));
+    AuditSocket::control()
+        .and_then(|mut c| c.add_rule(&rule))
+        .expect("put the link rule back");
     std::thread::sleep(Duration::from_millis(2_000));
     let log = agent.stop();
 
@@ -792,9 +784,8 @@ fn live_fanotify_and_audit_report_one_link_once_and_fanotify_alone_covers_missin
         .lines()
         .find(|l| l.contains("stopped:"))
         .unwrap_or_default();
-    let matched = if removed { "matched=2 " } else { "matched=1 " };
     assert!(
-        stopped.contains(matched) && stopped.contains(" seen=0 "),
+        stopped.contains("matched=2 ") && stopped.contains(" seen=0 "),
         "{stopped}"
     );
     let both = by("both");
@@ -805,13 +796,11 @@ fn live_fanotify_and_audit_report_one_link_once_and_fanotify_alone_covers_missin
         "{both:?}"
     );
     assert_eq!(both[0]["auditsentry"]["link"]["target"], "/usr/bin/id");
-    if removed {
-        let fan = by("fan");
-        assert_eq!(fan.len(), 1, "{fan:?}\n{log}");
-        assert_eq!(fan[0]["auditsentry"]["sensor"], "fanotify");
-        assert_eq!(fan[0]["process"]["name"], "perl");
-        assert_eq!(fan[0]["event"]["action"], "symlink-created");
-    }
+    let fan = by("fan");
+    assert_eq!(fan.len(), 1, "{fan:?}\n{log}");
+    assert_eq!(fan[0]["auditsentry"]["sensor"], "fanotify");
+    assert_eq!(fan[0]["process"]["name"], "perl");
+    assert_eq!(fan[0]["event"]["action"], "symlink-created");
     assert_eq!(kernel_state(), before, "kernel audit state changed");
     for s in ["both", "fan"] {
         let _ = std::fs::remove_file(format!("/tmp/{token}-{s}"));
