@@ -38,6 +38,7 @@ use std::time::Duration;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
+    unblock_signals();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Replay(args) => replay(*args),
@@ -57,6 +58,15 @@ fn main() -> ExitCode {
             eprintln!("auditsentry: error: {e:#}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Starts every mode from an empty signal mask, before any handler is installed or thread started
+/// (threads inherit it). auditd starts and restarts its plugins with its dispatcher thread's mask,
+/// which blocks HUP, TERM and others: inherited, it would make the agent deaf to stop and reload.
+fn unblock_signals() {
+    if let Err(e) = nix::sys::signal::SigSet::empty().thread_set_mask() {
+        eprintln!("auditsentry: warning: cannot clear the inherited signal mask: {e}");
     }
 }
 
