@@ -16,7 +16,8 @@ use toml::Spanned;
 
 /// Where the daemon reads its configuration by default.
 pub const DEFAULT_PATH: &str = "/etc/auditsentry/auditsentry.toml";
-/// Default detection-rules directory.
+/// The packaged configuration's detection-rules directory. Without `rules.paths` the agent runs
+/// the built-in seed rule.
 pub const DEFAULT_RULES_DIR: &str = "/etc/auditsentry/rules";
 /// Default state directory (new-terms memory).
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/auditsentry";
@@ -137,7 +138,8 @@ pub struct Config {
     pub manage_rules: bool,
     /// `source.keep_rules`: leave those kernel audit rules in place at exit.
     pub keep_rules: bool,
-    /// `rules.paths`: detection-rule files or directories of `*.toml`.
+    /// `rules.paths`: detection-rule files or directories of `*.toml`; empty when the key is not
+    /// set, which means the built-in seed rule.
     pub rules: Vec<PathBuf>,
     /// `state.dir`: the new-terms memory.
     pub state_dir: PathBuf,
@@ -169,7 +171,7 @@ impl Default for Config {
             source: SourceKind::Auto,
             manage_rules: true,
             keep_rules: false,
-            rules: vec![PathBuf::from(DEFAULT_RULES_DIR)],
+            rules: Vec::new(),
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
             syslog: SyslogOutput {
                 enabled: true,
@@ -199,8 +201,10 @@ impl Config {
         let _ = writeln!(t, "[source]\nkind = {}", q(self.source.name()));
         let _ = writeln!(t, "manage_rules = {}", self.manage_rules);
         let _ = writeln!(t, "keep_rules = {}\n", self.keep_rules);
-        let paths: Vec<String> = self.rules.iter().map(|r| p(r)).collect();
-        let _ = writeln!(t, "[rules]\npaths = [{}]\n", paths.join(", "));
+        if !self.rules.is_empty() {
+            let paths: Vec<String> = self.rules.iter().map(|r| p(r)).collect();
+            let _ = writeln!(t, "[rules]\npaths = [{}]\n", paths.join(", "));
+        }
         let _ = writeln!(t, "[state]\ndir = {}\n", p(&self.state_dir));
         let _ = writeln!(t, "[output.syslog]\nenabled = {}", self.syslog.enabled);
         let _ = writeln!(t, "facility = {}", q(&self.syslog.facility.name()));
@@ -694,7 +698,7 @@ mod tests {
         let d = Config::default();
         assert_eq!(d.syslog.facility, Facility::Authpriv);
         assert_eq!(d.syslog.max_line, 2048);
-        assert_eq!(d.rules, [PathBuf::from("/etc/auditsentry/rules")]);
+        assert!(d.rules.is_empty(), "no rule path: the built-in rule");
         assert_eq!(d.state_dir, PathBuf::from("/var/lib/auditsentry"));
         assert_eq!(d.rate_window_ms(), 300_000);
     }
@@ -716,7 +720,12 @@ mod tests {
     #[test]
     fn the_packaged_file_is_the_default_and_sets_every_key() {
         let text = include_str!("../packaging/etc/auditsentry.toml");
-        assert_eq!(parse(text, "packaged").ok(), Some(Config::default()));
+        // The default but for the rules, which the package installs in their own directory.
+        let packaged = Config {
+            rules: vec![PathBuf::from(DEFAULT_RULES_DIR)],
+            ..Config::default()
+        };
+        assert_eq!(parse(text, "packaged").ok(), Some(packaged));
         // Every key appears (set, or commented out when it has no value by default).
         for key in [
             "kind",

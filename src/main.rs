@@ -146,10 +146,8 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
     let from_file = args.output.config.is_some();
     let rules = if !args.rules.is_empty() {
         rules::load_paths(&args.rules)?
-    } else if from_file {
-        rules::load_paths(&cfg.rules)?
     } else {
-        vec![rules::builtin()]
+        rules::load_configured(&cfg.rules)?
     };
     let state_dir = match &args.state_dir {
         Some(dir) => Some(dir.clone()),
@@ -315,12 +313,10 @@ fn run_daemon(
     config_path: Option<PathBuf>,
     record: Option<PathBuf>,
 ) -> Result<ExitCode> {
-    // Rules given in the config must load; an empty or missing rules directory means the built-in rule.
-    let rule_paths: Vec<PathBuf> = cfg.rules.iter().filter(|p| p.exists()).cloned().collect();
     let opts = RunOptions {
         config_path,
         source: cfg.source,
-        rules: rule_paths,
+        rules: cfg.rules.clone(),
         state_dir: cfg.state_dir.clone(),
         manage_rules: cfg.manage_rules,
         keep_rules: cfg.keep_rules,
@@ -414,7 +410,14 @@ fn status(state_dir: Option<PathBuf>) -> Result<ExitCode> {
 
 fn config_check(file: Option<&std::path::Path>) -> Result<ExitCode> {
     let path = file.unwrap_or(std::path::Path::new(config::DEFAULT_PATH));
-    match config::load(path) {
+    // The rules it names must load too: the agent would refuse to start without them.
+    let checked = config::load(path)
+        .map_err(|e| e.to_string())
+        .and_then(|cfg| {
+            rules::load_configured(&cfg.rules)
+                .map_err(|e| format!("{}: rules.paths: {e}", path.display()))
+        });
+    match checked {
         Ok(_) => {
             println!("ok: {}", path.display());
             Ok(ExitCode::SUCCESS)

@@ -12,6 +12,8 @@ use std::process::{Command, Output};
 mod hardening;
 #[path = "it/live.rs"]
 mod live;
+#[path = "it/loaders.rs"]
+mod loaders;
 #[path = "it/view.rs"]
 mod view;
 
@@ -992,9 +994,21 @@ mod outputs {
     #[test]
     fn config_check_exit_codes_and_messages() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let packaged = repo("packaging/etc/auditsentry.toml");
+        // The packaged file, with its rules directory where this checkout has it.
+        let text = std::fs::read_to_string(repo("packaging/etc/auditsentry.toml"))
+            .expect("packaged config")
+            .replace(
+                "\"/etc/auditsentry/rules\"",
+                &format!("{:?}", repo("packaging/rules").display().to_string()),
+            );
+        let packaged = write_temp(dir.path(), "packaged.toml", &text);
         let out = run(&["config", "check", packaged.to_str().expect("utf-8")]);
-        assert_eq!(out.status.code(), Some(0));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         assert_eq!(
             String::from_utf8_lossy(&out.stdout),
             format!("ok: {}\n", packaged.display())

@@ -36,7 +36,7 @@ pub struct RunOptions {
     pub config_path: Option<PathBuf>,
     /// Which source to use.
     pub source: SourceRequest,
-    /// Rule files or directories; empty means the built-in seed rule.
+    /// Rule files or directories; empty means the built-in seed rule (no rule path configured).
     pub rules: Vec<PathBuf>,
     /// New-terms state directory.
     pub state_dir: PathBuf,
@@ -107,6 +107,12 @@ fn now() -> AuditTime {
 /// Runs the live agent until SIGTERM/SIGINT (or end of the plugin stream), then drains and flushes.
 pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<()> {
     let signals = Signals::register()?;
+    // The rules first: a missing or empty rules path stops the agent before it touches the kernel.
+    let rule_list = rules::load_configured(&opts.rules)?;
+    log.line(&format!(
+        "rules: {}",
+        rules::summary(&rule_list, &opts.rules)
+    ));
     let me = std::process::id();
     let version = netlink::kernel_version().context("reading the kernel version")?;
     let mut ctl =
@@ -124,11 +130,6 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
         );
     }
 
-    let rule_list = if opts.rules.is_empty() {
-        vec![rules::builtin()]
-    } else {
-        rules::load_paths(&opts.rules)?
-    };
     let (store, report) = SledStore::open(&opts.state_dir)
         .with_context(|| format!("opening state directory {}", opts.state_dir.display()))?;
     if report.quarantined.is_some() {
@@ -420,7 +421,7 @@ fn reload<S: crate::rule::new_terms::TermStore>(
     // The configuration file first: a file that no longer validates changes nothing.
     let rule_paths = match &opts.config_path {
         Some(path) => match crate::config::load(path) {
-            Ok(cfg) => cfg.rules.into_iter().filter(|p| p.exists()).collect(),
+            Ok(cfg) => cfg.rules,
             Err(e) => {
                 log.line(&format!(
                     "reload refused, keeping the running configuration: {e}"
@@ -430,20 +431,15 @@ fn reload<S: crate::rule::new_terms::TermStore>(
         },
         None => opts.rules.clone(),
     };
-    if !rule_paths.is_empty() {
-        match rules::load_paths(&rule_paths) {
-            Ok(list) if list.is_empty() => {
-                log.line("reload found no rules; keeping the running rules")
-            }
-            Ok(list) => {
-                log.line(&format!(
-                    "reloaded {} rule(s); source and output changes apply on restart",
-                    list.len()
-                ));
-                pipe.detector_mut().set_rules(list);
-            }
-            Err(e) => log.line(&format!("reload refused, keeping the running rules: {e}")),
+    match rules::load_configured(&rule_paths) {
+        Ok(list) => {
+            log.line(&format!(
+                "reloaded {}; source and output changes apply on restart",
+                rules::summary(&list, &rule_paths)
+            ));
+            pipe.detector_mut().set_rules(list);
         }
+        Err(e) => log.line(&format!("reload refused, keeping the running rules: {e}")),
     }
     if let Err(e) = sink.reopen() {
         log.line(&format!("reopening outputs: {e}"));

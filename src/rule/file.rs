@@ -204,6 +204,12 @@ pub enum RuleError {
         /// The parser's error.
         error: kql::KqlError,
     },
+    /// The paths named no rule file at all (empty directories): a rule set that cannot alert.
+    #[error("{paths}: no rules loaded (no *.toml rule files found there)")]
+    NoRules {
+        /// Every path searched, as given, separated by `, `.
+        paths: String,
+    },
     /// Two files define the same `rule_id`; the second one is refused.
     #[error("{file}: rule_id {rule_id} is already defined in {first}")]
     DuplicateId {
@@ -228,6 +234,7 @@ impl RuleError {
             | RuleError::UnsupportedLanguage { file, .. }
             | RuleError::Kql { file, .. }
             | RuleError::DuplicateId { file, .. } => file,
+            RuleError::NoRules { paths } => paths,
         }
     }
 }
@@ -492,13 +499,45 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 
 /// Loads every rule named by `paths` and stops at the first error. A directory contributes its
 /// `*.toml` files sorted by name (dot-files and subdirectories skipped); a `rule_id` defined twice
-/// is an error. An empty directory yields no rules: the caller decides whether that is acceptable.
+/// is an error, and so is a set of paths that yields no rule at all ([`RuleError::NoRules`]).
 pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<Rule>, RuleError> {
     check(paths).into_iter().collect()
 }
 
+/// The rules an agent runs: those `paths` name, or the built-in seed rule when no path is
+/// configured at all (`paths` empty). A configured path that is missing or empty is an error,
+/// never a silent fall-back to the built-in rule.
+pub fn load_configured(paths: &[PathBuf]) -> Result<Vec<Rule>, RuleError> {
+    if paths.is_empty() {
+        return Ok(vec![builtin()]);
+    }
+    load_paths(paths)
+}
+
+/// One line saying which rules run and where they came from, for start and reload messages:
+/// `2 rule(s) from /etc/auditsentry/rules: ID "NAME", ID "NAME"`.
+pub fn summary(rules: &[Rule], paths: &[PathBuf]) -> String {
+    const LISTED: usize = 20;
+    let origin = if paths.is_empty() {
+        "built in (no rule path configured)".to_string()
+    } else {
+        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        format!("from {}", names.join(", "))
+    };
+    let mut list: Vec<String> = rules
+        .iter()
+        .take(LISTED)
+        .map(|r| format!("{} {:?}", r.id, r.name))
+        .collect();
+    if rules.len() > LISTED {
+        list.push(format!("… and {} more", rules.len() - LISTED));
+    }
+    format!("{} rule(s) {origin}: {}", rules.len(), list.join(", "))
+}
+
 /// Like [`load_paths`] but keeps going: one result per file (or per unreadable directory), in load
-/// order, for `rules check` to print. A duplicate `rule_id` makes the later file's result an error.
+/// order, for `rules check` to print. A duplicate `rule_id` makes the later file's result an error;
+/// paths that name no rule file give one [`RuleError::NoRules`].
 pub fn check(paths: &[PathBuf]) -> Vec<Result<Rule, RuleError>> {
     let mut results = Vec::new();
     let mut seen: HashMap<String, String> = HashMap::new();
@@ -515,6 +554,12 @@ pub fn check(paths: &[PathBuf]) -> Vec<Result<Rule, RuleError>> {
             Ok(rule)
         });
         results.push(result);
+    }
+    if results.is_empty() {
+        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        results.push(Err(RuleError::NoRules {
+            paths: names.join(", "),
+        }));
     }
     results
 }
@@ -955,6 +1000,51 @@ query = "process.name:ln"
             rules[0].source,
             dir.path().join("a.toml").display().to_string()
         );
+    }
+
+    #[test]
+    fn paths_with_no_rule_are_an_error_and_no_path_at_all_is_the_builtin_rule() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "notes.txt", "not a rule");
+        let e = match load_configured(&[dir.path().to_path_buf()]) {
+            Err(e) => e.to_string(),
+            Ok(rules) => panic!("loaded {} rules", rules.len()),
+        };
+        assert_eq!(
+            e,
+            format!(
+                "{}: no rules loaded (no *.toml rule files found there)",
+                dir.path().display()
+            )
+        );
+        let results = check(&[dir.path().to_path_buf()]);
+        assert!(matches!(
+            results.as_slice(),
+            [Err(RuleError::NoRules { .. })]
+        ));
+        let builtin = load_configured(&[]).unwrap();
+        assert_eq!(builtin.len(), 1);
+        assert_eq!(builtin[0].source, BUILTIN_SOURCE);
+    }
+
+    #[test]
+    fn summary_names_the_origin_and_every_rule() {
+        let seed = builtin();
+        assert_eq!(
+            summary(&[seed.clone()], &[]),
+            "1 rule(s) built in (no rule path configured): \
+             d19a2399-f8e2-4b10-80d8-a561ce9d24d1 \"System Binary Symlink to Suspicious Location\""
+        );
+        let mut odd = load_str(MINIMAL, "m.toml").unwrap();
+        odd.name = "two\nlines".into();
+        let many: Vec<Rule> = std::iter::repeat(odd).take(21).collect();
+        let line = summary(&many, &[PathBuf::from("/a"), PathBuf::from("/b")]);
+        assert!(
+            line.starts_with("21 rule(s) from /a, /b: r-1 \"two\\nlines\", "),
+            "{line}"
+        );
+        assert!(line.ends_with(", … and 1 more"), "{line}");
+        assert!(!line.contains('\n'));
     }
 
     #[test]

@@ -396,12 +396,12 @@ fn live_unicast_registers_alerts_and_releases_the_kernel() {
 
 /// A private auditd (`auditd -n -c DIR -s nochange`) whose plugin directory holds one plugin file
 /// pointing at this build, stopped (SIGTERM) on drop.
-struct PrivateAuditd {
-    child: Child,
+pub struct PrivateAuditd {
+    pub child: Child,
 }
 
 impl PrivateAuditd {
-    fn start(dir: &Path, plugin_conf: Option<&str>) -> Option<PrivateAuditd> {
+    pub fn start(dir: &Path, plugin_conf: Option<&str>) -> Option<PrivateAuditd> {
         let base = std::fs::read_to_string("/etc/audit/auditd.conf").ok()?;
         let mut conf: Vec<String> = base
             .lines()
@@ -447,7 +447,7 @@ impl PrivateAuditd {
         None
     }
 
-    fn stop(&mut self) {
+    pub fn stop(&mut self) {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
         let end = Instant::now() + Duration::from_secs(10);
@@ -469,7 +469,7 @@ impl Drop for PrivateAuditd {
 }
 
 /// Fails `test` unless auditd is installed and no audit daemon is registered.
-fn require_auditd(test: &str) {
+pub fn require_auditd(test: &str) {
     require(
         test,
         Path::new("/usr/sbin/auditd").exists() && Path::new("/etc/audit/auditd.conf").exists(),
@@ -681,10 +681,38 @@ fn live_sighup_refuses_a_broken_config_and_keeps_detecting() {
         ],
         &json,
     );
+    // The start line names the rules and where they came from.
+    assert!(
+        agent.log().contains(&format!(
+            "rules: 1 rule(s) from {}: {} \"System Binary Symlink to Suspicious Location\"",
+            rules_dir.display(),
+            super::SEED_RULE_ID
+        )),
+        "{}",
+        agent.log()
+    );
     let hup = || {
         let pid = nix::unistd::Pid::from_raw(agent.child.id() as i32);
         nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("SIGHUP");
     };
+    // A rules path that went missing is refused too: the running rules stay.
+    let gone = dir.path().join("gone");
+    std::fs::write(
+        &conf,
+        good.replace(
+            &rules_dir.display().to_string(),
+            &gone.display().to_string(),
+        ),
+    )
+    .expect("config naming a missing path");
+    hup();
+    agent.wait_for_log(
+        &format!(
+            "reload refused, keeping the running rules: {}",
+            gone.display()
+        ),
+        Duration::from_secs(5),
+    );
     std::fs::write(&conf, format!("{good}\n[output]\nbogus = 1\n")).expect("break config");
     hup();
     agent.wait_for_log(

@@ -1,0 +1,467 @@
+//! What the loaders accept: rule paths that must exist and hold rules, the built-in rule only when
+//! no rule path is configured. Each test runs the real binary and checks the exit status and the
+//! message that names the file.
+
+use super::{bin, repo, summary};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+/// The seed rule as the package installs it.
+fn seed() -> PathBuf {
+    repo("packaging/rules/defense_evasion_symlink_binary_to_writable_dir.toml")
+}
+
+fn run(args: &[&std::ffi::OsStr]) -> Output {
+    bin().args(args).output().expect("run auditsentry")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A configuration file whose `rules.paths` is `paths` (and nothing else the tests could touch).
+fn config_naming(dir: &Path, paths: &[&Path]) -> PathBuf {
+    let list: Vec<String> = paths
+        .iter()
+        .map(|p| format!("{:?}", p.display().to_string()))
+        .collect();
+    let conf = dir.join("auditsentry.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[rules]\npaths = [{}]\n\n[state]\ndir = {:?}\n\n[output.syslog]\nenabled = false\n",
+            list.join(", "),
+            dir.join("state").display().to_string()
+        ),
+    )
+    .expect("write config");
+    conf
+}
+
+#[test]
+fn a_missing_rules_path_fails_config_check_replay_and_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("no-such-rules");
+    let conf = config_naming(dir.path(), &[&missing]);
+    let out = run(&["config".as_ref(), "check".as_ref(), conf.as_os_str()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = text(&out);
+    assert!(
+        said.starts_with(&format!(
+            "error: {}: rules.paths: {}: No such file",
+            conf.display(),
+            missing.display()
+        )),
+        "{said}"
+    );
+
+    let input = repo("tests/data/plugin-node-split.log");
+    let out = run(&[
+        "replay".as_ref(),
+        "--config".as_ref(),
+        conf.as_os_str(),
+        input.as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains(&missing.display().to_string()));
+
+    // The agent refuses to start, before it touches the kernel (so no kernel lock is needed, and
+    // it needs no root to say so); `plugin` reads the same file.
+    for mode in [&["run", "--config"][..], &["plugin"][..]] {
+        let mut cmd = bin();
+        cmd.args(mode).arg(&conf);
+        let out = cmd
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(1), "{mode:?}: {}", text(&out));
+        let said = text(&out);
+        assert!(
+            said.contains(&format!("{}: No such file", missing.display())),
+            "{mode:?}: {said}"
+        );
+        assert!(!said.contains("running:"), "{said}");
+    }
+}
+
+#[test]
+fn an_empty_rules_directory_is_an_error_everywhere_naming_the_paths() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let empty = dir.path().join("rules");
+    std::fs::create_dir(&empty).expect("mkdir");
+    std::fs::write(empty.join("README"), "not a rule").expect("write");
+    let want = format!(
+        "{}: no rules loaded (no *.toml rule files found there)",
+        empty.display()
+    );
+
+    let out = run(&["rules".as_ref(), "check".as_ref(), empty.as_os_str()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("error: {want}\n")
+    );
+
+    let input = repo("tests/data/plugin-node-split.log");
+    let out = run(&[
+        "replay".as_ref(),
+        "--rules".as_ref(),
+        empty.as_os_str(),
+        input.as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains(&want), "{}", text(&out));
+
+    let conf = config_naming(dir.path(), &[&empty]);
+    let out = run(&["config".as_ref(), "check".as_ref(), conf.as_os_str()]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains(&want), "{}", text(&out));
+    let out = bin()
+        .args(["run", "--config"])
+        .arg(&conf)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains(&want), "{}", text(&out));
+
+    // Two paths, one of them holding a rule: rules were loaded, so that is fine.
+    let out = run(&[
+        "rules".as_ref(),
+        "check".as_ref(),
+        empty.as_os_str(),
+        seed().as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+}
+
+#[test]
+fn replay_without_rule_paths_runs_the_built_in_rule_and_with_a_config_its_rules() {
+    let input = repo("tests/data/plugin-node-split.log");
+    let out = run(&[
+        "replay".as_ref(),
+        "--all-matches".as_ref(),
+        input.as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(summary(&out)["alerts"], 1);
+
+    // A config file without `rules.paths` is no rule path either: the built-in rule.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("bare.toml");
+    std::fs::write(&conf, "[output.syslog]\nenabled = false\n").expect("write");
+    let out = run(&["config".as_ref(), "check".as_ref(), conf.as_os_str()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = run(&[
+        "replay".as_ref(),
+        "--all-matches".as_ref(),
+        "--config".as_ref(),
+        conf.as_os_str(),
+        input.as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(summary(&out)["alerts"], 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Signals: auditd starts (and restarts) its plugins with HUP, TERM and others blocked.
+// ---------------------------------------------------------------------------------------------
+
+/// The signals auditd 3.0.9's dispatcher thread blocks, which a plugin it starts inherits
+/// (`SigBlk: 0000000000034a01`).
+const AUDITD_BLOCKED: [nix::sys::signal::Signal; 6] = {
+    use nix::sys::signal::Signal::*;
+    [SIGHUP, SIGUSR1, SIGUSR2, SIGTERM, SIGCHLD, SIGCONT]
+};
+
+/// The blocked-signal mask of process `pid`'s main thread, from `/proc/PID/status`.
+fn blocked_mask(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigBlk:"))
+        .expect("SigBlk line")
+        .trim();
+    u64::from_str_radix(hex, 16).expect("hex mask")
+}
+
+/// Starts `auditsentry ARGS` with [`AUDITD_BLOCKED`] blocked, as auditd would, and waits for its
+/// `running:` line. Its stdin is a pipe the caller may write plugin lines to.
+fn start_blocked(
+    args: &[&std::ffi::OsStr],
+    json: &Path,
+) -> (super::live::Agent, std::process::ChildStdin) {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    let mut cmd = bin();
+    cmd.args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: between fork and exec the closure only calls sigprocmask, which is async-signal-safe
+    // (the standard library clears the mask just before it runs the closure).
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set = nix::sys::signal::SigSet::empty();
+            for sig in AUDITD_BLOCKED {
+                set.add(sig);
+            }
+            set.thread_block().map_err(std::io::Error::from)
+        });
+    }
+    let mut child = cmd.spawn().expect("spawn auditsentry");
+    let stdin = child.stdin.take().expect("stdin pipe");
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let pipe = child.stderr.take().expect("stderr pipe");
+    let lines = stderr.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+            lines.lock().expect("lock").push(line);
+        }
+    });
+    let agent = super::live::Agent {
+        child,
+        stderr,
+        json: json.to_path_buf(),
+    };
+    agent.wait_for_log("running:", std::time::Duration::from_secs(10));
+    (agent, stdin)
+}
+
+/// Started with HUP and TERM blocked (by hand here, by auditd in production), the agent still
+/// reopens its JSON file on SIGHUP (after a logrotate-style rename) and stops on SIGTERM within
+/// its drain time, as a plugin fed on stdin and as the multicast daemon.
+#[test]
+#[ignore = "live: needs root and kernel audit"]
+fn started_with_hup_and_term_blocked_the_agent_reopens_on_hup_and_stops_on_term() {
+    use std::io::Write;
+    use std::time::Duration;
+    let (_lock, dir, token, json) = super::live::begin("blocked signals", "sig");
+    let before = super::live::kernel_state();
+    let conf = dir.path().join("agent.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[state]\ndir = {:?}\n\n[output.syslog]\nenabled = false\n\n[output.json]\npath = {:?}\n",
+            dir.path().join("state").display().to_string(),
+            json.display().to_string()
+        ),
+    )
+    .expect("write config");
+    let plugin_lines = std::fs::read(repo("tests/data/plugin-node-split.log")).expect("read");
+    // The plugin first: if the mask were kept, it ends at end of its input, whereas a multicast
+    // agent that ignores TERM would outlive the test.
+    for mode in ["plugin", "multicast"] {
+        let args: Vec<&std::ffi::OsStr> = match mode {
+            "plugin" => vec!["plugin".as_ref(), conf.as_os_str()],
+            _ => vec![
+                "run".as_ref(),
+                "--source".as_ref(),
+                "multicast".as_ref(),
+                "--config".as_ref(),
+                conf.as_os_str(),
+            ],
+        };
+        let (agent, mut stdin) = start_blocked(&args, &json);
+        let pid = agent.child.id();
+        assert!(
+            agent.log().contains(&format!(
+                "rules: 1 rule(s) built in (no rule path configured): {}",
+                super::SEED_RULE_ID
+            )),
+            "{}",
+            agent.log()
+        );
+        let mut wanted = 0u64;
+        for sig in AUDITD_BLOCKED {
+            wanted |= 1 << (sig as i32 - 1);
+        }
+        assert_eq!(wanted, 0x34a01, "the mask auditd leaves its plugins");
+        assert_eq!(
+            blocked_mask(pid),
+            0,
+            "{mode}: the agent kept the inherited mask"
+        );
+
+        // logrotate: rename, then SIGHUP; the next alert goes to a new file.
+        let rotated = dir.path().join(format!("alerts.json.{mode}"));
+        std::fs::rename(&json, &rotated).expect("rotate");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGHUP,
+        )
+        .expect("SIGHUP");
+        agent.wait_for_log("reloaded 1 rule(s)", Duration::from_secs(5));
+        let needle = if mode == "plugin" {
+            stdin.write_all(&plugin_lines).expect("plugin lines");
+            stdin.flush().expect("flush");
+            "/tmp/split-".to_string()
+        } else {
+            super::live::sh(
+                "/usr/bin/dash",
+                &format!("ln -s /usr/bin/id /tmp/{token}; true"),
+            );
+            token.clone()
+        };
+        agent.wait_alert(&needle, Duration::from_secs(5));
+        assert!(
+            super::alerts_in(&rotated)
+                .iter()
+                .all(|a| !super::live::args_contain(a, &needle)),
+            "{mode}: the alert went to the rotated file"
+        );
+        // Stops within its drain time (the helper allows 5 s and wants exit status 0).
+        let log = agent.stop();
+        assert!(log.contains("stop requested; draining"), "{mode}: {log}");
+        drop(stdin);
+        let _ = std::fs::remove_file(format!("/tmp/{token}"));
+        assert_eq!(
+            super::live::kernel_state(),
+            before,
+            "{mode}: kernel audit state changed"
+        );
+    }
+}
+
+/// Kernel audit turned on while it lives, and back off on drop if it was off.
+struct AuditOn(bool);
+
+impl AuditOn {
+    fn new() -> AuditOn {
+        use auditsentry::source::netlink::AuditSocket;
+        let mut ctl = AuditSocket::control().expect("audit control socket");
+        let off = ctl.status().expect("audit status").enabled == 0;
+        if off {
+            ctl.set_enabled(true).expect("enable audit");
+        }
+        AuditOn(off)
+    }
+}
+
+impl Drop for AuditOn {
+    fn drop(&mut self) {
+        if self.0 {
+            let _ = auditsentry::source::netlink::AuditSocket::control()
+                .and_then(|mut c| c.set_enabled(false));
+        }
+    }
+}
+
+/// The pid of the `auditsentry` child of `parent` other than `not`, if one runs.
+fn plugin_child(parent: u32, not: Option<u32>) -> Option<u32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // pid (comm) state ppid ...
+        let (comm, rest) = stat.split_once(") ")?;
+        let ppid: u32 = rest.split(' ').nth(1)?.parse().ok()?;
+        (ppid == parent && comm.ends_with("(auditsentry") && Some(pid) != not).then_some(pid)
+    })
+}
+
+/// A plugin that auditd restarts after `kill -9` gets the dispatcher thread's blocked mask; the
+/// restarted agent clears it, so it reopens its JSON file on SIGHUP and stops on SIGTERM. Under
+/// a private auditd; the plugin leaves the kernel's rules alone (`manage_rules = false`), so its
+/// kill leaves nothing behind.
+#[test]
+#[ignore = "live: needs root, kernel audit and auditd (not running)"]
+fn a_plugin_restarted_by_auditd_reopens_on_hup_and_stops_on_term() {
+    use std::time::{Duration, Instant};
+    let (_lock, dir, _token, json) = super::live::begin("plugin restarted", "rst");
+    super::live::require_auditd("plugin restarted");
+    let before = super::live::kernel_state();
+    // Audit on for the length of the test (the plugin itself is told to change nothing).
+    let _on = AuditOn::new();
+    let conf = dir.path().join("agent.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[source]\nmanage_rules = false\n\n[state]\ndir = {:?}\n\n[output.syslog]\nenabled = false\n\n[output.json]\npath = {:?}\n",
+            dir.path().join("state").display().to_string(),
+            json.display().to_string()
+        ),
+    )
+    .expect("write config");
+    let plugin = format!(
+        "active = yes\ndirection = out\npath = {}\ntype = always\nargs = plugin {}\nformat = string\n",
+        env!("CARGO_BIN_EXE_auditsentry"),
+        conf.display()
+    );
+    let mut auditd = super::live::PrivateAuditd::start(dir.path(), Some(&plugin))
+        .expect("private auditd registered");
+    let auditd_pid = auditd.child.id();
+    let err_log = || std::fs::read_to_string(dir.path().join("auditd.err")).unwrap_or_default();
+    let wait = |what: &str, done: &dyn Fn() -> bool| {
+        let end = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < end, "{what}; auditd said:\n{}", err_log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait("the plugin never ran", &|| {
+        plugin_child(auditd_pid, None).is_some() && err_log().contains("running:")
+    });
+    let first = plugin_child(auditd_pid, None).expect("plugin");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(first as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("SIGKILL");
+    // auditd notices a dead plugin when it next writes to it: a user message is an event.
+    wait("auditd did not restart the plugin", &|| {
+        let _ = std::process::Command::new("auditctl")
+            .args(["-m", "auditsentry test: plugin restart"])
+            .output();
+        plugin_child(auditd_pid, Some(first)).is_some()
+            && err_log().matches("running:").count() >= 2
+    });
+    let second = plugin_child(auditd_pid, Some(first)).expect("restarted plugin");
+    assert_eq!(
+        blocked_mask(second),
+        0,
+        "the restarted plugin kept auditd's mask"
+    );
+
+    let rotated = dir.path().join("alerts.json.1");
+    std::fs::rename(&json, &rotated).expect("rotate");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(second as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    )
+    .expect("SIGHUP");
+    wait("SIGHUP did not reopen the JSON file", &|| {
+        json.exists() && err_log().contains("reloaded 1 rule(s)")
+    });
+    let sent = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(second as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    wait("SIGTERM did not stop the restarted plugin", &|| {
+        !std::path::Path::new(&format!("/proc/{second}")).exists()
+            || std::fs::read_to_string(format!("/proc/{second}/stat"))
+                .is_ok_and(|s| s.contains(") Z "))
+    });
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "stopping took {:?}",
+        sent.elapsed()
+    );
+    assert!(
+        err_log().contains("stop requested; draining"),
+        "{}",
+        err_log()
+    );
+    auditd.stop();
+    drop(_on);
+    assert_eq!(
+        super::live::kernel_state(),
+        before,
+        "kernel audit state changed"
+    );
+}
