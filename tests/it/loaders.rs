@@ -23,6 +23,29 @@ fn text(out: &Output) -> String {
     )
 }
 
+/// Runs `cmd` (stdin empty) and returns its output; kills it and fails if it runs over `secs`.
+fn output_within(mut cmd: std::process::Command, secs: u64) -> Output {
+    use std::process::Stdio;
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn auditsentry");
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(secs)) {
+        Ok(out) => out.expect("wait"),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            panic!("{cmd:?} still ran after {secs} s");
+        }
+    }
+}
+
 /// A configuration file whose `rules.paths` is `paths` (and nothing else the tests could touch).
 fn config_naming(dir: &Path, paths: &[&Path]) -> PathBuf {
     let list: Vec<String> = paths
@@ -69,15 +92,13 @@ fn a_missing_rules_path_fails_config_check_replay_and_start() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains(&missing.display().to_string()));
 
-    // The agent refuses to start, before it touches the kernel (so no kernel lock is needed, and
-    // it needs no root to say so); `plugin` reads the same file.
+    // The agent refuses to start, before it touches the kernel (it needs no root to say so; the
+    // kernel lock is only there in case it ever did start); `plugin` reads the same file.
+    let _lock = super::live::kernel_lock();
     for mode in [&["run", "--config"][..], &["plugin"][..]] {
         let mut cmd = bin();
         cmd.args(mode).arg(&conf);
-        let out = cmd
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("run");
+        let out = output_within(cmd, 10);
         assert_eq!(out.status.code(), Some(1), "{mode:?}: {}", text(&out));
         let said = text(&out);
         assert!(
@@ -120,14 +141,13 @@ fn an_empty_rules_directory_is_an_error_everywhere_naming_the_paths() {
     let out = run(&["config".as_ref(), "check".as_ref(), conf.as_os_str()]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains(&want), "{}", text(&out));
-    let out = bin()
-        .args(["run", "--config"])
-        .arg(&conf)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run");
+    let _lock = super::live::kernel_lock();
+    let mut cmd = bin();
+    cmd.args(["run", "--config"]).arg(&conf);
+    let out = output_within(cmd, 10);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(text(&out).contains(&want), "{}", text(&out));
+    drop(_lock);
 
     // Two paths, one of them holding a rule: rules were loaded, so that is fine.
     let out = run(&[
