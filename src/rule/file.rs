@@ -1031,7 +1031,7 @@ query = "process.name:ln"
     fn summary_names_the_origin_and_every_rule() {
         let seed = builtin();
         assert_eq!(
-            summary(&[seed.clone()], &[]),
+            summary(std::slice::from_ref(&seed), &[]),
             "1 rule(s) built in (no rule path configured): \
              d19a2399-f8e2-4b10-80d8-a561ce9d24d1 \"System Binary Symlink to Suspicious Location\""
         );
