@@ -4,6 +4,7 @@
 //! every exec document) to the sinks — counting everything on the way.
 
 use crate::alert::Alert;
+use crate::audit::config_change::ConfigChange;
 use crate::audit::exec::{self, ExecEvent, ExecLimits};
 use crate::audit::link;
 use crate::audit::reassemble::{Event, ReassembleConfig, Reassembler};
@@ -24,6 +25,8 @@ use std::sync::Arc;
 
 /// How many malformed records are described on stderr before only counting.
 const MALFORMED_REPORTED: u64 = 10;
+/// Most configuration changes kept for the live agent between two of its looks.
+const CONFIG_CHANGES_KEPT: usize = 64;
 
 /// A completed event after the stateless build step, ready for [`Detector::on_built`]. Building
 /// needs no detector state, so a replay does it outside the detector's borrow, recycling the
@@ -112,6 +115,8 @@ pub struct Detector<S: TermStore> {
     stats: Stats,
     excluded_pid: Option<u32>,
     extended: Option<ExtendedDetector>,
+    /// Audit configuration changes seen since the live agent last took them (`None`: not kept).
+    config_changes: Option<Vec<ConfigChange>>,
 }
 
 impl<S: TermStore> Detector<S> {
@@ -134,6 +139,7 @@ impl<S: TermStore> Detector<S> {
             stats: Stats::default(),
             excluded_pid: None,
             extended: None,
+            config_changes: None,
         }
     }
 
@@ -150,6 +156,11 @@ impl<S: TermStore> Detector<S> {
 
     /// Handles one completed event: exec events are evaluated, everything else only counted.
     pub fn on_event(&mut self, ev: Event, sink: &mut dyn Sink) -> Result<(), SinkError> {
+        if let Some(changes) = &mut self.config_changes {
+            if changes.len() < CONFIG_CHANGES_KEPT {
+                changes.extend(ConfigChange::from_event(&ev));
+            }
+        }
         let built = Built::new(ev, &self.opts.exec_limits, self.extended.is_some(), None);
         self.on_built(&built, sink)
     }
@@ -397,6 +408,20 @@ impl<S: TermStore> Detector<S> {
     /// Replaces the rules (SIGHUP reload); new-terms history is kept, keyed by rule id.
     pub fn set_rules(&mut self, rules: Vec<Rule>) {
         self.rules = rules;
+    }
+
+    /// Keeps the audit configuration changes (CONFIG_CHANGE events) that pass, for
+    /// [`Detector::take_config_changes`] (the live agent's coverage watchdog).
+    pub fn watch_config_changes(&mut self) {
+        self.config_changes.get_or_insert_with(Vec::new);
+    }
+
+    /// The configuration changes seen since the last call (at most 64 between two calls).
+    pub fn take_config_changes(&mut self) -> Vec<ConfigChange> {
+        self.config_changes
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// The process table, for the live daemon's seeding and expiry.

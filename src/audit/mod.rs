@@ -2,6 +2,7 @@
 //! events that are successful execve/execveat calls become [`exec::ExecEvent`]s (and successful
 //! symlink/link calls [`link::LinkEvent`]s, for the path-aware detector).
 
+pub mod config_change;
 pub mod exec;
 pub mod link;
 pub mod reassemble;
