@@ -13,7 +13,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Mode of a newly created output file: owner read/write, group read (alerts are sensitive).
 pub const FILE_MODE: u32 = 0o640;
@@ -45,6 +45,7 @@ pub struct JsonSink {
     out: Out,
     target: String,
     events: bool,
+    notices: bool,
 }
 
 impl JsonSink {
@@ -54,6 +55,7 @@ impl JsonSink {
             out: Out::Stream(out),
             target: target.into(),
             events: false,
+            notices: false,
         }
     }
 
@@ -85,6 +87,7 @@ impl JsonSink {
             },
             target,
             events: false,
+            notices: false,
         })
     }
 
@@ -100,6 +103,13 @@ impl JsonSink {
     /// Makes this sink the events output: [`Sink::emit_event`] writes every exec document.
     pub fn into_events(mut self) -> Self {
         self.events = true;
+        self
+    }
+
+    /// Also writes notices (the live agent's coverage and loss warnings, rate-cap summaries)
+    /// as one JSON object each, beside the alerts: see [`notice_json`].
+    pub fn with_notices(mut self) -> Self {
+        self.notices = true;
         self
     }
 
@@ -128,6 +138,36 @@ impl JsonSink {
         };
         result.map_err(|e| self.err(e))
     }
+}
+
+/// A notice as an ECS object: `event.kind` `event` (so alert queries on `event.kind: alert`
+/// skip it), `event.dataset` `auditsentry.notice`, `event.action` from the line's leading
+/// `words:` (`coverage-lost`, `records-lost`, `rate-cap`, ...), `log.level` `warning`, and the
+/// line itself as `message`.
+pub fn notice_json(line: &str, at: SystemTime) -> Value {
+    let since = at
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let time = crate::audit::record::AuditTime {
+        sec: since.as_secs(),
+        msec: since.subsec_millis(),
+    };
+    let action = line
+        .split_once(':')
+        .map(|(head, _)| head)
+        .filter(|h| h.len() <= 40 && h.bytes().all(|b| b.is_ascii_lowercase() || b == b' '))
+        .map_or_else(|| "notice".to_string(), |h| h.replace(' ', "-"));
+    serde_json::json!({
+        "@timestamp": crate::event::timestamp(time),
+        "event": {
+            "kind": "event",
+            "module": "auditsentry",
+            "dataset": "auditsentry.notice",
+            "action": action,
+        },
+        "log": {"level": "warning"},
+        "message": line,
+    })
 }
 
 fn open_append(path: &Path) -> std::io::Result<File> {
@@ -190,6 +230,14 @@ impl Sink for JsonSink {
             Out::File { path, file, .. } => open_append(path).map(|f| *file = f),
         };
         result.map_err(|e| self.err(e))
+    }
+
+    fn notice(&mut self, line: &str) -> Result<(), SinkError> {
+        if self.notices && !self.events {
+            self.write_value(&notice_json(line, SystemTime::now()))
+        } else {
+            Ok(())
+        }
     }
 
     fn wants_events(&self) -> bool {
@@ -288,6 +336,35 @@ mod tests {
         assert!(events.wants_events());
         events.emit_event(&json!({"x": 2}))?;
         assert_eq!(lines(&path), [json!({"x": 2})]);
+        Ok(())
+    }
+
+    #[test]
+    fn notices_are_written_only_when_asked_for() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("alerts.json");
+        JsonSink::file(&path, FsyncPolicy::Never)?.notice("rate cap: x")?;
+        assert_eq!(
+            lines(&path),
+            Vec::<Value>::new(),
+            "replay's output stays alerts only"
+        );
+        let mut sink = JsonSink::file(&path, FsyncPolicy::Never)?.with_notices();
+        sink.notice("coverage lost: kernel audit disabled (enabled=0)\nx")?;
+        sink.emit(&alert(1))?;
+        let got = lines(&path);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0]["event"]["action"], "coverage-lost");
+        assert_eq!(got[0]["event"]["kind"], "event");
+        assert_eq!(got[0]["log"]["level"], "warning");
+        assert_eq!(
+            got[0]["message"],
+            "coverage lost: kernel audit disabled (enabled=0)\nx"
+        );
+        assert_eq!(got[1]["event"]["kind"], "alert");
+        let odd = notice_json("no colon here", SystemTime::UNIX_EPOCH);
+        assert_eq!(odd["event"]["action"], "notice");
+        assert_eq!(odd["@timestamp"], "1970-01-01T00:00:00.000Z");
         Ok(())
     }
 
