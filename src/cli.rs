@@ -35,6 +35,18 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         state_dir: Option<PathBuf>,
     },
+    /// Undo what a stopped or crashed agent left in the kernel (the audit rules it added, audit
+    /// turned on by it), from the journal in its state directory. For package scripts: exit 0
+    /// when done or nothing was left, 1 when something could not be undone.
+    Cleanup {
+        /// State directory of the agent (default: the config's, /var/lib/auditsentry).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
+        /// Configuration file naming the state directory (default:
+        /// /etc/auditsentry/auditsentry.toml when it exists).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
     /// Work with detection-rule files.
     Rules {
         /// What to do with the rule files.

@@ -45,6 +45,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(*args),
         Command::Plugin { config } => plugin(config),
         Command::Status { state_dir } => status(state_dir),
+        Command::Cleanup { state_dir, config } => cleanup(state_dir, config),
         Command::Rules {
             command: RulesCommand::Check { paths },
         } => rules_check(&paths),
@@ -118,10 +119,15 @@ fn effective_config(flags: &OutputArgs, mode: Mode) -> Result<Config> {
 }
 
 /// Every output `cfg` asks for, as one sink. In replay, alerts go to stdout when no JSON output is
-/// configured (as they always have), and rate-cap summaries also go to stderr.
+/// configured (as they always have). Notices (rate-cap summaries; the daemon's coverage and loss
+/// warnings) also go to stderr, and in the daemon to the JSON output.
 fn outputs_from(cfg: &Config, mode: Mode) -> Result<Fanout> {
     let mut out = Fanout::new();
     match &cfg.json {
+        // The daemon's coverage and loss warnings go to the JSON output too.
+        Some(json) if mode == Mode::Run => out.push(Box::new(
+            JsonSink::open(&json.path, json.fsync)?.with_notices(),
+        )),
         Some(json) => out.push(Box::new(JsonSink::open(&json.path, json.fsync)?)),
         None if mode == Mode::Replay => out.push(Box::new(JsonSink::stdout())),
         None => {}
@@ -137,7 +143,9 @@ fn outputs_from(cfg: &Config, mode: Mode) -> Result<Fanout> {
             JsonSink::open(&events.path, events.fsync)?.into_events(),
         ));
     }
-    out.set_notices_to_stderr(mode == Mode::Replay);
+    // Replay: the operator is at the terminal. The daemon: its stderr is the journal or the
+    // init script's log, the one place every warning reaches whatever the outputs are.
+    out.set_notices_to_stderr(true);
     Ok(out)
 }
 
@@ -404,6 +412,56 @@ fn status(state_dir: Option<PathBuf>) -> Result<ExitCode> {
             "agent: no status in {} (not running, or not yet reported)",
             state_dir.display()
         ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `auditsentry cleanup`: what a stopped agent left in the kernel is undone (see
+/// [`kernel::cleanup`]). Never fails on a missing or broken configuration: the package's scripts
+/// call it while the package is half removed.
+fn cleanup(state_dir: Option<PathBuf>, config_path: Option<PathBuf>) -> Result<ExitCode> {
+    let state_dir = match state_dir {
+        Some(dir) => dir,
+        None => {
+            let loaded = match &config_path {
+                Some(path) => config::load(path).map_err(anyhow::Error::from),
+                None => default_config(),
+            };
+            match loaded {
+                Ok(cfg) => cfg.state_dir,
+                Err(e) => {
+                    let dir = Config::default().state_dir;
+                    eprintln!("auditsentry: cleanup: {e:#}; using {}", dir.display());
+                    dir
+                }
+            }
+        }
+    };
+    let mut ctl = match AuditSocket::control().and_then(|mut c| c.status().map(|_| c)) {
+        Ok(ctl) => ctl,
+        Err(e) => {
+            println!("cleanup: kernel audit unavailable ({e}); nothing to undo");
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    let procfs = auditsentry::procfs::ProcFs::new();
+    let me = kernel::AgentId {
+        pid: std::process::id(),
+        start_time: procfs.start_time(std::process::id()),
+    };
+    let journal = daemon::journal::Journal::in_dir(&state_dir);
+    let running_agent = |a: kernel::AgentId| procfs.is_agent(a.pid, a.start_time);
+    match kernel::cleanup(&mut ctl, journal, me, &running_agent) {
+        Ok(notes) if notes.is_empty() => println!("cleanup: nothing to undo"),
+        Ok(notes) => {
+            for note in notes {
+                println!("cleanup: {note}");
+            }
+        }
+        Err(e) => {
+            eprintln!("auditsentry: cleanup: {e}");
+            return Ok(ExitCode::from(1));
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

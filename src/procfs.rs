@@ -82,6 +82,27 @@ impl ProcFs {
         added
     }
 
+    /// When `pid` started, in clock ticks after boot (field 22 of `/proc/PID/stat`): with the
+    /// pid, it names one process even across pid reuse.
+    pub fn start_time(&self, pid: u32) -> Option<u64> {
+        let stat = read_bounded(&self.dir(pid).join("stat"), 4096)?;
+        // The name (field 2) is in parentheses and may hold anything: count from its end.
+        let after = stat.get(stat.iter().rposition(|&b| b == b')')? + 1..)?;
+        let field = after
+            .split(|&b| b == b' ')
+            .filter(|w| !w.is_empty())
+            .nth(19)?;
+        std::str::from_utf8(field).ok()?.parse().ok()
+    }
+
+    /// Whether `pid` is a running auditsentry (its task name), started at `start_time` when
+    /// that is given.
+    pub fn is_agent(&self, pid: u32, start_time: Option<u64>) -> bool {
+        let dir = self.dir(pid);
+        self.comm(&dir).as_deref() == Some("auditsentry")
+            && start_time.map_or(true, |t| self.start_time(pid) == Some(t))
+    }
+
     fn dir(&self, pid: u32) -> PathBuf {
         self.root.join(pid.to_string())
     }
@@ -339,6 +360,27 @@ mod tests {
 
         let mut none = ProcessTable::new(2, Box::new(NoFallback));
         assert_eq!(ProcFs::at(tmp.path().join("absent")).seed(&mut none), 0);
+    }
+
+    #[test]
+    fn start_time_counts_fields_after_the_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        fake(tmp.path(), 40, None, None, Some("auditsentry\n"));
+        // A name with spaces and a parenthesis, as a process may choose.
+        let stat = "40 (a) b c) S 1 40 40 0 -1 4194560 1 0 0 0 0 0 0 0 20 0 1 0 8123456 1000 1 18446744073709551615\n";
+        fs::write(tmp.path().join("40/stat"), stat).unwrap();
+        let procfs = ProcFs::at(tmp.path());
+        assert_eq!(procfs.start_time(40), Some(8_123_456));
+        assert!(procfs.is_agent(40, None));
+        assert!(procfs.is_agent(40, Some(8_123_456)));
+        assert!(!procfs.is_agent(40, Some(7)), "the pid was reused");
+        assert!(!procfs.is_agent(41, None));
+        let me = ProcFs::new();
+        assert!(me.start_time(std::process::id()).is_some());
+        assert!(
+            !me.is_agent(std::process::id(), None),
+            "a test binary is no agent"
+        );
     }
 
     #[test]

@@ -105,6 +105,15 @@ pub fn link_syscalls(arch: Arch) -> Vec<u32> {
         .collect()
 }
 
+/// The name of link syscall `nr` of `arch`, if it is one.
+pub fn syscall_name(arch: Arch, nr: u32) -> Option<&'static str> {
+    LINK_SYSCALLS
+        .iter()
+        .find(|(a, _)| *a == arch.audit_arch())
+        .and_then(|(_, calls)| calls.iter().find(|(n, _)| *n == nr))
+        .map(|(_, call)| call.name())
+}
+
 /// `-a always,exit -F arch=ARCH -S symlink,symlinkat,link,linkat [-F pid!=PID] -k auditsentry-link`:
 /// the rule the live daemon adds per ABI when the extended detector is on.
 pub fn link_rules(arch: Arch, exclude_pid: Option<u32>) -> Result<RuleData, WireError> {

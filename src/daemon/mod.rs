@@ -2,7 +2,9 @@
 //! thread fed by a reader thread, and handles signals, housekeeping and a clean exit. This is daemon
 //! wiring, so errors are `anyhow` here.
 
+pub mod journal;
 pub mod kernel;
+pub mod watchdog;
 
 use crate::audit::record::{parse_frame_owned, AuditTime, UNSTAMPED};
 use crate::pipeline::{DetectOptions, Detector, Pipeline};
@@ -15,11 +17,13 @@ use crate::source::live::{self, Message, Reader};
 use crate::source::netlink::{self, AuditSocket};
 use crate::state::SledStore;
 use anyhow::{bail, Context, Result};
-use kernel::{SourceKind, SourceRequest};
+use journal::Journal;
+use kernel::{AgentId, RuleGuard, SourceKind, SourceRequest};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
+use watchdog::{Losses, Watchdog};
 
 /// Batches the channel between reader and worker holds before the reader starts dropping.
 const CHANNEL_BATCHES: usize = 4096;
@@ -143,6 +147,7 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
         opts.detect.clone(),
     );
     detector.exclude_pid(me);
+    detector.watch_config_changes();
     if opts.extended {
         detector.set_extended(Some(ExtendedDetector::new()?));
     }
@@ -179,8 +184,20 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
         None => None,
     };
     // Everything fallible that changes nothing in the kernel is done; now the kernel changes, and
-    // from here on a failure must undo them.
-    let (mut guard, notes) = kernel::prepare(&mut ctl, me, opts.manage_rules, opts.extended)?;
+    // from here on a failure must undo them. Each change is journaled first (see `journal`).
+    let agent = AgentId {
+        pid: me,
+        start_time: procfs.start_time(me),
+    };
+    let guard = RuleGuard::new(agent, Some(Journal::in_dir(&opts.state_dir)));
+    let running_agent = |a: AgentId| procfs.is_agent(a.pid, a.start_time);
+    let (mut guard, notes) = kernel::prepare(
+        &mut ctl,
+        guard,
+        opts.manage_rules,
+        opts.extended,
+        &running_agent,
+    )?;
     guard.keep = opts.keep_rules;
     for note in notes {
         log.line(&note);
@@ -218,7 +235,7 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
     } else {
         crossbeam_channel::never()
     };
-    let result = Worker {
+    let mut worker = Worker {
         opts: &opts,
         pipe: &mut pipe,
         rx: &rx,
@@ -232,8 +249,13 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
         log: &mut *log,
         ctl: &mut ctl,
         procfs: &procfs,
-    }
-    .run();
+        guard: &mut guard,
+        watchdog: Watchdog::new(me, opts.manage_rules, opts.extended),
+    };
+    // `auditsentry status` has something to show from the start, not after the first period.
+    worker.check_coverage();
+    worker.write_status();
+    let result = worker.run();
 
     // Exit: stop receiving, drain what was received, complete what is in flight, flush.
     reader.stop();
@@ -295,15 +317,18 @@ fn start_reader(
     })
 }
 
-/// Parses and pushes a batch of frames; malformed ones are counted by the pipeline.
+/// Parses and pushes a batch of frames; malformed ones are counted by the pipeline. Returns
+/// whether a CONFIG_CHANGE record was among them (its event may still be incomplete).
 fn feed<S: crate::rule::new_terms::TermStore>(
     pipe: &mut Pipeline<S>,
     frames: Vec<crate::source::Frame>,
     sink: &mut dyn Sink,
-) {
+) -> bool {
+    let mut config_change = false;
     for frame in frames {
         match parse_frame_owned(frame) {
             Ok(rec) => {
+                config_change |= rec.rtype == crate::audit::record::types::CONFIG_CHANGE;
                 if let Err(e) = pipe.push(rec, sink) {
                     eprintln!("auditsentry: {e}");
                 }
@@ -312,6 +337,7 @@ fn feed<S: crate::rule::new_terms::TermStore>(
             Err(e) => pipe.malformed(&e),
         }
     }
+    config_change
 }
 
 /// The running reader threads, for the status line.
@@ -333,6 +359,9 @@ struct Worker<'a, S: crate::rule::new_terms::TermStore> {
     log: &'a mut dyn Log,
     ctl: &'a mut AuditSocket,
     procfs: &'a ProcFs,
+    /// What the agent changed in the kernel (the watchdog restores it).
+    guard: &'a mut RuleGuard,
+    watchdog: Watchdog,
 }
 
 impl<S: crate::rule::new_terms::TermStore> Worker<'_, S> {
@@ -342,10 +371,21 @@ impl<S: crate::rule::new_terms::TermStore> Worker<'_, S> {
         let tick = crossbeam_channel::tick(Duration::from_millis(250));
         let mut next_status = Instant::now() + self.opts.status_period;
         let mut next_expiry = Instant::now() + EXPIRY_PERIOD;
+        let mut next_check = Instant::now() + watchdog::CHECK_PERIOD;
         loop {
             crossbeam_channel::select! {
                 recv(self.rx) -> msg => match msg {
-                    Ok(Message::Frames(frames)) => feed(self.pipe, frames, self.sink),
+                    Ok(Message::Frames(frames)) => {
+                        // A CONFIG_CHANGE record means a look at the kernel now, whether or not
+                        // its event (which names who made the change) is complete yet.
+                        let raw = feed(self.pipe, frames, self.sink);
+                        let changes = self.pipe.detector_mut().take_config_changes();
+                        let foreign = self.watchdog.note_changes(changes, self.guard);
+                        if raw || foreign {
+                            self.check_coverage();
+                            next_check = Instant::now() + watchdog::CHECK_PERIOD;
+                        }
+                    }
                     Ok(Message::End(None)) => {
                         self.log.line("input stream ended");
                         return Ok(());
@@ -382,14 +422,45 @@ impl<S: crate::rule::new_terms::TermStore> Worker<'_, S> {
                     .processes_mut()
                     .expire(&alive, EXPIRY_CHECKS);
             }
+            if Instant::now() >= next_check {
+                next_check = Instant::now() + watchdog::CHECK_PERIOD;
+                self.check_coverage();
+            }
             if Instant::now() >= next_status {
                 next_status = Instant::now() + self.opts.status_period;
-                let line = status_line(self.pipe, &self.readers, self.ctl);
-                let path = self.opts.state_dir.join(STATUS_FILE);
-                let _ = std::fs::write(path, format!("{line}\n"));
+                let line = self.write_status();
                 self.log.line(&line);
             }
         }
+    }
+
+    /// Lets the watchdog look at the kernel and the loss counters; its warnings go to every
+    /// output (syslog at warning, the JSON output, stderr).
+    fn check_coverage(&mut self) {
+        let r = &self.readers.audit.stats;
+        let losses = Losses {
+            enobufs: r.overruns.load(Ordering::Relaxed),
+            lost_serials: self.pipe.stats().serials_lost,
+            channel_drops: r.channel_drops.load(Ordering::Relaxed),
+        };
+        let lines = self
+            .watchdog
+            .check(self.ctl, self.guard, losses, Instant::now(), now());
+        for line in lines {
+            if let Err(e) = self.sink.notice(&line) {
+                self.log.line(&format!("{line} (output error: {e})"));
+            }
+        }
+    }
+
+    /// Writes the health line to `STATE_DIR/status` (owner-only) and returns it.
+    fn write_status(&mut self) -> String {
+        let line = status_line(self.pipe, &self.readers, self.ctl, &mut self.watchdog);
+        let path = self.opts.state_dir.join(STATUS_FILE);
+        if let Err(e) = write_private(&path, &format!("{line}\n")) {
+            self.log.line(&format!("writing {}: {e}", path.display()));
+        }
+        line
     }
 
     /// Every 250 ms: audit time moves on (events without EOE complete, rate-cap windows close)
@@ -409,6 +480,23 @@ impl<S: crate::rule::new_terms::TermStore> Worker<'_, S> {
             self.log.line(&format!("output error: {e}"));
         }
     }
+}
+
+/// Replaces `path` with `text` (temporary file and rename, mode 0600), so a reader never sees
+/// half a line and nobody but the owner reads it.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(text.as_bytes())?;
+    std::fs::rename(&tmp, path)
 }
 
 /// SIGHUP: reload the rules (a bad set keeps the old one) and reopen file outputs.
@@ -451,6 +539,7 @@ fn status_line<S: crate::rule::new_terms::TermStore>(
     pipe: &Pipeline<S>,
     readers: &Readers<'_>,
     ctl: &mut AuditSocket,
+    watchdog: &mut Watchdog,
 ) -> String {
     let r = &readers.audit.stats;
     let kernel = match ctl.status() {
@@ -460,6 +549,7 @@ fn status_line<S: crate::rule::new_terms::TermStore>(
         ),
         Err(e) => format!("kernel_status_error={e:?}"),
     };
+    let coverage = watchdog.status_fields();
     let fan = match readers.fan {
         Some(f) => format!(
             " fanotify_symlinks={} fanotify_lost={} fanotify_drops={}",
@@ -470,7 +560,7 @@ fn status_line<S: crate::rule::new_terms::TermStore>(
         None => String::new(),
     };
     format!(
-        "status: {} frames={} enobufs={} channel_drops={} bad_datagrams={} in_flight={} {kernel}{fan}",
+        "status: {coverage} {} frames={} enobufs={} channel_drops={} bad_datagrams={} in_flight={} {kernel}{fan}",
         pipe.stats(),
         r.frames.load(Ordering::Relaxed),
         r.overruns.load(Ordering::Relaxed),
