@@ -8,6 +8,8 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+#[path = "it/coverage.rs"]
+mod coverage;
 #[path = "it/hardening.rs"]
 mod hardening;
 #[path = "it/live.rs"]
@@ -587,13 +589,13 @@ mod outputs {
         (comm.trim() == "rsyslogd").then_some(pid)
     }
 
-    fn syslog_file_len() -> u64 {
+    pub(crate) fn syslog_file_len() -> u64 {
         std::fs::metadata(SYSLOG_FILE).map_or(0, |m| m.len())
     }
 
     /// Messages (the part after `auditsentry[PID]: `) that process `pid` logged to the test file
     /// after byte `from`.
-    fn messages(pid: u32, from: u64) -> Vec<String> {
+    pub(crate) fn messages(pid: u32, from: u64) -> Vec<String> {
         let data = std::fs::read(SYSLOG_FILE).unwrap_or_default();
         let start = usize::try_from(from).unwrap_or(0).min(data.len());
         let tag = format!("auditsentry[{pid}]: ");
@@ -656,7 +658,7 @@ mod outputs {
 
     /// A running rsyslogd that writes local5 to [`SYSLOG_FILE`], held for the calling test (which
     /// is `#[ignore = "rsyslog: ..."]`: once run, a missing root or rsyslogd fails it).
-    fn rsyslog(test: &str) -> ((MutexGuard<'static, ()>, super::MachineLock), PathBuf) {
+    pub(crate) fn rsyslog(test: &str) -> ((MutexGuard<'static, ()>, super::MachineLock), PathBuf) {
         super::require(test, nix::unistd::Uid::effective().is_root(), "needs root");
         let guard = (
             RSYSLOG.lock().unwrap_or_else(|p| p.into_inner()),

@@ -147,10 +147,13 @@ pub struct Agent {
 }
 
 impl Agent {
+    /// Starts `auditsentry run ARGS --json JSON` (and `--no-syslog` unless ARGS name a
+    /// `--syslog`) and waits for its `running:` line.
     pub fn start(args: &[&str], json: &Path) -> Agent {
+        let syslog = args.iter().any(|a| a.starts_with("--syslog"));
         let mut child = bin()
             .arg("run")
-            .arg("--no-syslog")
+            .args((!syslog).then_some("--no-syslog"))
             .args(args)
             .arg("--json")
             .arg(json)
@@ -234,6 +237,24 @@ impl Agent {
         }
         std::thread::sleep(Duration::from_millis(100));
         self.log()
+    }
+}
+
+impl Drop for Agent {
+    /// A test that fails while its agent runs stops it (SIGTERM, so it removes its audit rules):
+    /// an agent left running would change what the next tests see.
+    fn drop(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let end = Instant::now() + Duration::from_secs(5);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
