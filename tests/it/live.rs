@@ -139,6 +139,46 @@ impl Drop for PreexistingRule {
     }
 }
 
+/// The execve and link-syscall rules the agent would add (without `-F pid!=`), loaded by a test
+/// for an agent run with `--no-manage-rules`, with audit turned on; all undone on drop.
+pub struct TestRules {
+    rules: Vec<auditsentry::source::netlink::RuleData>,
+    enabled: bool,
+}
+
+impl TestRules {
+    pub fn load() -> TestRules {
+        use auditsentry::source::netlink::{Arch, RuleData};
+        let mut ctl = AuditSocket::control().expect("control socket");
+        let mut rules = Vec::new();
+        for arch in Arch::host() {
+            rules.push(RuleData::exec_rule(*arch, None, "auditsentry-test-exec").expect("rule"));
+            rules.push(auditsentry::audit::link::link_rules(*arch, None).expect("rule"));
+        }
+        for rule in &rules {
+            ctl.add_rule(rule).expect("add a test rule");
+        }
+        let enabled = ctl.status().expect("status").enabled == 0;
+        if enabled {
+            ctl.set_enabled(true).expect("enable audit");
+        }
+        TestRules { rules, enabled }
+    }
+}
+
+impl Drop for TestRules {
+    fn drop(&mut self) {
+        if let Ok(mut ctl) = AuditSocket::control() {
+            for rule in &self.rules {
+                let _ = ctl.del_rule(rule);
+            }
+            if self.enabled {
+                let _ = ctl.set_enabled(false);
+            }
+        }
+    }
+}
+
 /// A running `auditsentry run` with its stderr collected.
 pub struct Agent {
     pub child: Child,
@@ -773,12 +813,16 @@ fn live_fanotify_and_audit_report_one_link_once_and_fanotify_alone_covers_missin
         &format!("needs fanotify with FAN_REPORT_DFID_NAME (kernel 5.9+): {fanotify:?}"),
     );
     let before = kernel_state();
+    // The test loads the rules itself and the agent leaves them alone (`--no-manage-rules`):
+    // otherwise its coverage watchdog would put back at once the link rule removed below.
+    let own = TestRules::load();
     let state = dir.path().join("state");
     let agent = Agent::start(
         &[
             "--source",
             "multicast",
             "--extended",
+            "--no-manage-rules",
             "--state-dir",
             state.to_str().expect("utf-8"),
         ],
@@ -803,8 +847,7 @@ fn live_fanotify_and_audit_report_one_link_once_and_fanotify_alone_covers_missin
 
     // Without the link syscall rule, only fanotify sees the next one.
     use auditsentry::source::netlink::Arch;
-    let agent_pid = agent.child.id();
-    let rule = auditsentry::audit::link::link_rules(Arch::X86_64, Some(agent_pid)).expect("rule");
+    let rule = auditsentry::audit::link::link_rules(Arch::X86_64, None).expect("rule");
     AuditSocket::control()
         .and_then(|mut c| c.del_rule(&rule))
         .expect("remove the agent's link rule");
@@ -819,6 +862,7 @@ fn live_fanotify_and_audit_report_one_link_once_and_fanotify_alone_covers_missin
         .expect("put the link rule back");
     std::thread::sleep(Duration::from_millis(2_000));
     let log = agent.stop();
+    drop(own);
 
     let all = alerts_in(&json);
     let by = |suffix: &str| -> Vec<&Value> {
