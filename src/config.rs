@@ -74,8 +74,8 @@ pub enum ConfigError {
 /// Where audit records come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SourceKind {
-    /// Multicast where the kernel supports it (≥ 3.16), else unicast when no audit daemon is
-    /// registered, else an error naming the auditd plugin file.
+    /// Multicast where auditd runs or is installed (kernel ≥ 3.16), unicast where no auditd is
+    /// installed, else an error naming the auditd plugin file (see `daemon::kernel::choose`).
     Auto,
     /// Netlink multicast group (read-only, beside auditd).
     Multicast,

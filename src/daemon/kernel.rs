@@ -51,41 +51,99 @@ pub fn plugin_conf_path() -> &'static str {
     }
 }
 
-/// Picks the source for `request` on a kernel of `version` in state `status`, with the reason; or
-/// the one line the operator needs when no source can run.
+/// Where an installed auditd is looked for.
+pub const AUDITD_PATHS: [&str; 2] = ["/sbin/auditd", "/usr/sbin/auditd"];
+
+/// The path of the auditd binary installed on this host, if any.
+pub fn auditd_installed() -> Option<&'static str> {
+    AUDITD_PATHS.into_iter().find(|p| Path::new(p).exists())
+}
+
+/// Picks the source for `request` on a kernel of `version` in state `status`, with `auditd` the
+/// installed auditd binary if any; returns the source and the reason, or the one line the operator
+/// needs when no source can run. The choice never keeps auditd from starting:
+///
+/// | `auto` on | auditd running or installed | no auditd |
+/// |---|---|---|
+/// | kernel ≥ 3.16 | multicast (beside auditd) | unicast (registered daemon: the kernel does not also log every record) |
+/// | kernel < 3.16 | refused: enable the auditd plugin | unicast |
+///
+/// `unicast` asked for explicitly registers whenever no daemon is registered (if auditd is
+/// installed, the reason says what happens when it starts); it never takes over a registered one.
 pub fn choose(
     request: SourceRequest,
     version: (u32, u32, u32),
     status: &Status,
+    auditd: Option<&str>,
 ) -> Result<(SourceKind, String), String> {
     let (a, b, c) = version;
+    let kernel = format!("kernel {a}.{b}.{c}");
     let multicast = multicast_supported(version);
     let owner = status.pid;
+    let plugin = || {
+        format!(
+            "enable the auditd plugin: set `active = yes` in {} and restart auditd",
+            plugin_conf_path()
+        )
+    };
+    let taken = || {
+        format!(
+            "an audit daemon (pid {owner}) owns the kernel's audit stream and will not be taken over; {}",
+            plugin()
+        )
+    };
     match request {
         SourceRequest::Plugin => Ok((SourceKind::Plugin, "asked for the auditd plugin stream".into())),
         SourceRequest::Multicast if multicast => {
-            Ok((SourceKind::Multicast, format!("asked for multicast; kernel {a}.{b}.{c} supports it")))
+            Ok((SourceKind::Multicast, format!("asked for multicast; {kernel} supports it")))
         }
         SourceRequest::Multicast => Err(format!(
-            "kernel {a}.{b}.{c} has no audit multicast (needs 3.16): the socket would bind and receive nothing; \
+            "{kernel} has no audit multicast (needs 3.16): the socket would bind and receive nothing; \
              use --source unicast (no auditd) or the auditd plugin ({})",
             plugin_conf_path()
         )),
-        SourceRequest::Unicast | SourceRequest::Auto if !multicast || request == SourceRequest::Unicast => {
-            if owner == 0 {
-                Ok((SourceKind::Unicast, format!("kernel {a}.{b}.{c}: no audit daemon is registered, registering")))
-            } else {
-                Err(format!(
-                    "an audit daemon (pid {owner}) owns the kernel's audit stream and will not be taken over; \
-                     enable the auditd plugin: set `active = yes` in {} and restart auditd",
-                    plugin_conf_path()
-                ))
+        SourceRequest::Unicast if owner != 0 => Err(taken()),
+        SourceRequest::Unicast => {
+            let mut why = format!("asked for unicast; {kernel}: no audit daemon is registered, registering");
+            if let Some(path) = auditd {
+                why.push_str(&format!(
+                    "; auditd is installed ({path}) and cannot register while this agent is; when it tries, \
+                     the agent {}",
+                    if multicast {
+                        "hands the stream over and switches to multicast"
+                    } else {
+                        "says so (this kernel has no multicast to switch to)"
+                    }
+                ));
             }
+            Ok((SourceKind::Unicast, why))
         }
-        SourceRequest::Auto | SourceRequest::Unicast => Ok((
+        SourceRequest::Auto if multicast && owner != 0 => Ok((
             SourceKind::Multicast,
-            format!("kernel {a}.{b}.{c} ≥ 3.16 supports audit multicast; it coexists with auditd"),
+            format!("{kernel} ≥ 3.16 supports audit multicast; it coexists with the audit daemon (pid {owner})"),
         )),
+        SourceRequest::Auto if multicast => match auditd {
+            Some(path) => Ok((
+                SourceKind::Multicast,
+                format!("{kernel} ≥ 3.16 supports audit multicast; auditd is installed ({path}): multicast leaves it free to start"),
+            )),
+            None => Ok((
+                SourceKind::Unicast,
+                format!("{kernel}: no auditd installed and no audit daemon registered: registering (unicast), so the kernel does not also write every record to its log"),
+            )),
+        },
+        SourceRequest::Auto if owner != 0 => Err(taken()),
+        SourceRequest::Auto => match auditd {
+            Some(path) => Err(format!(
+                "auditd is installed ({path}) and {kernel} has no audit multicast (needs 3.16): \
+                 registering would keep auditd from starting; {}",
+                plugin()
+            )),
+            None => Ok((
+                SourceKind::Unicast,
+                format!("{kernel} has no audit multicast and no auditd is installed: registering (unicast)"),
+            )),
+        },
     }
 }
 
@@ -764,40 +822,75 @@ mod tests {
     }
 
     #[test]
-    fn auto_picks_multicast_from_3_16() {
-        let (kind, why) = choose(SourceRequest::Auto, (3, 16, 0), &status(812)).expect("multicast");
+    fn auto_picks_multicast_from_3_16_when_auditd_runs_or_is_installed() {
+        let (kind, why) =
+            choose(SourceRequest::Auto, (3, 16, 0), &status(812), None).expect("multicast");
         assert_eq!(kind, SourceKind::Multicast);
-        assert!(why.contains("3.16.0"), "{why}");
+        assert!(why.contains("3.16.0") && why.contains("pid 812"), "{why}");
+        let (kind, why) = choose(
+            SourceRequest::Auto,
+            (6, 1, 0),
+            &status(0),
+            Some("/sbin/auditd"),
+        )
+        .expect("multicast");
+        assert_eq!(kind, SourceKind::Multicast);
+        assert!(why.contains("auditd is installed (/sbin/auditd)"), "{why}");
     }
 
     #[test]
-    fn auto_on_3_10_registers_only_without_a_daemon() {
+    fn auto_registers_only_where_no_auditd_is_installed() {
+        let (kind, why) =
+            choose(SourceRequest::Auto, (6, 1, 0), &status(0), None).expect("unicast");
+        assert_eq!(kind, SourceKind::Unicast);
+        assert!(why.contains("no auditd installed"), "{why}");
         assert_eq!(
-            choose(SourceRequest::Auto, (3, 10, 0), &status(0)).map(|c| c.0),
+            choose(SourceRequest::Auto, (3, 10, 0), &status(0), None).map(|c| c.0),
             Ok(SourceKind::Unicast)
         );
-        let err =
-            choose(SourceRequest::Auto, (3, 10, 0), &status(812)).expect_err("auditd owns it");
+        let err = choose(SourceRequest::Auto, (3, 10, 0), &status(812), None)
+            .expect_err("auditd owns it");
         assert!(
             err.contains("pid 812") && err.contains("plugins.d/auditsentry.conf"),
+            "{err}"
+        );
+        // At boot auditd may not have started yet: installed is enough to leave it its place.
+        let err = choose(
+            SourceRequest::Auto,
+            (3, 10, 0),
+            &status(0),
+            Some("/sbin/auditd"),
+        )
+        .expect_err("auditd installed, no multicast");
+        assert!(
+            err.contains("/sbin/auditd") && err.contains("plugins.d/auditsentry.conf"),
             "{err}"
         );
     }
 
     #[test]
     fn unicast_never_steals_a_registered_daemon() {
-        let err = choose(SourceRequest::Unicast, (6, 1, 0), &status(4410)).expect_err("refused");
+        let err =
+            choose(SourceRequest::Unicast, (6, 1, 0), &status(4410), None).expect_err("refused");
         assert!(err.contains("pid 4410"), "{err}");
         assert_eq!(
-            choose(SourceRequest::Unicast, (6, 1, 0), &status(0)).map(|c| c.0),
+            choose(SourceRequest::Unicast, (6, 1, 0), &status(0), None).map(|c| c.0),
             Ok(SourceKind::Unicast)
         );
+        let (_, why) = choose(
+            SourceRequest::Unicast,
+            (6, 1, 0),
+            &status(0),
+            Some("/sbin/auditd"),
+        )
+        .expect("unicast as asked");
+        assert!(why.contains("switches to multicast"), "{why}");
     }
 
     #[test]
     fn multicast_on_old_kernels_is_refused_with_the_reason() {
-        let err =
-            choose(SourceRequest::Multicast, (3, 10, 0), &status(0)).expect_err("no multicast");
+        let err = choose(SourceRequest::Multicast, (3, 10, 0), &status(0), None)
+            .expect_err("no multicast");
         assert!(err.contains("3.16"), "{err}");
     }
 

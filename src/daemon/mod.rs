@@ -124,7 +124,9 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
     let status = ctl
         .status()
         .context("asking the kernel for its audit status")?;
-    let (kind, why) = kernel::choose(opts.source, version, &status).map_err(anyhow::Error::msg)?;
+    let auditd = kernel::auditd_installed();
+    let (kind, why) =
+        kernel::choose(opts.source, version, &status, auditd).map_err(anyhow::Error::msg)?;
     log.line(&format!("source {kind}: {why}"));
     if kind == SourceKind::Multicast && status.pid == 0 {
         // With no registered audit daemon the kernel also printk()s every record (rate-limited).
@@ -202,7 +204,7 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
     for note in notes {
         log.line(&note);
     }
-    let reader = match start_reader(kind, me, tx, record) {
+    let reader = match start_reader(kind, me, tx.clone(), record) {
         Ok(reader) => reader,
         Err(e) => {
             for problem in guard.release(&mut ctl) {
@@ -240,10 +242,16 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
         pipe: &mut pipe,
         rx: &rx,
         fan_rx: fan_rx.clone(),
-        readers: Readers {
-            audit: &reader,
-            fan: fan_reader.as_ref(),
+        source: LiveSource {
+            kind,
+            reader: Some(reader),
+            tx,
+            version,
+            auditd_known: auditd.is_some(),
+            replace_seen: 0,
+            carried: Losses::default(),
         },
+        fan: fan_reader.as_ref(),
         signals: &signals,
         sink: &mut *sink,
         log: &mut *log,
@@ -256,9 +264,12 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
     worker.check_coverage();
     worker.write_status();
     let result = worker.run();
+    let source = worker.source;
 
     // Exit: stop receiving, drain what was received, complete what is in flight, flush.
-    reader.stop();
+    if let Some(reader) = source.reader {
+        reader.stop();
+    }
     if let Some(r) = fan_reader {
         r.stop();
     }
@@ -277,7 +288,7 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
     }
     let _ = pipe.detector_mut().close_windows(sink);
     let stats = pipe.finish(sink);
-    if kind == SourceKind::Unicast {
+    if source.kind == SourceKind::Unicast {
         if let Err(e) = ctl.set_pid(0) {
             log.line(&format!("releasing the audit daemon registration: {e}"));
         }
@@ -340,10 +351,38 @@ fn feed<S: crate::rule::new_terms::TermStore>(
     config_change
 }
 
-/// The running reader threads, for the status line.
-struct Readers<'a> {
-    audit: &'a Reader,
-    fan: Option<&'a FanReader>,
+/// The live source as it runs now: a unicast agent hands its place over to auditd by switching
+/// to multicast.
+struct LiveSource {
+    kind: SourceKind,
+    /// The reader thread (`None` only while it is being replaced).
+    reader: Option<Reader>,
+    /// Where a reader sends, for a replacement.
+    tx: crossbeam_channel::Sender<Message>,
+    version: (u32, u32, u32),
+    /// auditd is known to be installed (or to want the unicast place): said once.
+    auditd_known: bool,
+    /// AUDIT_REPLACE requests already acted on.
+    replace_seen: u64,
+    /// Losses counted by readers that were replaced.
+    carried: Losses,
+}
+
+impl LiveSource {
+    /// Loss counters of this source since start, replaced readers included.
+    fn losses(&self) -> Losses {
+        let (enobufs, drops) = self.reader.as_ref().map_or((0, 0), |r| {
+            (
+                r.stats.overruns.load(Ordering::Relaxed),
+                r.stats.channel_drops.load(Ordering::Relaxed),
+            )
+        });
+        Losses {
+            enobufs: self.carried.enobufs + enobufs,
+            lost_serials: 0,
+            channel_drops: self.carried.channel_drops + drops,
+        }
+    }
 }
 
 /// What the daemon's main loop works with: the pipeline, its inputs and outputs, and the kernel
@@ -353,7 +392,8 @@ struct Worker<'a, S: crate::rule::new_terms::TermStore> {
     pipe: &'a mut Pipeline<S>,
     rx: &'a crossbeam_channel::Receiver<Message>,
     fan_rx: crossbeam_channel::Receiver<FanEvent>,
-    readers: Readers<'a>,
+    source: LiveSource,
+    fan: Option<&'a FanReader>,
     signals: &'a Signals,
     sink: &'a mut dyn Sink,
     log: &'a mut dyn Log,
@@ -425,6 +465,9 @@ impl<S: crate::rule::new_terms::TermStore> Worker<'_, S> {
             if Instant::now() >= next_check {
                 next_check = Instant::now() + watchdog::CHECK_PERIOD;
                 self.check_coverage();
+                self.watch_for_auditd(true)?;
+            } else {
+                self.watch_for_auditd(false)?;
             }
             if Instant::now() >= next_status {
                 next_status = Instant::now() + self.opts.status_period;
@@ -437,11 +480,9 @@ impl<S: crate::rule::new_terms::TermStore> Worker<'_, S> {
     /// Lets the watchdog look at the kernel and the loss counters; its warnings go to every
     /// output (syslog at warning, the JSON output, stderr).
     fn check_coverage(&mut self) {
-        let r = &self.readers.audit.stats;
         let losses = Losses {
-            enobufs: r.overruns.load(Ordering::Relaxed),
             lost_serials: self.pipe.stats().serials_lost,
-            channel_drops: r.channel_drops.load(Ordering::Relaxed),
+            ..self.source.losses()
         };
         let lines = self
             .watchdog
@@ -453,9 +494,89 @@ impl<S: crate::rule::new_terms::TermStore> Worker<'_, S> {
         }
     }
 
+    /// A unicast agent that learns auditd wants the unicast place (the kernel told us auditd's
+    /// AUDIT_SET was refused, or auditd got installed) says so in one warning line and, where the
+    /// kernel has multicast, hands the place over: it joins the multicast group, unregisters,
+    /// and reads on from multicast. auditd's next start (systemd restarts a failed auditd) then
+    /// registers. `installed` also looks for a newly installed auditd binary.
+    fn watch_for_auditd(&mut self, installed: bool) -> Result<()> {
+        let src = &mut self.source;
+        if src.kind != SourceKind::Unicast {
+            return Ok(());
+        }
+        let Some(stats) = src.reader.as_ref().map(|r| &r.stats) else {
+            return Ok(());
+        };
+        let asked = stats.replace_requests.load(Ordering::Relaxed);
+        let why = if asked > src.replace_seen {
+            src.replace_seen = asked;
+            let pid = stats.replace_pid.load(Ordering::Relaxed);
+            format!(
+                "auditd (pid {pid}) tried to register as the audit daemon and the kernel refused it: \
+                 this agent held the unicast stream"
+            )
+        } else if installed && !src.auditd_known {
+            match kernel::auditd_installed() {
+                Some(path) => format!(
+                    "auditd was installed ({path}); it cannot register while this agent holds the unicast stream"
+                ),
+                None => return Ok(()),
+            }
+        } else {
+            return Ok(());
+        };
+        let first = !std::mem::replace(&mut src.auditd_known, true);
+        let line = if !netlink::multicast_supported(src.version) {
+            if !first {
+                return Ok(());
+            }
+            format!(
+                "{why}; this kernel has no multicast to switch to: stop the agent and enable the auditd \
+                 plugin ({})",
+                kernel::plugin_conf_path()
+            )
+        } else {
+            self.switch_to_multicast()?;
+            format!(
+                "{why}; switched to multicast and unregistered, so auditd can register (systemd \
+                 restarts a failed auditd; elsewhere run `service auditd start`)"
+            )
+        };
+        if let Err(e) = self.sink.notice(&line) {
+            self.log.line(&format!("{line} (output error: {e})"));
+        }
+        Ok(())
+    }
+
+    /// Moves from the unicast stream to the multicast group without a gap: join first (records
+    /// now also queue there), unregister, then stop the unicast reader and start a multicast one
+    /// with the same capture file. Records seen twice meanwhile are dropped by the reassembler.
+    fn switch_to_multicast(&mut self) -> Result<()> {
+        let sock = AuditSocket::multicast().context("joining the audit multicast group")?;
+        self.ctl
+            .set_pid(0)
+            .context("unregistering as the audit daemon")?;
+        let src = &mut self.source;
+        let before = src.losses();
+        let record = src.reader.take().and_then(Reader::stop);
+        src.carried = before;
+        src.kind = SourceKind::Multicast;
+        src.reader = Some(
+            live::spawn_netlink(sock, src.tx.clone(), record)
+                .context("starting the multicast reader")?,
+        );
+        Ok(())
+    }
+
     /// Writes the health line to `STATE_DIR/status` (owner-only) and returns it.
     fn write_status(&mut self) -> String {
-        let line = status_line(self.pipe, &self.readers, self.ctl, &mut self.watchdog);
+        let line = status_line(
+            self.pipe,
+            &self.source,
+            self.fan,
+            self.ctl,
+            &mut self.watchdog,
+        );
         let path = self.opts.state_dir.join(STATUS_FILE);
         if let Err(e) = write_private(&path, &format!("{line}\n")) {
             self.log.line(&format!("writing {}: {e}", path.display()));
@@ -537,11 +658,18 @@ fn reload<S: crate::rule::new_terms::TermStore>(
 /// One health line: pipeline counters, reader losses, kernel lost/backlog.
 fn status_line<S: crate::rule::new_terms::TermStore>(
     pipe: &Pipeline<S>,
-    readers: &Readers<'_>,
+    source: &LiveSource,
+    fan: Option<&FanReader>,
     ctl: &mut AuditSocket,
     watchdog: &mut Watchdog,
 ) -> String {
-    let r = &readers.audit.stats;
+    let losses = source.losses();
+    let (frames, bad) = source.reader.as_ref().map_or((0, 0), |r| {
+        (
+            r.stats.frames.load(Ordering::Relaxed),
+            r.stats.bad_datagrams.load(Ordering::Relaxed),
+        )
+    });
     let kernel = match ctl.status() {
         Ok(s) => format!(
             "kernel_lost={} backlog={} backlog_limit={}",
@@ -550,7 +678,7 @@ fn status_line<S: crate::rule::new_terms::TermStore>(
         Err(e) => format!("kernel_status_error={e:?}"),
     };
     let coverage = watchdog.status_fields();
-    let fan = match readers.fan {
+    let fan = match fan {
         Some(f) => format!(
             " fanotify_symlinks={} fanotify_lost={} fanotify_drops={}",
             f.stats.symlinks.load(Ordering::Relaxed),
@@ -562,10 +690,10 @@ fn status_line<S: crate::rule::new_terms::TermStore>(
     format!(
         "status: {coverage} {} frames={} enobufs={} channel_drops={} bad_datagrams={} in_flight={} {kernel}{fan}",
         pipe.stats(),
-        r.frames.load(Ordering::Relaxed),
-        r.overruns.load(Ordering::Relaxed),
-        r.channel_drops.load(Ordering::Relaxed),
-        r.bad_datagrams.load(Ordering::Relaxed),
+        frames,
+        losses.enobufs,
+        losses.channel_drops,
+        bad,
         pipe.in_flight(),
     )
 }

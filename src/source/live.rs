@@ -7,7 +7,7 @@ use super::netlink::AuditSocket;
 use super::Frame;
 use crossbeam_channel::{Sender, TrySendError};
 use std::io::{BufRead, Write};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -38,12 +38,20 @@ pub struct ReaderStats {
     pub channel_drops: AtomicU64,
     /// Lines the plugin stream could not frame (over-long).
     pub bad_lines: AtomicU64,
+    /// Requests of other processes to become the audit daemon while this unicast reader was
+    /// registered (AUDIT_REPLACE): auditd starting, refused by the kernel.
+    pub replace_requests: AtomicU64,
+    /// The pid of the last such request.
+    pub replace_pid: AtomicU32,
 }
+
+/// Where a netlink reader writes its capture (`--record`), handed back when it stops.
+pub type Capture = Box<dyn Write + Send>;
 
 /// A running reader thread.
 pub struct Reader {
     stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<()>>,
+    handle: Option<JoinHandle<Option<Capture>>>,
     /// Its counters.
     pub stats: Arc<ReaderStats>,
     joinable: bool,
@@ -52,13 +60,13 @@ pub struct Reader {
 impl Reader {
     /// Asks the thread to stop and waits for it when it can notice (netlink readers wake up at
     /// least every receive timeout; a plugin reader blocked on stdin is left to end with the process).
-    pub fn stop(mut self) {
+    /// Returns the capture writer of a netlink reader (flushed), for the reader that follows it.
+    pub fn stop(mut self) -> Option<Capture> {
         self.stop.store(true, Ordering::SeqCst);
-        if self.joinable {
-            if let Some(h) = self.handle.take() {
-                let _ = h.join();
-            }
+        if !self.joinable {
+            return None;
         }
+        self.handle.take().and_then(|h| h.join().ok().flatten())
     }
 }
 
@@ -82,7 +90,7 @@ pub fn write_capture(out: &mut dyn Write, frame: &Frame) -> std::io::Result<()> 
 pub fn spawn_netlink(
     mut sock: AuditSocket,
     tx: Sender<Message>,
-    mut record: Option<Box<dyn Write + Send>>,
+    mut record: Option<Capture>,
 ) -> std::io::Result<Reader> {
     let stop = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(ReaderStats::default());
@@ -110,7 +118,12 @@ pub fn spawn_netlink(
             };
             while !stop2.load(Ordering::Relaxed) {
                 let before = batch.len();
-                match sock.recv_frames(&mut buf, &mut batch) {
+                let received = sock.recv_frames(&mut buf, &mut batch);
+                for pid in sock.take_replace_requests() {
+                    stats2.replace_pid.store(pid, Ordering::Relaxed);
+                    stats2.replace_requests.fetch_add(1, Ordering::Relaxed);
+                }
+                match received {
                     Ok(_) => {}
                     Err(e) if e.is_transient() => {
                         let counter = match e {
@@ -122,7 +135,7 @@ pub fn spawn_netlink(
                     Err(e) => {
                         let _ = send(&mut batch);
                         let _ = tx.send(Message::End(Some(e.to_string())));
-                        return;
+                        return record;
                     }
                 }
                 let got = batch.len() - before;
@@ -143,13 +156,14 @@ pub fn spawn_netlink(
                 if (batch.len() >= BATCH_FRAMES || (got == 0 || oldest.elapsed() >= BATCH_AGE))
                     && !send(&mut batch)
                 {
-                    return;
+                    return record;
                 }
             }
             let _ = send(&mut batch);
             if let Some(out) = record.as_mut() {
                 let _ = out.flush();
             }
+            record
         })?;
     Ok(Reader {
         stop,
@@ -192,10 +206,11 @@ pub fn spawn_lines(input: Box<dyn BufRead + Send>, tx: Sender<Message>) -> std::
                     .send(Message::Frames(std::mem::take(&mut batch)))
                     .is_err()
                 {
-                    return;
+                    return None;
                 }
             }
             let _ = tx.send(Message::End(end));
+            None
         })?;
     Ok(Reader {
         stop,

@@ -5,7 +5,7 @@
 //! They change kernel audit state, so they take the kernel lock ([`begin`]) and check the kernel
 //! is left as they found it.
 
-use super::live::{args_contain, begin, kernel_state, sh, Agent};
+use super::live::{args_contain, begin, kernel_state, require_auditd, sh, Agent, PrivateAuditd};
 use super::{alerts_in, bin, require};
 use auditsentry::daemon::kernel::rule_agent_pid;
 use auditsentry::source::netlink::{AuditSocket, RuleData};
@@ -38,6 +38,14 @@ fn run_auditctl(auditctl: &str, args: &[&str]) {
         "auditctl {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The registered audit daemon's pid (0: none).
+fn daemon_pid() -> Option<u32> {
+    AuditSocket::control()
+        .and_then(|mut c| c.status())
+        .ok()
+        .map(|s| s.pid)
 }
 
 /// The rules loaded now, decoded.
@@ -358,5 +366,72 @@ fn live_kill_9_leaves_no_rule_naming_the_dead_pid_after_cleanup_or_restart() {
         !state.join("kernel-changes").exists(),
         "a clean stop leaves no journal"
     );
+    let _ = std::fs::remove_file(format!("/tmp/{token}"));
+}
+
+#[test]
+#[ignore = "live: needs root, kernel audit with multicast (3.16+) and auditd (not running)"]
+fn live_a_unicast_agent_makes_way_for_auditd_and_goes_on_alerting() {
+    let test = "live unicast makes way";
+    let (_lock, dir, token, json) = begin(test, "way");
+    require_auditd(test);
+    let before = kernel_state();
+    let state = dir.path().join("state");
+    let agent = Agent::start(
+        &[
+            "--source",
+            "unicast",
+            "--state-dir",
+            state.to_str().expect("utf-8"),
+        ],
+        &json,
+    );
+    let log = || agent.log();
+    assert_eq!(daemon_pid(), Some(agent.child.id()));
+    assert!(
+        log().contains("auditd is installed (") && log().contains("hands the stream over"),
+        "the start line says what happens when auditd starts: {}",
+        log()
+    );
+
+    // auditd starts: the kernel refuses it (the agent is registered) and tells the agent, which
+    // says so and makes way.
+    let first = dir.path().join("auditd-1");
+    std::fs::create_dir(&first).expect("dir");
+    assert!(
+        PrivateAuditd::start(&first, None).is_none(),
+        "auditd registered while the agent held the unicast stream"
+    );
+    let got = wait_notices(&json, 0, &["auditd (pid "], &log);
+    let line = got
+        .iter()
+        .find(|l| l.starts_with("auditd (pid "))
+        .expect("line");
+    assert!(line.contains("switched to multicast"), "{line}");
+    assert!(log().contains(line.as_str()), "on stderr too");
+    let end = Instant::now() + Duration::from_secs(5);
+    while daemon_pid() != Some(0) {
+        assert!(Instant::now() < end, "the agent did not unregister");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // auditd's next start (systemd restarts it) registers; the agent goes on seeing execs.
+    let second = dir.path().join("auditd-2");
+    std::fs::create_dir(&second).expect("dir");
+    let auditd =
+        PrivateAuditd::start(&second, None).expect("auditd registers once the agent made way");
+    sh(
+        "/usr/bin/dash",
+        &format!("ln -s /usr/bin/id /tmp/{token}; true"),
+    );
+    let alert = agent.wait_alert(&token, Duration::from_secs(5));
+    assert_eq!(alert["process"]["parent"]["name"], "dash");
+    let stopped = agent.stop();
+    assert!(
+        daemon_pid() == Some(auditd.child.id()),
+        "the agent's exit must not unregister auditd: {stopped}"
+    );
+    drop(auditd);
+    assert_eq!(kernel_state(), before, "kernel audit state changed");
     let _ = std::fs::remove_file(format!("/tmp/{token}"));
 }

@@ -499,9 +499,14 @@ impl PrivateAuditd {
             .ok()?;
         let auditd = PrivateAuditd { child };
         let end = Instant::now() + Duration::from_secs(10);
+        let mut auditd = auditd;
         while Instant::now() < end {
             if kernel_state().is_some_and(|s| s.pid == auditd.child.id()) {
                 return Some(auditd);
+            }
+            if let Ok(Some(_)) = auditd.child.try_wait() {
+                // It gave up (e.g. another daemon is registered).
+                return None;
             }
             std::thread::sleep(Duration::from_millis(50));
         }

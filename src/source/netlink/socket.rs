@@ -19,7 +19,7 @@ use nix::sys::time::TimeVal;
 
 use super::wire::{
     self, Body, RuleData, Status, StatusChange, WireError, AUDIT_ADD_RULE, AUDIT_DEL_RULE,
-    AUDIT_GET, AUDIT_LIST_RULES, AUDIT_SET, NLM_F_ACK, NLM_F_REQUEST,
+    AUDIT_GET, AUDIT_LIST_RULES, AUDIT_REPLACE, AUDIT_SET, NLM_F_ACK, NLM_F_REQUEST,
 };
 use crate::source::Frame;
 
@@ -147,7 +147,12 @@ pub struct AuditSocket {
     seq: u32,
     /// Records that arrived while a request waited for its reply.
     pending: VecDeque<Frame>,
+    /// Pids named by AUDIT_REPLACE messages not yet taken (at most [`REPLACE_KEPT`]).
+    replace: Vec<u32>,
 }
+
+/// Most AUDIT_REPLACE pids kept between two [`AuditSocket::take_replace_requests`].
+const REPLACE_KEPT: usize = 16;
 
 impl fmt::Debug for AuditSocket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -171,6 +176,7 @@ impl AuditSocket {
             portid: addr.port_number(),
             seq: 0,
             pending: VecDeque::new(),
+            replace: Vec::new(),
         })
     }
 
@@ -353,14 +359,35 @@ impl AuditSocket {
                 context: "audit record datagram",
                 source,
             })?;
-            if let Body::Record(text) = msg.body {
-                out.push(Frame::Netlink {
+            match msg.body {
+                Body::Record(text) => out.push(Frame::Netlink {
                     msg_type: msg.header.msg_type,
                     payload: text.to_vec(),
-                });
+                }),
+                Body::Reply(payload) if msg.header.msg_type == AUDIT_REPLACE => {
+                    self.note_replace(payload)
+                }
+                _ => {}
             }
         }
         Ok(out.len() - before)
+    }
+
+    /// Pids of processes that asked to become the audit daemon while this socket was the
+    /// registered one (AUDIT_REPLACE, kernel ≥ 4.11: the kernel refused them with EEXIST), in
+    /// arrival order since the last call.
+    pub fn take_replace_requests(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.replace)
+    }
+
+    fn note_replace(&mut self, payload: &[u8]) {
+        let pid = payload
+            .get(..4)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u32::from_ne_bytes);
+        if self.replace.len() < REPLACE_KEPT {
+            self.replace.push(pid);
+        }
     }
 
     fn recv(&mut self, buf: &mut [u8], op: &'static str) -> Result<Received, NetlinkError> {
@@ -443,6 +470,10 @@ impl AuditSocket {
                         msg_type: msg.header.msg_type,
                         payload: text.to_vec(),
                     });
+                    continue;
+                }
+                if let (Body::Reply(p), AUDIT_REPLACE) = (msg.body, msg.header.msg_type) {
+                    self.note_replace(p);
                     continue;
                 }
                 if msg.header.seq != seq {
