@@ -7,7 +7,7 @@
 //! audit    frames → records → events (grouped by serial) → exec events
 //! proc     pid → process facts, so an exec can name its parent
 //! event    exec event + parent + host → ECS document (the contract with rule/)
-//! rule     KQL query + new-terms gate (over state/) → alert
+//! rule     KQL or EQL query + new-terms gate (over state/) → alert
 //! sink     alerts → NDJSON / syslog
 //! pipeline the only module that knows every stage
 //! ```
