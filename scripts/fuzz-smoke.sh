@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Bounded fuzzing of every cargo-fuzz target (record_text, netlink_frames, reassemble, kql) on
+# Bounded fuzzing of every cargo-fuzz target (record_text, netlink_frames, reassemble, kql, eql) on
 # nightly: SECONDS_PER_TARGET each (default 30), seeded from fuzz/seeds/ (and the shared corpus
 # when it sits beside the repo). Installs the nightly toolchain and cargo-fuzz when missing.
 # A crash fails the script; the reproducer is left under fuzz/artifacts/<target>/.
@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 secs=${1:-30}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(record_text netlink_frames reassemble kql)
+[ ${#targets[@]} -gt 0 ] || targets=(record_text netlink_frames reassemble kql eql)
 
 if ! rustup toolchain list | grep -q '^nightly'; then
     rustup toolchain install nightly --profile minimal

@@ -669,7 +669,7 @@ impl ExtendedDetector {
                 risk_score: 21,
                 language: "kuery".to_string(),
                 query_text: query_text.to_string(),
-                query: kql::parse(query_text)?,
+                query: kql::parse(query_text)?.into(),
                 kind: RuleKind::NewTerms {
                     fields: vec!["host.id".to_string(), "process.parent.name".to_string()],
                     history_window_ms: HISTORY_WINDOW_MS,

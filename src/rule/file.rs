@@ -1,10 +1,11 @@
-//! Rule files: Elastic detection-rules TOML → validated [`Rule`] with its KQL query compiled.
+//! Rule files: Elastic detection-rules TOML → validated [`Rule`] with its KQL or EQL query compiled.
 //!
 //! Upstream rule files (elastic/detection-rules, `rules/**/*.toml`) are read as they are, so that a
 //! newer version of the seed rule can be dropped in unchanged. Keys this crate does not use (`note`,
 //! `tags`, `[[rule.threat]]`, `[transform]`, …) are tolerated; keys it needs are checked and a missing
-//! or wrong one is an error naming the file. Only rule types `query` and `new_terms` with language
-//! `kuery` are supported: everything else is refused at load time rather than silently never firing.
+//! or wrong one is an error naming the file. Supported: types `query` and `new_terms` with language
+//! `kuery`, and type `eql` with language `eql` when the query is a single-event query on `process`
+//! (or `any`) events; everything else is refused at load time rather than silently never firing.
 //! `[metadata]` is optional and not interpreted.
 
 use std::collections::HashMap;
@@ -14,7 +15,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::rule::kql;
+use crate::rule::eql;
+use crate::rule::kql::{self, Document, EvalOptions};
 
 /// The seed rule's TOML text, compiled into the binary so the agent works with no rules directory.
 pub const BUILTIN_TOML: &str =
@@ -48,13 +50,13 @@ pub struct Rule {
     pub severity: Severity,
     /// `rule.risk_score`, 0 to 100.
     pub risk_score: u32,
-    /// `rule.language`; always `kuery` for a loaded rule.
+    /// `rule.language`: `kuery` or `eql`.
     pub language: String,
     /// `rule.query` verbatim as TOML decoded it. Upstream writes `query = '''` + newline + text +
     /// newline + `'''`; TOML drops the first newline but keeps the last, so the text ends in `\n`.
     pub query_text: String,
     /// The compiled query.
-    pub query: kql::Query,
+    pub query: RuleQuery,
     /// Plain query rule, or new-terms rule with its fields and history window.
     pub kind: RuleKind,
     /// `rule.max_signals` (default 100): most alerts per run of `interval`.
@@ -77,6 +79,44 @@ impl Rule {
     /// `from` (look-back) in milliseconds, for the same reason as [`Rule::interval_ms`].
     pub fn from_ms(&self) -> Option<u64> {
         parse_now_minus_ms(&self.from)
+    }
+}
+
+/// A rule's compiled query, in its language.
+#[derive(Debug, Clone)]
+pub enum RuleQuery {
+    /// `language = "kuery"`
+    Kql(kql::Query),
+    /// `language = "eql"` (single-event queries only).
+    Eql(eql::Query),
+}
+
+impl RuleQuery {
+    /// Does the document match, with default options?
+    pub fn matches(&self, doc: &serde_json::Value) -> bool {
+        self.matches_with(doc, &EvalOptions::default())
+    }
+
+    /// Does the document match under the given options?
+    pub fn matches_with(&self, doc: &dyn Document, opts: &EvalOptions) -> bool {
+        match self {
+            RuleQuery::Kql(q) => q.matches_with(doc, opts),
+            RuleQuery::Eql(q) => q.matches_with(doc, opts),
+        }
+    }
+
+    /// The field names the query reads, sorted and without duplicates.
+    pub fn fields(&self) -> Vec<String> {
+        match self {
+            RuleQuery::Kql(q) => q.fields(),
+            RuleQuery::Eql(q) => q.fields(),
+        }
+    }
+}
+
+impl From<kql::Query> for RuleQuery {
+    fn from(q: kql::Query) -> Self {
+        RuleQuery::Kql(q)
     }
 }
 
@@ -180,21 +220,23 @@ pub enum RuleError {
         /// What was expected.
         reason: &'static str,
     },
-    /// `rule.type` is neither `query` nor `new_terms`.
-    #[error("{file}: rule type {rule_type:?} is not supported (only \"query\" and \"new_terms\")")]
+    /// `rule.type` is not `query`, `new_terms` or `eql`.
+    #[error("{file}: rule type {rule_type:?} is not supported (only \"query\", \"new_terms\" and \"eql\")")]
     UnsupportedType {
         /// Path as given.
         file: String,
-        /// The type, e.g. `eql`.
+        /// The type, e.g. `threshold`.
         rule_type: String,
     },
-    /// `rule.language` is not `kuery`.
-    #[error("{file}: query language {language:?} is not supported (only \"kuery\")")]
+    /// `rule.language` is not `kuery` or `eql`, or does not go with `rule.type`.
+    #[error("{file}: query language {language:?} is not supported for rule type {rule_type:?} (kuery with query or new_terms, eql with eql)")]
     UnsupportedLanguage {
         /// Path as given.
         file: String,
-        /// The language, e.g. `eql`, `esql`, `lucene`.
+        /// The language, e.g. `esql`, `lucene`.
         language: String,
+        /// The rule type it came with.
+        rule_type: String,
     },
     /// The KQL query does not parse. Line and column are within the query text.
     #[error("{file}: query line {}, column {}: {}", .error.line, .error.column, .error.message)]
@@ -209,6 +251,22 @@ pub enum RuleError {
     NoRules {
         /// Every path searched, as given, separated by `, `.
         paths: String,
+    },
+    /// The EQL query does not compile. Line and column are within the query text.
+    #[error("{file}: query line {}, column {}: {}", .error.line, .error.column, .error.message)]
+    Eql {
+        /// Path as given.
+        file: String,
+        /// The compiler's error.
+        error: eql::EqlError,
+    },
+    /// The query compiles but this agent cannot run it (a sequence, or events it does not make).
+    #[error("{file}: {reason}")]
+    UnsupportedQuery {
+        /// Path as given.
+        file: String,
+        /// Why, e.g. `sequence queries are not supported yet`.
+        reason: String,
     },
     /// Two files define the same `rule_id`; the second one is refused.
     #[error("{file}: rule_id {rule_id} is already defined in {first}")]
@@ -233,6 +291,8 @@ impl RuleError {
             | RuleError::UnsupportedType { file, .. }
             | RuleError::UnsupportedLanguage { file, .. }
             | RuleError::Kql { file, .. }
+            | RuleError::Eql { file, .. }
+            | RuleError::UnsupportedQuery { file, .. }
             | RuleError::DuplicateId { file, .. } => file,
             RuleError::NoRules { paths } => paths,
         }
@@ -311,20 +371,22 @@ pub fn load_str(text: &str, source: &str) -> Result<Rule, RuleError> {
 
     let r = raw.rule.ok_or_else(|| missing("rule"))?;
 
-    // Type and language first: an EQL or ML rule lacks a KQL query, and "unsupported type" is the
-    // useful message for it, not "missing query".
+    // Type and language first: an ML rule lacks a query, and "unsupported type" is the useful
+    // message for it, not "missing query".
     let rule_type = r.rule_type.ok_or_else(|| missing("rule.type"))?;
-    if rule_type != "query" && rule_type != "new_terms" {
+    if !["query", "new_terms", "eql"].contains(&rule_type.as_str()) {
         return Err(RuleError::UnsupportedType {
             file: file(),
             rule_type,
         });
     }
     let language = r.language.ok_or_else(|| missing("rule.language"))?;
-    if language != "kuery" {
+    if (language == "eql") != (rule_type == "eql") || !["kuery", "eql"].contains(&language.as_str())
+    {
         return Err(RuleError::UnsupportedLanguage {
             file: file(),
             language,
+            rule_type,
         });
     }
 
@@ -377,10 +439,14 @@ pub fn load_str(text: &str, source: &str) -> Result<Rule, RuleError> {
     };
 
     let query_text = r.query.ok_or_else(|| missing("rule.query"))?;
-    let query = kql::parse(&query_text).map_err(|error| RuleError::Kql {
-        file: file(),
-        error,
-    })?;
+    let query = if language == "eql" {
+        RuleQuery::Eql(eql_query(&query_text, source)?)
+    } else {
+        RuleQuery::Kql(kql::parse(&query_text).map_err(|error| RuleError::Kql {
+            file: file(),
+            error,
+        })?)
+    };
 
     Ok(Rule {
         id,
@@ -397,6 +463,33 @@ pub fn load_str(text: &str, source: &str) -> Result<Rule, RuleError> {
         interval,
         source: source.to_string(),
     })
+}
+
+/// Compiles an EQL rule's query and checks that this agent can run it: a single-event query on
+/// process events (or any events), since the agent makes exec events only.
+fn eql_query(text: &str, source: &str) -> Result<eql::Query, RuleError> {
+    let query = eql::parse(text).map_err(|error| RuleError::Eql {
+        file: source.to_string(),
+        error,
+    })?;
+    let unsupported = |reason: String| RuleError::UnsupportedQuery {
+        file: source.to_string(),
+        reason,
+    };
+    match query.kind() {
+        eql::QueryKind::Event(filter) => match filter.category() {
+            None | Some("process") => Ok(query),
+            Some(other) => Err(unsupported(format!(
+                "EQL query on {other:?} events: this agent makes process events only"
+            ))),
+        },
+        eql::QueryKind::Sequence(_) => Err(unsupported(
+            "EQL sequence queries are not supported yet".to_string(),
+        )),
+        eql::QueryKind::Sample(_) => Err(unsupported(
+            "EQL sample queries are not supported".to_string(),
+        )),
+    }
 }
 
 const DATE_MATH_EXPECTED: &str =
@@ -780,11 +873,13 @@ query = "process.name:ln"
 
     #[test]
     fn unsupported_type_names_file_and_type() {
-        let e = err(&MINIMAL.replace("type = \"query\"", "type = \"eql\""));
-        assert!(matches!(&e, RuleError::UnsupportedType { rule_type, .. } if rule_type == "eql"));
+        let e = err(&MINIMAL.replace("type = \"query\"", "type = \"threshold\""));
+        assert!(
+            matches!(&e, RuleError::UnsupportedType { rule_type, .. } if rule_type == "threshold")
+        );
         assert_eq!(
             e.to_string(),
-            "x.toml: rule type \"eql\" is not supported (only \"query\" and \"new_terms\")"
+            "x.toml: rule type \"threshold\" is not supported (only \"query\", \"new_terms\" and \"eql\")"
         );
     }
 
@@ -803,9 +898,70 @@ query = "process.name:ln"
             let e = err(&MINIMAL.replace("\"kuery\"", &format!("\"{lang}\"")));
             assert_eq!(
                 e.to_string(),
-                format!("x.toml: query language \"{lang}\" is not supported (only \"kuery\")")
+                format!("x.toml: query language \"{lang}\" is not supported for rule type \"query\" (kuery with query or new_terms, eql with eql)")
             );
         }
+        let e = err(&MINIMAL.replace("type = \"query\"", "type = \"eql\""));
+        assert!(matches!(e, RuleError::UnsupportedLanguage { .. }), "{e}");
+    }
+
+    /// [`MINIMAL`] as an EQL rule with the given query.
+    fn eql_rule(query: &str) -> String {
+        MINIMAL
+            .replace("\"kuery\"", "\"eql\"")
+            .replace("type = \"query\"", "type = \"eql\"")
+            .replace(
+                "query = \"process.name:ln\"",
+                &format!("query = '''\n{query}\n'''"),
+            )
+    }
+
+    #[test]
+    fn eql_rule_loads_and_matches() {
+        let rule = load_str(
+            &eql_rule("process where process.name == \"ln\" and process.args : \"-S\""),
+            "e.toml",
+        )
+        .unwrap();
+        assert_eq!(rule.language, "eql");
+        assert_eq!(rule.kind, RuleKind::Query);
+        assert!(matches!(rule.query, RuleQuery::Eql(_)));
+        let doc = serde_json::json!({
+            "event": {"category": ["process"]},
+            "process": {"name": "ln", "args": ["ln", "-s"]}
+        });
+        assert!(rule.query.matches(&doc));
+        assert_eq!(
+            rule.query.fields(),
+            ["event.category", "process.args", "process.name"].map(String::from)
+        );
+        assert!(load_str(&eql_rule("any where true"), "e.toml").is_ok());
+    }
+
+    #[test]
+    fn eql_errors_and_unsupported_queries_are_named() {
+        let e = err(&eql_rule("process where process.name == (\"ln\""));
+        assert!(matches!(e, RuleError::Eql { .. }), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "x.toml: query line 2, column 1: expected ')', found the end of the query"
+        );
+        let e = err(&eql_rule("file where file.path : \"/tmp/*\""));
+        assert_eq!(
+            e.to_string(),
+            "x.toml: EQL query on \"file\" events: this agent makes process events only"
+        );
+        let e = err(&eql_rule(
+            "sequence by process.entity_id [process where true] [process where true]",
+        ));
+        assert_eq!(
+            e.to_string(),
+            "x.toml: EQL sequence queries are not supported yet"
+        );
+        let e = err(&eql_rule(
+            "sample by host.id [process where true] [process where true]",
+        ));
+        assert!(matches!(e, RuleError::UnsupportedQuery { .. }), "{e}");
     }
 
     #[test]
@@ -1073,7 +1229,7 @@ query = "process.name:ln"
         let bad = write(
             dir.path(),
             "bad.toml",
-            &MINIMAL.replace("\"kuery\"", "\"eql\""),
+            &MINIMAL.replace("\"kuery\"", "\"esql\""),
         );
         let gone = dir.path().join("gone.toml");
         let results = check(&[good.clone(), bad.clone(), gone.clone()]);

@@ -350,6 +350,13 @@ impl Compiler<'_> {
                 value,
                 patterns,
             } => {
+                if *op == MatchOp::Regex && !matches!(value.kind, ExprKind::Field { .. }) {
+                    // Elasticsearch runs it as a Java regex in a script: another syntax.
+                    return Err(self.err(
+                        e.pos,
+                        "regex on a computed value (not a field) is not supported",
+                    ));
+                }
                 let set = self.patterns(*op, *insensitive, patterns)?;
                 Expr::Pattern {
                     value: b(self.value(value, paths)?),

@@ -353,6 +353,9 @@ fn verifier_errors_are_reported_with_position() {
     assert!(err("process where x regex \"a&b\"")
         .message
         .contains("intersection"));
+    assert!(err("process where string(x) regex \"a\"")
+        .message
+        .contains("computed value"));
     assert!(err("process where string(a and b) == \"x\"")
         .message
         .contains("and/or"));
