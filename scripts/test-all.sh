@@ -26,6 +26,15 @@ check build cargo build --release --locked
 tests "cargo test" cargo test --release --locked --no-fail-fast -- "${live[@]}"
 check bench-build cargo bench --no-run --locked --quiet
 
+# The EQL engine against Elastic's eql package (PyPI, installed under target/ on first use).
+if scripts/eql-diff.sh --setup-only; then
+  check eql-diff scripts/eql-diff.sh
+elif [ "${CI:-}" = true ]; then
+  step_result "check: FAIL eql-diff: the eql package could not be installed (python3-venv, PyPI)"
+else
+  skip eql-diff "the eql package could not be installed (python3-venv and PyPI are needed)"
+fi
+
 # The labelled corpus: exact verdicts on every case, and new-terms (one alert per parent, none twice).
 # It lives beside the checkout (../shared); without it these checks are skipped, and fail under CI.
 corpus() {
