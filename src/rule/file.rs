@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 use crate::rule::eql;
 use crate::rule::kql::{self, Document, EvalOptions};
+use crate::rule::line_column;
 
 /// The seed rule's TOML text, compiled into the binary so the agent works with no rules directory.
 pub const BUILTIN_TOML: &str =
@@ -575,19 +576,6 @@ pub fn parse_duration_ms(text: &str) -> Option<u64> {
         _ => return None,
     };
     n.checked_mul(unit_ms)
-}
-
-/// 1-based (line, column in characters) of byte `offset` in `text`.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let mut end = offset.min(text.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    let before = text.get(..end).unwrap_or("");
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let column = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
-    (line, column)
 }
 
 /// Loads every rule named by `paths` and stops at the first error. A directory contributes its

@@ -7,3 +7,17 @@ pub mod file;
 pub mod kql;
 pub mod new_terms;
 pub mod ratecap;
+
+/// 1-based (line, column in characters) of byte `offset` in `text`: where rule files and queries
+/// report their errors.
+pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut end = offset.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let before = text.get(..end).unwrap_or("");
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
+    (line, column)
+}

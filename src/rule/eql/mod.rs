@@ -53,14 +53,7 @@ pub struct EqlError {
 impl EqlError {
     /// An error at byte offset `pos` of `text`.
     pub(crate) fn at(text: &str, pos: usize, message: impl Into<String>) -> EqlError {
-        let mut end = pos.min(text.len());
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        let before = text.get(..end).unwrap_or("");
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let column = before.get(line_start..).map_or(0, |s| s.chars().count()) + 1;
+        let (line, column) = crate::rule::line_column(text, pos);
         EqlError {
             message: message.into(),
             line,
