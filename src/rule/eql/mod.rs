@@ -27,7 +27,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::rule::kql::{Document, EvalOptions};
+use crate::rule::kql::{Document, EvalOptions, Scalar};
 
 pub use eval::MAX_COMBINATIONS;
 pub use parse::MAX_DEPTH;
@@ -145,7 +145,7 @@ impl EventFilter {
         if let Some(category) = &self.category {
             let has = doc.any_value(
                 "event.category",
-                &mut |v| matches!(v, crate::rule::kql::Scalar::Str(s) if s == category),
+                &mut |v| matches!(v, Scalar::Str(s) if s == category),
             );
             if !has {
                 return false;
