@@ -61,6 +61,7 @@ fn options() -> DetectOptions {
             name: "bench".into(),
         },
         proc_capacity: 65_536,
+        proc_budget: auditsentry::proc::ProcessTable::DEFAULT_BUDGET,
     }
 }
 

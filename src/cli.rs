@@ -104,6 +104,13 @@ pub struct OutputArgs {
     /// At most N alerts per rule per rate-cap window (default: each rule's max_signals).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_signals: Option<u32>,
+    /// Memory budget of one exec event's arguments in MiB (each argument costs its bytes plus
+    /// 32; default 8).
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub exec_argv_mib: Option<u64>,
+    /// Memory budget of the process table in MiB (default 24).
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=4096))]
+    pub process_table_mib: Option<u64>,
 }
 
 fn parse_facility(name: &str) -> Result<Facility, String> {

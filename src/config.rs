@@ -29,6 +29,14 @@ pub const DEFAULT_REASSEMBLY_TIMEOUT_MS: u64 = 2000;
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 4096;
 /// Default rate-cap window: Kibana's 5-minute run interval.
 pub const DEFAULT_RATE_WINDOW_SECS: u64 = 300;
+/// Default memory budget of one exec event's arguments, in MiB (see `audit::exec::ExecLimits`).
+pub const DEFAULT_EXEC_ARGV_MIB: u64 = 8;
+/// Default memory budget of the process table, in MiB (see `proc::ProcessTable`).
+pub const DEFAULT_PROCESS_TABLE_MIB: u64 = 20;
+/// Largest accepted `limits.exec_argv_mib`.
+pub const MAX_EXEC_ARGV_MIB: u64 = 256;
+/// Largest accepted `limits.process_table_mib`.
+pub const MAX_PROCESS_TABLE_MIB: u64 = 4096;
 /// Default period of the daemon's health line.
 pub const DEFAULT_STATUS_PERIOD_SECS: u64 = 300;
 /// Smallest accepted syslog line cap (the renderer's own floor).
@@ -159,6 +167,10 @@ pub struct Config {
     pub rate_window_secs: u64,
     /// `limits.ignore_above`: Defend's keyword `ignore_above` (`None`: match values of any length).
     pub ignore_above: Option<usize>,
+    /// `limits.exec_argv_mib`: what one exec event's arguments may hold (bytes plus a slot each).
+    pub exec_argv_mib: u64,
+    /// `limits.process_table_mib`: what the process table may hold, all entries together.
+    pub process_table_mib: u64,
     /// `daemon.status_period_secs`: period of the health line (0 = never).
     pub status_period_secs: u64,
     /// `daemon.extended`: also run the path-aware extended detector (and audit link syscalls).
@@ -185,6 +197,8 @@ impl Default for Config {
             max_signals: None,
             rate_window_secs: DEFAULT_RATE_WINDOW_SECS,
             ignore_above: None,
+            exec_argv_mib: DEFAULT_EXEC_ARGV_MIB,
+            process_table_mib: DEFAULT_PROCESS_TABLE_MIB,
             status_period_secs: DEFAULT_STATUS_PERIOD_SECS,
             extended: false,
         }
@@ -242,6 +256,8 @@ impl Config {
         if let Some(n) = self.ignore_above {
             let _ = writeln!(t, "ignore_above = {n}");
         }
+        let _ = writeln!(t, "exec_argv_mib = {}", self.exec_argv_mib);
+        let _ = writeln!(t, "process_table_mib = {}", self.process_table_mib);
         let _ = writeln!(
             t,
             "\n[daemon]\nstatus_period_secs = {}\nextended = {}",
@@ -250,10 +266,25 @@ impl Config {
         t
     }
 
+    /// `limits.exec_argv_mib` in bytes.
+    pub fn exec_argv_bytes(&self) -> usize {
+        mib(self.exec_argv_mib)
+    }
+
+    /// `limits.process_table_mib` in bytes.
+    pub fn process_table_bytes(&self) -> usize {
+        mib(self.process_table_mib)
+    }
+
     /// `limits.rate_window_secs` in milliseconds, as the rate cap counts.
     pub fn rate_window_ms(&self) -> u64 {
         self.rate_window_secs.saturating_mul(1000)
     }
+}
+
+/// `n` MiB in bytes (saturating).
+fn mib(n: u64) -> usize {
+    usize::try_from(n.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
 }
 
 /// Reads and validates the file at `path`.
@@ -388,6 +419,20 @@ pub fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
                 Some(v.int(&limits.ignore_above, "limits.ignore_above", 1, 1 << 30, 0)? as usize)
             }
         },
+        exec_argv_mib: v.int(
+            &limits.exec_argv_mib,
+            "limits.exec_argv_mib",
+            1,
+            MAX_EXEC_ARGV_MIB,
+            d.exec_argv_mib,
+        )?,
+        process_table_mib: v.int(
+            &limits.process_table_mib,
+            "limits.process_table_mib",
+            1,
+            MAX_PROCESS_TABLE_MIB,
+            d.process_table_mib,
+        )?,
         status_period_secs: v.int(
             &daemon.status_period_secs,
             "daemon.status_period_secs",
@@ -639,6 +684,8 @@ struct RawLimits {
     max_signals: Setting<i64>,
     rate_window_secs: Setting<i64>,
     ignore_above: Setting<i64>,
+    exec_argv_mib: Setting<i64>,
+    process_table_mib: Setting<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -687,6 +734,8 @@ mod tests {
             max_signals: Some(7),
             rate_window_secs: 60,
             ignore_above: Some(1024),
+            exec_argv_mib: 2,
+            process_table_mib: 100,
             status_period_secs: 0,
             extended: false,
         }
@@ -744,6 +793,8 @@ mod tests {
             "max_signals",
             "rate_window_secs",
             "ignore_above",
+            "exec_argv_mib",
+            "process_table_mib",
             "status_period_secs",
             "extended",
         ] {

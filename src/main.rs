@@ -115,6 +115,12 @@ fn effective_config(flags: &OutputArgs, mode: Mode) -> Result<Config> {
     if flags.max_signals.is_some() {
         cfg.max_signals = flags.max_signals;
     }
+    if let Some(n) = flags.exec_argv_mib {
+        cfg.exec_argv_mib = n;
+    }
+    if let Some(n) = flags.process_table_mib {
+        cfg.process_table_mib = n;
+    }
     Ok(cfg)
 }
 
@@ -187,13 +193,16 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
             max_in_flight: args.max_in_flight.unwrap_or(cfg.max_in_flight),
             ..ReassembleConfig::default()
         },
-        exec_limits: ExecLimits::default(),
+        exec_limits: ExecLimits {
+            max_argv_bytes: cfg.exec_argv_bytes(),
+        },
         eval: EvalOptions {
             ignore_above: args.ignore_above.or(cfg.ignore_above),
         },
         all_matches: args.all_matches,
         host,
         proc_capacity: 65_536,
+        proc_budget: cfg.process_table_bytes(),
     };
     let mut detector = Detector::new(rules, store, Box::new(NoFallback), opts)
         .with_rate_cap(RateCap::new(cfg.max_signals, cfg.rate_window_ms()));
@@ -335,13 +344,16 @@ fn run_daemon(
                 max_in_flight: cfg.max_in_flight,
                 ..ReassembleConfig::default()
             },
-            exec_limits: ExecLimits::default(),
+            exec_limits: ExecLimits {
+                max_argv_bytes: cfg.exec_argv_bytes(),
+            },
             eval: EvalOptions {
                 ignore_above: cfg.ignore_above,
             },
             all_matches: false,
             host: Host::detect(),
             proc_capacity: 65_536,
+            proc_budget: cfg.process_table_bytes(),
         },
         extended: cfg.extended,
         status_period: Duration::from_secs(if cfg.status_period_secs == 0 {

@@ -43,6 +43,14 @@ enum Built {
 }
 
 impl Built {
+    /// What the argv of an exec is charged against its budget (0 for anything else).
+    fn argv_cost(&self) -> usize {
+        match self {
+            Built::Exec(exec) => exec.argv_cost(),
+            Built::Other(_) | Built::Partial => 0,
+        }
+    }
+
     /// Builds `ev`: an exec event, or the event kept whole (if `keep_other`) for the link sensor.
     /// The record buffers of an event not kept go to `spare`, if given, for the reader to reuse.
     fn new(
@@ -81,6 +89,8 @@ pub struct DetectOptions {
     pub host: Host,
     /// Most processes the process table remembers.
     pub proc_capacity: usize,
+    /// Most bytes the process table may hold (see [`crate::proc::ProcessInfo::cost`]).
+    pub proc_budget: usize,
 }
 
 /// A fatal pipeline failure: the input could not be read or the alerts could not be written.
@@ -128,7 +138,8 @@ impl<S: TermStore> Detector<S> {
         fallback: Box<dyn ProcFallback + Send>,
         opts: DetectOptions,
     ) -> Self {
-        let procs = ProcessTable::new(opts.proc_capacity, fallback);
+        let mut procs = ProcessTable::new(opts.proc_capacity, fallback);
+        procs.set_budget(opts.proc_budget);
         Detector {
             rules,
             gate: NewTermsGate::new(store),
@@ -149,9 +160,12 @@ impl<S: TermStore> Detector<S> {
         self
     }
 
-    /// Counters so far.
-    pub fn stats(&self) -> &Stats {
-        &self.stats
+    /// Counters so far, the process table's included.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats.clone();
+        s.table_cut = self.procs.args_cut();
+        s.table_evicted = self.procs.evicted();
+        s
     }
 
     /// Handles one completed event: exec events are evaluated, everything else only counted.
@@ -518,7 +532,7 @@ impl<S: TermStore> Pipeline<S> {
 
     /// Counters so far, the reassembler's included.
     pub fn stats(&self) -> Stats {
-        let mut s = self.detector.stats().clone();
+        let mut s = self.detector.stats();
         let r = self.reassembler.stats();
         s.records_parsed = self.parsed;
         s.records_malformed = self.malformed;
@@ -646,19 +660,27 @@ fn replay_staged<S: TermStore>(
         let mut built = Vec::with_capacity(BATCH_RECORDS);
         'batches: for (batch, others, tokens, read_error) in ev_rx {
             detector.count_others(others);
-            // Build the whole batch, then detect on it: each loop stays in its own code.
-            built.clear();
-            built.extend(
-                batch
-                    .into_iter()
-                    .map(|ev| Built::new(ev, &limits, keep_other, Some(&mut spare))),
-            );
-            for one in &built {
-                if let Err(e) = detector.on_built(one, sink) {
-                    failed = Some(e);
-                    break 'batches;
+            // Build the batch, then detect on it: each loop stays in its own code. Built
+            // arguments can be far larger than their records (empty or skipped arguments), so
+            // the batch is built in parts of at most BUILT_ARGV_BYTES of argv (or one event).
+            let mut events = batch.into_iter().peekable();
+            while events.peek().is_some() {
+                built.clear();
+                let mut argv_bytes = 0;
+                while argv_bytes < BUILT_ARGV_BYTES {
+                    let Some(ev) = events.next() else { break };
+                    let one = Built::new(ev, &limits, keep_other, Some(&mut spare));
+                    argv_bytes += one.argv_cost();
+                    built.push(one);
+                }
+                for one in &built {
+                    if let Err(e) = detector.on_built(one, sink) {
+                        failed = Some(e);
+                        break 'batches;
+                    }
                 }
             }
+            built.clear();
             for _ in 0..tokens {
                 let _ = token_tx.try_send(());
             }
@@ -678,6 +700,9 @@ fn replay_staged<S: TermStore>(
 
 /// Most records in one batch of the reader, and most events in one batch to the detecting stage.
 const BATCH_RECORDS: usize = 512;
+/// Most argv bytes (charged as [`exec::arg_cost`]) the detecting stage builds before it detects
+/// on them: one part of a batch, or one event alone if it is larger.
+const BUILT_ARGV_BYTES: usize = 4 << 20;
 /// Bytes of record bodies one token of the budget between the stages stands for.
 const BATCH_BYTES: usize = 1 << 18;
 /// Tokens of the budget: what a flood of megabyte arguments can hold between the stages (4 MiB,

@@ -13,6 +13,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::audit::exec::{arg_cost, ARG_SLOT_COST};
+
 /// What the table knows of one process: its current image and how it was invoked, as text.
 ///
 /// The executable, the name and every argument live back to back in one string, so an entry
@@ -112,7 +114,8 @@ impl ProcessInfo {
         self.part(1).filter(|_| self.has_name)
     }
 
-    /// argv as passed, possibly cut to [`ProcessTable::MAX_ARGS_BYTES`] for memory's sake.
+    /// argv as passed, possibly cut to [`ProcessTable::MAX_ARGS_BYTES`] (or by the table's budget)
+    /// for memory's sake.
     pub fn args(&self) -> Args<'_> {
         Args {
             info: self,
@@ -130,23 +133,65 @@ impl ProcessInfo {
         self.args().collect::<Vec<_>>().join(" ")
     }
 
-    /// Cuts the arguments to the whole ones that fit in [`ProcessTable::MAX_ARGS_BYTES`]
-    /// together, giving the memory of the rest back (the table does this to every entry).
-    pub fn cut_args(&mut self) {
+    /// What the arguments are charged against an argument budget: their bytes plus
+    /// [`ARG_SLOT_COST`] each (see [`arg_cost`]).
+    pub fn args_cost(&self) -> usize {
+        let args_start = self.ends.get(FIRST_ARG - 1).copied().unwrap_or(0);
+        let args_end = self.ends.last().copied().unwrap_or(0);
+        (args_end - args_start.min(args_end)).saturating_add(self.args_len() * ARG_SLOT_COST)
+    }
+
+    /// What the process table charges for this entry against its budget: a fixed
+    /// [`ProcessTable::ENTRY_COST`], the executable and name, and the arguments' cost.
+    pub fn cost(&self) -> usize {
+        let image = self.ends.get(FIRST_ARG - 1).copied().unwrap_or(0);
+        ProcessTable::ENTRY_COST + image + self.args_cost()
+    }
+
+    /// Cuts the arguments to the whole ones whose costs fit in [`ProcessTable::MAX_ARGS_BYTES`]
+    /// together, giving the memory of the rest back (the table does this to every entry). True
+    /// when something was cut.
+    pub fn cut_args(&mut self) -> bool {
+        self.cut_args_to(ProcessTable::MAX_ARGS_BYTES)
+    }
+
+    /// Cuts the arguments to the whole ones whose costs fit in `budget` together; true when
+    /// something was cut.
+    pub fn cut_args_to(&mut self, budget: usize) -> bool {
+        if self.args_cost() <= budget {
+            return false;
+        }
         let args_start = self.ends.get(FIRST_ARG - 1).copied().unwrap_or(0);
         let Some(over) = self
             .ends
             .iter()
             .skip(FIRST_ARG)
-            .position(|&end| end - args_start > ProcessTable::MAX_ARGS_BYTES)
+            .enumerate()
+            .position(|(i, &end)| {
+                arg_cost(end - args_start).saturating_add(i * ARG_SLOT_COST) > budget
+            })
         else {
-            return;
+            return false;
         };
         self.ends.truncate(FIRST_ARG + over);
         let kept = self.ends.last().copied().unwrap_or(0);
         self.text.truncate(kept);
         self.text.shrink_to_fit();
         self.ends.shrink_to_fit();
+        true
+    }
+
+    /// The same process without its arguments (what the table keeps of an entry over its budget).
+    pub fn without_args(&self) -> ProcessInfo {
+        let (executable, name) = (self.part(0), self.part(1));
+        ProcessInfo::with_image(
+            executable
+                .map(str::as_bytes)
+                .filter(|_| self.has_executable),
+            name.map(str::as_bytes).filter(|_| self.has_name),
+            0,
+            0,
+        )
     }
 }
 
@@ -213,33 +258,86 @@ struct Entry {
     info: Arc<ProcessInfo>,
 }
 
-/// Bounded pid → [`ProcessInfo`] map; the least recently updated entries go first when full.
+/// Bounded pid → [`ProcessInfo`] map: at most `capacity` entries (the least recently updated go
+/// first when full), each entry's arguments within [`ProcessTable::MAX_ARGS_BYTES`], and all
+/// entries together within a memory budget ([`ProcessInfo::cost`]). Over the budget, the
+/// arguments of the least recently updated entries are dropped first (their executable and name,
+/// which rules ask of a parent, stay); only if that is not enough do whole entries go. Both are
+/// counted.
 pub struct ProcessTable {
     entries: HashMap<u32, Entry>,
     clock: u64,
     passes: u64,
     capacity: usize,
+    /// Most bytes all entries may be charged together.
+    budget: usize,
+    /// What all entries are charged now.
+    cost: usize,
+    /// Entries whose arguments were cut (per-entry bound or budget).
+    cut: u64,
+    /// Entries dropped for room (capacity or budget), not because their process exited.
+    evicted: u64,
     fallback: Box<dyn ProcFallback + Send>,
 }
 
 impl ProcessTable {
-    /// Parent args kept per process; the rest is cut (parents' argv only feeds display fields).
+    /// Arguments kept per process, charged as [`arg_cost`] each; the rest is cut (parents'
+    /// argv only feeds display fields and the rare rule on `process.parent.args`).
     pub const MAX_ARGS_BYTES: usize = 32 * 1024;
+
+    /// What an entry is charged besides its text and arguments: the map slot, the shared
+    /// [`ProcessInfo`] and its two allocations.
+    pub const ENTRY_COST: usize = 192;
+
+    /// The default memory budget of the whole table.
+    pub const DEFAULT_BUDGET: usize = 20 << 20;
 
     /// Calls of [`ProcessTable::expire`] that must separate the first and the last check finding
     /// a pid dead before its entry goes. Called every 10 s, a dead process stays resolvable for at
     /// least 30 s after it exited — ample for its children's exec events still in flight.
     pub const EXPIRY_GRACE_PASSES: u64 = 3;
 
-    /// A table holding at most `capacity` processes, asking `fallback` on a miss.
+    /// A table holding at most `capacity` processes within [`ProcessTable::DEFAULT_BUDGET`],
+    /// asking `fallback` on a miss.
     pub fn new(capacity: usize, fallback: Box<dyn ProcFallback + Send>) -> Self {
         ProcessTable {
             entries: HashMap::new(),
             clock: 0,
             passes: 0,
             capacity: capacity.max(1),
+            budget: Self::DEFAULT_BUDGET,
+            cost: 0,
+            cut: 0,
+            evicted: 0,
             fallback,
         }
+    }
+
+    /// Sets the memory budget of all entries together (see [`ProcessInfo::cost`]); entries over
+    /// it are shed at once.
+    pub fn set_budget(&mut self, bytes: usize) {
+        self.budget = bytes;
+        self.shed();
+    }
+
+    /// The memory budget of all entries together.
+    pub fn budget(&self) -> usize {
+        self.budget
+    }
+
+    /// What all entries are charged now (at most [`ProcessTable::budget`] after each change).
+    pub fn cost(&self) -> usize {
+        self.cost
+    }
+
+    /// Entries whose arguments were cut, by the per-entry bound or the budget.
+    pub fn args_cut(&self) -> u64 {
+        self.cut
+    }
+
+    /// Entries dropped for room (capacity or budget) while their process may still run.
+    pub fn evicted(&self) -> u64 {
+        self.evicted
     }
 
     /// Looks `pid` up, asking the fallback (and remembering its answer) on a miss.
@@ -247,17 +345,13 @@ impl ProcessTable {
         if let Some(entry) = self.entries.get(&pid) {
             return Some(Arc::clone(&entry.info));
         }
-        let mut info = self.fallback.lookup(pid)?;
-        info.cut_args();
-        let info = Arc::new(info);
-        self.insert(pid, Arc::clone(&info));
-        Some(info)
+        let info = self.fallback.lookup(pid)?;
+        Some(self.insert(pid, info))
     }
 
     /// Records that `pid` now runs `info` (called for every exec, success only).
-    pub fn exec(&mut self, pid: u32, mut info: ProcessInfo) {
-        info.cut_args();
-        self.insert(pid, Arc::new(info));
+    pub fn exec(&mut self, pid: u32, info: ProcessInfo) {
+        self.insert(pid, info);
     }
 
     /// Forgets exited processes, checking at most `max_checks` entries with `alive` (the daemon
@@ -299,7 +393,7 @@ impl ProcessTable {
             }
             match entry.dead_since {
                 Some(since) if pass - since >= Self::EXPIRY_GRACE_PASSES => {
-                    self.entries.remove(&pid);
+                    self.remove(pid);
                     removed += 1;
                 }
                 Some(_) => {}
@@ -311,7 +405,9 @@ impl ProcessTable {
 
     /// Forgets `pid` (the live daemon calls this when a process exits).
     pub fn remove(&mut self, pid: u32) {
-        self.entries.remove(&pid);
+        if let Some(entry) = self.entries.remove(&pid) {
+            self.cost = self.cost.saturating_sub(entry.info.cost());
+        }
     }
 
     /// Number of processes known.
@@ -339,22 +435,82 @@ impl ProcessTable {
         self.entries.is_empty()
     }
 
-    fn insert(&mut self, pid: u32, info: Arc<ProcessInfo>) {
+    /// Inserts (or replaces) `pid`'s entry, its arguments cut to the per-entry bound, then
+    /// makes room if the table is over its capacity or budget. Returns the entry as inserted.
+    fn insert(&mut self, pid: u32, mut info: ProcessInfo) -> Arc<ProcessInfo> {
+        if info.cut_args() {
+            self.cut += 1;
+        }
+        let info = Arc::new(info);
         self.clock += 1;
         let entry = Entry {
             updated: self.clock,
             seen: self.passes,
             dead_since: None,
-            info,
+            info: Arc::clone(&info),
         };
-        self.entries.insert(pid, entry);
+        self.cost += entry.info.cost();
+        if let Some(old) = self.entries.insert(pid, entry) {
+            self.cost = self.cost.saturating_sub(old.info.cost());
+        }
         if self.entries.len() > self.capacity {
             // Drop the older half in one sweep: amortised O(1) per insert.
             let mut ages: Vec<u64> = self.entries.values().map(|e| e.updated).collect();
             let mid = ages.len() / 2;
             let (_, cut, _) = ages.select_nth_unstable(mid);
             let cut = *cut;
-            self.entries.retain(|_, e| e.updated > cut);
+            let before = self.entries.len();
+            let mut freed = 0;
+            self.entries.retain(|_, e| {
+                let keep = e.updated > cut;
+                if !keep {
+                    freed += e.info.cost();
+                }
+                keep
+            });
+            self.cost = self.cost.saturating_sub(freed);
+            self.evicted += (before - self.entries.len()) as u64;
+        }
+        self.shed();
+        info
+    }
+
+    /// Brings the table back within its budget when it is over: down to three quarters of it
+    /// (so a sweep is paid for by a quarter of the budget taken in since), first by dropping the
+    /// arguments of the least recently updated entries, then, if that is not enough, whole
+    /// entries in the same order.
+    fn shed(&mut self) {
+        if self.cost <= self.budget {
+            return;
+        }
+        let target = self.budget / 4 * 3;
+        let mut order: Vec<(u64, u32)> = self
+            .entries
+            .iter()
+            .map(|(&pid, e)| (e.updated, pid))
+            .collect();
+        order.sort_unstable();
+        for &(_, pid) in &order {
+            if self.cost <= target {
+                return;
+            }
+            let Some(entry) = self.entries.get_mut(&pid) else {
+                continue;
+            };
+            if entry.info.args_len() == 0 {
+                continue;
+            }
+            let bare = entry.info.without_args();
+            self.cost = self.cost - entry.info.cost() + bare.cost();
+            entry.info = Arc::new(bare);
+            self.cut += 1;
+        }
+        for &(_, pid) in &order {
+            if self.cost <= target {
+                return;
+            }
+            self.remove(pid);
+            self.evicted += 1;
         }
     }
 }
@@ -539,14 +695,90 @@ mod tests {
     #[test]
     fn cut_keeps_whole_args_up_to_the_bound() {
         let max = ProcessTable::MAX_ARGS_BYTES;
-        let mut exact = ProcessInfo::new(Some("/e"), Some("e"), ["a".repeat(max - 1), "b".into()]);
-        exact.cut_args();
+        let fits = max - 2 * ARG_SLOT_COST - 1;
+        let mut exact = ProcessInfo::new(Some("/e"), Some("e"), ["a".repeat(fits), "b".into()]);
+        assert!(!exact.cut_args());
         assert_eq!(exact.args_len(), 2, "exactly MAX_ARGS_BYTES is kept");
-        let mut over = ProcessInfo::new(Some("/e"), Some("e"), ["a".repeat(max), "b".into()]);
-        over.cut_args();
-        assert_eq!(over.args().collect::<Vec<_>>(), ["a".repeat(max)]);
-        let mut first = ProcessInfo::new(Some("/e"), Some("e"), ["a".repeat(max + 1)]);
-        first.cut_args();
+        assert_eq!(exact.args_cost(), max);
+        let mut over = ProcessInfo::new(Some("/e"), Some("e"), ["a".repeat(fits + 1), "b".into()]);
+        assert!(over.cut_args());
+        assert_eq!(over.args().collect::<Vec<_>>(), ["a".repeat(fits + 1)]);
+        let mut first = ProcessInfo::new(Some("/e"), Some("e"), ["a".repeat(max)]);
+        assert!(first.cut_args());
         assert_eq!((first.args_len(), first.name()), (0, Some("e")));
+        assert_eq!(first.cost(), ProcessTable::ENTRY_COST + 3);
+    }
+
+    #[test]
+    fn empty_arguments_are_charged_a_slot_each() {
+        let mut t = ProcessTable::new(4, Box::new(NoFallback));
+        let args = vec![""; 650_000];
+        t.exec(1, ProcessInfo::new(Some("/bin/x"), Some("x"), &args));
+        let kept = ProcessTable::MAX_ARGS_BYTES / ARG_SLOT_COST;
+        assert_eq!(t.get(1).map(|i| i.args_len()), Some(kept));
+        assert_eq!(t.args_cut(), 1);
+        assert_eq!(
+            t.cost(),
+            ProcessTable::ENTRY_COST + 7 + kept * ARG_SLOT_COST
+        );
+    }
+
+    #[test]
+    fn over_its_budget_the_table_drops_the_oldest_arguments_first() {
+        let mut t = ProcessTable::new(1000, Box::new(NoFallback));
+        let args = vec!["x".repeat(1000); 30];
+        let one = ProcessInfo::new(Some("/bin/sh"), Some("sh"), &args).cost();
+        t.set_budget(10 * one);
+        for pid in 1..=10 {
+            t.exec(pid, ProcessInfo::new(Some("/bin/sh"), Some("sh"), &args));
+        }
+        assert_eq!((t.cost(), t.args_cut(), t.evicted()), (10 * one, 0, 0));
+        // The eleventh is over: the oldest lose their arguments until 3/4 of the budget is left.
+        t.exec(11, ProcessInfo::new(Some("/bin/sh"), Some("sh"), &args));
+        assert!(
+            t.cost() <= t.budget() / 4 * 3,
+            "{} > {}",
+            t.cost(),
+            t.budget()
+        );
+        assert_eq!(t.evicted(), 0);
+        let cut = t.args_cut();
+        assert!((3..=4).contains(&cut), "{cut}");
+        for pid in 1..=cut as u32 {
+            let info = t.get(pid).unwrap();
+            assert_eq!((info.name(), info.args_len()), (Some("sh"), 0), "pid {pid}");
+        }
+        assert_eq!(
+            t.get(11).map(|i| i.args_len()),
+            Some(30),
+            "the newest keeps its own"
+        );
+        // Entries alone over the budget: the oldest go whole.
+        t.set_budget(3 * ProcessTable::ENTRY_COST);
+        assert!(t.cost() <= t.budget());
+        assert!(
+            t.len() <= 3 && t.evicted() >= 8,
+            "{} {}",
+            t.len(),
+            t.evicted()
+        );
+        assert!(t.contains(11));
+        // Replacing and removing keep the charge exact.
+        let total: usize = t
+            .pids()
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|p| t.get(p).map_or(0, |i| i.cost()))
+            .sum();
+        assert_eq!(t.cost(), total);
+        t.remove(11);
+        t.exec(11, ProcessInfo::new(Some("/bin/x"), Some("x"), ["x"]));
+        let total: usize = t
+            .pids()
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|p| t.get(p).map_or(0, |i| i.cost()))
+            .sum();
+        assert_eq!(t.cost(), total);
     }
 }

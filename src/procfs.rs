@@ -8,6 +8,7 @@
 //! other users' `exe` links may be unreadable. The root is a field so tests can point it at a
 //! fake tree.
 
+use crate::audit::exec::arg_cost;
 use crate::event::{basename, text};
 use crate::proc::{ProcFallback, ProcessInfo, ProcessTable};
 use std::fs::{self, File};
@@ -117,7 +118,8 @@ impl ProcFs {
         (!exe.is_empty()).then_some(exe)
     }
 
-    /// `cmdline` as argv: whole arguments only, within [`ProcessTable::MAX_ARGS_BYTES`].
+    /// `cmdline` as argv: whole arguments only, their costs ([`arg_cost`]) within
+    /// [`ProcessTable::MAX_ARGS_BYTES`] (so a command line of empty arguments stays small too).
     fn args(&self, dir: &Path) -> Option<Vec<String>> {
         let limit = ProcessTable::MAX_ARGS_BYTES;
         // One byte more than kept tells a cut command line from one that ends exactly there.
@@ -132,7 +134,12 @@ impl ProcFs {
         if cut || bytes.last() == Some(&0) {
             pieces.pop();
         }
-        Some(pieces.into_iter().map(text).collect())
+        let mut cost = 0usize;
+        let kept = pieces.into_iter().take_while(|piece| {
+            cost = cost.saturating_add(arg_cost(piece.len()));
+            cost <= limit
+        });
+        Some(kept.map(text).collect())
     }
 
     /// `comm` without its newline: the kernel's 15-byte name of the task.
@@ -159,13 +166,11 @@ impl ProcFallback for ProcFs {
         if executable.is_none() && name.is_none() && args.is_none() {
             return None;
         }
-        let mut info = ProcessInfo::new(
+        Some(ProcessInfo::new(
             executable.as_deref(),
             name.as_deref(),
             args.unwrap_or_default(),
-        );
-        info.cut_args();
-        Some(info)
+        ))
     }
 }
 
@@ -191,6 +196,7 @@ fn read_bounded(path: &Path, limit: u64) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audit::exec::ARG_SLOT_COST;
     use crate::proc::NoFallback;
     use std::os::unix::fs::symlink;
     use std::process::Command;
@@ -302,14 +308,29 @@ mod tests {
     #[test]
     fn cmdline_exactly_at_the_limit_is_whole() {
         let tmp = tempfile::tempdir().unwrap();
-        let mut cmdline = vec![b'y'; ProcessTable::MAX_ARGS_BYTES - 1];
+        let exact = ProcessTable::MAX_ARGS_BYTES - ARG_SLOT_COST;
+        let mut cmdline = vec![b'y'; exact];
         cmdline.push(0);
+        cmdline.extend_from_slice(b"z\0");
         fake(tmp.path(), 9, Some("/bin/y"), Some(&cmdline), None);
         let info = ProcFs::at(tmp.path()).lookup(9).unwrap();
         assert_eq!(info.args_len(), 1);
+        assert_eq!(info.args().next().map(str::len), Some(exact));
+    }
+
+    #[test]
+    fn cmdline_of_empty_arguments_is_charged_a_slot_each() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut cmdline = b"perl\0-e\0sleep 60\0".to_vec();
+        cmdline.extend(std::iter::repeat(0u8).take(650_000));
+        fake(tmp.path(), 10, Some("/usr/bin/perl"), Some(&cmdline), None);
+        let info = ProcFs::at(tmp.path()).lookup(10).unwrap();
+        // 14 bytes in the first three; as many arguments as 32 KiB of charges allow.
+        assert_eq!(info.args_len(), 1023);
+        assert_eq!(info.args_cost(), 14 + 1023 * ARG_SLOT_COST);
         assert_eq!(
-            info.args().next().map(str::len),
-            Some(ProcessTable::MAX_ARGS_BYTES - 1)
+            info.args().take(4).collect::<Vec<_>>(),
+            ["perl", "-e", "sleep 60", ""]
         );
     }
 

@@ -42,6 +42,10 @@ pub struct Stats {
     pub records_duplicate: u64,
     /// Serials missing from the kernel's sequence (lost before they reached us).
     pub serials_lost: u64,
+    /// Process-table entries whose arguments were cut (per-entry bound or the table's budget).
+    pub table_cut: u64,
+    /// Process-table entries dropped for room (capacity or budget) while their process may run.
+    pub table_evicted: u64,
 }
 
 impl fmt::Display for Stats {
@@ -49,7 +53,8 @@ impl fmt::Display for Stats {
         write!(
             f,
             "records={} malformed={} unstamped={} events={} exec={} partial={} truncated={} matched={} alerts={} \
-             capped={} events_out={} seen={} missing_terms={} state_errors={} evicted={} late={} duplicate={} lost_serials={}",
+             capped={} events_out={} seen={} missing_terms={} state_errors={} evicted={} late={} duplicate={} lost_serials={} \
+             table_cut={} table_evicted={}",
             self.records_parsed,
             self.records_malformed,
             self.records_unstamped,
@@ -68,6 +73,8 @@ impl fmt::Display for Stats {
             self.records_late,
             self.records_duplicate,
             self.serials_lost,
+            self.table_cut,
+            self.table_evicted,
         )
     }
 }

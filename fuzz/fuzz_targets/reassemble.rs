@@ -27,14 +27,12 @@ fuzz_target!(|data: &[u8]| {
         max_total_bytes: 16 * 1024,
         ..ReassembleConfig::default()
     };
-    let limits = ExecLimits {
-        max_args: 64,
-        max_argv_bytes: 1024,
-    };
+    // The production limits: what the agent runs with is what is fuzzed.
+    let limits = ExecLimits::default();
     let mut r = Reassembler::new(cfg);
     let mut check = |ev: auditsentry::audit::reassemble::Event| {
         if let Ok(Some(e)) = exec::build(&ev, &limits) {
-            assert!(e.argv.len() <= limits.max_args);
+            assert!(e.argv_cost() <= limits.max_argv_bytes);
         }
     };
     let mut clock: u64 = 1_700_000_000_000;

@@ -12,21 +12,36 @@ use super::reassemble::Event;
 use super::record::{decode_value, types, Fields, Record};
 use super::task::{string_field, SyscallFields, Task};
 
-/// Bounds on what one event's argv may hold; beyond them arguments are dropped and
+/// What one argument is charged against an argument budget besides its bytes: the memory of its
+/// slot wherever argv is held (a vector's header and allocation here, an offset in the process
+/// table, a JSON value in an alert), so that empty arguments are not free.
+pub const ARG_SLOT_COST: usize = 32;
+
+/// The charge of one argument of `len` bytes: its bytes plus [`ARG_SLOT_COST`].
+pub fn arg_cost(len: usize) -> usize {
+    len.saturating_add(ARG_SLOT_COST)
+}
+
+/// The bound on what one event's argv may hold; beyond it arguments are dropped and
 /// [`ExecEvent::argv_truncated`] is set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExecLimits {
-    /// Most arguments kept (argument indices at or beyond it are dropped).
-    pub max_args: usize,
-    /// Most argument bytes kept, all arguments together.
+    /// Most bytes one event's argv may be charged: each argument its [`arg_cost`], arguments the
+    /// records skip (left empty) included, so neither empty arguments nor a forged index far
+    /// beyond the last one can grow argv for free.
     pub max_argv_bytes: usize,
+}
+
+impl ExecLimits {
+    /// The default budget: 8 MiB, more than the kernel's largest argv (6 MiB of strings and
+    /// pointers) charged at [`ARG_SLOT_COST`] for arguments of a dozen bytes or more.
+    pub const DEFAULT_ARGV_BYTES: usize = 8 << 20;
 }
 
 impl Default for ExecLimits {
     fn default() -> Self {
         ExecLimits {
-            max_args: 1 << 20,
-            max_argv_bytes: 8 << 20,
+            max_argv_bytes: Self::DEFAULT_ARGV_BYTES,
         }
     }
 }
@@ -45,6 +60,13 @@ pub struct ExecEvent {
     pub argv_truncated: bool,
     /// PROCTITLE decoded (arguments separated by NUL, capped at 128 bytes by the kernel).
     pub proctitle: Option<Vec<u8>>,
+}
+
+impl ExecEvent {
+    /// What argv is charged against [`ExecLimits::max_argv_bytes`] (the sum of [`arg_cost`]).
+    pub fn argv_cost(&self) -> usize {
+        self.argv.iter().map(|a| arg_cost(a.len())).sum()
+    }
 }
 
 impl std::ops::Deref for ExecEvent {
@@ -285,14 +307,18 @@ impl<'l> ArgvBuilder<'l> {
     }
 
     fn add_record(&mut self, rec: &Record) {
+        // Past the budget nothing more is kept: the rest of the records is not even read, so a
+        // flood of arguments costs its first budget's worth of work.
+        if self.truncated {
+            return;
+        }
         for (key, raw) in rec.fields() {
             match arg_field(key) {
                 ArgField::Argc => {
                     if self.argc.is_none() {
                         self.argc = std::str::from_utf8(raw).ok().and_then(|s| s.parse().ok());
                         let expected = self.argc.and_then(|n| usize::try_from(n).ok());
-                        self.args
-                            .reserve(expected.unwrap_or(0).min(self.limits.max_args).min(1024));
+                        self.args.reserve(expected.unwrap_or(0).min(1024));
                     }
                 }
                 ArgField::Whole(i) => self.put(i, raw, false),
@@ -300,22 +326,27 @@ impl<'l> ArgvBuilder<'l> {
                 ArgField::Unplaceable => self.truncated = true,
                 ArgField::Len | ArgField::Other => {}
             }
+            if self.truncated {
+                return;
+            }
         }
     }
 
     /// Sets (or, for a fragment, extends) argument `index`, padding skipped indices with empty
-    /// arguments. Once a limit is hit nothing more is added, so argv stays a clean prefix.
+    /// arguments, each charged like any other. Once the budget is exhausted nothing more is
+    /// added, so argv stays a clean prefix.
     fn put(&mut self, index: u64, raw: &[u8], append: bool) {
         if self.truncated {
             return;
         }
-        let idx = match usize::try_from(index) {
-            Ok(i) if i < self.limits.max_args => i,
-            _ => {
-                self.truncated = true;
-                return;
-            }
+        // An index whose slots alone would exceed the budget is refused before any arithmetic.
+        let most_slots = self.limits.max_argv_bytes / ARG_SLOT_COST;
+        let Some(idx) = usize::try_from(index).ok().filter(|&i| i < most_slots) else {
+            self.truncated = true;
+            return;
         };
+        // A new index costs a slot for itself and for each skipped one before it.
+        let slots = (idx + 1).saturating_sub(self.args.len());
         let value = decode_value(raw);
         let replaced = match self.args.get(idx) {
             Some(old) if !append => old.len(),
@@ -324,13 +355,14 @@ impl<'l> ArgvBuilder<'l> {
         let bytes = self
             .bytes
             .saturating_sub(replaced)
+            .saturating_add(slots * ARG_SLOT_COST)
             .saturating_add(value.len());
         if bytes > self.limits.max_argv_bytes {
             self.truncated = true;
             return;
         }
         self.bytes = bytes;
-        if idx >= self.args.len() {
+        if slots > 0 {
             self.args.resize_with(idx + 1, Vec::new);
         }
         if let Some(arg) = self.args.get_mut(idx) {
@@ -615,33 +647,63 @@ mod tests {
                 "argc=4 a0=\"ab\" a1=\"cd\" a2=\"ef\" a3=\"gh\"",
             ),
         ]);
-        let few = build(
+        let within = |max_argv_bytes| {
+            let x = build(&ev, &ExecLimits { max_argv_bytes });
+            x.ok().flatten().map(|x| (x.argv, x.argv_truncated))
+        };
+        // Each argument costs its 2 bytes plus a slot.
+        let one = 2 + ARG_SLOT_COST;
+        assert_eq!(within(2 * one), Some((args(&["ab", "cd"]), true)));
+        assert_eq!(within(3 * one - 1), Some((args(&["ab", "cd"]), true)));
+        assert_eq!(
+            within(4 * one),
+            Some((args(&["ab", "cd", "ef", "gh"]), false))
+        );
+        assert_eq!(within(0), Some((args(&[]), true)));
+    }
+
+    #[test]
+    fn empty_arguments_are_charged_a_slot_each() {
+        let mut body = "argc=100000".to_string();
+        for i in 0..100_000 {
+            body.push_str(&format!(" a{i}=\"\""));
+        }
+        let ev = event(vec![rec(1300, 5, 1, 0, SC), rec(1309, 5, 1, 0, &body)]);
+        let budget = 1000 * ARG_SLOT_COST;
+        let x = build(
             &ev,
             &ExecLimits {
-                max_args: 2,
-                max_argv_bytes: 100,
+                max_argv_bytes: budget,
             },
         );
-        let few = few.ok().flatten().map(|x| (x.argv, x.argv_truncated));
-        assert_eq!(few, Some((args(&["ab", "cd"]), true)));
-        let small = build(
-            &ev,
+        let x = x
+            .ok()
+            .flatten()
+            .map(|x| (x.argv.len(), x.argv_truncated, x.argv_cost()));
+        assert_eq!(x, Some((1000, true, budget)));
+    }
+
+    #[test]
+    fn skipped_indices_are_charged_so_a_forged_far_index_stays_cheap() {
+        // The forged event of a flood: 1 048 576 arguments claimed, two written.
+        let ev = event(vec![
+            rec(1300, 5, 1, 0, SC),
+            rec(1309, 5, 1, 0, "argc=1048576 a0=\"x\" a1048575=\"y\""),
+        ]);
+        let x = exec(&ev);
+        assert_eq!((x.argv, x.argv_truncated), (args(&["x"]), true));
+        // Within the budget, skipped indices are empty arguments, charged like any.
+        let x = build(
+            &event(vec![
+                rec(1300, 5, 1, 0, SC),
+                rec(1309, 5, 1, 0, "argc=6 a0=\"x\" a3=\"y\""),
+            ]),
             &ExecLimits {
-                max_args: 100,
-                max_argv_bytes: 5,
+                max_argv_bytes: 4 * ARG_SLOT_COST + 2,
             },
         );
-        let small = small.ok().flatten().map(|x| (x.argv, x.argv_truncated));
-        assert_eq!(small, Some((args(&["ab", "cd"]), true)));
-        let exact = build(
-            &ev,
-            &ExecLimits {
-                max_args: 4,
-                max_argv_bytes: 8,
-            },
-        );
-        let exact = exact.ok().flatten().map(|x| (x.argv, x.argv_truncated));
-        assert_eq!(exact, Some((args(&["ab", "cd", "ef", "gh"]), false)));
+        let x = x.ok().flatten().map(|x| (x.argv_cost(), x.argv_truncated));
+        assert_eq!(x, Some((4 * ARG_SLOT_COST + 2, false)));
     }
 
     #[test]

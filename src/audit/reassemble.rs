@@ -67,7 +67,8 @@ impl Default for ReassembleConfig {
             timeout_ms: 2000,
             max_in_flight: 4096,
             max_event_bytes: 16 << 20,
-            max_total_bytes: 64 << 20,
+            // Part of the live agent's memory budget (see docs/memory.md).
+            max_total_bytes: 16 << 20,
             complete_on_proctitle: true,
         }
     }

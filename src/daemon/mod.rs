@@ -278,8 +278,8 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
     }
     let deadline = Instant::now() + DRAIN_BUDGET;
     while let Ok(msg) = rx.try_recv() {
-        if let Message::Frames(frames) = msg {
-            feed(&mut pipe, frames, sink);
+        if let Message::Frames(mut frames) = msg {
+            feed(&mut pipe, frames.take(), sink);
         }
         if Instant::now() > deadline {
             log.line("drain budget exhausted; remaining queued records dropped");
@@ -415,10 +415,11 @@ impl<S: crate::rule::new_terms::TermStore> Worker<'_, S> {
         loop {
             crossbeam_channel::select! {
                 recv(self.rx) -> msg => match msg {
-                    Ok(Message::Frames(frames)) => {
+                    // The batch's bytes go back to the reader's budget once it is fed.
+                    Ok(Message::Frames(mut frames)) => {
                         // A CONFIG_CHANGE record means a look at the kernel now, whether or not
                         // its event (which names who made the change) is complete yet.
-                        let raw = feed(self.pipe, frames, self.sink);
+                        let raw = feed(self.pipe, frames.take(), self.sink);
                         let changes = self.pipe.detector_mut().take_config_changes();
                         let foreign = self.watchdog.note_changes(changes, self.guard);
                         if raw || foreign {

@@ -1,13 +1,15 @@
 //! Live sources as threads. A reader thread only receives: it batches frames and hands them to the
-//! worker over a bounded channel, so a slow rule or sink never makes the kernel drop records. What a
-//! reader loses (socket overruns, a full channel) is counted, never silent.
+//! worker over a bounded channel, so a slow rule or sink never makes the kernel drop records. The
+//! channel is bounded in batches and, for netlink, in bytes ([`CHANNEL_BYTES`]): a flood the
+//! worker cannot keep up with costs records, not memory. What a reader loses (socket overruns, a
+//! full channel) is counted, never silent.
 
 use super::file::{Format, FrameReader};
 use super::netlink::AuditSocket;
 use super::Frame;
 use crossbeam_channel::{Sender, TrySendError};
 use std::io::{BufRead, Write};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -16,13 +18,67 @@ use std::time::{Duration, Instant};
 const BATCH_FRAMES: usize = 256;
 const BATCH_AGE: Duration = Duration::from_millis(50);
 
+/// Most bytes of frames a netlink reader may have handed to the worker that the worker has not
+/// finished with; a batch that would go over is dropped and counted.
+pub const CHANNEL_BYTES: usize = 8 << 20;
+
 /// What a reader sends to the worker.
 #[derive(Debug)]
 pub enum Message {
     /// Frames in arrival order.
-    Frames(Vec<Frame>),
+    Frames(Frames),
     /// The source ended: `None` at end of input (plugin stdin closed), `Some(reason)` on a fatal error.
     End(Option<String>),
+}
+
+/// A batch of frames. Its bytes count against the reader's [`CHANNEL_BYTES`] until it is dropped.
+#[derive(Debug)]
+pub struct Frames {
+    frames: Vec<Frame>,
+    /// The budget charged, and by how much.
+    charge: Option<(Arc<AtomicUsize>, usize)>,
+}
+
+impl Frames {
+    /// Frames not charged to any budget.
+    pub fn new(frames: Vec<Frame>) -> Self {
+        Frames {
+            frames,
+            charge: None,
+        }
+    }
+
+    /// Takes the frames out; the budget is given back when this batch is dropped.
+    pub fn take(&mut self) -> Vec<Frame> {
+        std::mem::take(&mut self.frames)
+    }
+
+    /// The number of frames (0 once taken).
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Whether there is no frame (also once taken).
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+}
+
+impl Drop for Frames {
+    fn drop(&mut self) {
+        if let Some((budget, bytes)) = self.charge.take() {
+            budget.fetch_sub(bytes, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Bytes of a frame as charged against [`CHANNEL_BYTES`]: its payload and its fixed size.
+fn frame_bytes(frame: &Frame) -> usize {
+    std::mem::size_of::<Frame>()
+        + match frame {
+            Frame::Netlink { payload, .. } => payload.len(),
+            Frame::Text(line) => line.len(),
+        }
 }
 
 /// Counters of one reader thread, readable from any thread.
@@ -101,12 +157,23 @@ pub fn spawn_netlink(
             let mut buf = vec![0u8; super::netlink::RECV_BUFFER_LEN];
             let mut batch: Vec<Frame> = Vec::with_capacity(BATCH_FRAMES);
             let mut oldest = Instant::now();
+            let budget = Arc::new(AtomicUsize::new(0));
             let send = |batch: &mut Vec<Frame>| {
                 if batch.is_empty() {
                     return true;
                 }
                 let frames = std::mem::take(batch);
                 let n = frames.len() as u64;
+                let bytes = frames.iter().map(frame_bytes).sum::<usize>();
+                if budget.load(Ordering::Relaxed) + bytes > CHANNEL_BYTES {
+                    stats2.channel_drops.fetch_add(n, Ordering::Relaxed);
+                    return true;
+                }
+                budget.fetch_add(bytes, Ordering::Relaxed);
+                let frames = Frames {
+                    frames,
+                    charge: Some((Arc::clone(&budget), bytes)),
+                };
                 match tx.try_send(Message::Frames(frames)) {
                     Ok(()) => true,
                     Err(TrySendError::Full(_)) => {
@@ -203,7 +270,7 @@ pub fn spawn_lines(input: Box<dyn BufRead + Send>, tx: Sender<Message>) -> std::
                 }
                 // A pipe read returns what auditd wrote: send at once so alerts are not delayed.
                 if tx
-                    .send(Message::Frames(std::mem::take(&mut batch)))
+                    .send(Message::Frames(Frames::new(std::mem::take(&mut batch))))
                     .is_err()
                 {
                     return None;
@@ -256,7 +323,7 @@ mod tests {
         let mut frames = 0;
         loop {
             match rx.recv_timeout(Duration::from_secs(5)).expect("message") {
-                Message::Frames(f) => frames += f.len(),
+                Message::Frames(mut f) => frames += f.take().len(),
                 Message::End(reason) => {
                     assert_eq!(reason, None);
                     break;
