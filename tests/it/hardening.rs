@@ -419,7 +419,7 @@ fn netlink_capture_with_spoofed_sender_pid() {
 }
 
 /// The peak RSS (VmHWM, KiB) of a running process, 0 once it is gone.
-fn peak_rss_kib(pid: u32) -> u64 {
+pub fn peak_rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
@@ -582,4 +582,87 @@ fn flood_in_a_file_stays_bounded_across_the_replay_stages() {
         .expect("spawn");
     let (hwm_kib, out) = run_watching_hwm(child, None);
     check_flood("file", hwm_kib, &out);
+}
+
+/// `n` exec events of 7.9 KB each that claim `far + 1` arguments and write two, `a0` and
+/// `a<far>` (the rest of the line padding of no argument field): what a forged log can say.
+fn write_forged(out: &mut dyn Write, n: u32, far: u64) -> std::io::Result<()> {
+    let mut w = std::io::BufWriter::new(out);
+    let pad = "x".repeat(7_700);
+    for i in 0..n {
+        let serial = 10 + i;
+        let stamp = format!("1700000000.{:03}:{serial}", i % 1000);
+        writeln!(
+            w,
+            "type=SYSCALL msg=audit({stamp}): arch=c000003e syscall=59 success=yes exit=0 items=1 \
+             ppid=1 pid={} auid=0 uid=0 euid=0 tty=(none) ses=1 comm=\"f\" exe=\"/usr/bin/f\" \
+             key=(null)",
+            100_000 + i
+        )?;
+        writeln!(
+            w,
+            "type=EXECVE msg=audit({stamp}): argc={} a0=\"x\" a{far}=\"y\" pad={pad}",
+            far + 1
+        )?;
+        writeln!(w, "type=EOE msg=audit({stamp}): ")?;
+    }
+    w.flush()
+}
+
+/// The peak RSS bound the live agent keeps by default, which a replay keeps too.
+const BUDGET_KIB: u64 = 64 * 1024;
+
+/// Replays `n` forged events (see [`write_forged`]) from a file through the two stages and returns
+/// the peak RSS (KiB) with the counters.
+fn forged_replay(n: u32, far: u64) -> (u64, HashMap<String, u64>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("forged.log");
+    let mut file = std::fs::File::create(&path).expect("create");
+    write_forged(&mut file, n, far).expect("write forged events");
+    drop(file);
+    let child = replay_cmd(&["--all-matches", &path.to_string_lossy()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let (hwm_kib, out) = run_watching_hwm(child, None);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (hwm_kib, summary(&out))
+}
+
+/// Regression: `argc=1048575 a0="x" a1048575="y"` made argv 1 048 576 slots long (the skipped
+/// ones padded in for free): 20 such events of 7.9 KB peaked at 661 MB, 2,000 at 24 GB. A
+/// skipped index now costs its slot against the argument budget, so the far one is cut at once.
+#[test]
+fn forged_far_argument_indices_stay_within_the_memory_budget() {
+    let (hwm_kib, c) = forged_replay(2_000, 1_048_575);
+    assert_eq!((c["exec"], c["truncated"]), (2_000, 2_000));
+    assert!(
+        hwm_kib < BUDGET_KIB,
+        "peak RSS {} MiB for 2,000 forged events",
+        hwm_kib / 1024
+    );
+    eprintln!("2,000 forged events: peak RSS {} MiB", hwm_kib / 1024);
+}
+
+/// The same with the far index just within the default budget (8 MiB at 32 bytes a slot): every
+/// event really is 262 101 arguments long, and the replay's detecting stage builds its batches in
+/// parts bounded by argument cost instead of 30-odd such events at once.
+#[test]
+fn forged_events_just_within_the_argument_budget_are_built_a_few_at_a_time() {
+    let (hwm_kib, c) = forged_replay(500, 262_100);
+    assert_eq!((c["exec"], c["truncated"]), (500, 0));
+    assert!(
+        hwm_kib < BUDGET_KIB,
+        "peak RSS {} MiB for 500 forged events of 262 101 arguments",
+        hwm_kib / 1024
+    );
+    eprintln!(
+        "500 forged events of 262 101 arguments: peak RSS {} MiB",
+        hwm_kib / 1024
+    );
 }
