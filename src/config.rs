@@ -8,6 +8,7 @@
 
 use crate::sink::json::FsyncPolicy;
 use crate::sink::syslog::{Facility, DEFAULT_MAX_LINE};
+use crate::textfile::{self, TextFileError};
 use serde::Deserialize;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -41,19 +42,21 @@ pub const MAX_PROCESS_TABLE_MIB: u64 = 4096;
 pub const DEFAULT_STATUS_PERIOD_SECS: u64 = 300;
 /// Smallest accepted syslog line cap (the renderer's own floor).
 pub const MIN_SYSLOG_LINE: usize = 256;
+/// Largest configuration file read (the packaged one, every key commented, is about 3 KiB).
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 /// Largest accepted syslog line cap (rsyslog's default message size is 8 KiB).
 pub const MAX_SYSLOG_LINE: usize = 65_536;
 
 /// Why a configuration was rejected: the file, and where possible the line and key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// The file could not be read.
+    /// The file could not be read, is no regular file, or is over [`MAX_CONFIG_BYTES`].
     #[error("{file}: cannot read: {error}")]
     Read {
         /// The file's name.
         file: String,
-        /// The I/O failure.
-        error: std::io::Error,
+        /// Why.
+        error: TextFileError,
     },
     /// A key is unknown, has the wrong type or a bad value.
     #[error("{file}:{line}: {key}: {message}")]
@@ -290,7 +293,7 @@ fn mib(n: u64) -> usize {
 /// Reads and validates the file at `path`.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let name = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+    let text = textfile::read(path, MAX_CONFIG_BYTES).map_err(|error| ConfigError::Read {
         file: name.clone(),
         error,
     })?;

@@ -11,6 +11,8 @@
 //! sink     alerts → NDJSON / syslog
 //! pipeline the only module that knows every stage
 //! ```
+//!
+//! `config` and `rule::file` read the operator's files through `textfile`, which bounds them.
 #![forbid(unsafe_code)]
 
 pub mod alert;
@@ -27,3 +29,4 @@ pub mod sink;
 pub mod source;
 pub mod state;
 pub mod stats;
+pub mod textfile;

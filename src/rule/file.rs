@@ -18,6 +18,7 @@ use serde::Deserialize;
 use crate::rule::eql;
 use crate::rule::kql::{self, Document, EvalOptions};
 use crate::rule::line_column;
+use crate::textfile::{self, TextFileError};
 
 /// The seed rule's TOML text, compiled into the binary so the agent works with no rules directory.
 pub const BUILTIN_TOML: &str =
@@ -34,6 +35,13 @@ pub const DEFAULT_FROM: &str = "now-6m";
 
 /// Kibana's default run interval when a rule file has none.
 pub const DEFAULT_INTERVAL: &str = "5m";
+
+/// Largest rule file read: upstream rule files are a few KiB (the query has its own, lower bound),
+/// and the TOML parser takes up to ~45 bytes of memory per byte of a file made of tiny keys.
+pub const MAX_RULE_FILE_BYTES: u64 = 1 << 20;
+
+/// Most rule files one directory may hold.
+pub const MAX_RULE_FILES: usize = 1000;
 
 /// Kibana accepts one to three new-terms fields.
 pub const MAX_NEW_TERMS_FIELDS: usize = 3;
@@ -180,14 +188,21 @@ impl fmt::Display for Severity {
 /// Why a rule file could not be loaded; every variant names the file (or directory).
 #[derive(Debug, thiserror::Error)]
 pub enum RuleError {
-    /// The file or directory could not be read.
+    /// The file or directory could not be read, is no regular file, or is over
+    /// [`MAX_RULE_FILE_BYTES`].
     #[error("{file}: {source}")]
     Io {
         /// Path as given.
         file: String,
-        /// The OS error.
+        /// Why.
         #[source]
-        source: std::io::Error,
+        source: TextFileError,
+    },
+    /// A directory holds more rule files than [`MAX_RULE_FILES`].
+    #[error("{dir}: more than {MAX_RULE_FILES} rule files")]
+    TooManyFiles {
+        /// The directory as given.
+        dir: String,
     },
     /// TOML syntax error, or a key of the wrong TOML type.
     #[error("{file}: line {line}, column {column}: {message}")]
@@ -296,6 +311,7 @@ impl RuleError {
             | RuleError::UnsupportedQuery { file, .. }
             | RuleError::DuplicateId { file, .. } => file,
             RuleError::NoRules { paths } => paths,
+            RuleError::TooManyFiles { dir } => dir,
         }
     }
 }
@@ -340,7 +356,7 @@ struct RawParam {
 /// Reads and validates one rule file; `source` of the rule is the path as given.
 pub fn load_file(path: &Path) -> Result<Rule, RuleError> {
     let source = path.display().to_string();
-    let text = fs::read_to_string(path).map_err(|e| RuleError::Io {
+    let text = textfile::read(path, MAX_RULE_FILE_BYTES).map_err(|e| RuleError::Io {
         file: source.clone(),
         source: e,
     })?;
@@ -582,7 +598,19 @@ pub fn parse_duration_ms(text: &str) -> Option<u64> {
 /// `*.toml` files sorted by name (dot-files and subdirectories skipped); a `rule_id` defined twice
 /// is an error, and so is a set of paths that yields no rule at all ([`RuleError::NoRules`]).
 pub fn load_paths(paths: &[PathBuf]) -> Result<Vec<Rule>, RuleError> {
-    check(paths).into_iter().collect()
+    let mut rules = Vec::new();
+    let mut failed = None;
+    each_rule(paths, &mut |result| match result {
+        Ok(rule) => {
+            rules.push(rule);
+            true
+        }
+        Err(e) => {
+            failed = Some(e);
+            false
+        }
+    });
+    failed.map_or(Ok(rules), Err)
 }
 
 /// The rules an agent runs: those `paths` name, or the built-in seed rule when no path is
@@ -621,8 +649,20 @@ pub fn summary(rules: &[Rule], paths: &[PathBuf]) -> String {
 /// paths that name no rule file give one [`RuleError::NoRules`].
 pub fn check(paths: &[PathBuf]) -> Vec<Result<Rule, RuleError>> {
     let mut results = Vec::new();
+    each_rule(paths, &mut |result| {
+        results.push(result);
+        true
+    });
+    results
+}
+
+/// Hands every rule `paths` name (or why it could not be loaded) to `take`, in load order, until
+/// `take` returns false; a set of paths with no rule file gives one [`RuleError::NoRules`].
+fn each_rule(paths: &[PathBuf], take: &mut dyn FnMut(Result<Rule, RuleError>) -> bool) {
     let mut seen: HashMap<String, String> = HashMap::new();
+    let mut any = false;
     for entry in expand(paths) {
+        any = true;
         let result = entry.and_then(|path| load_file(&path)).and_then(|rule| {
             if let Some(first) = seen.get(&rule.id) {
                 return Err(RuleError::DuplicateId {
@@ -634,18 +674,20 @@ pub fn check(paths: &[PathBuf]) -> Vec<Result<Rule, RuleError>> {
             seen.insert(rule.id.clone(), rule.source.clone());
             Ok(rule)
         });
-        results.push(result);
+        if !take(result) {
+            return;
+        }
     }
-    if results.is_empty() {
+    if !any {
         let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-        results.push(Err(RuleError::NoRules {
+        take(Err(RuleError::NoRules {
             paths: names.join(", "),
         }));
     }
-    results
 }
 
-/// Paths → rule files: files as given, directories replaced by their sorted `*.toml` files.
+/// Paths → rule files: files as given, directories replaced by their sorted `*.toml` files
+/// (subdirectories skipped; any other entry is loaded, so a FIFO or device is named, not skipped).
 fn expand(paths: &[PathBuf]) -> Vec<Result<PathBuf, RuleError>> {
     let mut out = Vec::new();
     for path in paths {
@@ -653,9 +695,9 @@ fn expand(paths: &[PathBuf]) -> Vec<Result<PathBuf, RuleError>> {
             out.push(Ok(path.clone()));
             continue;
         }
-        let io_err = |e| RuleError::Io {
+        let io_err = |e: std::io::Error| RuleError::Io {
             file: path.display().to_string(),
-            source: e,
+            source: e.into(),
         };
         let entries = match fs::read_dir(path) {
             Ok(entries) => entries,
@@ -672,8 +714,15 @@ fn expand(paths: &[PathBuf]) -> Vec<Result<PathBuf, RuleError>> {
                     let p = entry.path();
                     let is_toml = p.extension().is_some_and(|ext| ext == "toml");
                     let hidden = name.to_string_lossy().starts_with('.');
-                    if is_toml && !hidden && p.is_file() {
+                    if is_toml && !hidden && !p.is_dir() {
                         files.push((name, p));
+                    }
+                    if files.len() > MAX_RULE_FILES {
+                        out.push(Err(RuleError::TooManyFiles {
+                            dir: path.display().to_string(),
+                        }));
+                        files.clear();
+                        break;
                     }
                 }
                 Err(e) => out.push(Err(io_err(e))),

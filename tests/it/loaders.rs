@@ -485,3 +485,184 @@ fn a_plugin_restarted_by_auditd_reopens_on_hup_and_stops_on_term() {
         "kernel audit state changed"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Bounded loaders: only regular files, of bounded size; nothing blocks on a FIFO.
+// ---------------------------------------------------------------------------------------------
+
+/// `config check` and `rules check` on `/dev/zero` (directly and through a symlink), a FIFO with
+/// no writer, a directory of rules holding a FIFO, and files over the size limits: each ends at
+/// once (a watchdog kills it after 5 s) with exit 1 and a message naming the file. Before the
+/// bound, `/dev/zero` grew the checker to gigabytes and a FIFO hung it forever.
+#[test]
+fn config_and_rules_check_refuse_devices_fifos_and_oversize_files_at_once() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fifo = dir.path().join("fifo.toml");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+    let zero_link = dir.path().join("zero.toml");
+    std::os::unix::fs::symlink("/dev/zero", &zero_link).expect("symlink");
+    let big_config = dir.path().join("big-config.toml");
+    let padding = format!("# padding\n#{}\n", "x".repeat(1 << 20));
+    std::fs::write(&big_config, &padding).expect("write");
+    let big_rule = dir.path().join("big-rule.toml");
+    std::fs::write(&big_rule, &padding).expect("write");
+    let rules_dir = dir.path().join("rules");
+    std::fs::create_dir(&rules_dir).expect("mkdir");
+    std::fs::copy(seed(), rules_dir.join("a.toml")).expect("copy seed");
+    let dir_fifo = rules_dir.join("b.toml");
+    nix::unistd::mkfifo(&dir_fifo, nix::sys::stat::Mode::S_IRWXU).expect("mkfifo");
+
+    let zero = Path::new("/dev/zero");
+    let cases: Vec<(&str, &Path, String)> = vec![
+        (
+            "config",
+            zero,
+            "/dev/zero: cannot read: not a regular file (a character device)".into(),
+        ),
+        (
+            "config",
+            &zero_link,
+            format!(
+                "{}: cannot read: not a regular file (a character device)",
+                zero_link.display()
+            ),
+        ),
+        (
+            "config",
+            &fifo,
+            format!(
+                "{}: cannot read: not a regular file (a FIFO)",
+                fifo.display()
+            ),
+        ),
+        (
+            "config",
+            &big_config,
+            format!(
+                "{}: cannot read: {} bytes, over the 1048576-byte limit",
+                big_config.display(),
+                padding.len()
+            ),
+        ),
+        (
+            "rules",
+            zero,
+            "/dev/zero: not a regular file (a character device)".into(),
+        ),
+        (
+            "rules",
+            &zero_link,
+            format!(
+                "{}: not a regular file (a character device)",
+                zero_link.display()
+            ),
+        ),
+        (
+            "rules",
+            &fifo,
+            format!("{}: not a regular file (a FIFO)", fifo.display()),
+        ),
+        (
+            "rules",
+            &big_rule,
+            format!(
+                "{}: {} bytes, over the 1048576-byte limit",
+                big_rule.display(),
+                padding.len()
+            ),
+        ),
+        (
+            "rules",
+            &rules_dir,
+            format!("{}: not a regular file (a FIFO)", dir_fifo.display()),
+        ),
+    ];
+    for (what, path, want) in cases {
+        let mut cmd = bin();
+        cmd.args([what, "check"]).arg(path);
+        let t0 = Instant::now();
+        let out = output_within(cmd, 5);
+        let took = t0.elapsed();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{what} check {}: {}",
+            path.display(),
+            text(&out)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(&format!("error: {want}\n")),
+            "{what} check {}: {}",
+            path.display(),
+            text(&out)
+        );
+        // Not a timing test: a watchdog bound far above the few milliseconds this takes.
+        assert!(took < Duration::from_secs(5), "{took:?}");
+    }
+
+    // The same loaders serve replay's --config and --rules.
+    let input = repo("tests/data/plugin-node-split.log");
+    let mut cmd = bin();
+    cmd.arg("replay").arg("--rules").arg(&fifo).arg(&input);
+    let out = output_within(cmd, 5);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("not a regular file (a FIFO)"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// The query inside a rule file has bounds of its own: a long `or` list and a pattern of many
+/// wildcards (a 10 MB one took 2.8 GiB to compile) are refused with the file and the place.
+#[test]
+fn rules_check_refuses_queries_over_their_bounds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let seed_text = std::fs::read_to_string(seed()).expect("seed");
+    let with_query = |name: &str, query: &str| -> PathBuf {
+        let start = seed_text.find("query = '''").expect("query key");
+        let end = start + seed_text[start..].find("\n'''\n").expect("query end") + 5;
+        let path = dir.path().join(name);
+        let text = format!(
+            "{}query = '''\n{query}\n'''\n{}",
+            &seed_text[..start],
+            &seed_text[end..]
+        );
+        std::fs::write(&path, text).expect("write");
+        path
+    };
+    let long_or: Vec<String> = (0..5000).map(|i| format!("process.name:p{i}")).collect();
+    let all = long_or.join(" or ");
+    // A value list: each value is a field test of its own.
+    let short: Vec<String> = (0..4097).map(|i| format!("p{i}")).collect();
+    // TOML keeps the newline before the closing quotes.
+    let over = format!(
+        "the query is {} bytes, over the 65536-byte limit",
+        all.len() + 1
+    );
+    let cases = [
+        (with_query("or.toml", &all), over.as_str()),
+        (
+            with_query(
+                "list.toml",
+                &format!("process.name:({})", short.join(" or ")),
+            ),
+            "the query has more than 4096 field tests",
+        ),
+        (
+            with_query("stars.toml", &format!("process.args:{}", "*a".repeat(65))),
+            "a value with 65 wildcards (at most 64)",
+        ),
+    ];
+    for (path, want) in cases {
+        let out = run(&["rules".as_ref(), "check".as_ref(), path.as_os_str()]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            said.starts_with(&format!("error: {}: query line ", path.display()))
+                && said.contains(want),
+            "{said}"
+        );
+    }
+}

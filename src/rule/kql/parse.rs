@@ -80,12 +80,26 @@ pub(crate) fn parse_number(text: &str) -> Option<f64> {
 }
 
 /// Compile KQL text into a [`Query`]; errors carry the 1-based line and column of the problem.
+/// A query over [`MAX_QUERY_BYTES`], with more than [`MAX_CLAUSES`] field tests or a value with more
+/// than [`MAX_WILDCARDS`] wildcards is refused: compiling it would take memory out of proportion
+/// to any real rule.
 pub fn parse(text: &str) -> Result<Query, KqlError> {
+    if text.len() > MAX_QUERY_BYTES {
+        return Err(KqlError {
+            message: format!(
+                "the query is {} bytes, over the {MAX_QUERY_BYTES}-byte limit",
+                text.len()
+            ),
+            line: 1,
+            column: 1,
+        });
+    }
     let tokens = tokenize(text)?;
     let mut parser = Parser {
         tokens,
         i: 0,
         depth: 0,
+        clauses: 0,
     };
     let root = parser.query()?;
     Ok(Query::new(root))
@@ -94,11 +108,22 @@ pub fn parse(text: &str) -> Result<Query, KqlError> {
 /// Deepest nesting of parentheses and `not` accepted: the parser and evaluator recurse.
 const MAX_DEPTH: usize = 200;
 
+/// Longest query text accepted (upstream rules' queries are a few KiB at most).
+pub const MAX_QUERY_BYTES: usize = 64 * 1024;
+
+/// Most field tests (leaves) in one query.
+pub const MAX_CLAUSES: usize = 4096;
+
+/// Most `*` wildcards in one value (upstream patterns have a handful).
+pub const MAX_WILDCARDS: usize = 64;
+
 struct Parser {
     tokens: Vec<Token>,
     i: usize,
     /// Current nesting of parentheses and `not`.
     depth: usize,
+    /// Field tests so far.
+    clauses: usize,
 }
 
 /// How a token is named in an error message.
@@ -153,6 +178,18 @@ impl Parser {
                 Some(t) => error_at(t, format!("query nested deeper than {MAX_DEPTH} levels")),
                 None => self.unexpected(),
             });
+        }
+        Ok(())
+    }
+
+    /// Count one more field test, refusing a query with more than [`MAX_CLAUSES`].
+    fn clause(&mut self, at: &Token) -> Result<(), KqlError> {
+        self.clauses += 1;
+        if self.clauses > MAX_CLAUSES {
+            return Err(error_at(
+                at,
+                format!("the query has more than {MAX_CLAUSES} field tests"),
+            ));
         }
         Ok(())
     }
@@ -313,6 +350,7 @@ impl Parser {
                         ))
                     }
                 };
+                self.clause(&value)?;
                 let bound = match parse_number(&text) {
                     Some(n) => Bound::Number(n),
                     None => Bound::Text(text),
@@ -393,6 +431,20 @@ impl Parser {
 
     /// One value: quoted (literal), `*` (exists), plain text, or a wildcard pattern.
     fn value(&mut self, field: &str) -> Result<Node, KqlError> {
+        if let Some(token) = self.peek().cloned() {
+            if matches!(token.kind, TokenKind::Quoted(_) | TokenKind::Unquoted(_)) {
+                self.clause(&token)?;
+            }
+            if let TokenKind::Unquoted(pieces) = &token.kind {
+                let stars = pieces.iter().filter(|p| **p == Piece::Star).count();
+                if stars > MAX_WILDCARDS {
+                    return Err(error_at(
+                        &token,
+                        format!("a value with {stars} wildcards (at most {MAX_WILDCARDS})"),
+                    ));
+                }
+            }
+        }
         let test = match self.peek_kind() {
             TokenKind::Quoted(text) => equals(text.clone()),
             TokenKind::Unquoted(pieces) => match pieces.as_slice() {
@@ -627,7 +679,7 @@ mod tests {
 
     #[test]
     fn absurd_nesting_is_an_error_not_a_stack_overflow() {
-        let deep = format!("{}a:1{}", "(".repeat(100_000), ")".repeat(100_000));
+        let deep = format!("{}a:1{}", "(".repeat(30_000), ")".repeat(30_000));
         assert_eq!(
             err(&deep),
             "line 1, column 201: query nested deeper than 200 levels"
@@ -636,5 +688,35 @@ mod tests {
         assert_eq!(tree(&ok), eq("a", "1"));
         let values = format!("f:{}a{}", "(".repeat(300), ")".repeat(300));
         assert!(parse(&values).is_err());
+    }
+
+    #[test]
+    fn queries_over_their_bounds_are_refused_where_they_go_over() {
+        let values: Vec<String> = (0..MAX_CLAUSES).map(|i| format!("v{i}")).collect();
+        let at_limit = format!("f:({})", values.join(" or "));
+        assert!(parse(&at_limit).is_ok());
+        let over = format!("{at_limit} or g < 3");
+        let e = parse(&over).unwrap_err();
+        assert_eq!(
+            e.message,
+            format!("the query has more than {MAX_CLAUSES} field tests")
+        );
+        assert_eq!(e.column, at_limit.len() + " or g < ".len() + 1);
+
+        let stars = format!("f:{}", "*a".repeat(MAX_WILDCARDS));
+        assert!(parse(&stars).is_ok());
+        let e = parse(&format!("{stars}*")).unwrap_err();
+        assert_eq!(e.message, "a value with 65 wildcards (at most 64)");
+        assert_eq!((e.line, e.column), (1, 3));
+
+        let long = format!("f:{}", "x".repeat(MAX_QUERY_BYTES));
+        let e = parse(&long).unwrap_err();
+        assert_eq!(
+            e.message,
+            format!(
+                "the query is {} bytes, over the 65536-byte limit",
+                long.len()
+            )
+        );
     }
 }
