@@ -278,8 +278,12 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
     }
     let deadline = Instant::now() + DRAIN_BUDGET;
     while let Ok(msg) = rx.try_recv() {
-        if let Message::Frames(mut frames) = msg {
-            feed(&mut pipe, frames.take(), sink);
+        match msg {
+            Message::Frames(mut frames) => {
+                feed(&mut pipe, frames.take(), sink);
+            }
+            Message::Malformed(what) => pipe.malformed(&what),
+            Message::End(_) => {}
         }
         if Instant::now() > deadline {
             log.line("drain budget exhausted; remaining queued records dropped");
@@ -427,6 +431,7 @@ impl<S: crate::rule::new_terms::TermStore> Worker<'_, S> {
                             next_check = Instant::now() + watchdog::CHECK_PERIOD;
                         }
                     }
+                    Ok(Message::Malformed(what)) => self.pipe.malformed(&what),
                     Ok(Message::End(None)) => {
                         self.log.line("input stream ended");
                         return Ok(());

@@ -27,6 +27,9 @@ pub const CHANNEL_BYTES: usize = 8 << 20;
 pub enum Message {
     /// Frames in arrival order.
     Frames(Frames),
+    /// Input that could not be framed (a plugin line over the length limit), described: the
+    /// worker counts it as a malformed record.
+    Malformed(String),
     /// The source ended: `None` at end of input (plugin stdin closed), `Some(reason)` on a fatal error.
     End(Option<String>),
 }
@@ -92,8 +95,6 @@ pub struct ReaderStats {
     pub bad_datagrams: AtomicU64,
     /// Frames dropped because the worker's channel was full.
     pub channel_drops: AtomicU64,
-    /// Lines the plugin stream could not frame (over-long).
-    pub bad_lines: AtomicU64,
     /// Requests of other processes to become the audit daemon while this unicast reader was
     /// registered (AUDIT_REPLACE): auditd starting, refused by the kernel.
     pub replace_requests: AtomicU64,
@@ -264,8 +265,11 @@ pub fn spawn_lines(input: Box<dyn BufRead + Send>, tx: Sender<Message>) -> std::
                         end = Some(e.to_string());
                         break;
                     }
-                    Err(_) => {
-                        stats2.bad_lines.fetch_add(1, Ordering::Relaxed);
+                    Err(e) => {
+                        if tx.send(Message::Malformed(e.to_string())).is_err() {
+                            return None;
+                        }
+                        continue;
                     }
                 }
                 // A pipe read returns what auditd wrote: send at once so alerts are not delayed.
@@ -316,14 +320,17 @@ mod tests {
 
     #[test]
     fn plugin_reader_sends_every_line_then_end() {
-        let input =
+        let mut input =
             b"type=EOE msg=audit(1.0:1): \nnot audit\ntype=EOE msg=audit(1.0:2): \n".to_vec();
+        input.extend(std::iter::repeat(b'x').take(super::super::file::MAX_LINE_LEN + 1));
+        input.extend_from_slice(b"\ntype=EOE msg=audit(1.0:3): \n");
         let (tx, rx) = crossbeam_channel::bounded(16);
         let reader = spawn_lines(Box::new(std::io::Cursor::new(input)), tx).expect("spawn");
-        let mut frames = 0;
+        let (mut frames, mut malformed) = (0, Vec::new());
         loop {
             match rx.recv_timeout(Duration::from_secs(5)).expect("message") {
                 Message::Frames(mut f) => frames += f.take().len(),
+                Message::Malformed(what) => malformed.push(what),
                 Message::End(reason) => {
                     assert_eq!(reason, None);
                     break;
@@ -331,10 +338,15 @@ mod tests {
             }
         }
         assert_eq!(
-            frames, 3,
+            frames, 4,
             "the reader frames lines; parsing is the worker's job"
         );
-        assert_eq!(reader.stats.frames.load(Ordering::Relaxed), 3);
+        // An over-long line goes to the worker as a malformed record, described.
+        assert_eq!(
+            malformed,
+            ["stdin: line 4 is 1048577 bytes, over the 1048576 byte limit; skipped"]
+        );
+        assert_eq!(reader.stats.frames.load(Ordering::Relaxed), 4);
         reader.stop();
     }
 }

@@ -666,3 +666,52 @@ fn rules_check_refuses_queries_over_their_bounds() {
         );
     }
 }
+
+/// 30 plugin lines of 10 MB each are 30 malformed records in the agent's counters (before, a
+/// counter nobody printed took them: `malformed=0`), and the lines around them still alert.
+#[test]
+#[ignore = "live: needs root and kernel audit"]
+fn oversize_plugin_lines_are_counted_as_malformed() {
+    use std::io::Write;
+    use std::time::Duration;
+    let (_lock, dir, _token, json) = super::live::begin("oversize plugin lines", "big");
+    let before = super::live::kernel_state();
+    let conf = dir.path().join("agent.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[state]\ndir = {:?}\n\n[output.syslog]\nenabled = false\n\n[output.json]\npath = {:?}\n",
+            dir.path().join("state").display().to_string(),
+            json.display().to_string()
+        ),
+    )
+    .expect("write config");
+    let (agent, mut stdin) = start_blocked(&["plugin".as_ref(), conf.as_os_str()], &json);
+    let mut line = b"node=web1 type=EXECVE msg=audit(1700000000.300:600): argc=1 a0=".to_vec();
+    line.resize(10 << 20, b'A');
+    line.push(b'\n');
+    for _ in 0..30 {
+        stdin.write_all(&line).expect("oversize line");
+    }
+    stdin
+        .write_all(&std::fs::read(repo("tests/data/plugin-node-split.log")).expect("read"))
+        .expect("plugin lines");
+    drop(stdin);
+    agent.wait_for_log("stopped:", Duration::from_secs(30));
+    let log = agent.log();
+    let stopped = log
+        .lines()
+        .find(|l| l.contains("stopped:"))
+        .unwrap_or_default();
+    assert!(stopped.contains(" malformed=30 "), "{stopped}");
+    assert!(stopped.contains(" alerts=1 "), "{stopped}");
+    assert!(
+        log.contains("skipped malformed record: stdin: line 1 is 10485760 bytes, over the 1048576 byte limit; skipped"),
+        "{log}"
+    );
+    assert_eq!(
+        super::live::kernel_state(),
+        before,
+        "kernel audit state changed"
+    );
+}
