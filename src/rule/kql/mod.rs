@@ -12,7 +12,7 @@ mod lex;
 mod parse;
 
 pub use eval::{Document, EvalOptions, Query, Scalar};
-pub use parse::parse;
+pub use parse::{parse, MAX_CLAUSES, MAX_QUERY_BYTES, MAX_WILDCARDS};
 
 use std::fmt;
 
