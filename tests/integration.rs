@@ -170,8 +170,22 @@ fn golden(name: &str, actual: &str) {
     }
 }
 
-fn corpus_inputs() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = [
+/// The repository's own captures (samples/capture.sh), each labelled in samples/labels.tsv; a
+/// missing one fails the tests that read it.
+fn sample_inputs() -> Vec<PathBuf> {
+    [
+        "sample.audit.log",
+        "sample-enriched.audit.log",
+        "sample.netlink.bin",
+    ]
+    .iter()
+    .map(|f| repo("samples").join(f))
+    .collect()
+}
+
+/// The shared corpus beside the checkout (read only by [`shared_corpus`] tests).
+fn shared_inputs() -> Vec<PathBuf> {
+    [
         "raw.audit.log",
         "enriched.audit.log",
         "raw.netlink.bin",
@@ -179,24 +193,13 @@ fn corpus_inputs() -> Vec<PathBuf> {
     ]
     .iter()
     .map(|f| shared("corpus").join(f))
-    .collect();
-    for f in [
-        "sample.audit.log",
-        "sample-enriched.audit.log",
-        "sample.netlink.bin",
-    ] {
-        let p = repo("samples").join(f);
-        if p.exists() {
-            v.push(p);
-        }
-    }
-    v
+    .collect()
 }
 
-#[test]
-fn corpus_alerts_match_golden_files() {
-    for input in corpus_inputs() {
-        let out = replay(&["--all-matches"], &input);
+/// Every alert of `inputs` (`--all-matches`) is its golden file's.
+fn alerts_match_golden_files(inputs: &[PathBuf]) {
+    for input in inputs {
+        let out = replay(&["--all-matches"], input);
         let name = format!(
             "{}.all-matches.ndjson",
             input.file_name().and_then(|n| n.to_str()).unwrap_or("x")
@@ -212,11 +215,16 @@ fn corpus_alerts_match_golden_files() {
 }
 
 #[test]
-fn new_terms_alert_once_per_parent_and_never_on_a_second_pass() {
-    for input in corpus_inputs() {
+fn sample_alerts_match_golden_files() {
+    alerts_match_golden_files(&sample_inputs());
+}
+
+/// New terms on `inputs` with a fresh state: one alert per parent, none on a second pass.
+fn new_terms_alert_once_per_parent(inputs: &[PathBuf]) {
+    for input in inputs {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = dir.path().to_str().expect("utf-8 temp path");
-        let first = alerts(&replay(&["--state-dir", state], &input));
+        let first = alerts(&replay(&["--state-dir", state], input));
         assert_eq!(
             parents(&first),
             ["bash", "busybox", "dash", "perl", "python3.11"],
@@ -227,7 +235,7 @@ fn new_terms_alert_once_per_parent_and_never_on_a_second_pass() {
             assert_eq!(a["new_terms"][0], "00000000000000000000000000000001");
             assert_eq!(a["new_terms"][1], a["process"]["parent"]["name"]);
         }
-        let again = alerts(&replay(&["--state-dir", state], &input));
+        let again = alerts(&replay(&["--state-dir", state], input));
         assert!(
             again.is_empty(),
             "second pass over the same state alerted: {}",
@@ -237,39 +245,8 @@ fn new_terms_alert_once_per_parent_and_never_on_a_second_pass() {
 }
 
 #[test]
-fn other_kernels_logs_parse_cleanly_and_raise_nothing() {
-    let dir = shared("peer/go-libaudit");
-    let mut seen = 0;
-    for entry in std::fs::read_dir(&dir).expect("peer logs") {
-        let path = entry.expect("dir entry").path();
-        if path.extension().and_then(|e| e.to_str()) != Some("log") {
-            continue;
-        }
-        seen += 1;
-        let out = replay(&["--all-matches"], &path);
-        let s = summary(&out);
-        assert_eq!(s["malformed"], 0, "{}", path.display());
-        assert_eq!(s["alerts"], 0, "{}", path.display());
-        assert!(s["records"] > 0, "{}", path.display());
-    }
-    assert!(seen >= 19, "only {seen} peer logs found");
-}
-
-#[test]
-fn lost_serials_are_counted_in_the_summary() {
-    let out = replay(
-        &[],
-        &shared("peer/go-libaudit/reassembler-lost_messages.log"),
-    );
-    assert_eq!(summary(&out)["lost_serials"], 9);
-    for f in [
-        "reassembler-normal.log",
-        "reassembler-out_of_order.log",
-        "reassembler-rollover.log",
-    ] {
-        let out = replay(&[], &shared("peer/go-libaudit").join(f));
-        assert_eq!(summary(&out)["lost_serials"], 0, "{f}");
-    }
+fn new_terms_alert_once_per_parent_and_never_on_a_second_pass() {
+    new_terms_alert_once_per_parent(&sample_inputs());
 }
 
 #[test]
@@ -344,7 +321,7 @@ fn unreadable_input_names_the_file_and_keeps_earlier_alerts() {
 /// file before it.
 #[test]
 fn read_error_in_a_threaded_replay_names_the_input_and_keeps_earlier_alerts() {
-    let good = shared("corpus/raw.audit.log");
+    let good = repo("samples/sample.audit.log");
     let out = bin()
         .args(["replay", "--all-matches"])
         .arg(&good)
@@ -362,7 +339,7 @@ fn read_error_in_a_threaded_replay_names_the_input_and_keeps_earlier_alerts() {
         30,
         "alerts of the readable file were lost"
     );
-    assert_eq!(summary(&out)["records"], 774);
+    assert_eq!(summary(&out)["records"], 845);
 }
 
 #[test]
@@ -409,11 +386,70 @@ fn rules_check_accepts_the_seed_and_names_bad_files() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The shared corpus beside the checkout (../shared): ignored by a plain `cargo test`, run by the
+// corpus step of scripts/test-all.sh (docs/testing.md).
+// ---------------------------------------------------------------------------------------------
+
+mod shared_corpus {
+    use super::*;
+
+    #[test]
+    #[ignore = "corpus: reads ../shared (scripts/test-all.sh runs it)"]
+    fn corpus_alerts_match_golden_files() {
+        alerts_match_golden_files(&shared_inputs());
+    }
+
+    #[test]
+    #[ignore = "corpus: reads ../shared (scripts/test-all.sh runs it)"]
+    fn new_terms_alert_once_per_parent_and_never_on_a_second_pass() {
+        new_terms_alert_once_per_parent(&shared_inputs());
+    }
+
+    #[test]
+    #[ignore = "corpus: reads ../shared (scripts/test-all.sh runs it)"]
+    fn other_kernels_logs_parse_cleanly_and_raise_nothing() {
+        let dir = shared("peer/go-libaudit");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).expect("peer logs") {
+            let path = entry.expect("dir entry").path();
+            if path.extension().and_then(|e| e.to_str()) != Some("log") {
+                continue;
+            }
+            seen += 1;
+            let out = replay(&["--all-matches"], &path);
+            let s = summary(&out);
+            assert_eq!(s["malformed"], 0, "{}", path.display());
+            assert_eq!(s["alerts"], 0, "{}", path.display());
+            assert!(s["records"] > 0, "{}", path.display());
+        }
+        assert!(seen >= 19, "only {seen} peer logs found");
+    }
+
+    #[test]
+    #[ignore = "corpus: reads ../shared (scripts/test-all.sh runs it)"]
+    fn lost_serials_are_counted_in_the_summary() {
+        let out = replay(
+            &[],
+            &shared("peer/go-libaudit/reassembler-lost_messages.log"),
+        );
+        assert_eq!(summary(&out)["lost_serials"], 9);
+        for f in [
+            "reassembler-normal.log",
+            "reassembler-out_of_order.log",
+            "reassembler-rollover.log",
+        ] {
+            let out = replay(&[], &shared("peer/go-libaudit").join(f));
+            assert_eq!(summary(&out)["lost_serials"], 0, "{f}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Outputs and configuration: config file, syslog through a real rsyslogd, rate cap, JSON files.
 // ---------------------------------------------------------------------------------------------
 
 mod outputs {
-    use super::{alerts, bin, repo, shared, summary, SEED_RULE_ID};
+    use super::{alerts, bin, repo, summary, SEED_RULE_ID};
     use std::io::Write;
     use std::path::{Path, PathBuf};
     use std::process::{Command, Output, Stdio};
@@ -740,7 +776,7 @@ mod outputs {
     fn syslog_corpus_one_line_per_alert_with_the_right_fields() {
         let (_guard, _) = rsyslog("syslog_corpus");
         let from = syslog_file_len();
-        let corpus = shared("corpus/raw.audit.log");
+        let corpus = repo("samples/sample.audit.log");
         let corpus = corpus.to_str().expect("utf-8 path");
         let (pid, out) = replay_pid(&["--syslog=local5", "--all-matches", corpus]);
         let json = alerts(&out);
@@ -790,14 +826,13 @@ mod outputs {
         let sc10: Vec<&String> = lines.iter().filter(|l| l.contains("-sc10")).collect();
         assert_eq!(sc10.len(), 1, "{lines:#?}");
         assert!(
-            sc10[0].ends_with("-sc10\\nFAKE\\x20ALERT\\x20injected\\x20line\""),
+            sc10[0].ends_with("-sc10\\nFAKE\\x20ALERT\\x20forged\\x20line\""),
             "{}",
             sc10[0]
         );
         let all = std::fs::read_to_string(SYSLOG_FILE).unwrap_or_default();
         assert!(
-            !all.lines()
-                .any(|l| l.starts_with("FAKE ALERT injected line")),
+            !all.lines().any(|l| l.starts_with("FAKE ALERT forged line")),
             "an argument started a line of its own"
         );
     }
@@ -807,7 +842,7 @@ mod outputs {
     fn syslog_alerts_still_arrive_after_rsyslogd_restarts_mid_run() {
         let (_guard, rsyslogd) = rsyslog("syslog_restart");
         let from = syslog_file_len();
-        let corpus = std::fs::read(shared("corpus/raw.audit.log")).expect("corpus");
+        let corpus = std::fs::read(repo("samples/sample.audit.log")).expect("sample");
         let lines: Vec<&[u8]> = corpus.split_inclusive(|&b| b == b'\n').collect();
         let (first, second) = lines.split_at(lines.len() / 2);
         let mut child = bin()

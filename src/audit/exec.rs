@@ -377,19 +377,10 @@ impl<'l> ArgvBuilder<'l> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::reassemble::test_support::{read_log, rec, records_of};
+    use super::super::reassemble::test_support::{read_log, rec, records_of, SAMPLE};
     use super::super::reassemble::EventEnd;
     use super::super::record::{AuditTime, Record};
     use super::*;
-
-    const RAW: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/corpus/raw.audit.log"
-    );
-    const PEER_NORMAL: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/peer/go-libaudit/reassembler-normal.log"
-    );
 
     fn event(records: Vec<Record>) -> Event {
         Event {
@@ -402,9 +393,10 @@ mod tests {
         }
     }
 
-    fn corpus(serial: u32) -> Event {
-        let recs = records_of(RAW, serial);
-        assert!(!recs.is_empty(), "serial {serial} not in the corpus");
+    /// The event of `serial` in the repository's sample capture.
+    fn sample(serial: u32) -> Event {
+        let recs = records_of(SAMPLE, serial);
+        assert!(!recs.is_empty(), "serial {serial} not in {SAMPLE}");
         event(recs)
     }
 
@@ -424,9 +416,9 @@ mod tests {
 
     #[test]
     fn sc12_split_argument_is_joined() {
-        let x = exec(&corpus(30210));
-        let mut long = b"/tmp/a-sc12_".to_vec();
-        long.extend(std::iter::repeat(b'A').take(9000));
+        let x = exec(&sample(44));
+        let mut long = b"/tmp/s-sc12_".to_vec();
+        long.extend(std::iter::repeat(b'L').take(8200));
         assert_eq!(x.argv.len(), 4);
         assert_eq!(&x.argv[..3], &args(&["ln", "-s", "/usr/bin/id"])[..]);
         assert_eq!(x.argv[3], long);
@@ -434,7 +426,7 @@ mod tests {
         assert!(!x.argv_truncated);
         assert_eq!(
             (x.pid, x.ppid, x.syscall, x.arch),
-            (4432, 4415, 59, Some(0xc000_003e))
+            (11696, 11677, 59, Some(0xc000_003e))
         );
         assert_eq!(
             (x.uid, x.euid, x.auid, x.ses),
@@ -444,37 +436,37 @@ mod tests {
         assert_eq!(x.comm.as_deref(), Some(&b"ln"[..]));
         assert_eq!(x.exe.as_deref(), Some(&b"/usr/bin/ln"[..]));
         assert_eq!(x.key.as_deref(), Some(&b"exec"[..]));
-        assert_eq!(x.cwd.as_deref(), Some(&b"/opt/corpusgen"[..]));
+        assert_eq!(x.cwd.as_deref(), Some(&b"/root"[..]));
         assert_eq!(
             x.time,
             AuditTime {
-                sec: 1795858584,
-                msec: 373
+                sec: 1795862048,
+                msec: 840
             }
         );
         let title = x.proctitle.unwrap_or_default();
         assert_eq!(title.len(), 128);
-        assert!(title.starts_with(b"ln\0-s\0/usr/bin/id\0/tmp/a-sc12_AAA"));
+        assert!(title.starts_with(b"ln\0-s\0/usr/bin/id\0/tmp/s-sc12_LLL"));
     }
 
     #[test]
     fn hex_arguments_decode_exactly() {
         assert_eq!(
-            exec(&corpus(30202)).argv[3],
-            b"/tmp/a-sc09 with space".to_vec()
+            exec(&sample(36)).argv[3],
+            b"/tmp/s-sc09 has a space".to_vec()
         );
         assert_eq!(
-            exec(&corpus(30204)).argv[3],
-            b"/tmp/a-sc10\nFAKE ALERT injected line".to_vec()
+            exec(&sample(38)).argv[3],
+            b"/tmp/s-sc10\nFAKE ALERT forged line".to_vec()
         );
         assert_eq!(
-            exec(&corpus(30218)).argv[3],
-            "/tmp/a-sc16_ünïcødé".as_bytes().to_vec()
+            exec(&sample(52)).argv[3],
+            "/tmp/s-sc16_ħéłłø_日本".as_bytes().to_vec()
         );
-        let sc17 = exec(&corpus(30220));
+        let sc17 = exec(&sample(54));
         assert_eq!(
             sc17.argv,
-            args(&["ln", "-s", "--", "/usr/bin/id", "/tmp/a-sc17\"quote'"])
+            args(&["ln", "-s", "--", "/usr/bin/id", "/tmp/s-sc17'q\"uote"])
         );
     }
 
@@ -524,45 +516,30 @@ mod tests {
 
     #[test]
     fn failed_execve_is_not_a_process_start() {
-        assert_eq!(build(&corpus(30254), &ExecLimits::default()), Ok(None));
+        assert_eq!(build(&sample(88), &ExecLimits::default()), Ok(None));
     }
 
     #[test]
     fn other_syscalls_are_not_execs() {
         // symlinkat (266) from sc11.
-        assert_eq!(build(&corpus(30209), &ExecLimits::default()), Ok(None));
+        assert_eq!(build(&sample(43), &ExecLimits::default()), Ok(None));
         // A standalone daemon record.
-        assert_eq!(build(&corpus(8692), &ExecLimits::default()), Ok(None));
+        assert_eq!(build(&sample(2492), &ExecLimits::default()), Ok(None));
     }
 
     #[test]
-    fn every_corpus_exec_builds() {
-        let mut serials: Vec<u32> = read_log(RAW)
+    fn every_sample_exec_builds() {
+        let mut serials: Vec<u32> = read_log(SAMPLE)
             .iter()
             .filter(|r| r.rtype == types::EXECVE)
             .map(|r| r.serial)
             .collect();
         serials.dedup();
-        assert_eq!(serials.len(), 63);
+        assert_eq!(serials.len(), 69);
         for s in serials {
-            let x = exec(&corpus(s));
+            let x = exec(&sample(s));
             assert_eq!(x.argc, Some(x.argv.len() as u64), "serial {s}");
         }
-    }
-
-    #[test]
-    fn peer_exec_builds() {
-        let x = exec(&event(records_of(PEER_NORMAL, 59)));
-        assert_eq!(x.argv, args(&["grep", "--color=auto", "mapping"]));
-        assert_eq!(x.tty.as_deref(), Some(&b"pts1"[..]));
-        assert_eq!(x.key.as_deref(), Some(&b"user_commands"[..]));
-        assert_eq!(x.cwd.as_deref(), Some(&b"/home/andrew_kroh"[..]));
-        assert_eq!((x.auid, x.ses), (Some(1000), Some(802)));
-        // Serial 58 is a failed connect.
-        assert_eq!(
-            build(&event(records_of(PEER_NORMAL, 58)), &ExecLimits::default()),
-            Ok(None)
-        );
     }
 
     fn with_arch(arch: &str, syscall: u32, execve: bool) -> Result<Option<ExecEvent>, ExecError> {
@@ -744,5 +721,46 @@ mod tests {
         assert_eq!(arg_field(b"arch"), ArgField::Other);
         assert_eq!(arg_field(b"a"), ArgField::Other);
         assert_eq!(arg_field(b"a1x"), ArgField::Other);
+    }
+
+    /// Tests on the shared corpus beside the checkout: ignored by a plain `cargo test`, run by the
+    /// corpus step of `scripts/test-all.sh` (docs/testing.md).
+    mod shared_corpus {
+        use super::super::super::reassemble::test_support::shared;
+        use super::*;
+
+        #[test]
+        #[ignore = "corpus: reads ../shared (scripts/test-all.sh runs it)"]
+        fn every_corpus_exec_builds() {
+            let raw = shared("corpus/raw.audit.log");
+            let mut serials: Vec<u32> = read_log(&raw)
+                .iter()
+                .filter(|r| r.rtype == types::EXECVE)
+                .map(|r| r.serial)
+                .collect();
+            serials.dedup();
+            assert_eq!(serials.len(), 63);
+            for s in serials {
+                let x = exec(&event(records_of(&raw, s)));
+                assert_eq!(x.argc, Some(x.argv.len() as u64), "serial {s}");
+            }
+        }
+
+        #[test]
+        #[ignore = "corpus: reads ../shared (scripts/test-all.sh runs it)"]
+        fn peer_exec_builds() {
+            let normal = shared("peer/go-libaudit/reassembler-normal.log");
+            let x = exec(&event(records_of(&normal, 59)));
+            assert_eq!(x.argv, args(&["grep", "--color=auto", "mapping"]));
+            assert_eq!(x.tty.as_deref(), Some(&b"pts1"[..]));
+            assert_eq!(x.key.as_deref(), Some(&b"user_commands"[..]));
+            assert_eq!(x.cwd.as_deref(), Some(&b"/home/andrew_kroh"[..]));
+            assert_eq!((x.auid, x.ses), (Some(1000), Some(802)));
+            // Serial 58 is a failed connect.
+            assert_eq!(
+                build(&event(records_of(&normal, 58)), &ExecLimits::default()),
+                Ok(None)
+            );
+        }
     }
 }

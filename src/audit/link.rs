@@ -246,15 +246,10 @@ fn is_at_fdcwd(raw: Option<&[u8]>) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::reassemble::test_support::{rec, records_of};
+    use super::super::reassemble::test_support::{rec, records_of, SAMPLE};
     use super::super::reassemble::EventEnd;
     use super::super::record::{AuditTime, Record};
     use super::*;
-
-    const RAW: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/corpus/raw.audit.log"
-    );
 
     fn event(records: Vec<Record>) -> Event {
         Event {
@@ -267,32 +262,33 @@ mod tests {
         }
     }
 
-    fn corpus(serial: u32) -> Option<LinkEvent> {
-        let recs = records_of(RAW, serial);
-        assert!(!recs.is_empty(), "serial {serial} not in the corpus");
+    /// The link of `serial` in the repository's sample capture, if it is one.
+    fn sample(serial: u32) -> Option<LinkEvent> {
+        let recs = records_of(SAMPLE, serial);
+        assert!(!recs.is_empty(), "serial {serial} not in {SAMPLE}");
         build(&event(recs)).unwrap()
     }
 
     #[test]
-    fn python_symlink_from_the_corpus() {
-        // sc41: os.symlink('/usr/bin/id', '/tmp/a-sc41') → symlink(2), syscall 88.
-        let ev = corpus(30247).unwrap();
+    fn python_symlink_from_the_sample() {
+        // sc41: os.symlink('/usr/bin/id', '/tmp/s-sc41') → symlink(2), syscall 88.
+        let ev = sample(81).unwrap();
         assert_eq!(ev.call, LinkCall::Symlink);
-        assert_eq!(ev.pid, 4451);
-        assert_eq!(ev.ppid, 4415);
+        assert_eq!(ev.pid, 11715);
+        assert_eq!(ev.ppid, 11677);
         assert_eq!(ev.target, b"/usr/bin/id");
-        assert_eq!(ev.link, b"/tmp/a-sc41");
-        assert_eq!(ev.cwd.as_deref(), Some(&b"/opt/corpusgen"[..]));
+        assert_eq!(ev.link, b"/tmp/s-sc41");
+        assert_eq!(ev.cwd.as_deref(), Some(&b"/root"[..]));
         assert_eq!(ev.exe.as_deref(), Some(&b"/usr/bin/python3.11"[..]));
         assert!(ev.link_dir_known);
     }
 
     #[test]
-    fn relative_symlinkat_at_fdcwd_from_the_corpus() {
-        // sc37: (cd /tmp && ln -s /usr/bin/id a-sc37) → symlinkat(.., AT_FDCWD, "a-sc37").
-        let ev = corpus(30242).unwrap();
+    fn relative_symlinkat_at_fdcwd_from_the_sample() {
+        // sc37: (cd /tmp && ln -s /usr/bin/id s-sc37) → symlinkat(.., AT_FDCWD, "s-sc37").
+        let ev = sample(76).unwrap();
         assert_eq!(ev.call, LinkCall::Symlinkat);
-        assert_eq!(ev.link, b"a-sc37");
+        assert_eq!(ev.link, b"s-sc37");
         assert_eq!(ev.cwd.as_deref(), Some(&b"/tmp"[..]));
         assert!(ev.link_dir_known);
     }
@@ -300,27 +296,27 @@ mod tests {
     #[test]
     fn symlinkat_into_a_directory_fd_is_not_resolvable() {
         // sc11: ln into a directory opens it and passes its fd (a1=3).
-        let ev = corpus(30207).unwrap();
+        let ev = sample(41).unwrap();
         assert_eq!(ev.link, b"id");
         assert!(!ev.link_dir_known);
     }
 
     #[test]
     fn hard_link_uses_the_normal_item() {
-        // sc13: ln /usr/bin/id /tmp/a-sc13hard → linkat(AT_FDCWD, .., AT_FDCWD, ..).
-        let ev = corpus(30213).unwrap();
+        // sc13: ln /usr/bin/id /tmp/s-sc13hard → linkat(AT_FDCWD, .., AT_FDCWD, ..).
+        let ev = sample(47).unwrap();
         assert_eq!(ev.call, LinkCall::Linkat);
         assert_eq!(ev.target, b"/usr/bin/id");
-        assert_eq!(ev.link, b"/tmp/a-sc13hard");
+        assert_eq!(ev.link, b"/tmp/s-sc13hard");
         assert!(ev.link_dir_known && ev.target_dir_known);
     }
 
     #[test]
     fn failed_calls_and_execs_are_not_links() {
         // sc12: symlinkat failed with ENAMETOOLONG.
-        assert_eq!(corpus(30211), None);
+        assert_eq!(sample(45), None);
         // An execve.
-        assert_eq!(corpus(30212), None);
+        assert_eq!(sample(46), None);
     }
 
     #[test]

@@ -658,6 +658,7 @@ pub(crate) mod test_support {
             b"EOE" => 1320,
             b"BPRM_FCAPS" => 1321,
             b"PROCTITLE" => 1327,
+            b"EVENT_LISTENER" => 1335,
             b"DAEMON_START" => 1200,
             b"DAEMON_END" => 1201,
             _ => return None,
@@ -687,9 +688,19 @@ pub(crate) mod test_support {
         })
     }
 
-    /// Every known record of a log file.
+    /// The repository's own capture (samples/capture.sh): the labelled cases of samples/labels.tsv.
+    pub const SAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/samples/sample.audit.log");
+
+    /// A file of the shared corpus beside the checkout (`../shared`); tests that read one sit in a
+    /// `shared_corpus` module, ignored by a plain `cargo test` and run by the corpus step of
+    /// `scripts/test-all.sh` (docs/testing.md).
+    pub fn shared(rel: &str) -> String {
+        format!("{}/../shared/{rel}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    /// Every known record of a log file; a file that cannot be read fails the test, naming it.
     pub fn read_log(path: &str) -> Vec<Record> {
-        let data = std::fs::read(path).unwrap_or_default();
+        let data = std::fs::read(path).unwrap_or_else(|e| panic!("read {path}: {e}"));
         data.split(|b| *b == b'\n').filter_map(parse_line).collect()
     }
 
@@ -704,14 +715,8 @@ pub(crate) mod test_support {
 
 #[cfg(test)]
 mod tests {
-    use super::test_support::{read_log, rec};
+    use super::test_support::{read_log, rec, SAMPLE};
     use super::*;
-
-    const PEER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/peer/go-libaudit/");
-    const RAW: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/corpus/raw.audit.log"
-    );
 
     fn run(cfg: ReassembleConfig, records: Vec<Record>) -> (Vec<Event>, ReassembleStats) {
         let mut r = Reassembler::new(cfg);
@@ -727,116 +732,26 @@ mod tests {
         events.iter().map(|e| (e.serial, e.records.len())).collect()
     }
 
-    fn peer(name: &str) -> Vec<Record> {
-        let recs = read_log(&format!("{PEER}{name}"));
-        assert!(!recs.is_empty(), "{name} missing or unreadable");
-        recs
-    }
-
     #[test]
-    fn peer_normal_gives_five_events() {
-        let (events, stats) = run(ReassembleConfig::default(), peer("reassembler-normal.log"));
-        assert_eq!(
-            shape(&events),
-            vec![(58, 2), (59, 5), (60, 5), (61, 4), (62, 1)]
-        );
-        let ends: Vec<EventEnd> = events.iter().map(|e| e.end).collect();
-        use EventEnd::*;
-        assert_eq!(
-            ends,
-            vec![Timeout, Timeout, Timeout, EndOfInput, EndOfInput]
-        );
-        assert_eq!(stats.serial_gaps, 0);
-        assert_eq!(stats.records_in, 17);
-        assert_eq!(stats.events_out, 5);
-        assert_eq!(stats.in_flight, 0);
-        assert_eq!(stats.bytes_in_flight, 0);
-    }
-
-    #[test]
-    fn peer_lost_messages_counts_nine() {
-        let (events, stats) = run(
-            ReassembleConfig::default(),
-            peer("reassembler-lost_messages.log"),
-        );
-        assert_eq!(
-            shape(&events),
-            vec![(49, 2), (59, 5), (60, 5), (61, 4), (62, 1)]
-        );
-        assert_eq!(stats.serial_gaps, 9);
-    }
-
-    #[test]
-    fn peer_out_of_order_same_events_as_normal() {
-        // The late PATH of serial 60 arrives 7.8 s of audit time after the event opened, so a
-        // timeout longer than that keeps the event open for it.
-        let cfg = ReassembleConfig {
-            timeout_ms: 10_000,
-            ..ReassembleConfig::default()
-        };
-        let (events, stats) = run(cfg, peer("reassembler-out_of_order.log"));
-        assert_eq!(
-            shape(&events),
-            vec![(58, 2), (59, 5), (60, 5), (61, 4), (62, 1)]
-        );
-        let (normal, _) = run(ReassembleConfig::default(), peer("reassembler-normal.log"));
-        for (a, b) in events.iter().zip(&normal) {
-            let mut x: Vec<&Record> = a.records.iter().collect();
-            let mut y: Vec<&Record> = b.records.iter().collect();
-            x.sort_by(|p, q| p.body.cmp(&q.body));
-            y.sort_by(|p, q| p.body.cmp(&q.body));
-            assert_eq!(x, y);
-        }
-        assert_eq!(stats.serial_gaps, 0);
-        assert_eq!(stats.records_late, 0);
-    }
-
-    #[test]
-    fn peer_out_of_order_default_timeout_drops_the_late_record() {
-        let (events, stats) = run(
-            ReassembleConfig::default(),
-            peer("reassembler-out_of_order.log"),
-        );
-        assert_eq!(
-            shape(&events),
-            vec![(58, 2), (59, 5), (60, 4), (61, 4), (62, 1)]
-        );
-        assert_eq!(stats.records_late, 1);
-        assert_eq!(stats.serial_gaps, 0);
-    }
-
-    #[test]
-    fn peer_rollover_wraps_without_loss() {
-        let (events, stats) = run(
-            ReassembleConfig::default(),
-            peer("reassembler-rollover.log"),
-        );
-        assert_eq!(
-            shape(&events),
-            vec![(4294967294, 1), (4294967295, 1), (0, 1), (1, 1), (2, 1)]
-        );
-        assert_eq!(stats.serial_gaps, 0);
-    }
-
-    #[test]
-    fn corpus_log_completes_on_proctitle() {
-        let recs = read_log(RAW);
+    fn sample_log_completes_on_proctitle() {
+        let recs = read_log(SAMPLE);
         let n = recs.len() as u64;
         let (events, stats) = run(ReassembleConfig::default(), recs);
         assert_eq!(stats.records_in, n);
+        assert_eq!(n, 845);
         assert_eq!(stats.events_standalone, 2); // DAEMON_START, DAEMON_END
-        assert_eq!(stats.events_proctitle, 123);
+        assert_eq!(stats.events_proctitle, 137);
         assert_eq!(stats.events_timeout + stats.events_flushed, 0);
-        assert_eq!(stats.events_out, 125);
+        assert_eq!(stats.events_out, 139);
         assert_eq!(
             stats.records_late + stats.records_duplicate + stats.eoe_orphan,
             0
         );
-        // Kernel serials 30177..=30319 hold 123 events: the corpus removed 20 unrelated ones.
-        assert_eq!(stats.serial_gaps, 20);
+        // Kernel serials 3..=139, none missing.
+        assert_eq!(stats.serial_gaps, 0);
         let sc12 = events
             .iter()
-            .find(|e| e.serial == 30210)
+            .find(|e| e.serial == 44)
             .map(|e| e.records.len());
         assert_eq!(sc12, Some(9));
     }
@@ -1147,5 +1062,130 @@ mod tests {
         // Every event is finished as soon as it opens; its second record comes too late.
         assert_eq!(shape(&events), vec![(1, 1)]);
         assert_eq!(stats.records_late, 1);
+    }
+
+    /// Tests on the shared corpus beside the checkout: ignored by a plain `cargo test`, run by the
+    /// corpus step of `scripts/test-all.sh` (docs/testing.md).
+    mod shared_corpus {
+        use super::super::test_support::shared;
+        use super::*;
+
+        fn peer(name: &str) -> Vec<Record> {
+            read_log(&shared(&format!("peer/go-libaudit/{name}")))
+        }
+
+        #[test]
+        #[ignore = "corpus: reads ../shared (scripts/test-all.sh runs it)"]
+        fn peer_normal_gives_five_events() {
+            let (events, stats) = run(ReassembleConfig::default(), peer("reassembler-normal.log"));
+            assert_eq!(
+                shape(&events),
+                vec![(58, 2), (59, 5), (60, 5), (61, 4), (62, 1)]
+            );
+            let ends: Vec<EventEnd> = events.iter().map(|e| e.end).collect();
+            use EventEnd::*;
+            assert_eq!(
+                ends,
+                vec![Timeout, Timeout, Timeout, EndOfInput, EndOfInput]
+            );
+            assert_eq!(stats.serial_gaps, 0);
+            assert_eq!(stats.records_in, 17);
+            assert_eq!(stats.events_out, 5);
+            assert_eq!(stats.in_flight, 0);
+            assert_eq!(stats.bytes_in_flight, 0);
+        }
+
+        #[test]
+        #[ignore = "corpus: reads ../shared (scripts/test-all.sh runs it)"]
+        fn peer_lost_messages_counts_nine() {
+            let (events, stats) = run(
+                ReassembleConfig::default(),
+                peer("reassembler-lost_messages.log"),
+            );
+            assert_eq!(
+                shape(&events),
+                vec![(49, 2), (59, 5), (60, 5), (61, 4), (62, 1)]
+            );
+            assert_eq!(stats.serial_gaps, 9);
+        }
+
+        #[test]
+        #[ignore = "corpus: reads ../shared (scripts/test-all.sh runs it)"]
+        fn peer_out_of_order_same_events_as_normal() {
+            // The late PATH of serial 60 arrives 7.8 s of audit time after the event opened, so a
+            // timeout longer than that keeps the event open for it.
+            let cfg = ReassembleConfig {
+                timeout_ms: 10_000,
+                ..ReassembleConfig::default()
+            };
+            let (events, stats) = run(cfg, peer("reassembler-out_of_order.log"));
+            assert_eq!(
+                shape(&events),
+                vec![(58, 2), (59, 5), (60, 5), (61, 4), (62, 1)]
+            );
+            let (normal, _) = run(ReassembleConfig::default(), peer("reassembler-normal.log"));
+            for (a, b) in events.iter().zip(&normal) {
+                let mut x: Vec<&Record> = a.records.iter().collect();
+                let mut y: Vec<&Record> = b.records.iter().collect();
+                x.sort_by(|p, q| p.body.cmp(&q.body));
+                y.sort_by(|p, q| p.body.cmp(&q.body));
+                assert_eq!(x, y);
+            }
+            assert_eq!(stats.serial_gaps, 0);
+            assert_eq!(stats.records_late, 0);
+        }
+
+        #[test]
+        #[ignore = "corpus: reads ../shared (scripts/test-all.sh runs it)"]
+        fn peer_out_of_order_default_timeout_drops_the_late_record() {
+            let (events, stats) = run(
+                ReassembleConfig::default(),
+                peer("reassembler-out_of_order.log"),
+            );
+            assert_eq!(
+                shape(&events),
+                vec![(58, 2), (59, 5), (60, 4), (61, 4), (62, 1)]
+            );
+            assert_eq!(stats.records_late, 1);
+            assert_eq!(stats.serial_gaps, 0);
+        }
+
+        #[test]
+        #[ignore = "corpus: reads ../shared (scripts/test-all.sh runs it)"]
+        fn peer_rollover_wraps_without_loss() {
+            let (events, stats) = run(
+                ReassembleConfig::default(),
+                peer("reassembler-rollover.log"),
+            );
+            assert_eq!(
+                shape(&events),
+                vec![(4294967294, 1), (4294967295, 1), (0, 1), (1, 1), (2, 1)]
+            );
+            assert_eq!(stats.serial_gaps, 0);
+        }
+
+        #[test]
+        #[ignore = "corpus: reads ../shared (scripts/test-all.sh runs it)"]
+        fn corpus_log_completes_on_proctitle() {
+            let recs = read_log(&shared("corpus/raw.audit.log"));
+            let n = recs.len() as u64;
+            let (events, stats) = run(ReassembleConfig::default(), recs);
+            assert_eq!(stats.records_in, n);
+            assert_eq!(stats.events_standalone, 2); // DAEMON_START, DAEMON_END
+            assert_eq!(stats.events_proctitle, 123);
+            assert_eq!(stats.events_timeout + stats.events_flushed, 0);
+            assert_eq!(stats.events_out, 125);
+            assert_eq!(
+                stats.records_late + stats.records_duplicate + stats.eoe_orphan,
+                0
+            );
+            // Kernel serials 30177..=30319 hold 123 events: the corpus removed 20 unrelated ones.
+            assert_eq!(stats.serial_gaps, 20);
+            let sc12 = events
+                .iter()
+                .find(|e| e.serial == 30210)
+                .map(|e| e.records.len());
+            assert_eq!(sc12, Some(9));
+        }
     }
 }

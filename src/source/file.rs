@@ -457,7 +457,8 @@ mod tests {
     use super::*;
     use crate::audit::record::{parse_frame, types};
 
-    const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
+    /// The repository's own captures (samples/capture.sh).
+    const SAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/samples");
 
     fn reader(bytes: &[u8], format: Format) -> FrameReader<Cursor<Vec<u8>>> {
         FrameReader::new(Cursor::new(bytes.to_vec()), format, "test.log".to_string())
@@ -701,9 +702,8 @@ mod tests {
         assert!(err.starts_with("/nonexistent/dir/audit.log: "), "{err}");
     }
 
-    fn parse_file(name: &str) -> (Format, Vec<crate::audit::Record>) {
-        let path = format!("{CORPUS}/{name}");
-        let reader = match open(&path, Format::Auto) {
+    fn parse_file(path: &str) -> (Format, Vec<crate::audit::Record>) {
+        let reader = match open(path, Format::Auto) {
             Ok(r) => r,
             Err(e) => panic!("{e}"),
         };
@@ -717,39 +717,32 @@ mod tests {
                 .and_then(|f| parse_frame(&f).map_err(|e| e.to_string()))
             {
                 Ok(r) => records.push(r),
-                Err(e) => panic!("{name}: {e}"),
+                Err(e) => panic!("{path}: {e}"),
             }
         }
         (format, records)
     }
 
     #[test]
-    fn corpus_netlink_captures_parse_without_errors() {
-        let (format, raw) = parse_file("raw.netlink.bin");
+    fn sample_netlink_capture_parses_without_errors() {
+        let (format, raw) = parse_file(&format!("{SAMPLES}/sample.netlink.bin"));
         assert_eq!(format, Format::Netlink);
-        assert_eq!(raw.len(), 1045);
+        assert_eq!(raw.len(), 972);
         let first = raw
             .first()
             .map(|r| (r.rtype, r.time.sec, r.time.msec, r.serial));
-        assert_eq!(first, Some((types::SYSCALL, 1795858582, 841, 30175)));
-        assert_eq!(raw.iter().filter(|r| r.rtype == types::EOE).count(), 142);
-
-        let (format, enriched) = parse_file("enriched.netlink.bin");
-        assert_eq!(format, Format::Netlink);
-        assert_eq!(enriched.len(), 1069);
-        assert_eq!(
-            enriched.iter().filter(|r| r.rtype == types::EXECVE).count(),
-            86
-        );
+        assert_eq!(first, Some((1335, 1795862048, 228, 4)));
+        assert_eq!(raw.iter().filter(|r| r.rtype == types::EOE).count(), 135);
+        assert_eq!(raw.iter().filter(|r| r.rtype == types::EXECVE).count(), 71);
     }
 
     #[test]
-    fn corpus_text_logs_through_the_reader() {
-        let (format, raw) = parse_file("raw.audit.log");
+    fn sample_text_logs_through_the_reader() {
+        let (format, raw) = parse_file(&format!("{SAMPLES}/sample.audit.log"));
         assert_eq!(format, Format::Text);
-        assert_eq!(raw.len(), 774);
-        let (_, enriched) = parse_file("enriched.audit.log");
-        assert_eq!(enriched.len(), 773);
+        assert_eq!(raw.len(), 845);
+        let (_, enriched) = parse_file(&format!("{SAMPLES}/sample-enriched.audit.log"));
+        assert_eq!(enriched.len(), 974);
         let first = enriched
             .first()
             .map(|r| (r.rtype, r.serial, r.body.clone()));
@@ -757,10 +750,61 @@ mod tests {
             first,
             Some((
                 1200,
-                5928,
-                b"op=start ver=3.0.9 format=enriched kernel=6.18.44-fc-v657 auid=4294967295 pid=4779 uid=0 ses=4294967295 res=success".to_vec()
+                4735,
+                b"op=start ver=3.0.9 format=enriched kernel=6.18.44-fc-v657 auid=4294967295 pid=12213 uid=0 ses=4294967295 res=success".to_vec()
             ))
         );
         assert!(enriched.iter().all(|r| !r.body.contains(&0x1d)));
+    }
+
+    /// Tests on the shared corpus beside the checkout: ignored by a plain `cargo test`, run by the
+    /// corpus step of `scripts/test-all.sh` (docs/testing.md).
+    mod shared_corpus {
+        use super::*;
+
+        const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/corpus");
+
+        #[test]
+        #[ignore = "corpus: reads ../shared (scripts/test-all.sh runs it)"]
+        fn corpus_netlink_captures_parse_without_errors() {
+            let (format, raw) = parse_file(&format!("{CORPUS}/raw.netlink.bin"));
+            assert_eq!(format, Format::Netlink);
+            assert_eq!(raw.len(), 1045);
+            let first = raw
+                .first()
+                .map(|r| (r.rtype, r.time.sec, r.time.msec, r.serial));
+            assert_eq!(first, Some((types::SYSCALL, 1795858582, 841, 30175)));
+            assert_eq!(raw.iter().filter(|r| r.rtype == types::EOE).count(), 142);
+
+            let (format, enriched) = parse_file(&format!("{CORPUS}/enriched.netlink.bin"));
+            assert_eq!(format, Format::Netlink);
+            assert_eq!(enriched.len(), 1069);
+            assert_eq!(
+                enriched.iter().filter(|r| r.rtype == types::EXECVE).count(),
+                86
+            );
+        }
+
+        #[test]
+        #[ignore = "corpus: reads ../shared (scripts/test-all.sh runs it)"]
+        fn corpus_text_logs_through_the_reader() {
+            let (format, raw) = parse_file(&format!("{CORPUS}/raw.audit.log"));
+            assert_eq!(format, Format::Text);
+            assert_eq!(raw.len(), 774);
+            let (_, enriched) = parse_file(&format!("{CORPUS}/enriched.audit.log"));
+            assert_eq!(enriched.len(), 773);
+            let first = enriched
+                .first()
+                .map(|r| (r.rtype, r.serial, r.body.clone()));
+            assert_eq!(
+                first,
+                Some((
+                    1200,
+                    5928,
+                    b"op=start ver=3.0.9 format=enriched kernel=6.18.44-fc-v657 auid=4294967295 pid=4779 uid=0 ses=4294967295 res=success".to_vec()
+                ))
+            );
+            assert!(enriched.iter().all(|r| !r.body.contains(&0x1d)));
+        }
     }
 }
