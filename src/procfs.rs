@@ -101,7 +101,7 @@ impl ProcFs {
     pub fn is_agent(&self, pid: u32, start_time: Option<u64>) -> bool {
         let dir = self.dir(pid);
         self.comm(&dir).as_deref() == Some("auditsentry")
-            && start_time.map_or(true, |t| self.start_time(pid) == Some(t))
+            && start_time.is_none_or(|t| self.start_time(pid) == Some(t))
     }
 
     fn dir(&self, pid: u32) -> PathBuf {
@@ -322,7 +322,7 @@ mod tests {
     fn cmdline_of_empty_arguments_is_charged_a_slot_each() {
         let tmp = tempfile::tempdir().unwrap();
         let mut cmdline = b"perl\0-e\0sleep 60\0".to_vec();
-        cmdline.extend(std::iter::repeat(0u8).take(650_000));
+        cmdline.extend(std::iter::repeat_n(0u8, 650_000));
         fake(tmp.path(), 10, Some("/usr/bin/perl"), Some(&cmdline), None);
         let info = ProcFs::at(tmp.path()).lookup(10).unwrap();
         // 14 bytes in the first three; as many arguments as 32 KiB of charges allow.

@@ -896,7 +896,7 @@ mod outputs {
         let dir = tempfile::tempdir().expect("tempdir");
         let evil = b"/tmp/evil\nFAKE rule=\"x\" q'uote\x1d\x01\x7f \xff\xfe\x80 end\r\n".to_vec();
         let mut big = b"/tmp/".to_vec();
-        big.extend(std::iter::repeat(b'B').take(1 << 20));
+        big.extend(std::iter::repeat_n(b'B', 1 << 20));
         let log = write_temp(dir.path(), "hostile.log", &ln_log(&[evil, big]));
         let from = syslog_file_len();
         let (pid, out) = replay_pid(&[

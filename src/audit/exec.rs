@@ -418,7 +418,7 @@ mod tests {
     fn sc12_split_argument_is_joined() {
         let x = exec(&sample(44));
         let mut long = b"/tmp/s-sc12_".to_vec();
-        long.extend(std::iter::repeat(b'L').take(8200));
+        long.extend(std::iter::repeat_n(b'L', 8200));
         assert_eq!(x.argv.len(), 4);
         assert_eq!(&x.argv[..3], &args(&["ln", "-s", "/usr/bin/id"])[..]);
         assert_eq!(x.argv[3], long);

@@ -222,7 +222,7 @@ fn parse(bytes: &[u8]) -> Result<Changes, (usize, String)> {
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())

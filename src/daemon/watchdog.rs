@@ -242,7 +242,7 @@ impl Watchdog {
             }
         } else {
             self.degraded = true;
-            let new_gaps = self.incident.as_ref().map_or(true, |i| i.gaps != gaps);
+            let new_gaps = self.incident.as_ref().is_none_or(|i| i.gaps != gaps);
             if new_gaps {
                 let (what, since) = self.describe(&gaps, wall);
                 let since = self.incident.as_ref().map_or(since, |i| i.since.min(since));

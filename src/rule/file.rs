@@ -1230,7 +1230,7 @@ query = "process.name:ln"
         );
         let mut odd = load_str(MINIMAL, "m.toml").unwrap();
         odd.name = "two\nlines".into();
-        let many: Vec<Rule> = std::iter::repeat(odd).take(21).collect();
+        let many: Vec<Rule> = std::iter::repeat_n(odd, 21).collect();
         let line = summary(&many, &[PathBuf::from("/a"), PathBuf::from("/b")]);
         assert!(
             line.starts_with("21 rule(s) from /a, /b: r-1 \"two\\nlines\", "),

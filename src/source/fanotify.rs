@@ -485,7 +485,7 @@ mod tests {
         info.extend_from_slice(&[7u8; 8]); // fsid
         info.extend_from_slice(&(handle_len as u32).to_ne_bytes());
         info.extend_from_slice(&1i32.to_ne_bytes()); // handle_type
-        info.extend(std::iter::repeat(0xAB).take(handle_len));
+        info.extend(std::iter::repeat_n(0xAB, handle_len));
         info.extend_from_slice(name);
         info.push(0);
         while info.len() % 4 != 0 {

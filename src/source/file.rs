@@ -516,9 +516,9 @@ mod tests {
     #[test]
     fn oversized_line_is_skipped_and_the_next_line_still_read() {
         let mut input = b"first\n".to_vec();
-        input.extend(std::iter::repeat(b'x').take(MAX_LINE_LEN + 5));
+        input.extend(std::iter::repeat_n(b'x', MAX_LINE_LEN + 5));
         input.extend_from_slice(b"\nafter\n");
-        input.extend(std::iter::repeat(b'y').take(MAX_LINE_LEN));
+        input.extend(std::iter::repeat_n(b'y', MAX_LINE_LEN));
         input.push(b'\n');
         // A small buffer makes the long lines arrive in many pieces.
         let r = FrameReader::new(
@@ -544,9 +544,9 @@ mod tests {
     fn whole_lines_in_one_read_keep_line_numbers_and_the_limit() {
         // A buffer larger than every line: each line is found whole in one read.
         let mut input = b"a\n\n \t\r\n".to_vec();
-        input.extend(std::iter::repeat(b'x').take(MAX_LINE_LEN + 1));
+        input.extend(std::iter::repeat_n(b'x', MAX_LINE_LEN + 1));
         input.extend_from_slice(b"\n");
-        input.extend(std::iter::repeat(b'y').take(MAX_LINE_LEN));
+        input.extend(std::iter::repeat_n(b'y', MAX_LINE_LEN));
         input.extend_from_slice(b"\n\nb\n");
         let r = FrameReader::new(
             BufReader::with_capacity(4 * MAX_LINE_LEN, Cursor::new(input)),

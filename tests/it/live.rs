@@ -571,8 +571,8 @@ fn live_plugin_under_auditd_alerts_and_exits_with_auditd_and_unicast_refuses_to_
 
     // The plugin adds its execve rules through netlink once it runs.
     let end = Instant::now() + Duration::from_secs(10);
-    while !kernel_state()
-        .is_some_and(|s| s.rules.len() > before.as_ref().map_or(0, |b| b.rules.len()))
+    while kernel_state()
+        .is_none_or(|s| s.rules.len() <= before.as_ref().map_or(0, |b| b.rules.len()))
     {
         assert!(
             Instant::now() < end,
