@@ -2,6 +2,7 @@
 //! gate on a sled store, and the whole pipeline. Run with `cargo bench --bench pipeline`; save a baseline with
 //! `cargo bench --bench pipeline -- --save-baseline main` and compare with `--baseline main`.
 
+use auditsentry::alert::Alert;
 use auditsentry::audit::exec::{self, ExecLimits};
 use auditsentry::audit::reassemble::{Event, ReassembleConfig, Reassembler};
 use auditsentry::audit::record::{parse_frame, Record};
@@ -11,13 +12,27 @@ use auditsentry::proc::NoFallback;
 use auditsentry::rule::file as rules;
 use auditsentry::rule::kql::EvalOptions;
 use auditsentry::rule::new_terms::{MemStore, NewTermsGate, Verdict};
-use auditsentry::sink::Collect;
+use auditsentry::sink::{Sink, SinkError};
 use auditsentry::source::file::{Format, FrameReader};
 use auditsentry::source::Frame;
 use auditsentry::state::SledStore;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::{json, Value};
 use std::io::Cursor;
+
+/// Keeps the alerts in memory, so the benchmark measures the pipeline and not an output.
+#[derive(Default)]
+struct Collect(Vec<Alert>);
+
+impl Sink for Collect {
+    fn emit(&mut self, alert: &Alert) -> Result<(), SinkError> {
+        self.0.push(alert.clone());
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
 
 fn corpus() -> Vec<u8> {
     let path = concat!(

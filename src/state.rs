@@ -172,8 +172,8 @@ impl SledStore {
         Ok((SledStore { db, entries }, report))
     }
 
-    /// A store that lives only as long as this value (files removed on drop), for replays run
-    /// without a state directory.
+    /// A store that lives only as long as this value (files removed on drop), for tests.
+    #[cfg(test)]
     pub fn temporary() -> Result<SledStore, StateError> {
         let db = sled::Config::new()
             .temporary(true)

@@ -156,20 +156,6 @@ impl Sink for Fanout {
     }
 }
 
-/// Collects alerts in memory (tests, and callers that post-process).
-#[derive(Debug, Default)]
-pub struct Collect(pub Vec<Alert>);
-
-impl Sink for Collect {
-    fn emit(&mut self, alert: &Alert) -> Result<(), SinkError> {
-        self.0.push(alert.clone());
-        Ok(())
-    }
-    fn flush(&mut self) -> Result<(), SinkError> {
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
