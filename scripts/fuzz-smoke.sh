@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Bounded fuzzing of every cargo-fuzz target (record_text, netlink_frames, reassemble, kql, eql) on
-# nightly: SECONDS_PER_TARGET each (default 30), seeded from fuzz/seeds/ (and the shared corpus
-# when it sits beside the repo). Installs the nightly toolchain and cargo-fuzz when missing.
+# Bounded fuzzing of every cargo-fuzz target (`cargo fuzz list`: the parsers, the reassembler with
+# the agent's limits, KQL and EQL, the syslog line and JSON alert writers) on nightly:
+# SECONDS_PER_TARGET each (default 30), seeded from fuzz/seeds/ (and the shared corpus when it
+# sits beside the repo). Installs the nightly toolchain and cargo-fuzz when missing.
 # A crash fails the script; the reproducer is left under fuzz/artifacts/<target>/.
 #
 #   scripts/fuzz-smoke.sh [SECONDS_PER_TARGET] [TARGET...]
@@ -10,7 +11,6 @@ cd "$(dirname "$0")/.."
 secs=${1:-30}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(record_text netlink_frames reassemble kql eql)
 
 if ! rustup toolchain list | grep -q '^nightly'; then
     rustup toolchain install nightly --profile minimal
@@ -18,6 +18,8 @@ fi
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
+[ ${#targets[@]} -gt 0 ] || mapfile -t targets < <(cargo +nightly fuzz list --fuzz-dir fuzz)
+[ ${#targets[@]} -gt 0 ] || { echo "fuzz-smoke: no fuzz targets found" >&2; exit 1; }
 
 shared=../shared/corpus
 work=$(mktemp -d)
@@ -26,7 +28,7 @@ trap 'rm -rf "$work"' EXIT
 # Corpus directories: the checked-in seeds, plus whole shared inputs cut to the target's unit.
 for t in "${targets[@]}"; do
     mkdir -p "$work/$t"
-    cp fuzz/seeds/"$t"/* "$work/$t"/
+    [ ! -d fuzz/seeds/"$t" ] || cp fuzz/seeds/"$t"/* "$work/$t"/
 done
 if [ -d "$shared" ]; then
     if [[ " ${targets[*]} " == *" record_text "* ]]; then

@@ -6,6 +6,8 @@
 //!
 //! Defaults live here (and in `packaging/etc/auditsentry.toml`, which a test keeps equal to them).
 
+use crate::audit::exec::ExecLimits;
+use crate::audit::reassemble::ReassembleConfig;
 use crate::sink::json::FsyncPolicy;
 use crate::sink::syslog::{Facility, DEFAULT_MAX_LINE};
 use crate::textfile::{self, TextFileError};
@@ -273,6 +275,22 @@ impl Config {
     /// `limits.exec_argv_mib` in bytes.
     pub fn exec_argv_bytes(&self) -> usize {
         mib(self.exec_argv_mib)
+    }
+
+    /// The reassembler's settings the agent runs with (`[reassembly]`).
+    pub fn reassemble(&self) -> ReassembleConfig {
+        ReassembleConfig {
+            timeout_ms: self.reassembly_timeout_ms,
+            max_in_flight: self.max_in_flight,
+            ..ReassembleConfig::default()
+        }
+    }
+
+    /// The exec builder's limits the agent runs with (`limits.exec_argv_mib`).
+    pub fn exec_limits(&self) -> ExecLimits {
+        ExecLimits {
+            max_argv_bytes: self.exec_argv_bytes(),
+        }
     }
 
     /// `limits.process_table_mib` in bytes.

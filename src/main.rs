@@ -1,7 +1,6 @@
 //! The edge: argv → flags → rules, state and pipeline → exit code. anyhow lives here only.
 
 use anyhow::{Context, Result};
-use auditsentry::audit::exec::ExecLimits;
 use auditsentry::audit::reassemble::ReassembleConfig;
 use auditsentry::cli::{
     Cli, Command, ConfigCommand, OutputArgs, ReplayArgs, RulesCommand, RunArgs,
@@ -191,11 +190,9 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
                 .reassembly_timeout_ms
                 .unwrap_or(cfg.reassembly_timeout_ms),
             max_in_flight: args.max_in_flight.unwrap_or(cfg.max_in_flight),
-            ..ReassembleConfig::default()
+            ..cfg.reassemble()
         },
-        exec_limits: ExecLimits {
-            max_argv_bytes: cfg.exec_argv_bytes(),
-        },
+        exec_limits: cfg.exec_limits(),
         eval: EvalOptions {
             ignore_above: args.ignore_above.or(cfg.ignore_above),
         },
@@ -339,14 +336,8 @@ fn run_daemon(
         keep_rules: cfg.keep_rules,
         record,
         detect: DetectOptions {
-            reassemble: ReassembleConfig {
-                timeout_ms: cfg.reassembly_timeout_ms,
-                max_in_flight: cfg.max_in_flight,
-                ..ReassembleConfig::default()
-            },
-            exec_limits: ExecLimits {
-                max_argv_bytes: cfg.exec_argv_bytes(),
-            },
+            reassemble: cfg.reassemble(),
+            exec_limits: cfg.exec_limits(),
             eval: EvalOptions {
                 ignore_above: cfg.ignore_above,
             },

@@ -19,7 +19,10 @@ struct Shared(Arc<Mutex<Vec<u8>>>);
 
 impl Write for Shared {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().map_err(|_| std::io::Error::other("poisoned"))?.extend_from_slice(buf);
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?
+            .extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -42,7 +45,10 @@ fuzz_target!(|data: &[u8]| {
         panic!("nothing written");
     };
     assert_eq!(*last, b'\n', "the line does not end with a newline");
-    assert!(!body.contains(&b'\n') && !body.contains(&b'\r'), "more than one line");
+    assert!(
+        !body.contains(&b'\n') && !body.contains(&b'\r'),
+        "more than one line"
+    );
     let text = std::str::from_utf8(body).expect("NDJSON is UTF-8");
     assert!(
         !text.contains(['\u{2028}', '\u{2029}']),
@@ -56,7 +62,10 @@ fuzz_target!(|data: &[u8]| {
         .map(|a| String::from_utf8_lossy(a).into_owned())
         .collect();
     assert_eq!(parsed["process"]["args"], serde_json::json!(args));
-    assert_eq!(parsed["process"]["args_count"], serde_json::json!(args.len()));
+    assert_eq!(
+        parsed["process"]["args_count"],
+        serde_json::json!(args.len())
+    );
     assert_eq!(
         parsed["process"]["working_directory"],
         serde_json::json!(String::from_utf8_lossy(&case.cwd))

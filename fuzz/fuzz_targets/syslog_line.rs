@@ -28,7 +28,10 @@ fuzz_target!(|data: &[u8]| {
     let args = args_of(&alert.document);
     want.push(("argc".into(), args.len().to_string()));
     want.push(("args".into(), args.join(" ")));
-    let got: Vec<(String, String)> = fields.iter().map(|f| (f.key.clone(), f.value.clone())).collect();
+    let got: Vec<(String, String)> = fields
+        .iter()
+        .map(|f| (f.key.clone(), f.value.clone()))
+        .collect();
     assert_eq!(got, want, "{line}");
     let Some(raw_args) = fields.last().map(|f| f.raw.as_str()) else {
         panic!("no args field: {line}");
@@ -38,13 +41,21 @@ fuzz_target!(|data: &[u8]| {
     let split: Vec<String> = if args.is_empty() {
         Vec::new()
     } else {
-        raw_args.split(' ').map(|a| unescape(a).unwrap_or_default()).collect()
+        raw_args
+            .split(' ')
+            .map(|a| unescape(a).unwrap_or_default())
+            .collect()
     };
     assert_eq!(split, args, "{line}");
 
     let capped = render(&alert, case.max_line);
     one_line(&capped);
-    assert!(capped.len() <= case.max_line.max(256), "{} > {}", capped.len(), case.max_line);
+    assert!(
+        capped.len() <= case.max_line.max(256),
+        "{} > {}",
+        capped.len(),
+        case.max_line
+    );
     if line.len() <= case.max_line.max(256) {
         assert_eq!(capped, line);
     }
@@ -117,7 +128,9 @@ fn parse(line: &str) -> Result<Vec<Field>, String> {
             });
         }
         if !rest.is_empty() {
-            rest = rest.strip_prefix(' ').ok_or("fields not separated by one space")?;
+            rest = rest
+                .strip_prefix(' ')
+                .ok_or("fields not separated by one space")?;
         }
     }
     Ok(fields)
@@ -197,6 +210,10 @@ fn expected(alert: &auditsentry::alert::Alert) -> Vec<(String, String)> {
 fn args_of(doc: &Value) -> Vec<String> {
     doc["process"]["args"]
         .as_array()
-        .map(|a| a.iter().map(|v| v.as_str().unwrap_or_default().to_string()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|v| v.as_str().unwrap_or_default().to_string())
+                .collect()
+        })
         .unwrap_or_default()
 }

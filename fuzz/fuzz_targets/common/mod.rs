@@ -112,7 +112,10 @@ impl Case {
 /// A value as the kernel logs it: quoted when every byte is printable ASCII other than `"` and
 /// space, upper-case hex otherwise.
 fn logged(bytes: &[u8]) -> String {
-    if bytes.iter().all(|&b| (0x21..0x7f).contains(&b) && b != b'"') {
+    if bytes
+        .iter()
+        .all(|&b| (0x21..0x7f).contains(&b) && b != b'"')
+    {
         format!("\"{}\"", String::from_utf8_lossy(bytes))
     } else {
         hex(bytes)
