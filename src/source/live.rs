@@ -322,7 +322,10 @@ mod tests {
     fn plugin_reader_sends_every_line_then_end() {
         let mut input =
             b"type=EOE msg=audit(1.0:1): \nnot audit\ntype=EOE msg=audit(1.0:2): \n".to_vec();
-        input.extend(std::iter::repeat(b'x').take(super::super::file::MAX_LINE_LEN + 1));
+        input.extend(std::iter::repeat_n(
+            b'x',
+            super::super::file::MAX_LINE_LEN + 1,
+        ));
         input.extend_from_slice(b"\ntype=EOE msg=audit(1.0:3): \n");
         let (tx, rx) = crossbeam_channel::bounded(16);
         let reader = spawn_lines(Box::new(std::io::Cursor::new(input)), tx).expect("spawn");
