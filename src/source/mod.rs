@@ -1,6 +1,7 @@
 //! Sources turn bytes from a file, a pipe or a socket into [`Frame`]s, one audit record each.
 //! They know framing only; what a record says is the audit stage's business.
 
+pub mod connector;
 pub mod fanotify;
 pub mod file;
 pub mod live;
