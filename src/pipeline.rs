@@ -222,6 +222,7 @@ impl<S: TermStore> Detector<S> {
         };
         let detected = self.detect(&view, sink);
         self.procs.exec(exec.pid, me);
+        self.procs.note_audit_time(exec.time.as_millis());
         detected
     }
 

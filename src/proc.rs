@@ -4,13 +4,17 @@
 //! lookup that misses can fall back to another source of truth — `/proc` in live mode — through the
 //! [`ProcFallback`] seam; replay uses [`NoFallback`] so its results depend on the input alone.
 //!
-//! The live daemon also calls [`ProcessTable::expire`] now and then to forget exited processes.
-//! Expiry is deliberately slow: a parent may exit before its child's exec event reaches us, and
-//! that event must still find the parent. So an entry goes only when two checks, at least
-//! [`ProcessTable::EXPIRY_GRACE_PASSES`] calls of `expire` apart, both saw its pid dead. Replay
-//! never calls `expire`, so its table changes only with the input.
+//! Where the live daemon has the kernel's process events (the proc connector), forks, execs and
+//! exits reach the table too: a fork gives the child its parent's entry (a subshell that never
+//! execs is its shell), and an exit removes the entry once the audit stream has passed it
+//! ([`ProcessTable::fork`], [`ProcessTable::exec_started`], [`ProcessTable::exited`],
+//! [`ProcessTable::reap`]). Without them, the daemon calls [`ProcessTable::expire`] now and then
+//! to forget exited processes. Expiry is deliberately slow: a parent may exit before its child's
+//! exec event reaches us, and that event must still find the parent. So an entry goes only when
+//! two checks, at least [`ProcessTable::EXPIRY_GRACE_PASSES`] calls of `expire` apart, both saw
+//! its pid dead. Replay has neither, so its table changes only with the input.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use crate::audit::exec::{arg_cost, ARG_SLOT_COST};
@@ -256,6 +260,32 @@ struct Entry {
     dead_since: Option<u64>,
     /// Shared so a lookup (once per exec, for the parent) costs a reference count, not a copy.
     info: Arc<ProcessInfo>,
+    /// Table clock when this process got its entry (its fork, or the first exec or `/proc`
+    /// answer for its pid); an exec of the same process keeps it. With the pid, it names one
+    /// process even when the pid is reused.
+    born: u64,
+    /// The kernel said this process exec'd ([`ProcessTable::exec_started`]); its audit exec
+    /// event, which brings the new image, has not arrived yet.
+    exec_pending: bool,
+    /// Forked while the parent's exec was pending: the image is the parent's new one, once it
+    /// arrives (see [`ProcessTable::fork`]).
+    origin: Option<Origin>,
+}
+
+/// The parent a forked entry takes its image from: its pid, birth and last update at the fork.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Origin {
+    parent: u32,
+    born: u64,
+    updated: u64,
+}
+
+/// How [`ProcessTable::put`] makes an entry.
+enum Put {
+    /// A new image (exec or `/proc`): of the same process if the pid has an entry.
+    Image,
+    /// A fork: a new process, with the parent's image (and its pending exec, if any).
+    Fork(Option<Origin>),
 }
 
 /// Bounded pid → [`ProcessInfo`] map: at most `capacity` entries (the least recently updated go
@@ -277,6 +307,10 @@ pub struct ProcessTable {
     cut: u64,
     /// Entries dropped for room (capacity or budget), not because their process exited.
     evicted: u64,
+    /// Exits waiting for the audit stream to pass them: (wall time in ms, pid, birth).
+    exits: VecDeque<(u64, u32, u64)>,
+    /// The latest audit time (ms) of an exec handled.
+    audit_ms: u64,
     fallback: Box<dyn ProcFallback + Send>,
 }
 
@@ -297,6 +331,13 @@ impl ProcessTable {
     /// least 30 s after it exited — ample for its children's exec events still in flight.
     pub const EXPIRY_GRACE_PASSES: u64 = 3;
 
+    /// An exited process's entry goes once an exec this much later in audit time was handled:
+    /// the exec events of its children, which happened before it exited, are behind us then.
+    pub const EXIT_AUDIT_MARGIN_MS: u64 = 1_000;
+
+    /// ... or, when audit is idle, this long after the exit.
+    pub const EXIT_LINGER_MS: u64 = 10_000;
+
     /// A table holding at most `capacity` processes within [`ProcessTable::DEFAULT_BUDGET`],
     /// asking `fallback` on a miss.
     pub fn new(capacity: usize, fallback: Box<dyn ProcFallback + Send>) -> Self {
@@ -309,6 +350,8 @@ impl ProcessTable {
             cost: 0,
             cut: 0,
             evicted: 0,
+            exits: VecDeque::new(),
+            audit_ms: 0,
             fallback,
         }
     }
@@ -342,6 +385,9 @@ impl ProcessTable {
 
     /// Looks `pid` up, asking the fallback (and remembering its answer) on a miss.
     pub fn get(&mut self, pid: u32) -> Option<Arc<ProcessInfo>> {
+        if let Some(origin) = self.entries.get(&pid).and_then(|e| e.origin) {
+            self.resolve(pid, origin);
+        }
         if let Some(entry) = self.entries.get(&pid) {
             return Some(Arc::clone(&entry.info));
         }
@@ -352,6 +398,108 @@ impl ProcessTable {
     /// Records that `pid` now runs `info` (called for every exec, success only).
     pub fn exec(&mut self, pid: u32, info: ProcessInfo) {
         self.insert(pid, info);
+    }
+
+    /// The kernel's process events (live, with the proc connector): process `child` was forked
+    /// by process `parent`. The child runs the parent's image until it execs, so it gets the
+    /// parent's entry (shared; charged like its own). If the parent's own exec is pending (the
+    /// kernel said it exec'd, its audit event has not come yet), the child follows it: it takes
+    /// the parent's new image when that arrives, so a shell's subshell is the shell, not what
+    /// ran before the shell. A parent nobody knows is asked of the fallback (`/proc`).
+    pub fn fork(&mut self, parent: u32, child: u32) {
+        let Some(info) = self.get(parent) else {
+            return;
+        };
+        let origin = self.entries.get(&parent).and_then(|p| {
+            if p.exec_pending {
+                Some(Origin {
+                    parent,
+                    born: p.born,
+                    updated: p.updated,
+                })
+            } else {
+                p.origin
+            }
+        });
+        self.put(child, info, Put::Fork(origin));
+    }
+
+    /// The kernel's process events: process `pid` exec'd. Its audit exec event brings the new
+    /// image; until then, forks of it wait for that image (see [`ProcessTable::fork`]).
+    pub fn exec_started(&mut self, pid: u32) {
+        if let Some(entry) = self.entries.get_mut(&pid) {
+            entry.exec_pending = true;
+        }
+    }
+
+    /// The kernel's process events: process `pid` exited at wall time `at_ms`. Its entry goes
+    /// once the audit stream is past that moment (see [`ProcessTable::reap`]), so the exec events
+    /// of its children still name it; a later fork that reuses the pid makes a new entry, which
+    /// this exit never removes.
+    pub fn exited(&mut self, pid: u32, at_ms: u64) {
+        if let Some(entry) = self.entries.get(&pid) {
+            self.exits.push_back((at_ms, pid, entry.born));
+        }
+        // Bounded like the table: beyond it, the oldest exits are applied now.
+        while self.exits.len() > self.capacity {
+            if let Some((_, pid, born)) = self.exits.pop_front() {
+                self.remove_born(pid, born);
+            }
+        }
+    }
+
+    /// Notes that an exec of audit time `ms` was handled (the detector calls this).
+    pub fn note_audit_time(&mut self, ms: u64) {
+        self.audit_ms = self.audit_ms.max(ms);
+    }
+
+    /// Removes the entries of processes that exited before the audit stream's latest exec by
+    /// [`ProcessTable::EXIT_AUDIT_MARGIN_MS`], or more than [`ProcessTable::EXIT_LINGER_MS`]
+    /// before wall time `now_ms`. Returns how many went.
+    pub fn reap(&mut self, now_ms: u64) -> usize {
+        let mut removed = 0;
+        while let Some(&(at, pid, born)) = self.exits.front() {
+            let passed = self.audit_ms > at.saturating_add(Self::EXIT_AUDIT_MARGIN_MS);
+            if !passed && now_ms <= at.saturating_add(Self::EXIT_LINGER_MS) {
+                break;
+            }
+            self.exits.pop_front();
+            removed += usize::from(self.remove_born(pid, born));
+        }
+        removed
+    }
+
+    /// Removes `pid`'s entry if it is still the process born at `born`.
+    fn remove_born(&mut self, pid: u32, born: u64) -> bool {
+        if self.entries.get(&pid).is_some_and(|e| e.born == born) {
+            self.remove(pid);
+            return true;
+        }
+        false
+    }
+
+    /// A forked entry whose parent's exec was pending: takes the parent's new image if it has
+    /// arrived, keeps waiting while it is still pending, and otherwise (parent gone, pid reused)
+    /// keeps the image it was forked with.
+    fn resolve(&mut self, pid: u32, origin: Origin) {
+        let parent = self
+            .entries
+            .get(&origin.parent)
+            .filter(|p| p.born == origin.born);
+        let new = match parent {
+            Some(p) if p.updated > origin.updated => Some(Arc::clone(&p.info)),
+            Some(p) if p.exec_pending => return,
+            _ => None,
+        };
+        let Some(entry) = self.entries.get_mut(&pid) else {
+            return;
+        };
+        entry.origin = None;
+        if let Some(info) = new {
+            self.cost = (self.cost + info.cost()).saturating_sub(entry.info.cost());
+            entry.info = info;
+        }
+        self.shed();
     }
 
     /// Forgets exited processes, checking at most `max_checks` entries with `alive` (the daemon
@@ -442,12 +590,27 @@ impl ProcessTable {
             self.cut += 1;
         }
         let info = Arc::new(info);
+        self.put(pid, Arc::clone(&info), Put::Image);
+        info
+    }
+
+    /// Puts `info` as `pid`'s entry (see [`Put`]), then makes room if the table is over its
+    /// capacity or budget.
+    fn put(&mut self, pid: u32, info: Arc<ProcessInfo>, how: Put) {
         self.clock += 1;
+        let (born, origin) = match (how, self.entries.get(&pid)) {
+            (Put::Image, Some(old)) => (old.born, None),
+            (Put::Image, None) => (self.clock, None),
+            (Put::Fork(origin), _) => (self.clock, origin),
+        };
         let entry = Entry {
             updated: self.clock,
             seen: self.passes,
             dead_since: None,
-            info: Arc::clone(&info),
+            info,
+            born,
+            exec_pending: false,
+            origin,
         };
         self.cost += entry.info.cost();
         if let Some(old) = self.entries.insert(pid, entry) {
@@ -472,7 +635,6 @@ impl ProcessTable {
             self.evicted += (before - self.entries.len()) as u64;
         }
         self.shed();
-        info
     }
 
     /// Brings the table back within its budget when it is over: down to three quarters of it
@@ -780,5 +942,126 @@ mod tests {
             .map(|p| t.get(p).map_or(0, |i| i.cost()))
             .sum();
         assert_eq!(t.cost(), total);
+    }
+
+    fn name(t: &mut ProcessTable, pid: u32) -> Option<String> {
+        t.get(pid).and_then(|i| i.name().map(str::to_string))
+    }
+
+    #[test]
+    fn a_fork_runs_its_parents_image_until_it_execs() {
+        let mut t = ProcessTable::new(10, Box::new(NoFallback));
+        t.exec(10, info("/usr/bin/bash"));
+        t.fork(10, 11);
+        assert_eq!(
+            name(&mut t, 11).as_deref(),
+            Some("bash"),
+            "a subshell is its shell"
+        );
+        t.fork(11, 12);
+        assert_eq!(name(&mut t, 12).as_deref(), Some("bash"));
+        t.exec(12, info("/usr/bin/ln"));
+        assert_eq!(name(&mut t, 12).as_deref(), Some("ln"));
+        assert_eq!(name(&mut t, 11).as_deref(), Some("bash"));
+        t.fork(99, 13);
+        assert!(!t.contains(13), "an unknown parent gives nothing to copy");
+    }
+
+    #[test]
+    fn a_fork_right_after_its_parents_exec_takes_the_new_image() {
+        // sh -c "(ln ...; :)": the test forks sh (which inherits the test's image), sh execs
+        // /bin/sh and forks the subshell before sh's audit exec event has been handled.
+        let mut t = ProcessTable::new(10, Box::new(NoFallback));
+        t.exec(1, info("/opt/test-runner"));
+        t.fork(1, 10);
+        t.exec_started(10);
+        t.fork(10, 11);
+        t.fork(11, 12);
+        assert_eq!(
+            name(&mut t, 11).as_deref(),
+            Some("test-runner"),
+            "until sh's exec arrives, the old image"
+        );
+        t.exec(10, info("/usr/bin/dash"));
+        assert_eq!(name(&mut t, 11).as_deref(), Some("dash"));
+        assert_eq!(
+            name(&mut t, 12).as_deref(),
+            Some("dash"),
+            "a fork of the fork too"
+        );
+        // Once resolved, a later exec of the parent changes nothing for the child.
+        t.exec(10, info("/usr/bin/perl"));
+        assert_eq!(name(&mut t, 11).as_deref(), Some("dash"));
+    }
+
+    #[test]
+    fn an_exit_removes_the_entry_once_the_audit_stream_is_past_it() {
+        let mut t = ProcessTable::new(10, Box::new(NoFallback));
+        t.exec(20, info("/usr/bin/bash"));
+        t.exited(20, 50_000);
+        assert_eq!(t.reap(50_000), 0);
+        assert!(
+            t.contains(20),
+            "its children's exec events may still be on their way"
+        );
+        t.note_audit_time(50_900);
+        assert_eq!(t.reap(50_900), 0);
+        t.note_audit_time(51_001);
+        assert_eq!(t.reap(51_001), 1);
+        assert!(!t.contains(20));
+        // With audit idle, wall time does it.
+        t.exec(21, info("/usr/bin/bash"));
+        t.exited(21, 60_000);
+        assert_eq!(t.reap(69_000), 0);
+        assert_eq!(t.reap(70_001), 1);
+        // A process whose audit exec arrives after its exit still goes.
+        t.fork(1, 22);
+        t.exec(1, info("/usr/bin/dash"));
+        t.fork(1, 22);
+        t.exited(22, 80_000);
+        t.exec(22, info("/usr/bin/ln"));
+        assert_eq!(t.reap(90_001), 1);
+        assert!(!t.contains(22));
+    }
+
+    #[test]
+    fn a_pid_reused_by_a_fork_is_a_new_process_and_its_predecessors_exit_spares_it() {
+        let mut t = ProcessTable::new(10, Box::new(NoFallback));
+        t.exec(30, info("/usr/sbin/sshd"));
+        t.exec(40, info("/usr/bin/bash"));
+        t.exited(30, 1_000);
+        t.fork(40, 30);
+        assert_eq!(
+            name(&mut t, 30).as_deref(),
+            Some("bash"),
+            "not the stale sshd"
+        );
+        t.note_audit_time(10_000);
+        assert_eq!(t.reap(10_000), 0);
+        assert_eq!(name(&mut t, 30).as_deref(), Some("bash"));
+    }
+
+    #[test]
+    fn a_fork_whose_parent_left_keeps_the_image_it_was_forked_with() {
+        let mut t = ProcessTable::new(10, Box::new(NoFallback));
+        t.exec(50, info("/usr/bin/bash"));
+        t.exec_started(50);
+        t.fork(50, 51);
+        t.exited(50, 0);
+        assert_eq!(t.reap(20_000), 1);
+        assert_eq!(name(&mut t, 51).as_deref(), Some("bash"));
+    }
+
+    #[test]
+    fn exits_wait_in_a_queue_no_longer_than_the_table() {
+        let mut t = ProcessTable::new(4, Box::new(NoFallback));
+        for pid in 1..=4 {
+            t.exec(pid, info("/bin/x"));
+            t.exited(pid, 0);
+        }
+        assert_eq!(t.len(), 4, "all still waiting for the audit stream");
+        t.exited(4, 0); // a fifth exit (the kernel repeats nothing, but a flood may be faster)
+        assert!(!t.contains(1), "the oldest exit was applied at once");
+        assert!(t.contains(2));
     }
 }
