@@ -401,6 +401,14 @@ fn status(state_dir: Option<PathBuf>) -> Result<ExitCode> {
             rules.len()
         );
     }
+    match auditsentry::source::connector::ProcConnector::open() {
+        Ok(_) => println!(
+            "process events: available (proc connector: parents that fork without exec are known)"
+        ),
+        Err(e) => println!(
+            "process events: unavailable ({e}); parents that fork without exec are unknown once they exit"
+        ),
+    }
     match auditsentry::source::fanotify::available() {
         Ok(()) => println!("fanotify: available (extended mode watches new symlinks)"),
         Err(e) => println!("fanotify: unavailable ({e}); extended mode uses audit only"),

@@ -12,6 +12,7 @@ use crate::procfs::ProcFs;
 use crate::rule::extended::ExtendedDetector;
 use crate::rule::file::{self as rules};
 use crate::sink::Sink;
+use crate::source::connector::{self, ConnectorReader, ProcConnector, ProcEvent};
 use crate::source::fanotify::{self, FanEvent, FanReader, FanotifySensor};
 use crate::source::live::{self, Message, Reader};
 use crate::source::netlink::{self, AuditSocket};
@@ -165,8 +166,19 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
     } else {
         (None, "off (extended detector not on)".to_string())
     };
+    // Process events first, so the forks that happen while /proc is read are queued, not missed.
+    let (connector, conn_note) = match ProcConnector::open() {
+        Ok(c) => (
+            Some(c),
+            "on (proc connector: forks, execs and exits)".to_string(),
+        ),
+        Err(e) => (
+            None,
+            format!("off ({e}); a parent that forks without exec is unknown once it exits"),
+        ),
+    };
     log.line(&format!(
-        "sensors: exec (execve audit records){}; fanotify: {fan_note}",
+        "sensors: exec (execve audit records){}; fanotify: {fan_note}; process events: {conn_note}",
         if opts.extended {
             ", syscall (symlink/link audit records, extended detector)"
         } else {
@@ -213,6 +225,20 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
             return Err(e);
         }
     };
+    let (conn_tx, conn_rx) = crossbeam_channel::bounded(CHANNEL_BATCHES);
+    let conn_reader = match connector.map(|c| connector::spawn(c, conn_tx)) {
+        Some(Ok(r)) => Some(r),
+        Some(Err(e)) => {
+            log.line(&format!("process events not started: {e}"));
+            None
+        }
+        None => None,
+    };
+    let conn_rx = if conn_reader.is_some() {
+        conn_rx
+    } else {
+        crossbeam_channel::never()
+    };
     let (fan_tx, fan_rx) = crossbeam_channel::bounded(CHANNEL_BATCHES);
     let fan_reader = match fan_sensor.map(|s| fanotify::spawn(s, fan_tx, procfs.clone())) {
         Some(Ok(r)) => Some(r),
@@ -242,6 +268,8 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
         pipe: &mut pipe,
         rx: &rx,
         fan_rx: fan_rx.clone(),
+        conn_rx,
+        conn: conn_reader.as_ref(),
         source: LiveSource {
             kind,
             reader: Some(reader),
@@ -271,6 +299,9 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
         reader.stop();
     }
     if let Some(r) = fan_reader {
+        r.stop();
+    }
+    if let Some(r) = conn_reader {
         r.stop();
     }
     while let Ok(ev) = fan_rx.try_recv() {
@@ -383,8 +414,8 @@ impl LiveSource {
         });
         Losses {
             enobufs: self.carried.enobufs + enobufs,
-            lost_serials: 0,
             channel_drops: self.carried.channel_drops + drops,
+            ..Losses::default()
         }
     }
 }
@@ -396,6 +427,9 @@ struct Worker<'a, S: crate::rule::new_terms::TermStore> {
     pipe: &'a mut Pipeline<S>,
     rx: &'a crossbeam_channel::Receiver<Message>,
     fan_rx: crossbeam_channel::Receiver<FanEvent>,
+    /// Process events (forks, execs, exits) from the proc connector, when it runs.
+    conn_rx: crossbeam_channel::Receiver<Vec<ProcEvent>>,
+    conn: Option<&'a ConnectorReader>,
     source: LiveSource,
     fan: Option<&'a FanReader>,
     signals: &'a Signals,
@@ -421,6 +455,9 @@ impl<S: crate::rule::new_terms::TermStore> Worker<'_, S> {
                 recv(self.rx) -> msg => match msg {
                     // The batch's bytes go back to the reader's budget once it is fed.
                     Ok(Message::Frames(mut frames)) => {
+                        // Process events are sent at once and audit records batched, so the
+                        // forks that made these execs' parents are (nearly always) queued by now.
+                        self.apply_process_events();
                         // A CONFIG_CHANGE record means a look at the kernel now, whether or not
                         // its event (which names who made the change) is complete yet.
                         let raw = feed(self.pipe, frames.take(), self.sink);
@@ -450,6 +487,13 @@ impl<S: crate::rule::new_terms::TermStore> Worker<'_, S> {
                         self.fan_rx = crossbeam_channel::never();
                     }
                 },
+                recv(self.conn_rx) -> evs => match evs {
+                    Ok(evs) => self.apply(&evs),
+                    Err(_) => {
+                        self.log.line("process events ended; exited processes expire by /proc checks");
+                        self.conn_rx = crossbeam_channel::never();
+                    }
+                },
                 recv(tick) -> _ => self.on_tick(),
             }
             if self.signals.term.load(Ordering::Relaxed) {
@@ -459,7 +503,10 @@ impl<S: crate::rule::new_terms::TermStore> Worker<'_, S> {
             if self.signals.hup.swap(false, Ordering::Relaxed) {
                 reload(self.opts, self.pipe, self.sink, self.log);
             }
-            if Instant::now() >= next_expiry {
+            // With process events, exits remove entries; /proc checks only back them up when
+            // events were lost.
+            let exits_known = self.conn.is_some_and(|c| c.stats.lost() == 0);
+            if Instant::now() >= next_expiry && !exits_known {
                 next_expiry = Instant::now() + EXPIRY_PERIOD;
                 let procfs = self.procfs;
                 let alive = |pid| procfs.is_alive(pid);
@@ -488,6 +535,7 @@ impl<S: crate::rule::new_terms::TermStore> Worker<'_, S> {
     fn check_coverage(&mut self) {
         let losses = Losses {
             lost_serials: self.pipe.stats().serials_lost,
+            proc_events: self.conn.map_or(0, |c| c.stats.lost()),
             ..self.source.losses()
         };
         let lines = self
@@ -496,6 +544,33 @@ impl<S: crate::rule::new_terms::TermStore> Worker<'_, S> {
         for line in lines {
             if let Err(e) = self.sink.notice(&line) {
                 self.log.line(&format!("{line} (output error: {e})"));
+            }
+        }
+    }
+
+    /// Applies every process event queued now.
+    fn apply_process_events(&mut self) {
+        while let Ok(evs) = self.conn_rx.try_recv() {
+            self.apply(&evs);
+        }
+    }
+
+    /// Process events to the process table: a fork copies the parent's entry to the child, an
+    /// exec marks the entry as about to change (its audit event brings the new image), an exit
+    /// schedules the entry's removal once audit has caught up.
+    fn apply(&mut self, events: &[ProcEvent]) {
+        let table = self.pipe.detector_mut().processes_mut();
+        let now_ms = now().as_millis();
+        for ev in events {
+            match *ev {
+                ProcEvent::Fork {
+                    parent_tgid,
+                    child_tgid,
+                    ..
+                } if ev.is_process_fork() => table.fork(parent_tgid, child_tgid),
+                ProcEvent::Exec { tgid, .. } => table.exec_started(tgid),
+                ProcEvent::Exit { pid, tgid, .. } if pid == tgid => table.exited(tgid, now_ms),
+                _ => {}
             }
         }
     }
@@ -580,6 +655,7 @@ impl<S: crate::rule::new_terms::TermStore> Worker<'_, S> {
             self.pipe,
             &self.source,
             self.fan,
+            self.conn,
             self.ctl,
             &mut self.watchdog,
         );
@@ -594,6 +670,8 @@ impl<S: crate::rule::new_terms::TermStore> Worker<'_, S> {
     /// and the outputs are flushed.
     fn on_tick(&mut self) {
         let t = now();
+        // Exited processes leave the table once the audit stream is past their exit.
+        self.pipe.detector_mut().processes_mut().reap(t.as_millis());
         let result = self
             .pipe
             .advance_clock(t, self.sink)
@@ -666,6 +744,7 @@ fn status_line<S: crate::rule::new_terms::TermStore>(
     pipe: &Pipeline<S>,
     source: &LiveSource,
     fan: Option<&FanReader>,
+    conn: Option<&ConnectorReader>,
     ctl: &mut AuditSocket,
     watchdog: &mut Watchdog,
 ) -> String {
@@ -684,6 +763,15 @@ fn status_line<S: crate::rule::new_terms::TermStore>(
         Err(e) => format!("kernel_status_error={e:?}"),
     };
     let coverage = watchdog.status_fields();
+    let procs = match conn {
+        Some(c) => format!(
+            " proc_forks={} proc_exits={} proc_lost={}",
+            c.stats.forks.load(Ordering::Relaxed),
+            c.stats.exits.load(Ordering::Relaxed),
+            c.stats.lost(),
+        ),
+        None => String::new(),
+    };
     let fan = match fan {
         Some(f) => format!(
             " fanotify_symlinks={} fanotify_lost={} fanotify_drops={}",
@@ -694,7 +782,7 @@ fn status_line<S: crate::rule::new_terms::TermStore>(
         None => String::new(),
     };
     format!(
-        "status: {coverage} {} frames={} enobufs={} channel_drops={} bad_datagrams={} in_flight={} {kernel}{fan}",
+        "status: {coverage} {} frames={} enobufs={} channel_drops={} bad_datagrams={} in_flight={} {kernel}{procs}{fan}",
         pipe.stats(),
         frames,
         losses.enobufs,

@@ -37,6 +37,8 @@ pub struct Losses {
     pub lost_serials: u64,
     /// Record batches dropped because the worker's queue was full, in frames.
     pub channel_drops: u64,
+    /// Process events (forks, exits) lost: connector overruns and channel drops.
+    pub proc_events: u64,
 }
 
 /// The kinds of record loss, each warned about on its own.
@@ -46,14 +48,16 @@ enum LossKind {
     Enobufs,
     LostSerials,
     ChannelDrops,
+    ProcEvents,
 }
 
 impl LossKind {
-    const ALL: [LossKind; 4] = [
+    const ALL: [LossKind; 5] = [
         LossKind::KernelLost,
         LossKind::Enobufs,
         LossKind::LostSerials,
         LossKind::ChannelDrops,
+        LossKind::ProcEvents,
     ];
 
     /// The warning for `new` more of this loss, `total` in all.
@@ -71,6 +75,10 @@ impl LossKind {
             ),
             LossKind::ChannelDrops => format!(
                 "{new} record(s) dropped because the worker fell behind (channel_drops={total})"
+            ),
+            LossKind::ProcEvents => format!(
+                "{new} loss(es) of process events (proc_lost={total}); exited processes now also \
+                 expire by /proc checks"
             ),
         }
     }
@@ -105,7 +113,7 @@ pub struct Watchdog {
     extended: bool,
     incident: Option<Incident>,
     recent: VecDeque<ConfigChange>,
-    losses: [LossState; 4],
+    losses: [LossState; 5],
     /// Any loss or gap since the last status line.
     degraded: bool,
     enabled: Option<u32>,
@@ -316,6 +324,7 @@ impl Watchdog {
                 LossKind::Enobufs => losses.enobufs,
                 LossKind::LostSerials => losses.lost_serials,
                 LossKind::ChannelDrops => losses.channel_drops,
+                LossKind::ProcEvents => losses.proc_events,
             };
             // The kernel counts since boot: only what is lost while the agent runs is news.
             let base = *state.reported.get_or_insert(match kind {
@@ -573,7 +582,7 @@ mod tests {
         let losses = Losses {
             enobufs: 1,
             lost_serials: 9347,
-            channel_drops: 0,
+            ..Losses::default()
         };
         let lines = w.check(&mut k, &mut guard, losses, t0, at(102));
         assert_eq!(

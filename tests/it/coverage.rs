@@ -435,3 +435,66 @@ fn live_a_unicast_agent_makes_way_for_auditd_and_goes_on_alerting() {
     assert_eq!(kernel_state(), before, "kernel audit state changed");
     let _ = std::fs::remove_file(format!("/tmp/{token}"));
 }
+
+/// Runs `program args` as the unprivileged user nobody (uid/gid 65534) from /tmp, and waits.
+fn as_nobody(program: &str, args: &[&str]) {
+    use std::os::unix::process::CommandExt;
+    let status = Command::new(program)
+        .args(args)
+        .current_dir("/tmp")
+        .uid(65534)
+        .gid(65534)
+        .status()
+        .expect("run as nobody");
+    assert!(status.success(), "{program} {args:?}: {status}");
+}
+
+#[test]
+#[ignore = "live: needs root, kernel audit and process events (proc connector)"]
+fn live_links_made_in_a_subshell_or_a_pipe_loop_name_the_shell_as_parent() {
+    let test = "live fork-only parents";
+    let (_lock, dir, _token, json) = begin(test, "fork");
+    let before = kernel_state();
+    let state = dir.path().join("state");
+    let agent = Agent::start(
+        &[
+            "--source",
+            "multicast",
+            "--state-dir",
+            state.to_str().expect("utf-8"),
+        ],
+        &json,
+    );
+    require(
+        test,
+        agent.log().contains("process events: on"),
+        &format!("needs the proc connector; the agent said:\n{}", agent.log()),
+    );
+    // The subshell and the loop are forks of the shell that never exec, and have exited before
+    // anyone could read /proc: only the fork events name them. The commands are the issue's.
+    let made: Vec<&str> = ["/tmp/x", "/tmp/y"]
+        .into_iter()
+        .filter(|p| std::fs::symlink_metadata(p).is_err())
+        .collect();
+    as_nobody("/bin/sh", &["-c", "(ln -s /usr/bin/id /tmp/x; :)"]);
+    as_nobody(
+        "/bin/bash",
+        &[
+            "-c",
+            "echo x | while read l; do ln -s /usr/bin/id /tmp/y; done",
+        ],
+    );
+    let sh = std::fs::canonicalize("/bin/sh").expect("/bin/sh");
+    let sh_name = sh.file_name().and_then(|n| n.to_str()).expect("name");
+    for (link, parent) in [("/tmp/x", sh_name), ("/tmp/y", "bash")] {
+        let alert = agent.wait_alert(link, Duration::from_secs(5));
+        assert_eq!(alert["process"]["parent"]["name"], parent, "{alert}");
+        assert_eq!(alert["user"]["id"], "65534", "{alert}");
+    }
+    let log = agent.stop();
+    assert!(log.contains("stopped:"), "{log}");
+    assert_eq!(kernel_state(), before, "kernel audit state changed");
+    for p in made {
+        let _ = std::fs::remove_file(p);
+    }
+}
