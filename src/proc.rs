@@ -332,8 +332,9 @@ impl ProcessTable {
     pub const EXPIRY_GRACE_PASSES: u64 = 3;
 
     /// An exited process's entry goes once an exec this much later in audit time was handled:
-    /// the exec events of its children, which happened before it exited, are behind us then.
-    pub const EXIT_AUDIT_MARGIN_MS: u64 = 1_000;
+    /// the exec events of its children, which happened before it exited, are behind us then,
+    /// and so are the fanotify sensor's reports, which wait 1.5 s before they are handled.
+    pub const EXIT_AUDIT_MARGIN_MS: u64 = 5_000;
 
     /// ... or, when audit is idle, this long after the exit.
     pub const EXIT_LINGER_MS: u64 = 10_000;
@@ -1004,10 +1005,10 @@ mod tests {
             t.contains(20),
             "its children's exec events may still be on their way"
         );
-        t.note_audit_time(50_900);
-        assert_eq!(t.reap(50_900), 0);
-        t.note_audit_time(51_001);
-        assert_eq!(t.reap(51_001), 1);
+        t.note_audit_time(54_900);
+        assert_eq!(t.reap(54_900), 0);
+        t.note_audit_time(55_001);
+        assert_eq!(t.reap(55_001), 1);
         assert!(!t.contains(20));
         // With audit idle, wall time does it.
         t.exec(21, info("/usr/bin/bash"));

@@ -791,3 +791,18 @@ fn status_line<S: crate::rule::new_terms::TermStore>(
         pipe.in_flight(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::proc::ProcessTable;
+    use crate::source::fanotify;
+    use std::time::Duration;
+
+    /// A fanotify report is handled `fanotify::GRACE` after the link was made; the creator and
+    /// its parent must still be in the process table then, even if they exited at once.
+    #[test]
+    fn exited_processes_outlive_the_fanotify_delay() {
+        let margin = Duration::from_millis(ProcessTable::EXIT_AUDIT_MARGIN_MS);
+        assert!(margin >= fanotify::GRACE * 3, "{margin:?}");
+    }
+}
