@@ -38,6 +38,9 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     unblock_signals();
+    // Whatever the caller's umask, what the agent creates (state, captures, status, journals)
+    // is its owner's alone; outputs meant for a group (the JSON files, 0640) set their mode.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Replay(args) => replay(*args),

@@ -15,7 +15,7 @@ use crate::rule::extended::ExtendedDetector;
 use crate::rule::file::{Rule, RuleKind};
 use crate::rule::kql::{Document, EvalOptions};
 use crate::rule::new_terms::{NewTermsGate, TermStore, Verdict};
-use crate::rule::ratecap::{CapSummary, Decision, RateCap};
+use crate::rule::ratecap::{CapRequest, CapSummary, Decision, RateCap};
 use crate::sink::{Sink, SinkError};
 use crate::source::fanotify::FanEvent;
 use crate::source::file::{self, Format, SourceError};
@@ -359,7 +359,8 @@ impl<S: TermStore> Detector<S> {
     }
 
     /// The path every query match takes: new-terms gate, then the rate cap (after the gate, as
-    /// Kibana: a capped alert's tuple stays recorded as seen), then the sink, then the gate's commit.
+    /// Kibana), then the sink, then the gate's commit — which a capped alert skips: its tuple is
+    /// not recorded as seen (unlike Kibana), so it cannot be hidden by flooding the cap.
     /// `doc` answers the gate's field lookups; `json` builds the alert's document if one leaves.
     fn deliver(
         &mut self,
@@ -393,10 +394,17 @@ impl<S: TermStore> Detector<S> {
                 }
             }
         };
-        match self
-            .cap
-            .check(&rule.id, &rule.name, rule.max_signals, time_ms, closed)
-        {
+        let decision = self.cap.check(
+            &CapRequest {
+                rule_id: &rule.id,
+                rule_name: &rule.name,
+                rule_max: rule.max_signals,
+                terms: &terms,
+            },
+            time_ms,
+            closed,
+        );
+        match decision {
             Decision::Pass => {
                 // The alert leaves (flushed) before its tuple is recorded as seen: a crash in
                 // between repeats the alert after restart instead of losing it.
@@ -405,12 +413,18 @@ impl<S: TermStore> Detector<S> {
                     sink.flush()?;
                 }
                 self.stats.alerts_emitted += 1;
+                if let Err(e) = self.gate.commit() {
+                    self.stats.state_errors += 1;
+                    eprintln!("auditsentry: new-terms state: {e}");
+                }
             }
-            Decision::Capped => self.stats.alerts_capped += 1,
-        }
-        if let Err(e) = self.gate.commit() {
-            self.stats.state_errors += 1;
-            eprintln!("auditsentry: new-terms state: {e}");
+            Decision::Capped => {
+                // Unlike Kibana, a capped tuple is not recorded as seen: a flood of throwaway
+                // tuples must not make a later one silent for good. It alerts when it recurs
+                // after the window (the cap summary names it meanwhile).
+                self.gate.discard();
+                self.stats.alerts_capped += 1;
+            }
         }
         Ok(())
     }

@@ -137,7 +137,7 @@ impl SledStore {
             // sled "recovers" some damaged logs by dropping what it cannot read, and opens fine:
             // the missing marker is how that silent loss shows.
             Ok((_db, false)) => MARKER_MISSING.to_string(),
-            Err(e) if is_damage(&e) => e.to_string(),
+            Err(e) if is_damage(&e) => damage_reason(&e),
             Err(e) => {
                 return Err(StateError::Store {
                     op: "open",
@@ -203,11 +203,47 @@ fn mark(db: &sled::Db) -> Result<(), StateError> {
     Ok(())
 }
 
+/// Opens sled in `dir`, the directory and every file in it owner-only (0700/0600) whatever the
+/// umask: new-terms history says which programs ran on the host.
 fn open_db(dir: &Path) -> sled::Result<sled::Db> {
-    sled::Config::new()
+    owner_only(dir)?;
+    let db = sled::Config::new()
         .path(dir)
         .cache_capacity(CACHE_BYTES)
-        .open()
+        .open()?;
+    owner_only(dir)?;
+    Ok(db)
+}
+
+/// Creates `dir` (0700) if missing and makes it and what it holds (one level of subdirectories
+/// deep, as sled lays it out) owner-only.
+fn owner_only(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let private = |path: &Path, is_dir: bool| {
+        let mode = if is_dir { 0o700 } else { 0o600 };
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+    };
+    private(dir, true)?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            private(&entry.path(), true)?;
+            for inner in std::fs::read_dir(entry.path())? {
+                let inner = inner?;
+                if inner.file_type()?.is_file() {
+                    private(&inner.path(), false)?;
+                }
+            }
+        } else if kind.is_file() {
+            private(&entry.path(), false)?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether an open error means the files are damaged (so rebuilding is right), as opposed to an
@@ -222,6 +258,31 @@ fn is_damage(e: &sled::Error) -> bool {
             io::ErrorKind::InvalidData | io::ErrorKind::UnexpectedEof
         ),
         _ => false,
+    }
+}
+
+/// What a damage error says, in words for the operator: sled's own text for corruption ends in a
+/// debug dump of an empty backtrace (`backtrace ()`).
+fn damage_reason(e: &sled::Error) -> String {
+    match e {
+        sled::Error::Corruption { at: Some(at), .. } => {
+            format!("corrupted data at {}", disk_ptr(at))
+        }
+        sled::Error::Corruption { at: None, .. } => "corrupted data".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Where sled found corrupted data, without its type names.
+fn disk_ptr(at: &dyn std::fmt::Debug) -> String {
+    let text = format!("{at:?}");
+    let digits: Vec<&str> = text
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|d| !d.is_empty())
+        .collect();
+    match digits.first() {
+        Some(offset) => format!("file offset {offset}"),
+        None => "an unknown offset".to_string(),
     }
 }
 
@@ -479,6 +540,42 @@ mod tests {
         assert_eq!(store.len(), 1);
         let other = must(SledStore::temporary());
         assert_eq!(must(other.last_seen("r-1", b"k")), None);
+    }
+
+    #[test]
+    fn the_store_is_owner_only_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("state");
+        // A directory made by someone else's umask, or an older version.
+        fs::create_dir(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        {
+            let (mut store, _) = must(SledStore::open(&dir));
+            must(store.record("r-1", b"k", 1));
+            must(store.flush());
+        }
+        let (_store, _) = must(SledStore::open(&dir));
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        let mut files = 0;
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let want = if path.is_dir() { 0o700 } else { 0o600 };
+            assert_eq!(mode(&path), want, "{}", path.display());
+            files += 1;
+        }
+        assert!(files >= 2, "conf and db at least");
+    }
+
+    #[test]
+    fn a_damaged_store_is_reported_in_words() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = damaged_store(parent.path(), &["conf", "db"]);
+        let (_store, report) = must(SledStore::open(&dir));
+        let text = report.to_string();
+        assert!(!text.contains("backtrace"), "{text}");
+        assert!(text.contains("could not be opened ("), "{text}");
     }
 
     #[test]

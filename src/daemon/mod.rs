@@ -148,7 +148,8 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
         store,
         Box::new(procfs.clone()),
         opts.detect.clone(),
-    );
+    )
+    .with_rate_cap(opts.rate_cap.clone());
     detector.exclude_pid(me);
     detector.watch_config_changes();
     if opts.extended {
@@ -192,7 +193,7 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
     let (tx, rx) = crossbeam_channel::bounded(CHANNEL_BATCHES);
     let record: Option<Box<dyn std::io::Write + Send>> = match &opts.record {
         Some(path) => Some(Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path)
+            create_private(path)
                 .with_context(|| format!("creating capture file {}", path.display()))?,
         ))),
         None => None,
@@ -336,6 +337,20 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
         Err(e) => log.line(&format!("stopped with an output error: {e}")),
     }
     result
+}
+
+/// Creates (or truncates) `path` readable by its owner only, whatever the umask and whatever
+/// mode an existing file had: a capture holds every user's command lines.
+fn create_private(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(file)
 }
 
 /// Opens the source's socket (or stdin) and starts its reader thread.
@@ -794,9 +809,11 @@ fn status_line<S: crate::rule::new_terms::TermStore>(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     use crate::proc::ProcessTable;
     use crate::source::fanotify;
     use std::time::Duration;
+    use std::os::unix::fs::PermissionsExt;
 
     /// A fanotify report is handled `fanotify::GRACE` after the link was made; the creator and
     /// its parent must still be in the process table then, even if they exited at once.
@@ -804,5 +821,24 @@ mod tests {
     fn exited_processes_outlive_the_fanotify_delay() {
         let margin = Duration::from_millis(ProcessTable::EXIT_AUDIT_MARGIN_MS);
         assert!(margin >= fanotify::GRACE * 3, "{margin:?}");
+    }
+
+    #[test]
+    fn a_capture_file_is_owner_only_even_over_an_open_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("capture.bin");
+        std::fs::write(&path, b"old").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).expect("chmod");
+        drop(create_private(&path).expect("create"));
+        let meta = std::fs::metadata(&path).expect("stat");
+        assert_eq!((meta.permissions().mode() & 0o777, meta.len()), (0o600, 0));
+        let fresh = dir.path().join("new.bin");
+        drop(create_private(&fresh).expect("create"));
+        let mode = std::fs::metadata(&fresh)
+            .expect("stat")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
     }
 }

@@ -92,6 +92,12 @@ impl<S: TermStore> NewTermsGate<S> {
         self.store.flush()
     }
 
+    /// Forgets the tuples of the last `New` verdict without recording them: its alert was held
+    /// back (rate cap), so the tuple must stay new and alert when it recurs.
+    pub fn discard(&mut self) {
+        self.pending.clear();
+    }
+
     /// The store, for stats (`len`).
     pub fn store(&self) -> &S {
         &self.store

@@ -6,7 +6,8 @@
 //! A rule's window opens at its first alert and lasts `window_ms`; the first alert at or after its
 //! end opens the next one, so a burst is never split by an arbitrary clock boundary. When a window
 //! closes (a later event arrives, or the run ends) and it capped anything, it yields one
-//! [`CapSummary`], which the pipeline turns into one log line.
+//! [`CapSummary`], which the pipeline turns into one log line naming the new-terms tuples it held
+//! back (the first [`NAMED_TUPLES`]).
 
 use crate::audit::AuditTime;
 use crate::event::timestamp;
@@ -15,6 +16,23 @@ use std::fmt;
 
 /// Kibana's run interval, used as the cap's window: 5 minutes.
 pub const DEFAULT_WINDOW_MS: u64 = 5 * 60 * 1000;
+
+/// How many capped tuples a summary names; the rest are counted.
+pub const NAMED_TUPLES: usize = 20;
+
+/// One alert asking to leave: its rule, the rule's own cap, and the new-terms tuple it carries
+/// (empty for a query rule), which a summary names if the alert is capped.
+#[derive(Debug, Clone, Copy)]
+pub struct CapRequest<'a> {
+    /// `rule.id`.
+    pub rule_id: &'a str,
+    /// `rule.name`.
+    pub rule_name: &'a str,
+    /// The rule's own `max_signals`.
+    pub rule_max: u32,
+    /// The new-terms tuple of the alert.
+    pub terms: &'a [String],
+}
 
 /// Whether an alert may leave.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +60,8 @@ pub struct CapSummary {
     pub emitted: u64,
     /// Alerts held back.
     pub capped: u64,
+    /// The new-terms tuples of the first [`NAMED_TUPLES`] capped alerts that had one.
+    pub capped_terms: Vec<Vec<String>>,
 }
 
 impl fmt::Display for CapSummary {
@@ -62,7 +82,14 @@ impl fmt::Display for CapSummary {
             self.max_signals,
             self.emitted,
             self.capped
-        )
+        )?;
+        if !self.capped_terms.is_empty() {
+            // JSON: unambiguous whatever the values hold, and one line (controls are escaped).
+            let named = crate::sink::json::to_line(&serde_json::json!(self.capped_terms));
+            let more = self.capped.saturating_sub(self.capped_terms.len() as u64);
+            write!(f, " capped_terms={named} capped_terms_more={more}")?;
+        }
+        Ok(())
     }
 }
 
@@ -73,6 +100,7 @@ struct Window {
     max: u32,
     emitted: u64,
     capped: u64,
+    capped_terms: Vec<Vec<String>>,
 }
 
 /// The per-rule windows. Deterministic: decisions depend only on the alerts' audit times.
@@ -106,17 +134,21 @@ impl RateCap {
         self.window_ms
     }
 
-    /// Decides whether an alert of rule `rule_id` (whose own cap is `rule_max`) at audit time
-    /// `time_ms` may leave. A window of this rule that has ended is closed first; its summary (if it
-    /// capped anything) is pushed to `closed`.
+    /// Decides whether the alert `req` at audit time `time_ms` may leave. A window of its rule
+    /// that has ended is closed first; its summary (if it capped anything) is pushed to `closed`.
+    /// A capped alert's tuple is kept for the summary (the first [`NAMED_TUPLES`]).
     pub fn check(
         &mut self,
-        rule_id: &str,
-        rule_name: &str,
-        rule_max: u32,
+        req: &CapRequest<'_>,
         time_ms: u64,
         closed: &mut Vec<CapSummary>,
     ) -> Decision {
+        let CapRequest {
+            rule_id,
+            rule_name,
+            rule_max,
+            terms,
+        } = *req;
         let max = self.max_override.unwrap_or(rule_max);
         let window_ms = self.window_ms;
         if let Some(w) = self.open.get(rule_id) {
@@ -132,12 +164,16 @@ impl RateCap {
             max,
             emitted: 0,
             capped: 0,
+            capped_terms: Vec::new(),
         });
         if w.emitted < u64::from(w.max) {
             w.emitted += 1;
             Decision::Pass
         } else {
             w.capped += 1;
+            if !terms.is_empty() && w.capped_terms.len() < NAMED_TUPLES {
+                w.capped_terms.push(terms.to_vec());
+            }
             Decision::Capped
         }
     }
@@ -178,6 +214,7 @@ fn summary(rule_id: &str, w: Window, window_ms: u64) -> Option<CapSummary> {
         max_signals: w.max,
         emitted: w.emitted,
         capped: w.capped,
+        capped_terms: w.capped_terms,
     })
 }
 
@@ -187,11 +224,20 @@ mod tests {
 
     const T0: u64 = 1_700_000_000_000;
 
+    fn req<'a>(rule_id: &'a str, rule_name: &'a str, rule_max: u32) -> CapRequest<'a> {
+        CapRequest {
+            rule_id,
+            rule_name,
+            rule_max,
+            terms: &[],
+        }
+    }
+
     fn run(cap: &mut RateCap, times: &[u64], closed: &mut Vec<CapSummary>) -> (usize, usize) {
         let mut pass = 0;
         let mut capped = 0;
         for &t in times {
-            match cap.check("r1", "Rule One", 100, t, closed) {
+            match cap.check(&req("r1", "Rule One", 100), t, closed) {
                 Decision::Pass => pass += 1,
                 Decision::Capped => capped += 1,
             }
@@ -217,6 +263,7 @@ mod tests {
                 max_signals: 100,
                 emitted: 100,
                 capped: 150,
+                capped_terms: vec![],
             }]
         );
         assert_eq!(
@@ -249,7 +296,7 @@ mod tests {
         let mut cap = RateCap::new(Some(1), 1000);
         let mut closed = Vec::new();
         run(&mut cap, &[T0, T0 + 5], &mut closed);
-        cap.check("r2", "Rule Two", 1, T0, &mut closed);
+        cap.check(&req("r2", "Rule Two", 1), T0, &mut closed);
         cap.advance(T0 + 999, &mut closed);
         assert!(closed.is_empty());
         cap.advance(T0 + 1000, &mut closed);
@@ -262,12 +309,58 @@ mod tests {
     fn rules_have_separate_budgets_and_out_of_order_times_stay_in_the_window() {
         let mut cap = RateCap::new(None, 1000);
         let mut closed = Vec::new();
-        assert_eq!(cap.check("a", "A", 1, T0, &mut closed), Decision::Pass);
-        assert_eq!(cap.check("b", "B", 1, T0, &mut closed), Decision::Pass);
         assert_eq!(
-            cap.check("a", "A", 1, T0 - 50, &mut closed),
+            cap.check(&req("a", "A", 1), T0, &mut closed),
+            Decision::Pass
+        );
+        assert_eq!(
+            cap.check(&req("b", "B", 1), T0, &mut closed),
+            Decision::Pass
+        );
+        assert_eq!(
+            cap.check(&req("a", "A", 1), T0 - 50, &mut closed),
             Decision::Capped
         );
         assert!(closed.is_empty());
+    }
+
+    #[test]
+    fn a_summary_names_the_first_twenty_capped_tuples_and_counts_the_rest() {
+        let mut cap = RateCap::new(Some(3), 1000);
+        let mut closed = Vec::new();
+        let tuples: Vec<Vec<String>> = (0..100)
+            .map(|i| vec!["h1".to_string(), format!("p{i}")])
+            .chain(std::iter::once(vec![
+                "h1".to_string(),
+                "ev\"il".to_string(),
+            ]))
+            .collect();
+        for (i, terms) in tuples.iter().enumerate() {
+            let r = CapRequest {
+                terms,
+                ..req("r1", "R", 100)
+            };
+            let want = if i < 3 {
+                Decision::Pass
+            } else {
+                Decision::Capped
+            };
+            assert_eq!(cap.check(&r, T0 + i as u64, &mut closed), want);
+        }
+        let done = cap.finish();
+        assert_eq!(done.len(), 1);
+        assert_eq!((done[0].emitted, done[0].capped), (3, 98));
+        assert_eq!(done[0].capped_terms, tuples[3..23].to_vec());
+        let line = done[0].to_string();
+        assert!(
+            line.ends_with(
+                "capped=98 capped_terms=[[\"h1\",\"p3\"],[\"h1\",\"p4\"],[\"h1\",\"p5\"],\
+                 [\"h1\",\"p6\"],[\"h1\",\"p7\"],[\"h1\",\"p8\"],[\"h1\",\"p9\"],[\"h1\",\"p10\"],\
+                 [\"h1\",\"p11\"],[\"h1\",\"p12\"],[\"h1\",\"p13\"],[\"h1\",\"p14\"],[\"h1\",\"p15\"],\
+                 [\"h1\",\"p16\"],[\"h1\",\"p17\"],[\"h1\",\"p18\"],[\"h1\",\"p19\"],[\"h1\",\"p20\"],\
+                 [\"h1\",\"p21\"],[\"h1\",\"p22\"]] capped_terms_more=78"
+            ),
+            "{line}"
+        );
     }
 }

@@ -121,7 +121,7 @@ impl JsonSink {
     }
 
     fn write_value(&mut self, value: &Value) -> Result<(), SinkError> {
-        let mut line = serde_json::to_vec(value).map_err(|e| self.err(e.into()))?;
+        let mut line = to_vec(value);
         line.push(b'\n');
         let result = match &mut self.out {
             Out::Stream(w) => w.write_all(&line),
@@ -170,12 +170,65 @@ pub fn notice_json(line: &str, at: SystemTime) -> Value {
     })
 }
 
+/// `value` as one line of JSON (no newline): serde_json's escaping plus `\uXXXX` for every
+/// [`super::is_display_control`] character, which serde_json writes raw. A pure function, for
+/// every JSON output and for fuzzing.
+pub fn to_vec(value: &Value) -> Vec<u8> {
+    use serde::Serialize;
+    let mut out = Vec::with_capacity(512);
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, DisplaySafe);
+    // Writing a Value to memory cannot fail; an empty line would show it.
+    if value.serialize(&mut ser).is_err() {
+        out.clear();
+    }
+    out
+}
+
+/// [`to_vec`] as a string.
+pub fn to_line(value: &Value) -> String {
+    String::from_utf8_lossy(&to_vec(value)).into_owned()
+}
+
+/// serde_json's compact formatter, escaping [`super::is_display_control`] characters too.
+struct DisplaySafe;
+
+impl serde_json::ser::Formatter for DisplaySafe {
+    fn write_string_fragment<W: ?Sized + Write>(
+        &mut self,
+        writer: &mut W,
+        fragment: &str,
+    ) -> std::io::Result<()> {
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            if super::is_display_control(c) {
+                writer.write_all(&fragment.as_bytes()[start..i])?;
+                write!(writer, "\\u{:04x}", c as u32)?;
+                start = i + c.len_utf8();
+            }
+        }
+        writer.write_all(&fragment.as_bytes()[start..])
+    }
+}
+
+/// Opens `path` for appending; a file it creates gets [`FILE_MODE`] exactly, whatever the umask
+/// (an existing file keeps its mode: logrotate's `create` sets it).
 fn open_append(path: &Path) -> std::io::Result<File> {
-    OpenOptions::new()
+    use std::os::unix::fs::PermissionsExt;
+    match OpenOptions::new()
         .append(true)
-        .create(true)
+        .create_new(true)
         .mode(FILE_MODE)
         .open(path)
+    {
+        Ok(file) => {
+            file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))?;
+            Ok(file)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            OpenOptions::new().append(true).open(path)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Syncs `file` when the policy says it is time (`closing` forces an interval sync).
@@ -366,6 +419,20 @@ mod tests {
         assert_eq!(odd["event"]["action"], "notice");
         assert_eq!(odd["@timestamp"], "1970-01-01T00:00:00.000Z");
         Ok(())
+    }
+
+    #[test]
+    fn bidi_controls_and_separators_are_escaped_and_read_back() {
+        let evil = "/tmp/\u{202e}fdp.exe\u{2066}x\u{2069}\u{200e}\u{200f}\u{61c}\u{2028}\u{2029}\u{202a}\n\"é";
+        let value = json!({"process": {"args": ["ln", evil]}});
+        let line = to_line(&value);
+        assert_eq!(
+            line,
+            "{\"process\":{\"args\":[\"ln\",\"/tmp/\\u202efdp.exe\\u2066x\\u2069\\u200e\\u200f\\u061c\\u2028\\u2029\\u202a\\n\\\"é\"]}}"
+        );
+        assert!(!line.chars().any(crate::sink::is_display_control));
+        let back: Value = serde_json::from_str(&line).expect("valid JSON");
+        assert_eq!(back, value);
     }
 
     #[test]

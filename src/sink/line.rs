@@ -1,15 +1,28 @@
 //! The one-line `key=value` rendering of an alert, for syslog and terminals.
 //!
 //! A value is written bare when it is plain, and in double quotes otherwise. Inside quotes `"` and
-//! `\` are backslash-escaped and every control character (C0, DEL, C1, U+2028/U+2029 — anything a
-//! log viewer might treat as a line break) becomes `\n`, `\r`, `\t` or `\xHH`/`\u{H}`. In `args`,
+//! `\` are backslash-escaped and every control character (C0, DEL, C1) and every character a log
+//! viewer might use to break the line or reorder its text (U+2028/U+2029, the bidirectional
+//! controls: [`super::is_display_control`]) becomes `\n`, `\r`, `\t` or `\xHH`/`\u{H}`. In `args`,
 //! spaces inside one argument are written `\x20`, so the space between arguments is unambiguous.
-//! Nothing an attacker puts in argv can start a second line or look like another field. The line is
-//! capped; a cut line ends with `truncated=yes` and the full record stays in the JSON sink.
+//! Nothing an attacker puts in argv can start a second line or look like another field.
+//!
+//! The line is capped at `max_line` bytes by field, not by position: every field keeps its key
+//! and a value, and when the whole does not fit, the longest values are cut to an equal share of
+//! the room left (each ending `..."`, always quoted), so a long `parent_exe` or `cwd` cannot push
+//! `exe`, `uid` or `args` out of the line. `args` comes last. A cut line ends with
+//! `truncated=yes`; the full record stays in the JSON output.
 
 use crate::alert::Alert;
 use serde_json::Value;
 use std::fmt::Write;
+
+/// What ends a cut value inside its quotes.
+const CUT_MARK: &str = "...";
+/// What ends a line with a cut value.
+const CUT_TAIL: &str = " truncated=yes";
+/// The shortest a cut value gets: `"..."`.
+const MIN_CUT: usize = 2 + CUT_MARK.len();
 
 /// Renders `alert` as one `key=value` line of at most `max_bytes` bytes (minimum 256).
 pub fn render(alert: &Alert, max_bytes: usize) -> String {
@@ -26,7 +39,7 @@ pub fn render(alert: &Alert, max_bytes: usize) -> String {
             other => Some(other.to_string()),
         }
     };
-    let mut fields: Vec<(&str, Option<String>)> = vec![
+    let named: Vec<(&str, Option<String>)> = vec![
         ("rule", Some(alert.rule_name.clone())),
         ("rule_id", Some(alert.rule_id.clone())),
         ("severity", Some(alert.severity.clone())),
@@ -44,65 +57,153 @@ pub fn render(alert: &Alert, max_bytes: usize) -> String {
         ("auid", s(&["auditd", "auid"])),
         ("cwd", s(&["process", "working_directory"])),
     ];
+    // Each field as (key, rendered value, whether the value is quoted).
+    let mut fields: Vec<(&str, String, bool)> = named
+        .into_iter()
+        .filter_map(|(key, value)| value.map(|v| (key, v)))
+        .map(|(key, v)| {
+            let (text, quoted) = render_value(&v);
+            (key, text, quoted)
+        })
+        .collect();
     if !alert.new_terms.is_empty() {
-        fields.push(("new_terms", Some(alert.new_terms.join(","))));
+        let (text, quoted) = render_value(&alert.new_terms.join(","));
+        fields.push(("new_terms", text, quoted));
     }
-    let mut line = String::with_capacity(512);
-    for (key, value) in fields {
-        if let Some(v) = value {
-            push_field(&mut line, key, &v);
-        }
-    }
-    let args: Vec<String> = doc
+    let args = doc
         .get("process")
         .and_then(|p| p.get("args"))
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .map(|v| {
-                    v.as_str()
-                        .map(str::to_string)
-                        .unwrap_or_else(|| v.to_string())
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let _ = write!(line, " argc={}", args.len());
-    line.push_str(" args=\"");
-    for (i, arg) in args.iter().enumerate() {
+        .and_then(Value::as_array);
+    let argc = args.map_or(0, Vec::len);
+    fields.push(("argc", argc.to_string(), false));
+    let mut rendered_args = String::from("\"");
+    for (i, arg) in args.into_iter().flatten().enumerate() {
+        if i > 0 {
+            rendered_args.push(' ');
+        }
+        match arg.as_str() {
+            Some(a) => escape_into(&mut rendered_args, a, true),
+            None => escape_into(&mut rendered_args, &arg.to_string(), true),
+        }
+    }
+    rendered_args.push('"');
+    fields.push(("args", rendered_args, true));
+    fit(fields, max)
+}
+
+/// A value as it is written: bare when plain, else quoted and escaped.
+fn render_value(value: &str) -> (String, bool) {
+    let plain = !value.is_empty()
+        && value.chars().all(|c| {
+            !c.is_control() && !matches!(c, ' ' | '"' | '\\' | '=') && !super::is_display_control(c)
+        });
+    if plain {
+        return (value.to_string(), false);
+    }
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    escape_into(&mut out, value, false);
+    out.push('"');
+    (out, true)
+}
+
+/// Joins `fields` as `key=value` separated by spaces within `max` bytes: when they do not fit,
+/// the values longer than an equal share of the room are cut to it (see the module doc).
+fn fit(fields: Vec<(&str, String, bool)>, max: usize) -> String {
+    let keys: usize = fields.iter().map(|(k, _, _)| k.len() + 2).sum::<usize>() - 1;
+    let values: usize = fields.iter().map(|(_, v, _)| v.len()).sum();
+    if keys + values <= max {
+        return join(&fields, &[]);
+    }
+    // The room for values, and the largest share every long value may keep within it.
+    let room = max.saturating_sub(keys + CUT_TAIL.len());
+    let mut lens: Vec<usize> = fields.iter().map(|(_, v, _)| v.len()).collect();
+    lens.sort_unstable();
+    let mut share = MIN_CUT;
+    let mut used = 0;
+    for (i, &len) in lens.iter().enumerate() {
+        let left = lens.len() - i;
+        let fair = room.saturating_sub(used) / left;
+        if len > fair {
+            share = fair.max(MIN_CUT);
+            break;
+        }
+        used += len;
+    }
+    let cut: Vec<Option<String>> = fields
+        .iter()
+        .map(|(_, v, quoted)| (v.len() > share).then(|| cut_value(v, *quoted, share)))
+        .collect();
+    let mut line = join(&fields, &cut);
+    line.push_str(CUT_TAIL);
+    if line.len() > max {
+        // Only when `max` cannot hold every key with its shortest value: cut the line itself.
+        line = cut_line(&line, max);
+    }
+    line
+}
+
+/// `key=value ...`, each value replaced by its cut form where there is one.
+fn join(fields: &[(&str, String, bool)], cut: &[Option<String>]) -> String {
+    let mut line = String::with_capacity(512);
+    for (i, (key, value, _)) in fields.iter().enumerate() {
         if i > 0 {
             line.push(' ');
         }
-        escape_into(&mut line, arg, true);
+        line.push_str(key);
+        line.push('=');
+        match cut.get(i).and_then(Option::as_ref) {
+            Some(short) => line.push_str(short),
+            None => line.push_str(value),
+        }
     }
-    line.push('"');
-    let line = line.trim_start().to_string();
-    if line.len() <= max {
-        return line;
-    }
-    cut(line, max)
+    line
 }
 
-/// Cuts `line` to fit `max` bytes with a closing quote and the truncation marker, never inside an
-/// escape sequence or a UTF-8 character.
-fn cut(line: String, max: usize) -> String {
-    const TAIL: &str = "...\" truncated=yes";
-    let budget = max.saturating_sub(TAIL.len());
+/// `value` (as rendered, quoted or bare) cut to at most `len` bytes, never inside an escape or a
+/// character, ending `..."` and always quoted.
+fn cut_value(value: &str, quoted: bool, len: usize) -> String {
+    let inner = if quoted {
+        value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(value)
+    } else {
+        value
+    };
+    let budget = len.saturating_sub(MIN_CUT);
     let mut end = 0;
-    let bytes = line.as_bytes();
-    let mut i = 0;
-    // Walk escape-aware: a backslash and what it introduces are one unit.
-    while i < bytes.len() {
-        let unit = unit_len(&line, i);
-        if i + unit > budget {
+    while end < inner.len() {
+        let unit = unit_len(inner, end);
+        if end + unit > budget {
             break;
         }
-        i += unit;
-        end = i;
+        end += unit;
+    }
+    format!("\"{}{CUT_MARK}\"", &inner[..end])
+}
+
+/// The last resort for a `max` too small for every key: `line` cut at a whole character or
+/// escape, its open quote (if any) closed after `...`, then the tail.
+fn cut_line(line: &str, max: usize) -> String {
+    let tail = format!("{CUT_MARK}\"{CUT_TAIL}");
+    let budget = max.saturating_sub(tail.len());
+    let (mut end, mut open) = (0, false);
+    while end < line.len() {
+        let unit = unit_len(line, end);
+        if end + unit > budget {
+            break;
+        }
+        if &line[end..end + unit] == "\"" {
+            open = !open;
+        }
+        end += unit;
     }
     let mut out = line[..end].to_string();
-    // If the cut happened before `args="`, close nothing special: the marker still ends the line.
-    out.push_str(TAIL);
+    if !open {
+        out.push('"');
+    }
+    out.push_str(&tail);
     out
 }
 
@@ -121,23 +222,6 @@ fn unit_len(s: &str, i: usize) -> usize {
     rest.chars().next().map_or(1, char::len_utf8)
 }
 
-fn push_field(line: &mut String, key: &str, value: &str) {
-    line.push(' ');
-    line.push_str(key);
-    line.push('=');
-    let plain = !value.is_empty()
-        && value.chars().all(|c| {
-            !c.is_control() && !matches!(c, ' ' | '"' | '\\' | '=' | '\u{2028}' | '\u{2029}')
-        });
-    if plain {
-        line.push_str(value);
-    } else {
-        line.push('"');
-        escape_into(line, value, false);
-        line.push('"');
-    }
-}
-
 /// Escapes `value` for use inside double quotes; with `space_hex`, spaces become `\x20`.
 fn escape_into(out: &mut String, value: &str, space_hex: bool) {
     for c in value.chars() {
@@ -151,7 +235,7 @@ fn escape_into(out: &mut String, value: &str, space_hex: bool) {
             c if (c as u32) < 0x20 || c as u32 == 0x7f => {
                 let _ = write!(out, "\\x{:02x}", c as u32);
             }
-            c if c.is_control() || c == '\u{2028}' || c == '\u{2029}' => {
+            c if c.is_control() || super::is_display_control(c) => {
                 let _ = write!(out, "\\u{{{:x}}}", c as u32);
             }
             c => out.push(c),
@@ -216,6 +300,199 @@ mod tests {
         assert!(line.len() <= 2048, "{}", line.len());
         assert!(line.ends_with("...\" truncated=yes"));
         assert!(line.contains("parent=bash"));
+    }
+
+    /// Parses a rendered line back into (key, value) pairs, unescaping quoted values; `None` when
+    /// it is not a sequence of `key=bare` / `key="..."` separated by single spaces.
+    fn parse(line: &str) -> Option<Vec<(String, String)>> {
+        let mut out = Vec::new();
+        let mut rest = line;
+        while !rest.is_empty() {
+            let (key, after) = rest.split_once('=')?;
+            if key.is_empty() || !key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+                return None;
+            }
+            let (value, after) = if let Some(q) = after.strip_prefix('"') {
+                let mut value = String::new();
+                let mut chars = q.char_indices();
+                let end = loop {
+                    let (i, c) = chars.next()?;
+                    match c {
+                        '"' => break i + 1,
+                        '\\' => match chars.next()?.1 {
+                            'n' => value.push('\n'),
+                            'r' => value.push('\r'),
+                            't' => value.push('\t'),
+                            '"' => value.push('"'),
+                            '\\' => value.push('\\'),
+                            'x' => {
+                                let hex: String =
+                                    (0..2).filter_map(|_| chars.next()).map(|c| c.1).collect();
+                                value.push(char::from(u8::from_str_radix(&hex, 16).ok()?));
+                            }
+                            'u' => {
+                                if chars.next()?.1 != '{' {
+                                    return None;
+                                }
+                                let hex: String = chars
+                                    .by_ref()
+                                    .map(|c| c.1)
+                                    .take_while(|&c| c != '}')
+                                    .collect();
+                                value.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
+                            }
+                            _ => return None,
+                        },
+                        c => value.push(c),
+                    }
+                };
+                (value, &q[end..])
+            } else {
+                let end = after.find(' ').unwrap_or(after.len());
+                (after[..end].to_string(), &after[end..])
+            };
+            out.push((key.to_string(), value));
+            rest = match after.strip_prefix(' ') {
+                Some(r) => r,
+                None if after.is_empty() => after,
+                None => return None,
+            };
+        }
+        Some(out)
+    }
+
+    const KEYS: [&str; 19] = [
+        "rule",
+        "rule_id",
+        "severity",
+        "risk",
+        "host",
+        "host_id",
+        "time",
+        "event_id",
+        "pid",
+        "ppid",
+        "parent",
+        "parent_exe",
+        "exe",
+        "uid",
+        "auid",
+        "cwd",
+        "new_terms",
+        "argc",
+        "args",
+    ];
+
+    #[test]
+    fn a_three_kilobyte_parent_path_keeps_every_field() {
+        let mut a = alert(vec!["ln", "-s", "/usr/bin/id", "/tmp/x"]);
+        let long = format!("/tmp/{}/sh", "d".repeat(3031));
+        a.document["process"]["parent"]["executable"] = Value::from(long.clone());
+        let line = render(&a, 2048);
+        assert!(line.len() <= 2048, "{}", line.len());
+        let fields = parse(&line).unwrap_or_else(|| panic!("does not parse: {line}"));
+        let keys: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+        let mut want = KEYS.to_vec();
+        want.push("truncated");
+        assert_eq!(keys, want, "{line}");
+        let value = |k: &str| {
+            fields
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(value("exe"), Some("/usr/bin/ln"));
+        assert_eq!(value("uid"), Some("0"));
+        assert_eq!(value("cwd"), Some("/root"));
+        assert_eq!(value("new_terms"), Some("abc,bash"));
+        assert_eq!(value("args"), Some("ln -s /usr/bin/id /tmp/x"));
+        let cut = value("parent_exe").unwrap_or_default();
+        assert!(
+            cut.ends_with("...") && long.starts_with(&cut[..cut.len() - 3]),
+            "{cut}"
+        );
+        assert!(line.ends_with(" truncated=yes"));
+    }
+
+    #[test]
+    fn bidi_controls_are_escaped() {
+        let evil = "/tmp/\u{202e}fdp.exe\u{2066}\u{2069}\u{200e}\u{200f}\u{61c}\u{202a}\u{2029}";
+        let mut a = alert(vec!["ln", evil]);
+        a.document["process"]["parent"]["name"] = Value::from("ba\u{202e}sh");
+        let line = render(&a, 2048);
+        assert!(!line.chars().any(crate::sink::is_display_control), "{line}");
+        assert!(line.contains("parent=\"ba\\u{202e}sh\""), "{line}");
+        assert!(line.ends_with(
+            "args=\"ln /tmp/\\u{202e}fdp.exe\\u{2066}\\u{2069}\\u{200e}\\u{200f}\\u{61c}\\u{202a}\\u{2029}\""
+        ), "{line}");
+        let fields = parse(&line).unwrap_or_default();
+        assert_eq!(
+            fields.last().map(|(_, v)| v.as_str()),
+            Some(format!("ln {evil}").as_str())
+        );
+    }
+
+    /// Any argv bytes (and long, hostile field values) give one line within `max_line` that
+    /// parses back into every key in order, with args exactly as given when nothing was cut.
+    #[test]
+    fn any_argv_gives_one_bounded_line_that_parses_back() {
+        const SPICE: [&str; 12] = [
+            " ", "\"", "\\", "=", "\n", "\r", "\t", "\u{1d}", "\u{85}", "\u{202e}", "\u{2028}", "é",
+        ];
+        fn text(next: &mut dyn FnMut() -> u64, max_len: u64) -> String {
+            let len = next() % max_len;
+            let mut bytes = Vec::new();
+            while (bytes.len() as u64) < len {
+                match next() % 4 {
+                    0 => bytes.extend_from_slice(SPICE[(next() % 12) as usize].as_bytes()),
+                    1 => bytes.push((next() % 256) as u8),
+                    _ => bytes.push(b'a' + (next() % 26) as u8),
+                }
+            }
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..3000 {
+            let argc = (next() % 12) as usize;
+            let long = if round % 10 == 0 { 3000 } else { 40 };
+            let argv: Vec<String> = (0..argc).map(|_| text(&mut next, long)).collect();
+            let mut a = alert(argv.iter().map(String::as_str).collect());
+            a.document["process"]["parent"]["executable"] =
+                Value::from(text(&mut next, if round % 3 == 0 { 4000 } else { 30 }));
+            a.document["process"]["working_directory"] = Value::from(text(&mut next, 60));
+            a.document["process"]["parent"]["name"] = Value::from(text(&mut next, 20));
+            let max = 256 + (next() % 3000) as usize;
+            let line = render(&a, max);
+            assert!(line.len() <= max, "{} > {max}: {line}", line.len());
+            assert!(
+                !line
+                    .chars()
+                    .any(|c| c.is_control() || crate::sink::is_display_control(c)),
+                "{line:?}"
+            );
+            let fields = parse(&line).unwrap_or_else(|| panic!("does not parse: {line:?}"));
+            let keys: Vec<&str> = fields.iter().map(|(k, _)| k.as_str()).collect();
+            let truncated = line.ends_with(" truncated=yes");
+            let want: Vec<&str> = KEYS
+                .iter()
+                .copied()
+                .chain(truncated.then_some("truncated"))
+                .collect();
+            assert_eq!(keys, want, "{line:?}");
+            if !truncated {
+                let args = fields
+                    .iter()
+                    .find(|(k, _)| k == "args")
+                    .map(|(_, v)| v.clone());
+                assert_eq!(args, Some(argv.join(" ")), "{line:?}");
+            }
+        }
     }
 
     #[test]

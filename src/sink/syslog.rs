@@ -146,8 +146,9 @@ fn rfc3164_time(now: SystemTime) -> String {
     format!("{month} {day:>2} {clock}")
 }
 
-/// One datagram as glibc's syslog(3) formats it. Control characters in `text` become spaces, so a
-/// caller's line can never become two (lines from [`line::render`] have none).
+/// One datagram as glibc's syslog(3) formats it. Control characters and the characters a viewer
+/// would reorder text by ([`super::is_display_control`]) in `text` become spaces, so a caller's
+/// line can never become two or read reordered (lines from [`line::render`] have none).
 pub fn format_message(
     facility: Facility,
     severity: Severity,
@@ -157,7 +158,13 @@ pub fn format_message(
 ) -> String {
     let clean: String = text
         .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
+        .map(|c| {
+            if c.is_control() || super::is_display_control(c) {
+                ' '
+            } else {
+                c
+            }
+        })
         .collect();
     format!(
         "<{}>{} {IDENT}[{pid}]: {clean}",
