@@ -949,13 +949,19 @@ mod outputs {
         assert_eq!(got[99]["process"]["parent"]["name"], "tool99");
         let err = stderr(&out);
         let caps: Vec<&str> = err.lines().filter(|l| l.contains("rate cap:")).collect();
+        assert_eq!(caps.len(), 1, "{err}");
+        let named: Vec<String> = (100..120)
+            .map(|i| format!("[\"00000000000000000000000000000001\",\"tool{i}\"]"))
+            .collect();
         assert_eq!(
-            caps,
-            [format!(
+            caps[0],
+            format!(
                 "auditsentry: rate cap: rule=\"System Binary Symlink to Suspicious Location\" \
                  rule_id={SEED_RULE_ID} window_start=2023-11-14T22:13:20.010Z \
-                 window_end=2023-11-14T22:18:20.010Z max_signals=100 emitted=100 capped=150"
-            )]
+                 window_end=2023-11-14T22:18:20.010Z max_signals=100 emitted=100 capped=150 \
+                 capped_terms=[{}] capped_terms_more=130",
+                named.join(",")
+            )
         );
         let s = summary(&out);
         assert_eq!((s["alerts"], s["capped"], s["matched"]), (100, 150, 250));
@@ -964,6 +970,93 @@ mod outputs {
         let out = run(&["replay", "--max-signals", "10", log]);
         assert_eq!(alerts(&out).len(), 10);
         assert_eq!(summary(&out)["capped"], 240);
+    }
+
+    /// Regression: 100 throwaway parents, then `evil`, under `--max-signals 3`: `evil` was capped,
+    /// recorded as seen, and never alerted again (also after a restart on the same state). A
+    /// capped tuple is no longer recorded: the summary names it, and it alerts once it recurs
+    /// after the window.
+    #[test]
+    fn a_flood_of_the_rate_cap_does_not_hide_a_later_tuple() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut text = many_parents_log(100);
+        let evil = |text: &mut String, serial: u32, ms: u64, name: &str| {
+            Exec {
+                serial,
+                ms,
+                pid: 9000 + serial,
+                ppid: 1,
+                exe: "/usr/bin/evil",
+                args: args(&[b"evil"]),
+            }
+            .write(text);
+            let link = format!("/tmp/{name}");
+            Exec {
+                serial: serial + 1,
+                ms: ms + 10,
+                pid: 9500 + serial,
+                ppid: 9000 + serial,
+                exe: "/usr/bin/ln",
+                args: args(&[b"ln", b"-s", b"/usr/bin/id", link.as_bytes()]),
+            }
+            .write(text);
+        };
+        // Within the flood's window (60 s from its first alert), then ten minutes later.
+        evil(&mut text, 1000, T0_MS + 30_000, "e1");
+        evil(&mut text, 1002, T0_MS + 600_000, "e2");
+        let log = write_temp(dir.path(), "flood.log", &text);
+        let conf = write_temp(dir.path(), "c.toml", "[limits]\nrate_window_secs = 60\n");
+        let state = dir.path().join("state");
+        let out = run(&[
+            "replay",
+            HOST[0],
+            HOST[1],
+            HOST[2],
+            HOST[3],
+            "--config",
+            conf.to_str().expect("utf-8"),
+            "--state-dir",
+            state.to_str().expect("utf-8"),
+            "--max-signals",
+            "3",
+            log.to_str().expect("utf-8"),
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let got = alerts(&out);
+        let links: Vec<&str> = got
+            .iter()
+            .filter_map(|a| a["process"]["args"][3].as_str())
+            .collect();
+        assert_eq!(links, ["/tmp/x0", "/tmp/x1", "/tmp/x2", "/tmp/e2"]);
+        let err = stderr(&out);
+        let caps: Vec<&str> = err.lines().filter(|l| l.contains("rate cap:")).collect();
+        assert_eq!(caps.len(), 1, "{err}");
+        assert!(
+            caps[0].contains(" max_signals=3 emitted=3 capped=98 capped_terms=[[\"00000000000000000000000000000001\",\"tool3\"],"),
+            "{}",
+            caps[0]
+        );
+        assert!(caps[0].ends_with(" capped_terms_more=78"), "{}", caps[0]);
+        // `evil` was never recorded while capped; once alerted, it is.
+        let again = run(&[
+            "replay",
+            HOST[0],
+            HOST[1],
+            HOST[2],
+            HOST[3],
+            "--state-dir",
+            state.to_str().expect("utf-8"),
+            log.to_str().expect("utf-8"),
+        ]);
+        let links: Vec<String> = alerts(&again)
+            .iter()
+            .filter_map(|a| a["process"]["args"][3].as_str().map(str::to_string))
+            .collect();
+        assert!(!links.iter().any(|l| l.starts_with("/tmp/e")), "{links:?}");
+        assert!(
+            links.contains(&"/tmp/x3".to_string()),
+            "capped tuples alert later: {links:?}"
+        );
     }
 
     #[test]
@@ -983,7 +1076,7 @@ mod outputs {
             .collect();
         assert_eq!(caps.len(), 1);
         assert!(
-            caps[0].ends_with(" max_signals=100 emitted=100 capped=150"),
+            caps[0].contains(" max_signals=100 emitted=100 capped=150 capped_terms=[["),
             "{}",
             caps[0]
         );

@@ -1,7 +1,7 @@
-//! Live floods by an unprivileged user (uid 65534) that try to grow the agent's memory: execs
-//! with 650,000 empty arguments, short-lived and sleeping. The agent must stay under its default
-//! memory budget (64 MiB of RSS), count the arguments it cut (`truncated`), and still alert on a
-//! later `ln`.
+//! Live floods. An unprivileged user (uid 65534) tries to grow the agent's memory with execs of
+//! 650,000 empty arguments, short-lived and sleeping: the agent must stay under its default memory
+//! budget (64 MiB of RSS), count the arguments it cut (`truncated`), and still alert on a later
+//! `ln`. A flood of throwaway parents tries to hide a later one behind the rate cap.
 
 use super::hardening::peak_rss_kib;
 use super::live::{begin, kernel_state, Agent};
@@ -192,4 +192,104 @@ fn live_sleeping_processes_with_650000_empty_arguments_keep_the_agent_in_its_bud
     ln_as_nobody(&token);
     finish(agent, &token, before, "40 sleeping floods");
     drop(sleepers);
+}
+
+/// Regression: `run` ignored `--max-signals` and `limits.rate_window_secs`, and a capped tuple
+/// was recorded as seen, so a flood of throwaway parents hid a later `evil` for good. Now the
+/// live agent caps, its summary (in the JSON output too) names the capped tuples, and `evil`
+/// alerts when it recurs after the window.
+#[test]
+#[ignore = "live: needs root and kernel audit"]
+fn live_run_caps_names_the_capped_tuples_and_a_capped_tuple_alerts_after_the_window() {
+    let test = "live rate cap";
+    let (_lock, dir, token, json) = begin(test, "cap");
+    let before = kernel_state();
+    let conf = dir.path().join("agent.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[state]\ndir = \"{}\"\n\n[output.syslog]\nenabled = false\n\n[limits]\nrate_window_secs = 3\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .expect("write config");
+    let agent = Agent::start(
+        &[
+            "--source",
+            "multicast",
+            "--config",
+            conf.to_str().expect("utf-8"),
+            "--max-signals",
+            "3",
+        ],
+        &json,
+    );
+    // Throwaway parents: copies of dash under new names, each making one suspicious link.
+    let link_from = |parent: &str, link: &str| {
+        let exe = dir.path().join(parent);
+        if !exe.exists() {
+            std::fs::copy("/usr/bin/dash", &exe).expect("copy dash");
+        }
+        let status = Command::new(&exe)
+            .arg("-c")
+            .arg(format!("ln -s /usr/bin/id /tmp/{link}; true"))
+            .status()
+            .expect("run parent");
+        assert!(status.success());
+    };
+    for i in 0..8 {
+        link_from(&format!("{token}-p{i}"), &format!("{token}-{i}"));
+    }
+    link_from(&format!("{token}-evil"), &format!("{token}-e1"));
+    agent.wait_alert(&format!("{token}-2"), Duration::from_secs(5));
+    // The window closes 3 s after its first alert: one summary naming the capped tuples.
+    let end = Instant::now() + Duration::from_secs(15);
+    let summary = loop {
+        let notice = super::alerts_in(&json).into_iter().find(|v| {
+            v["event"]["action"] == "rate-cap"
+                && v["message"].as_str().is_some_and(|m| m.contains(&token))
+        });
+        if let Some(n) = notice {
+            break n["message"].as_str().unwrap_or_default().to_string();
+        }
+        assert!(
+            Instant::now() < end,
+            "no rate-cap notice; log:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        summary.contains(" max_signals=3 emitted=3 capped=6 "),
+        "{summary}"
+    );
+    for name in ["p3", "p7", "evil"] {
+        assert!(
+            summary.contains(&format!("\"{token}-{name}\"]")),
+            "{name} not named: {summary}"
+        );
+    }
+    assert!(agent.log().contains(&summary), "the summary is logged too");
+    // After the window `evil` is still new: it alerts.
+    link_from(&format!("{token}-evil"), &format!("{token}-e2"));
+    agent.wait_alert(&format!("{token}-e2"), Duration::from_secs(5));
+    agent.stop();
+    let alerted: Vec<String> = super::alerts_in(&json)
+        .iter()
+        .filter(|a| a["event"]["kind"] == "alert")
+        .filter_map(|a| a["process"]["args"][3].as_str().map(str::to_string))
+        .filter(|l| l.contains(&token))
+        .collect();
+    let want: Vec<String> = ["0", "1", "2", "e2"]
+        .iter()
+        .map(|s| format!("/tmp/{token}-{s}"))
+        .collect();
+    assert_eq!(alerted, want);
+    assert_eq!(kernel_state(), before, "kernel audit state changed");
+    for s in (0..8)
+        .map(|i| i.to_string())
+        .chain(["e1".into(), "e2".into()])
+    {
+        let _ = std::fs::remove_file(format!("/tmp/{token}-{s}"));
+    }
 }

@@ -666,3 +666,43 @@ fn forged_events_just_within_the_argument_budget_are_built_a_few_at_a_time() {
         hwm_kib / 1024
     );
 }
+
+/// Regression: under umask 022 the state directory was 0755 and its files 0644 (the new-terms
+/// history says which programs ran). Now the agent's files are owner-only whatever the umask,
+/// and the JSON output is exactly 0640.
+#[test]
+fn state_and_outputs_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tmp();
+    let input = write(d.path(), "all.log", five_cases().concat().as_bytes());
+    let state = d.path().join("state");
+    let json = d.path().join("alerts.json");
+    let out = Command::new("/bin/sh")
+        .arg("-c")
+        .arg("umask 022; exec \"$@\"")
+        .arg("sh")
+        .arg(env!("CARGO_BIN_EXE_auditsentry"))
+        .arg("replay")
+        .args(HOST)
+        .arg("--state-dir")
+        .arg(&state)
+        .arg("--json")
+        .arg(&json)
+        .arg(&input)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = |p: &Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    assert_eq!(mode(&state), 0o700);
+    for entry in std::fs::read_dir(&state).expect("list") {
+        let path = entry.expect("entry").path();
+        let want = if path.is_dir() { 0o700 } else { 0o600 };
+        assert_eq!(mode(&path), want, "{}", path.display());
+    }
+    assert_eq!(mode(&json), 0o640);
+    assert_eq!(super::alerts_in(&json).len(), 5);
+}
