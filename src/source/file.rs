@@ -3,7 +3,8 @@
 //!
 //! This module owns framing only: it cuts bytes into [`Frame`]s and reports input it cannot frame
 //! as per-item [`SourceError`]s, then keeps going wherever it can resynchronise (the next line).
-//! Memory is bounded: a line or frame larger than 1 MiB is never held whole.
+//! Memory is bounded: a line or frame larger than 1 MiB is never held whole. Gzip input is read
+//! through a streaming decoder.
 
 use std::fmt;
 use std::fs::File;
@@ -405,11 +406,25 @@ fn is_blank(line: &[u8]) -> bool {
     line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r'))
 }
 
-/// True when `peek` starts like a netlink capture: `nlmsg_len` ≥ 16 and `audit(` after the header.
+/// Message types the kernel's audit netlink messages carry: `AUDIT_GET` (1000) up to
+/// `AUDIT_LAST_USER_MSG2` (2999); records are 1100 and up.
+const AUDIT_TYPES: std::ops::RangeInclusive<u16> = 1000..=2999;
+
+/// True when `peek` starts like a netlink capture: a header whose length fits a record
+/// (`audit(` and more, at most [`MAX_FRAME_LEN`]) and whose type is an audit type, then `audit(`.
+/// Text never passes: a log line starts with printable `type=` or `node=` (taken as text at
+/// once), and read as a header its type bytes are printable characters, outside the audit range
+/// (`type=EXECVE msg=audit(` has `audit(` just where a payload would start).
 fn looks_like_netlink(peek: &[u8]) -> bool {
+    if peek.starts_with(b"type=") || peek.starts_with(b"node=") {
+        return false;
+    }
     match peek {
-        [l0, l1, l2, l3, _, _, _, _, _, _, _, _, _, _, _, _, tail @ ..] => {
-            u32::from_le_bytes([*l0, *l1, *l2, *l3]) >= NLMSG_HDRLEN as u32
+        [l0, l1, l2, l3, t0, t1, _, _, _, _, _, _, _, _, _, _, tail @ ..] => {
+            let len = u32::from_le_bytes([*l0, *l1, *l2, *l3]);
+            let msg_type = u16::from_le_bytes([*t0, *t1]);
+            (DETECT_LEN as u32..=MAX_FRAME_LEN).contains(&len)
+                && AUDIT_TYPES.contains(&msg_type)
                 && tail.starts_with(b"audit(")
         }
         _ => false,
@@ -434,22 +449,57 @@ fn read_full<R: Read>(reader: &mut R, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// Opens `path` for replay (`-` is stdin) with a large read buffer. An unreadable file is an
-/// error naming the path. The reader is `Send` so the pipeline can move it to its reader thread.
+/// error naming the path. Gzip input (logrotate's `compress`), told by its magic bytes rather than
+/// its name, is decompressed as it is read, so memory stays that of the plain input. The reader is
+/// `Send` so the pipeline can move it to its reader thread.
 pub fn open(
     path: &str,
     format: Format,
 ) -> Result<FrameReader<Box<dyn BufRead + Send>>, SourceError> {
-    if path == "-" {
-        let input: Box<dyn BufRead + Send> =
-            Box::new(BufReader::with_capacity(BUF_CAPACITY, io::stdin()));
-        return Ok(FrameReader::new(input, format, "<stdin>".to_string()));
-    }
-    let file = File::open(path).map_err(|source| SourceError::Io {
+    let io_error = |source| SourceError::Io {
         path: path.to_string(),
         source,
+    };
+    let (input, name): (Box<dyn BufRead + Send>, String) = if path == "-" {
+        let stdin = BufReader::with_capacity(BUF_CAPACITY, io::stdin());
+        (Box::new(stdin), "<stdin>".to_string())
+    } else {
+        let file = File::open(path).map_err(io_error)?;
+        let file = BufReader::with_capacity(BUF_CAPACITY, file);
+        (Box::new(file), path.to_string())
+    };
+    let input = decompressed(input).map_err(|source| SourceError::Io {
+        path: name.clone(),
+        source,
     })?;
-    let input: Box<dyn BufRead + Send> = Box::new(BufReader::with_capacity(BUF_CAPACITY, file));
-    Ok(FrameReader::new(input, format, path.to_string()))
+    Ok(FrameReader::new(input, format, name))
+}
+
+/// The two bytes every gzip member starts with.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+
+/// `input` as it is, or decompressed when it starts with [`GZIP_MAGIC`] (all members, as `zcat`).
+fn decompressed(mut input: Box<dyn BufRead + Send>) -> io::Result<Box<dyn BufRead + Send>> {
+    let mut magic = [0u8; 2];
+    let got = read_full(&mut input, &mut magic)?;
+    let head = magic.get(..got).unwrap_or(&[]).to_vec();
+    let whole = Cursor::new(head).chain(input);
+    if got < GZIP_MAGIC.len() || magic != GZIP_MAGIC {
+        return Ok(Box::new(whole));
+    }
+    let gzip = GzipErrors(flate2::bufread::MultiGzDecoder::new(whole));
+    Ok(Box::new(BufReader::with_capacity(BUF_CAPACITY, gzip)))
+}
+
+/// A gzip decoder whose errors say they are about the compression (`gzip: corrupt deflate stream`).
+struct GzipErrors<R>(R);
+
+impl<R: Read> Read for GzipErrors<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0
+            .read(buf)
+            .map_err(|e| io::Error::new(e.kind(), format!("gzip: {e}")))
+    }
 }
 
 #[cfg(test)]
@@ -648,6 +698,56 @@ mod tests {
 
         // Shorter than a netlink header: text.
         assert_eq!(collect(reader(b"x", Format::Auto)), vec![Ok(b"x".to_vec())]);
+    }
+
+    #[test]
+    fn text_that_reads_like_a_netlink_header_is_text() {
+        // `type=EXECVE msg=` is 16 bytes: as a header, nlmsg_len 1701869940, then `audit(`.
+        let line = b"type=EXECVE msg=audit(1.2:3): argc=1 a0=\"ln\"\n";
+        assert!(!looks_like_netlink(line));
+        let mut r = reader(line, Format::Auto);
+        assert!(matches!(r.next(), Some(Ok(Frame::Text(_)))));
+        assert_eq!(r.format(), Format::Text);
+        assert!(!looks_like_netlink(b"node=web1 type=EOE msg=audit(1.2:3): \n"));
+        // A plausible length with a type outside the audit range, or an audit type with an
+        // impossible length: not netlink either.
+        let mut frame = netlink_frame(1320, b"audit(1.2:3): ");
+        assert!(looks_like_netlink(&frame));
+        frame[4..6].copy_from_slice(&17725u16.to_le_bytes());
+        assert!(!looks_like_netlink(&frame));
+        let mut frame = netlink_frame(1320, b"audit(1.2:3): ");
+        frame[..4].copy_from_slice(&(MAX_FRAME_LEN + 1).to_le_bytes());
+        assert!(!looks_like_netlink(&frame));
+    }
+
+    #[test]
+    fn gzip_input_is_read_through_a_decoder_and_plain_input_untouched() {
+        use std::io::Write;
+        let text = b"type=EOE msg=audit(1.2:3): \ntype=EOE msg=audit(1.2:4): \n";
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(text).unwrap();
+        let packed = enc.finish().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log.2.gz");
+        std::fs::write(&path, &packed).unwrap();
+        let lines = collect(open(&path.to_string_lossy(), Format::Auto).unwrap());
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        // Plain input starting with one of the magic bytes, or shorter than the magic, is as is.
+        for plain in [&b"\x1fx\n"[..], b"\x1f", b""] {
+            std::fs::write(&path, plain).unwrap();
+            let got: Vec<u8> = collect(open(&path.to_string_lossy(), Format::Text).unwrap())
+                .into_iter()
+                .flat_map(|l| l.unwrap())
+                .collect();
+            assert_eq!(got, plain.strip_suffix(b"\n").unwrap_or(plain));
+        }
+        // Bad compressed data: one read error naming gzip.
+        std::fs::write(&path, [0x1f, 0x8b, 0, 0, 0]).unwrap();
+        let items = collect(open(&path.to_string_lossy(), Format::Auto).unwrap());
+        assert!(
+            matches!(items.as_slice(), [Err(e)] if e.contains(": gzip: ")),
+            "{items:?}"
+        );
     }
 
     #[test]

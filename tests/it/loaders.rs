@@ -715,3 +715,98 @@ fn oversize_plugin_lines_are_counted_as_malformed() {
         "kernel audit state changed"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Replay input: text that starts like a netlink header, and gzip.
+// ---------------------------------------------------------------------------------------------
+
+/// `replay --all-matches` of `input`: its stdout (the alerts) and the summary counters.
+fn replay_all(input: &Path) -> (String, std::collections::HashMap<String, u64>) {
+    let out = super::replay(&["--all-matches"], input);
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        summary(&out),
+    )
+}
+
+/// A log cut with `tail` (or rotated) can start with `type=EXECVE msg=audit(`, whose first 16
+/// bytes read as a netlink header of length 1701869940 followed by `audit(`: it was taken for a
+/// capture and gave no alert. It is text, and replays to the whole log's 30 alerts.
+#[test]
+fn a_log_cut_to_start_at_an_execve_line_is_text() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let whole = repo("samples/sample.audit.log");
+    let text = std::fs::read_to_string(&whole).expect("sample");
+    let cut: String = text.split_inclusive('\n').skip(12).collect();
+    assert!(cut.starts_with("type=EXECVE msg=audit("), "{}", &cut[..40]);
+    let path = dir.path().join("x.log");
+    std::fs::write(&path, &cut).expect("write");
+    let (alerts, s) = replay_all(&path);
+    let (want, _) = replay_all(&whole);
+    assert_eq!(s["malformed"], 0);
+    assert_eq!(alerts.lines().count(), 30);
+    assert_eq!(alerts, want);
+    // The same with a node= prefix (auditd's plugin lines, a forwarded log).
+    let noded: String = cut
+        .split_inclusive('\n')
+        .map(|l| format!("node=web1 {l}"))
+        .collect();
+    std::fs::write(&path, noded).expect("write");
+    let (alerts, s) = replay_all(&path);
+    assert_eq!(s["malformed"], 0);
+    assert_eq!(alerts.lines().count(), 30);
+}
+
+/// A gzip-compressed log (logrotate's `compress`) is read through a decoder, whatever its name;
+/// several members (concatenated files) are read as one; a cut-off one ends the run with exit 1
+/// naming the file and gzip, after the alerts of what was read.
+#[test]
+fn gzip_logs_replay_like_the_plain_ones() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plain = repo("samples/sample.audit.log");
+    let bytes = std::fs::read(&plain).expect("sample");
+    let gzip = |data: &[u8]| {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(data).expect("compress");
+        enc.finish().expect("compress")
+    };
+    let packed = gzip(&bytes);
+    // No .gz in the name: the magic bytes decide.
+    let path = dir.path().join("audit.log.1");
+    std::fs::write(&path, &packed).expect("write");
+    let (want, _) = replay_all(&plain);
+    let (got, s) = replay_all(&path);
+    assert_eq!(s["malformed"], 0);
+    assert_eq!(got, want);
+
+    // Two members: the log's first half and its second.
+    let mid = bytes.len() / 2
+        + bytes[bytes.len() / 2..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .expect("newline")
+        + 1;
+    let two = [gzip(&bytes[..mid]), gzip(&bytes[mid..])].concat();
+    std::fs::write(&path, two).expect("write");
+    let (got, _) = replay_all(&path);
+    assert_eq!(got, want);
+
+    // Cut off: what was read alerts, then the error.
+    std::fs::write(&path, &packed[..packed.len() / 2]).expect("write");
+    let out = bin()
+        .args(["replay", "--all-matches"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("error: {}: gzip: ", path.display())),
+        "{err}"
+    );
+    assert!(
+        !out.stdout.is_empty(),
+        "the alerts before the cut were lost"
+    );
+}
