@@ -708,7 +708,9 @@ mod tests {
         let mut r = reader(line, Format::Auto);
         assert!(matches!(r.next(), Some(Ok(Frame::Text(_)))));
         assert_eq!(r.format(), Format::Text);
-        assert!(!looks_like_netlink(b"node=web1 type=EOE msg=audit(1.2:3): \n"));
+        assert!(!looks_like_netlink(
+            b"node=web1 type=EOE msg=audit(1.2:3): \n"
+        ));
         // A plausible length with a type outside the audit range, or an audit type with an
         // impossible length: not netlink either.
         let mut frame = netlink_frame(1320, b"audit(1.2:3): ");
