@@ -75,6 +75,14 @@ pub fn process_info(ev: &ExecEvent) -> ProcessInfo {
     ProcessInfo::from_bytes(ev.exe.as_deref(), name, &ev.argv)
 }
 
+/// Milliseconds since the epoch as RFC 3339 UTC, as [`timestamp`] writes audit time.
+pub fn timestamp_ms(ms: u64) -> String {
+    timestamp(AuditTime {
+        sec: ms / 1000,
+        msec: (ms % 1000) as u32,
+    })
+}
+
 /// `SEC.MSEC` audit time as RFC 3339 UTC with milliseconds (`2026-11-28T10:26:55.123Z`).
 pub fn timestamp(t: AuditTime) -> String {
     let days = (t.sec / 86_400) as i64;
@@ -150,17 +158,19 @@ pub fn document(
                 ),
             ]),
         ),
-        (
-            "host",
-            object([
-                ("os", object([("type", Value::from("linux"))])),
-                ("id", Value::String(host.id.clone())),
-                ("name", Value::String(host.name.clone())),
-            ]),
-        ),
+        ("host", host_object(host)),
         ("process", Value::Object(process)),
         ("user", user_object(ev.uid, ev.euid)),
         ("auditd", Value::Object(auditd)),
+    ])
+}
+
+/// ECS `host` of every document: `os.type`, `id`, `name`.
+pub fn host_object(host: &Host) -> Value {
+    object([
+        ("os", object([("type", Value::from("linux"))])),
+        ("id", Value::String(host.id.clone())),
+        ("name", Value::String(host.name.clone())),
     ])
 }
 
@@ -184,6 +194,10 @@ impl ExecView<'_> {
         document(self.ev, self.me, self.parent, self.host)
     }
 }
+
+/// The event categories (`event.category`) of the documents the agent makes: what rules may
+/// query. Rules naming any other category are refused at load.
+pub const CATEGORIES: &[&str] = &["process"];
 
 /// Every field path an [`ExecView`] can answer (those [`document`] can hold).
 pub const FIELDS: &[&str] = &[

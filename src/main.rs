@@ -241,10 +241,7 @@ fn rules_check(paths: &[std::path::PathBuf]) -> Result<ExitCode> {
                 rule.source,
                 rule.id,
                 rule.name,
-                match rule.kind {
-                    rules::RuleKind::Query => "query",
-                    rules::RuleKind::NewTerms { .. } => "new_terms",
-                }
+                rule.kind.name()
             ),
             Err(e) => {
                 bad += 1;

@@ -16,6 +16,7 @@ use crate::rule::file::{Rule, RuleKind};
 use crate::rule::kql::{Document, EvalOptions};
 use crate::rule::new_terms::{NewTermsGate, TermStore, Verdict};
 use crate::rule::ratecap::{CapRequest, CapSummary, Decision, RateCap};
+use crate::rule::stateful::{self, Finding, Stateful};
 use crate::sink::{Sink, SinkError};
 use crate::source::fanotify::FanEvent;
 use crate::source::file::{self, Format, SourceError};
@@ -115,7 +116,10 @@ impl std::error::Error for PipelineError {}
 
 /// Everything after the reassembler: exec events → documents → rules → gate → sink.
 pub struct Detector<S: TermStore> {
+    /// The rules that judge one event alone.
     rules: Vec<Rule>,
+    /// The rules that remember events (sequences, thresholds), with their state.
+    stateful: Stateful,
     gate: NewTermsGate<S>,
     procs: ProcessTable,
     /// `opts.host`, shared so an exec's view can borrow it while the detector changes.
@@ -140,8 +144,12 @@ impl<S: TermStore> Detector<S> {
     ) -> Self {
         let mut procs = ProcessTable::new(opts.proc_capacity, fallback);
         procs.set_budget(opts.proc_budget);
+        let mut stateful =
+            Stateful::new(event::host_object(&opts.host), stateful::Limits::default());
+        let rules = stateful.load(rules);
         Detector {
             rules,
+            stateful,
             gate: NewTermsGate::new(store),
             procs,
             host: Arc::new(opts.host.clone()),
@@ -250,6 +258,14 @@ impl<S: TermStore> Detector<S> {
         }
         self.rules = rules;
         delivered?;
+        if !self.stateful.is_empty() {
+            let mut found = Vec::new();
+            let json = || view.document();
+            let opts = &self.opts.eval;
+            self.stateful
+                .on_event(view, &json, time_ms, opts, &mut found);
+            self.deliver_found(found, &mut closed, sink)?;
+        }
         if let Some(ext_doc) = self
             .extended
             .as_mut()
@@ -260,12 +276,44 @@ impl<S: TermStore> Detector<S> {
         notify(&closed, sink)
     }
 
-    /// Closes the rate-cap windows that ended by audit time `now_ms` and sends their summaries to
-    /// `sink`: a live source calls it when idle, so a summary does not wait for the next exec.
-    pub fn advance_rate_cap(&mut self, now_ms: u64, sink: &mut dyn Sink) -> Result<(), SinkError> {
+    /// Audit time has reached `now_ms` without an event (a live source calls it when idle): the
+    /// stateful rules' runs and windows that are due close (their alerts go to `sink`), and so do
+    /// the rate-cap windows (their summaries too), so nothing waits for the next exec.
+    pub fn advance_time(&mut self, now_ms: u64, sink: &mut dyn Sink) -> Result<(), SinkError> {
         let mut closed = Vec::new();
         self.cap.advance(now_ms, &mut closed);
-        notify(&closed, sink)
+        let mut found = Vec::new();
+        self.stateful.advance(now_ms, &mut found);
+        let delivered = self.deliver_found(found, &mut closed, sink);
+        let notified = notify(&closed, sink);
+        delivered.and(notified)
+    }
+
+    /// The end of the input for the stateful rules: their last runs and windows close now.
+    pub fn finish_stateful(&mut self, sink: &mut dyn Sink) -> Result<(), SinkError> {
+        let mut closed = Vec::new();
+        let mut found = Vec::new();
+        self.stateful.finish(&mut found);
+        let delivered = self.deliver_found(found, &mut closed, sink);
+        let notified = notify(&closed, sink);
+        delivered.and(notified)
+    }
+
+    /// Delivers what the stateful rules found, in order; stops at the first sink failure.
+    fn deliver_found(
+        &mut self,
+        found: Vec<Finding>,
+        closed: &mut Vec<CapSummary>,
+        sink: &mut dyn Sink,
+    ) -> Result<(), SinkError> {
+        let counts = self.stateful.stats();
+        self.stats.sequences_evicted = counts.sequences_evicted;
+        self.stats.threshold_dropped = counts.threshold_dropped;
+        for f in found {
+            let doc = &f.document;
+            self.deliver(&f.rule, doc, &|| doc.clone(), f.time_ms, closed, sink)?;
+        }
+        Ok(())
     }
 
     /// Closes every rate-cap window (end of run) and sends the summary of each that capped alerts
@@ -434,9 +482,10 @@ impl<S: TermStore> Detector<S> {
         self.excluded_pid = Some(pid);
     }
 
-    /// Replaces the rules (SIGHUP reload); new-terms history is kept, keyed by rule id.
+    /// Replaces the rules (SIGHUP reload); new-terms history is kept, keyed by rule id, and so is
+    /// the state of every sequence and threshold rule that did not change.
     pub fn set_rules(&mut self, rules: Vec<Rule>) {
-        self.rules = rules;
+        self.rules = self.stateful.load(rules);
     }
 
     /// Keeps the audit configuration changes (CONFIG_CHANGE events) that pass, for
@@ -537,11 +586,13 @@ impl<S: TermStore> Pipeline<S> {
     /// Completes every event still in flight, flushes state and sink, and returns the counters.
     pub fn finish(&mut self, sink: &mut dyn Sink) -> Result<Stats, SinkError> {
         let flushed = self.reassemble(sink, |r, emit| r.flush(emit));
+        let found = self.detector.finish_stateful(sink);
         self.detector.finish();
         let closed = self.detector.close_windows(sink);
         sink.flush()?;
         closed?;
         flushed?;
+        found?;
         Ok(self.stats())
     }
 

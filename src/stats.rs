@@ -46,6 +46,10 @@ pub struct Stats {
     pub table_cut: u64,
     /// Process-table entries dropped for room (capacity or budget) while their process may run.
     pub table_evicted: u64,
+    /// Pending EQL sequences dropped by a rule's memory bound (oldest first).
+    pub sequences_evicted: u64,
+    /// Threshold counts dropped by a rule's memory bound (new groups, distinct values).
+    pub threshold_dropped: u64,
 }
 
 impl fmt::Display for Stats {
@@ -54,7 +58,7 @@ impl fmt::Display for Stats {
             f,
             "records={} malformed={} unstamped={} events={} exec={} partial={} truncated={} matched={} alerts={} \
              capped={} events_out={} seen={} missing_terms={} state_errors={} evicted={} late={} duplicate={} lost_serials={} \
-             table_cut={} table_evicted={}",
+             table_cut={} table_evicted={} seq_evicted={} threshold_dropped={}",
             self.records_parsed,
             self.records_malformed,
             self.records_unstamped,
@@ -75,6 +79,8 @@ impl fmt::Display for Stats {
             self.serials_lost,
             self.table_cut,
             self.table_evicted,
+            self.sequences_evicted,
+            self.threshold_dropped,
         )
     }
 }

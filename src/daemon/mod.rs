@@ -681,8 +681,8 @@ impl<S: crate::rule::new_terms::TermStore> Worker<'_, S> {
         line
     }
 
-    /// Every 250 ms: audit time moves on (events without EOE complete, rate-cap windows close)
-    /// and the outputs are flushed.
+    /// Every 250 ms: audit time moves on (events without EOE complete, threshold runs and
+    /// rate-cap windows close) and the outputs are flushed.
     fn on_tick(&mut self) {
         let t = now();
         // Exited processes leave the table once the audit stream is past their exit.
@@ -693,7 +693,7 @@ impl<S: crate::rule::new_terms::TermStore> Worker<'_, S> {
             .and_then(|()| {
                 self.pipe
                     .detector_mut()
-                    .advance_rate_cap(t.as_millis(), self.sink)
+                    .advance_time(t.as_millis(), self.sink)
             })
             .and_then(|()| self.sink.flush());
         if let Err(e) = result {

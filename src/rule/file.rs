@@ -3,9 +3,10 @@
 //! Upstream rule files (elastic/detection-rules, `rules/**/*.toml`) are read as they are, so that a
 //! newer version of the seed rule can be dropped in unchanged. Keys this crate does not use (`note`,
 //! `tags`, `[[rule.threat]]`, `[transform]`, …) are tolerated; keys it needs are checked and a missing
-//! or wrong one is an error naming the file. Supported: types `query` and `new_terms` with language
-//! `kuery`, and type `eql` with language `eql` when the query is a single-event query on `process`
-//! (or `any`) events; everything else is refused at load time rather than silently never firing.
+//! or wrong one is an error naming the file. Supported: types `query`, `new_terms` and `threshold`
+//! with language `kuery`, and type `eql` with language `eql` (single events and sequences) when
+//! every event the query names is one this agent makes ([`crate::event::CATEGORIES`]); everything
+//! else is refused at load time rather than silently never firing.
 //! `[metadata]` is optional and not interpreted.
 
 use std::collections::HashMap;
@@ -18,6 +19,7 @@ use serde::Deserialize;
 use crate::rule::eql;
 use crate::rule::kql::{self, Document, EvalOptions};
 use crate::rule::line_column;
+use crate::rule::threshold::{self, Threshold};
 use crate::textfile::{self, TextFileError};
 
 /// The seed rule's TOML text, compiled into the binary so the agent works with no rules directory.
@@ -96,7 +98,7 @@ impl Rule {
 pub enum RuleQuery {
     /// `language = "kuery"`
     Kql(kql::Query),
-    /// `language = "eql"` (single-event queries only).
+    /// `language = "eql"` (single events and sequences).
     Eql(eql::Query),
 }
 
@@ -142,6 +144,20 @@ pub enum RuleKind {
         /// `history_window_start` (`now-10d`) as milliseconds.
         history_window_ms: u64,
     },
+    /// `type = "threshold"`: matching documents are counted per group over each run's
+    /// look-back, and a group that reaches the threshold alerts once with its count.
+    Threshold(Threshold),
+}
+
+impl RuleKind {
+    /// The rule type as a rule file names it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RuleKind::Query => "query",
+            RuleKind::NewTerms { .. } => "new_terms",
+            RuleKind::Threshold(_) => "threshold",
+        }
+    }
 }
 
 /// `rule.severity`.
@@ -236,8 +252,8 @@ pub enum RuleError {
         /// What was expected.
         reason: &'static str,
     },
-    /// `rule.type` is not `query`, `new_terms` or `eql`.
-    #[error("{file}: rule type {rule_type:?} is not supported (only \"query\", \"new_terms\" and \"eql\")")]
+    /// `rule.type` is not `query`, `new_terms`, `threshold` or `eql`.
+    #[error("{file}: rule type {rule_type:?} is not supported (only \"query\", \"new_terms\", \"threshold\" and \"eql\")")]
     UnsupportedType {
         /// Path as given.
         file: String,
@@ -245,7 +261,7 @@ pub enum RuleError {
         rule_type: String,
     },
     /// `rule.language` is not `kuery` or `eql`, or does not go with `rule.type`.
-    #[error("{file}: query language {language:?} is not supported for rule type {rule_type:?} (kuery with query or new_terms, eql with eql)")]
+    #[error("{file}: query language {language:?} is not supported for rule type {rule_type:?} (kuery with query, new_terms or threshold, eql with eql)")]
     UnsupportedLanguage {
         /// Path as given.
         file: String,
@@ -338,6 +354,28 @@ struct RawRule {
     from: Option<String>,
     interval: Option<String>,
     new_terms: Option<RawNewTerms>,
+    threshold: Option<RawThreshold>,
+}
+
+#[derive(Deserialize)]
+struct RawThreshold {
+    field: Option<OneOrMany>,
+    value: Option<i64>,
+    cardinality: Option<Vec<RawCardinality>>,
+}
+
+/// Kibana takes `threshold.field` as one name or a list.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+struct RawCardinality {
+    field: Option<String>,
+    value: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -391,7 +429,7 @@ pub fn load_str(text: &str, source: &str) -> Result<Rule, RuleError> {
     // Type and language first: an ML rule lacks a query, and "unsupported type" is the useful
     // message for it, not "missing query".
     let rule_type = r.rule_type.ok_or_else(|| missing("rule.type"))?;
-    if !["query", "new_terms", "eql"].contains(&rule_type.as_str()) {
+    if !["query", "new_terms", "threshold", "eql"].contains(&rule_type.as_str()) {
         return Err(RuleError::UnsupportedType {
             file: file(),
             rule_type,
@@ -449,10 +487,10 @@ pub fn load_str(text: &str, source: &str) -> Result<Rule, RuleError> {
         ));
     }
 
-    let kind = if rule_type == "new_terms" {
-        new_terms_kind(r.new_terms, source)?
-    } else {
-        RuleKind::Query
+    let kind = match rule_type.as_str() {
+        "new_terms" => new_terms_kind(r.new_terms, source)?,
+        "threshold" => threshold_kind(r.threshold, &interval, &from, source)?,
+        _ => RuleKind::Query,
     };
 
     let query_text = r.query.ok_or_else(|| missing("rule.query"))?;
@@ -482,8 +520,8 @@ pub fn load_str(text: &str, source: &str) -> Result<Rule, RuleError> {
     })
 }
 
-/// Compiles an EQL rule's query and checks that this agent can run it: a single-event query on
-/// process events (or any events), since the agent makes exec events only.
+/// Compiles an EQL rule's query and checks that this agent can run it: a single-event query or a
+/// sequence whose every event (stages and `until`) is of a category the agent makes, or `any`.
 fn eql_query(text: &str, source: &str) -> Result<eql::Query, RuleError> {
     let query = eql::parse(text).map_err(|error| RuleError::Eql {
         file: source.to_string(),
@@ -493,20 +531,136 @@ fn eql_query(text: &str, source: &str) -> Result<eql::Query, RuleError> {
         file: source.to_string(),
         reason,
     };
-    match query.kind() {
-        eql::QueryKind::Event(filter) => match filter.category() {
-            None | Some("process") => Ok(query),
-            Some(other) => Err(unsupported(format!(
-                "EQL query on {other:?} events: this agent makes process events only"
-            ))),
-        },
-        eql::QueryKind::Sequence(_) => Err(unsupported(
-            "EQL sequence queries are not supported yet".to_string(),
-        )),
-        eql::QueryKind::Sample(_) => Err(unsupported(
-            "EQL sample queries are not supported".to_string(),
-        )),
+    let filters: Vec<&eql::EventFilter> = match query.kind() {
+        eql::QueryKind::Event(filter) => vec![filter],
+        eql::QueryKind::Sequence(seq) => seq
+            .stages
+            .iter()
+            .chain(&seq.until)
+            .map(|st| &st.filter)
+            .collect(),
+        eql::QueryKind::Sample(_) => {
+            return Err(unsupported(
+                "EQL sample queries are not supported".to_string(),
+            ))
+        }
+    };
+    let what = if query.is_single_event() {
+        "EQL query"
+    } else {
+        "EQL sequence with a stage"
+    };
+    for filter in filters {
+        if let Some(other) = filter
+            .category()
+            .filter(|c| !crate::event::CATEGORIES.contains(c))
+        {
+            return Err(unsupported(format!(
+                "{what} on {other:?} events: this agent makes {} events only",
+                crate::event::CATEGORIES.join(", ")
+            )));
+        }
     }
+    Ok(query)
+}
+
+/// Kibana accepts at most five threshold fields.
+pub const MAX_THRESHOLD_FIELDS: usize = 5;
+
+fn threshold_kind(
+    raw: Option<RawThreshold>,
+    interval: &str,
+    from: &str,
+    source: &str,
+) -> Result<RuleKind, RuleError> {
+    let missing = |key: &'static str| RuleError::Missing {
+        file: source.to_string(),
+        key,
+    };
+    let invalid = |key: &'static str, value: String, reason: &'static str| RuleError::Invalid {
+        file: source.to_string(),
+        key,
+        value,
+        reason,
+    };
+    let t = raw.ok_or_else(|| missing("rule.threshold"))?;
+    let fields: Vec<String> = match t.field {
+        None => Vec::new(),
+        Some(OneOrMany::One(f)) => vec![f],
+        Some(OneOrMany::Many(v)) => v,
+    }
+    .into_iter()
+    .filter(|f| !f.trim().is_empty())
+    .collect();
+    if fields.len() > MAX_THRESHOLD_FIELDS {
+        return Err(invalid(
+            "rule.threshold.field",
+            format!("{fields:?}"),
+            "expected at most five field names",
+        ));
+    }
+    let value = t.value.ok_or_else(|| missing("rule.threshold.value"))?;
+    let value = u64::try_from(value)
+        .ok()
+        .filter(|v| *v >= 1)
+        .ok_or_else(|| {
+            invalid(
+                "rule.threshold.value",
+                value.to_string(),
+                "expected a positive integer",
+            )
+        })?;
+    let cardinality = match t.cardinality.unwrap_or_default().as_slice() {
+        [] => None,
+        [one] => {
+            let field = one
+                .field
+                .clone()
+                .filter(|f| !f.trim().is_empty())
+                .ok_or_else(|| missing("rule.threshold.cardinality.field"))?;
+            let n = one
+                .value
+                .ok_or_else(|| missing("rule.threshold.cardinality.value"))?;
+            let n = u64::try_from(n)
+                .ok()
+                .filter(|n| *n <= threshold::MAX_DISTINCT as u64)
+                .ok_or_else(|| {
+                    invalid(
+                        "rule.threshold.cardinality.value",
+                        n.to_string(),
+                        "expected 0 to 10000",
+                    )
+                })?;
+            Some((field, n))
+        }
+        more => {
+            return Err(invalid(
+                "rule.threshold.cardinality",
+                format!("{} entries", more.len()),
+                "expected at most one cardinality entry (Kibana uses one)",
+            ))
+        }
+    };
+    let (Some(interval_ms), Some(from_ms)) =
+        (parse_duration_ms(interval), parse_now_minus_ms(from))
+    else {
+        return Err(invalid(
+            "rule.interval",
+            interval.to_string(),
+            DATE_MATH_EXPECTED,
+        ));
+    };
+    threshold::check_windows(interval_ms, from_ms).map_err(|reason| {
+        RuleError::UnsupportedQuery {
+            file: source.to_string(),
+            reason,
+        }
+    })?;
+    Ok(RuleKind::Threshold(Threshold {
+        fields,
+        value,
+        cardinality,
+    }))
 }
 
 const DATE_MATH_EXPECTED: &str =
@@ -910,14 +1064,68 @@ query = "process.name:ln"
 
     #[test]
     fn unsupported_type_names_file_and_type() {
-        let e = err(&MINIMAL.replace("type = \"query\"", "type = \"threshold\""));
+        let e = err(&MINIMAL.replace("type = \"query\"", "type = \"threshold_x\""));
         assert!(
-            matches!(&e, RuleError::UnsupportedType { rule_type, .. } if rule_type == "threshold")
+            matches!(&e, RuleError::UnsupportedType { rule_type, .. } if rule_type == "threshold_x")
         );
         assert_eq!(
             e.to_string(),
-            "x.toml: rule type \"threshold\" is not supported (only \"query\", \"new_terms\" and \"eql\")"
+            "x.toml: rule type \"threshold_x\" is not supported (only \"query\", \"new_terms\", \"threshold\" and \"eql\")"
         );
+    }
+
+    #[test]
+    fn threshold_rules_load_with_fields_value_and_cardinality() {
+        let base = MINIMAL.replace("type = \"query\"", "type = \"threshold\"");
+        let text = format!(
+            "{base}\n[rule.threshold]\nfield = [\"host.id\", \"process.executable\"]\nvalue = 15\n\n\
+             [[rule.threshold.cardinality]]\nfield = \"process.args\"\nvalue = 100\n"
+        );
+        let rule = load_str(&text, "x.toml").expect("loads");
+        assert_eq!(
+            rule.kind,
+            RuleKind::Threshold(Threshold {
+                fields: vec!["host.id".into(), "process.executable".into()],
+                value: 15,
+                cardinality: Some(("process.args".into(), 100)),
+            })
+        );
+        assert_eq!(rule.kind.name(), "threshold");
+        // One field as a string, or none at all (one group).
+        let one = load_str(
+            &format!("{base}\n[rule.threshold]\nfield = \"user.id\"\nvalue = 2\n"),
+            "x.toml",
+        )
+        .expect("loads");
+        assert!(matches!(&one.kind, RuleKind::Threshold(t) if t.fields == ["user.id"]));
+        let none = load_str(
+            &format!("{base}\n[rule.threshold]\nfield = []\nvalue = 2\n"),
+            "x.toml",
+        )
+        .expect("loads");
+        assert!(matches!(&none.kind, RuleKind::Threshold(t) if t.fields.is_empty()));
+        // What is wrong is named.
+        for (table, says) in [
+            ("", "missing required key `rule.threshold`"),
+            ("[rule.threshold]\nfield = \"a\"\n", "missing required key `rule.threshold.value`"),
+            ("[rule.threshold]\nvalue = 0\n", "`rule.threshold.value` = \"0\": expected a positive integer"),
+            (
+                "[rule.threshold]\nvalue = 1\nfield = [\"a\",\"b\",\"c\",\"d\",\"e\",\"f\"]\n",
+                "expected at most five field names",
+            ),
+            (
+                "[rule.threshold]\nvalue = 1\n[[rule.threshold.cardinality]]\nfield = \"a\"\nvalue = 99999\n",
+                "expected 0 to 10000",
+            ),
+        ] {
+            let e = err(&format!("{base}\n{table}"));
+            assert!(e.to_string().contains(says), "{e}");
+        }
+        let e = err(&format!(
+            "{}\n[rule.threshold]\nvalue = 1\n",
+            base.replace("[rule]\n", "[rule]\ninterval = \"7s\"\nfrom = \"now-1d\"\n")
+        ));
+        assert!(e.to_string().contains("time buckets"), "{e}");
     }
 
     #[test]
@@ -935,7 +1143,7 @@ query = "process.name:ln"
             let e = err(&MINIMAL.replace("\"kuery\"", &format!("\"{lang}\"")));
             assert_eq!(
                 e.to_string(),
-                format!("x.toml: query language \"{lang}\" is not supported for rule type \"query\" (kuery with query or new_terms, eql with eql)")
+                format!("x.toml: query language \"{lang}\" is not supported for rule type \"query\" (kuery with query, new_terms or threshold, eql with eql)")
             );
         }
         let e = err(&MINIMAL.replace("type = \"query\"", "type = \"eql\""));
@@ -988,13 +1196,21 @@ query = "process.name:ln"
             e.to_string(),
             "x.toml: EQL query on \"file\" events: this agent makes process events only"
         );
+        // Process sequences load; a sequence that needs other events does not.
+        let text = eql_rule("sequence by process.pid [process where true] [any where true]");
+        let rule = load_str(&text, "x.toml").expect("a process sequence loads");
+        assert!(crate::rule::stateful::is_stateful(&rule));
         let e = err(&eql_rule(
-            "sequence by process.entity_id [process where true] [process where true]",
+            "sequence by process.entity_id [process where true] [network where true]",
         ));
         assert_eq!(
             e.to_string(),
-            "x.toml: EQL sequence queries are not supported yet"
+            "x.toml: EQL sequence with a stage on \"network\" events: this agent makes process events only"
         );
+        let e = err(&eql_rule(
+            "sequence by process.pid [process where true] [process where true] until [file where true]",
+        ));
+        assert!(e.to_string().contains("on \"file\" events"), "{e}");
         let e = err(&eql_rule(
             "sample by host.id [process where true] [process where true]",
         ));

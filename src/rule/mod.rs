@@ -7,6 +7,9 @@ pub mod file;
 pub mod kql;
 pub mod new_terms;
 pub mod ratecap;
+pub mod sequence;
+pub mod stateful;
+pub mod threshold;
 
 /// 1-based (line, column in characters) of byte `offset` in `text`: where rule files and queries
 /// report their errors.

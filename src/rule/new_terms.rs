@@ -129,7 +129,7 @@ impl<S: TermStore> NewTermsGate<S> {
         event_time_ms: u64,
     ) -> Result<Verdict, StateError> {
         let (fields, window) = match &rule.kind {
-            RuleKind::Query => return Ok(Verdict::New(Vec::new())),
+            RuleKind::Query | RuleKind::Threshold(_) => return Ok(Verdict::New(Vec::new())),
             RuleKind::NewTerms {
                 fields,
                 history_window_ms,

@@ -43,7 +43,7 @@ pub enum Val<'a> {
 }
 
 impl<'a> Val<'a> {
-    fn from_scalar(s: Scalar<'a>) -> Val<'a> {
+    pub(crate) fn from_scalar(s: Scalar<'a>) -> Val<'a> {
         match s {
             Scalar::Str(s) => Val::Str(Cow::Borrowed(s)),
             Scalar::Bool(b) => Val::Bool(b),
@@ -275,7 +275,8 @@ pub enum Func {
     Substring,
 }
 
-fn ignored(s: &Scalar<'_>, opts: &EvalOptions) -> bool {
+/// Is `s` a string longer than `ignore_above` (not a value, as for a keyword field)?
+pub(crate) fn ignored(s: &Scalar<'_>, opts: &EvalOptions) -> bool {
     matches!(s, Scalar::Str(v) if opts.ignore_above.is_some_and(|limit| v.len() > limit))
 }
 

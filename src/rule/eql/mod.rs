@@ -205,6 +205,106 @@ impl JoinKey {
     pub fn is_field(&self) -> bool {
         matches!(self.expr, eval::Expr::Slot(0)) && self.paths.len() == 1
     }
+
+    /// The key's value on `doc`, or `None` when the event cannot join on it.
+    ///
+    /// A field's value is the list of its values in document order: Elasticsearch reads join keys
+    /// with the `fields` API, keeps every value of a multi-valued field, and compares keys as
+    /// lists, so `[a, b]` joins only with `[a, b]`. A key without a value is `null` (the empty
+    /// list): only a `?field` key may be `null` (Elasticsearch adds a `field != null` filter to
+    /// every stage for the others). A computed key (`by length(x)`) needs each field it reads to
+    /// have at most one value. More than [`MAX_KEY_VALUES`] values: the event cannot join.
+    pub fn extract(&self, doc: &dyn Document, opts: &EvalOptions) -> Option<Vec<KeyAtom>> {
+        let mut columns: Vec<Vec<eval::Val<'static>>> = Vec::with_capacity(self.paths.len());
+        for path in &self.paths {
+            let mut values = Vec::new();
+            let mut over = false;
+            doc.any_value(path, &mut |s| {
+                if eval::ignored(&s, opts) {
+                    return false;
+                }
+                if values.len() == MAX_KEY_VALUES {
+                    over = true;
+                    return true;
+                }
+                values.push(eval::Val::from_scalar(s).into_owned());
+                false
+            });
+            if over {
+                return None;
+            }
+            columns.push(values);
+        }
+        let atoms: Vec<KeyAtom> = if self.is_field() {
+            columns
+                .pop()
+                .unwrap_or_default()
+                .iter()
+                .filter_map(KeyAtom::of)
+                .collect()
+        } else {
+            if columns.iter().any(|c| c.len() > 1) {
+                return None;
+            }
+            let env: Vec<eval::Val<'_>> = columns
+                .iter()
+                .map(|c| c.first().map_or(eval::Val::Null, eval::Val::borrowed))
+                .collect();
+            KeyAtom::of(&self.expr.eval(&env)).into_iter().collect()
+        };
+        (self.optional || !atoms.is_empty()).then_some(atoms)
+    }
+}
+
+/// Most values of one field a join key takes (an argv can be long; a key that long joins nothing
+/// real and would only cost memory).
+pub const MAX_KEY_VALUES: usize = 1024;
+
+/// One value of a join key, owned and hashable: sequences join events whose keys are equal.
+/// Numbers and strings never equal each other (`1` is not `"1"`), as in Elasticsearch's key
+/// comparison.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KeyAtom {
+    /// A boolean.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A floating-point number, by its bits.
+    Float(u64),
+    /// A string.
+    Str(Box<str>),
+}
+
+impl KeyAtom {
+    fn of(v: &eval::Val<'_>) -> Option<KeyAtom> {
+        match v {
+            eval::Val::Null => None,
+            eval::Val::Bool(b) => Some(KeyAtom::Bool(*b)),
+            eval::Val::Int(i) => Some(KeyAtom::Int(*i)),
+            eval::Val::Float(f) => Some(KeyAtom::Float(f.to_bits())),
+            eval::Val::Str(s) => Some(KeyAtom::Str(s.as_ref().into())),
+        }
+    }
+
+    /// The value as JSON (`null` for a float JSON cannot hold).
+    pub fn to_json(&self) -> Value {
+        match self {
+            KeyAtom::Bool(b) => Value::Bool(*b),
+            KeyAtom::Int(i) => Value::from(*i),
+            KeyAtom::Float(bits) => serde_json::Number::from_f64(f64::from_bits(*bits))
+                .map_or(Value::Null, Value::Number),
+            KeyAtom::Str(s) => Value::from(s.as_ref()),
+        }
+    }
+
+    /// Bytes it holds, for memory bounds.
+    pub fn bytes(&self) -> usize {
+        std::mem::size_of::<KeyAtom>()
+            + match self {
+                KeyAtom::Str(s) => s.len(),
+                _ => 0,
+            }
+    }
 }
 
 /// One stage of a sequence or sample.
@@ -257,6 +357,60 @@ pub struct Sample {
     pub stages: Vec<SequenceStage>,
 }
 
+/// Most stages of one sequence, `runs` counted: each is a state of its machine.
+pub const MAX_STAGES: usize = 256;
+
+/// Elasticsearch's verifier rules for sequences: every stage (and `until`) has as many join keys,
+/// at least one stage is not a missing event, and missing events need `maxspan`.
+fn check_sequence(text: &str, s: &ast::SequenceAst) -> Result<(), EqlError> {
+    let keys = |st: &ast::Stage| s.by.len() + st.by.len();
+    let Some(first) = s.stages.first() else {
+        return Err(EqlError::at(text, 0, "a sequence needs stages"));
+    };
+    for st in s.stages.iter().chain(s.until.as_deref()) {
+        if keys(st) != keys(first) {
+            return Err(EqlError::at(
+                text,
+                st.query.pos,
+                format!(
+                    "inconsistent number of join keys: {} expected (as the first stage) but {} found",
+                    keys(first),
+                    keys(st)
+                ),
+            ));
+        }
+    }
+    let count: usize = s
+        .stages
+        .iter()
+        .map(|st| st.runs.unwrap_or(1) as usize)
+        .sum();
+    if count > MAX_STAGES {
+        return Err(EqlError::at(
+            text,
+            first.query.pos,
+            format!("a sequence of {count} stages (runs counted) is more than {MAX_STAGES}"),
+        ));
+    }
+    if s.stages.iter().all(|st| st.missing) {
+        return Err(EqlError::at(
+            text,
+            first.query.pos,
+            "a sequence needs at least one stage that is not a missing event (![ ])",
+        ));
+    }
+    if s.maxspan_ms.is_none() {
+        if let Some(st) = s.stages.iter().find(|st| st.missing) {
+            return Err(EqlError::at(
+                text,
+                st.query.pos,
+                "a sequence with missing events (![ ]) needs `with maxspan`",
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Query {
     fn compile(text: &str, tree: &ast::QueryAst) -> Result<Query, EqlError> {
         let mut fields = Vec::new();
@@ -267,6 +421,7 @@ impl Query {
                 QueryKind::Event(f)
             }
             ast::QueryAst::Sequence(s) => {
+                check_sequence(text, s)?;
                 let stages = s
                     .stages
                     .iter()

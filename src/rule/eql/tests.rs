@@ -413,7 +413,7 @@ fn fields_are_listed() {
 
 #[test]
 fn sequences_compile_but_match_no_single_document() {
-    let query = q("sequence by process.entity_id with maxspan=30s\n [process where process.name == \"a\"]\n [network where true] by ?source.ip\n until [process where event.type == \"end\"]");
+    let query = q("sequence by process.entity_id with maxspan=30s\n [process where process.name == \"a\"] by process.pid\n [network where true] by ?source.ip\n until [process where event.type == \"end\"] by process.pid");
     assert!(!query.is_single_event());
     let QueryKind::Sequence(seq) = query.kind() else {
         panic!("not a sequence")
@@ -422,6 +422,7 @@ fn sequences_compile_but_match_no_single_document() {
     assert_eq!(seq.stages.len(), 2);
     assert!(seq.by[0].is_field());
     assert!(seq.stages[1].by[0].optional());
+    assert!(!seq.stages[0].by[0].optional());
     assert_eq!(seq.stages[1].filter.category(), Some("network"));
     assert!(seq.until.is_some());
     assert!(!query.matches(&exec("a", &[])));
@@ -470,4 +471,24 @@ fn error_display() {
         column: 14,
     };
     assert_eq!(e.to_string(), "line 2, column 14: unexpected ')'");
+}
+
+#[test]
+fn sequence_verifier_checks_keys_missing_events_and_size() {
+    let e = err("sequence by a [any where true] by b [any where true]");
+    assert!(
+        e.message.contains("inconsistent number of join keys"),
+        "{e}"
+    );
+    assert_eq!((e.line, e.column), (1, 38));
+    let e = err("sequence by a [any where true] [any where true] until [any where true] by c");
+    assert!(e.message.contains("2 found"), "{e}");
+    let e = err("sequence [any where true] ![any where true]");
+    assert!(e.message.contains("needs `with maxspan`"), "{e}");
+    let e = err("sequence with maxspan=1m ![any where true] ![any where true]");
+    assert!(e.message.contains("at least one stage"), "{e}");
+    let e = err("sequence [any where true] with runs=100 [any where true] with runs=100 [any where true] with runs=57");
+    assert!(e.message.contains("more than 256"), "{e}");
+    q("sequence [any where true] with runs=100 [any where true] with runs=100 [any where true] with runs=56");
+    q("sequence with maxspan=1m [any where true] ![any where true]");
 }
