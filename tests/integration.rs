@@ -18,6 +18,8 @@ mod hardening;
 mod live;
 #[path = "it/loaders.rs"]
 mod loaders;
+#[path = "it/stateful.rs"]
+mod stateful;
 #[path = "it/view.rs"]
 mod view;
 

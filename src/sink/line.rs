@@ -70,6 +70,29 @@ pub fn render(alert: &Alert, max_bytes: usize) -> String {
         let (text, quoted) = render_value(&alert.new_terms.join(","));
         fields.push(("new_terms", text, quoted));
     }
+    // A sequence's stages (the document is its last event's), a threshold's count.
+    let ours = doc.get("auditsentry");
+    let mut push = |key, value: String| {
+        let (text, quoted) = render_value(&value);
+        fields.push((key, text, quoted));
+    };
+    if let Some(stages) = ours
+        .and_then(|o| o.get("sequence"))
+        .and_then(Value::as_array)
+    {
+        let pids: Vec<String> = stages
+            .iter()
+            .map(|s| s["process"]["pid"].to_string())
+            .collect();
+        push("sequence", stages.len().to_string());
+        push("sequence_pids", pids.join(","));
+    }
+    if let Some(result) = ours.and_then(|o| o.get("threshold_result")) {
+        push("count", result["count"].to_string());
+        if let Some(n) = result["cardinality"][0].get("value") {
+            push("cardinality", n.to_string());
+        }
+    }
     let args = doc
         .get("process")
         .and_then(|p| p.get("args"))
@@ -277,6 +300,23 @@ mod tests {
              event_id=1795858584.373:30210 pid=42 ppid=41 parent=bash parent_exe=/usr/bin/bash \
              exe=/usr/bin/ln uid=0 auid=1000 cwd=/root new_terms=abc,bash argc=4 args=\"ln -s /usr/bin/id /tmp/x\""
         );
+    }
+
+    #[test]
+    fn sequence_and_threshold_alerts_say_so() {
+        let mut a = alert(vec!["/tmp/p"]);
+        a.new_terms.clear();
+        a.document["auditsentry"] =
+            json!({"sequence": [{"process": {"pid": 40}}, {"process": {"pid": 42}}]});
+        let line = render(&a, 2048);
+        assert!(
+            line.contains(" sequence=2 sequence_pids=40,42 argc=1"),
+            "{line}"
+        );
+        a.document["auditsentry"] =
+            json!({"threshold_result": {"count": 7, "cardinality": [{"field": "x", "value": 3}]}});
+        let line = render(&a, 2048);
+        assert!(line.contains(" count=7 cardinality=3 argc=1"), "{line}");
     }
 
     #[test]
