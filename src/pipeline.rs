@@ -144,8 +144,7 @@ impl<S: TermStore> Detector<S> {
     ) -> Self {
         let mut procs = ProcessTable::new(opts.proc_capacity, fallback);
         procs.set_budget(opts.proc_budget);
-        let mut stateful =
-            Stateful::new(event::host_object(&opts.host), stateful::Limits::default());
+        let mut stateful = Stateful::new(event::host_object(&opts.host), stateful::DEFAULT_BUDGET);
         let rules = stateful.load(rules);
         Detector {
             rules,

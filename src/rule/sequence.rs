@@ -254,6 +254,11 @@ impl SequenceEngine {
         }
     }
 
+    /// Changes the byte bound (a reload shares the budget anew); it applies from the next event.
+    pub fn set_max_bytes(&mut self, max_bytes: usize) {
+        self.limits.max_bytes = max_bytes;
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> SequenceStats {
         self.stats

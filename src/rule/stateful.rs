@@ -27,14 +27,11 @@ const TRIM_STRING: usize = 4096;
 /// ...and arrays to this many elements.
 const TRIM_ARRAY: usize = 256;
 
-/// Memory bounds of the stateful rules, per rule.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Limits {
-    /// Per sequence rule.
-    pub sequence: sequence::Limits,
-    /// Per threshold rule.
-    pub threshold: threshold::Limits,
-}
+/// Bytes all stateful rules together may hold by default (stage documents, join keys, groups).
+pub const DEFAULT_BUDGET: usize = 16 << 20;
+
+/// The least one rule's share of the budget may be, however many rules are loaded.
+const MIN_SHARE: usize = 256 << 10;
 
 /// An alert found by a stateful rule.
 #[derive(Clone, Debug)]
@@ -97,7 +94,8 @@ pub struct Stateful {
     entries: Vec<Entry>,
     /// `host.*` of threshold alerts.
     host: Value,
-    limits: Limits,
+    /// Bytes all rules together may hold, shared evenly.
+    budget: usize,
     /// Counters of rules no longer loaded.
     retired: StatefulStats,
 }
@@ -117,14 +115,20 @@ fn fingerprint(rule: &Rule) -> u64 {
 }
 
 impl Stateful {
-    /// No rules yet; threshold alerts will carry `host` (the ECS `host` object).
-    pub fn new(host: Value, limits: Limits) -> Self {
+    /// No rules yet; threshold alerts will carry `host` (the ECS `host` object); the rules
+    /// loaded will share `budget` bytes evenly (at least 256 KiB each).
+    pub fn new(host: Value, budget: usize) -> Self {
         Stateful {
             entries: Vec::new(),
             host,
-            limits,
+            budget,
             retired: StatefulStats::default(),
         }
+    }
+
+    /// One rule's share of the budget when `n` rules are loaded.
+    fn share(&self, n: usize) -> usize {
+        (self.budget / n.max(1)).max(MIN_SHARE)
     }
 
     /// Takes the stateful rules of `rules` and returns the others. A rule loaded before with the
@@ -155,6 +159,13 @@ impl Stateful {
         for gone in old {
             self.retired += gone.engine.stats();
         }
+        let share = self.share(self.entries.len());
+        for e in &mut self.entries {
+            match &mut e.engine {
+                Engine::Sequence(s) => s.set_max_bytes(share),
+                Engine::Threshold(t) => t.set_max_bytes(share),
+            }
+        }
         rest
     }
 
@@ -168,12 +179,12 @@ impl Stateful {
                 t.clone(),
                 rule.interval_ms().unwrap_or(1),
                 from,
-                self.limits.threshold,
+                threshold::Limits::default(),
             )))),
             (_, RuleQuery::Eql(q)) => {
                 match q.kind() {
                     QueryKind::Sequence(seq) => Some(Engine::Sequence(Box::new(
-                        SequenceEngine::new(seq, from, self.limits.sequence),
+                        SequenceEngine::new(seq, from, sequence::Limits::default()),
                     ))),
                     _ => None,
                 }
@@ -395,7 +406,7 @@ mod tests {
 
     #[test]
     fn only_stateful_rules_are_taken_and_a_sequence_alerts_with_every_stage() {
-        let mut s = Stateful::new(json!({"id": "h"}), Limits::default());
+        let mut s = Stateful::new(json!({"id": "h"}), DEFAULT_BUDGET);
         let rest = s.load(vec![
             rule("seq", "eql", SEQ, ""),
             rule("single", "eql", "process where true", ""),
@@ -421,7 +432,7 @@ mod tests {
 
     #[test]
     fn a_reload_keeps_the_state_of_unchanged_rules_only() {
-        let mut s = Stateful::new(json!({}), Limits::default());
+        let mut s = Stateful::new(json!({}), DEFAULT_BUDGET);
         s.load(vec![
             rule("seq", "eql", SEQ, ""),
             rule("other", "eql", SEQ, ""),
@@ -438,7 +449,7 @@ mod tests {
         assert_eq!(ids, ["seq"], "the changed rule starts over");
         // Threshold: the count carries over a reload that changes nothing.
         let thr = "[rule.threshold]\nfield = [\"process.parent.pid\"]\nvalue = 2\n";
-        let mut s = Stateful::new(json!({"id": "h"}), Limits::default());
+        let mut s = Stateful::new(json!({"id": "h"}), DEFAULT_BUDGET);
         s.load(vec![rule("t", "threshold", "process.name:a", thr)]);
         feed(&mut s, 1, &ev("a", 7));
         s.load(vec![rule("t", "threshold", "process.name:a", thr)]);
@@ -452,6 +463,36 @@ mod tests {
         );
         assert_eq!(out[0].document["process"]["parent"]["pid"], 7);
         assert_eq!(out[0].document["host"]["id"], "h");
+    }
+
+    #[test]
+    fn the_rules_share_one_budget() {
+        let mut s = Stateful::new(json!({}), 1 << 20);
+        let rules: Vec<Rule> = (0..8)
+            .map(|i| rule(&format!("r{i}"), "eql", SEQ, ""))
+            .collect();
+        s.load(rules);
+        // 8 rules: 128 KiB each would be less than the least share.
+        assert_eq!(s.share(8), MIN_SHARE);
+        assert_eq!(s.share(2), 512 << 10);
+        let mut out = Vec::new();
+        for pid in 0..2000 {
+            let mut doc = ev("a", pid);
+            doc["process"]["args"] = json!(["x".repeat(1000)]);
+            s.on_event(
+                &doc,
+                &|| doc.clone(),
+                u64::from(pid),
+                &EvalOptions::default(),
+                &mut out,
+            );
+        }
+        assert!(s.stats().sequences_evicted > 0);
+        for e in &s.entries {
+            if let Engine::Sequence(seq) = &e.engine {
+                assert!(seq.bytes() <= MIN_SHARE, "{}", seq.bytes());
+            }
+        }
     }
 
     #[test]
