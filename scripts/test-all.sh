@@ -30,6 +30,7 @@ check bench-build cargo bench --no-run --locked --quiet
 # The EQL engine against Elastic's eql package (PyPI, installed under target/ on first use).
 if scripts/eql-diff.sh --setup-only; then
   check eql-diff scripts/eql-diff.sh
+  check eql-diff-sequences scripts/eql-diff.sh --sequences
 elif [ "${CI:-}" = true ]; then
   step_result "check: FAIL eql-diff: the eql package could not be installed (python3-venv, PyPI)"
 else

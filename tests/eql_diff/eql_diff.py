@@ -44,7 +44,7 @@ import eql.functions
 import eql.utils
 from eql import ast
 from eql.events import Event
-from eql.parser import LarkToEQL, elasticsearch_syntax, skip_optimizations
+from eql.parser import LarkToEQL, ParserConfig, elasticsearch_syntax, skip_optimizations
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -236,17 +236,22 @@ def function_call(self, node, prev_node=None, prev_arg=None):
     return info
 
 
-def parse_tagged(text):
+def parse_tagged(text, runs=False):
     LarkToEQL.string_predicate = string_predicate
     LarkToEQL.in_set = in_set
     LarkToEQL.function_call = function_call
     try:
-        with elasticsearch_syntax, skip_optimizations:
+        with elasticsearch_syntax, skip_optimizations, ParserConfig(allow_runs=runs):
             return eql.parse_query(text).first
     finally:
         LarkToEQL.string_predicate = _string_predicate
         LarkToEQL.in_set = _in_set
         LarkToEQL.function_call = _function_call
+
+
+def parse_tagged_runs(text):
+    """parse_tagged for sequences, which may repeat a stage `with runs=N`."""
+    return parse_tagged(text, runs=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -453,9 +458,9 @@ PREDICATES = ("startsWith", "endsWith", "stringContains", "cidrMatch", "wildcard
 class Oracle:
     """One query evaluated the Elasticsearch way."""
 
-    def __init__(self, text):
+    def __init__(self, text, query=None):
         self.text = text
-        self.query = parse_tagged(text)
+        self.query = query if query is not None else parse_tagged(text)
         self.engine = eql.PythonEngine()
         self.leaves = {}
 
