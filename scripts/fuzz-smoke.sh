@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Bounded fuzzing of every cargo-fuzz target (`cargo fuzz list`: the parsers, the reassembler with
-# the agent's limits, KQL and EQL, the syslog line and JSON alert writers) on nightly:
+# the agent's limits, KQL and EQL, the stateful rules, the syslog line and JSON alert writers) on nightly:
 # SECONDS_PER_TARGET each (default 30), seeded from fuzz/seeds/ (and the shared corpus when it
 # sits beside the repo). Installs the nightly toolchain and cargo-fuzz when missing.
 # A crash fails the script; the reproducer is left under fuzz/artifacts/<target>/.
