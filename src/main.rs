@@ -241,7 +241,7 @@ fn rules_check(paths: &[std::path::PathBuf]) -> Result<ExitCode> {
                 rule.source,
                 rule.id,
                 rule.name,
-                rule.kind.name()
+                rule.type_name()
             ),
             Err(e) => {
                 bad += 1;

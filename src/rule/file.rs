@@ -91,6 +91,16 @@ impl Rule {
     pub fn from_ms(&self) -> Option<u64> {
         parse_now_minus_ms(&self.from)
     }
+
+    /// What the rule is, as `rules check` names it: its type (`query`, `new_terms`,
+    /// `threshold`), or `eql` / `eql sequence`.
+    pub fn type_name(&self) -> &'static str {
+        match (&self.kind, &self.query) {
+            (RuleKind::Query, RuleQuery::Eql(q)) if q.is_single_event() => "eql",
+            (RuleKind::Query, RuleQuery::Eql(_)) => "eql sequence",
+            (kind, _) => kind.name(),
+        }
+    }
 }
 
 /// A rule's compiled query, in its language.

@@ -1,9 +1,8 @@
-//! The rules that remember events: EQL sequences ([`sequence`](super::sequence)) and threshold
-//! rules ([`threshold`](super::threshold)). The detector hands every event document (of any
-//! category: exec today, other events when the agent makes them) to [`Stateful::on_event`], tells
-//! it when audit time moves on without events ([`Stateful::advance`]) and when the input ends
-//! ([`Stateful::finish`]); what it finds comes back as [`Finding`]s, alerts to be delivered like
-//! any other.
+//! The rules that remember events: EQL sequences ([`sequence`]) and threshold rules
+//! ([`threshold`]). The detector hands every event document (of any category: exec today, other
+//! events when the agent makes them) to [`Stateful::on_event`], tells it when audit time moves on
+//! without events ([`Stateful::advance`]) and when the input ends ([`Stateful::finish`]); what it
+//! finds comes back as [`Finding`]s, alerts to be delivered like any other.
 //!
 //! State is kept per rule across reloads when the rule did not change: it is keyed by the rule id
 //! and a fingerprint of everything that shapes it (query text, type, threshold, interval, look-back).

@@ -108,6 +108,12 @@ fn rules_check_names_sequence_and_threshold_rules() {
         )),
         "{text}"
     );
+    assert!(
+        text.contains(&format!(
+            "({SEQ_RULE}) Download, chmod and run from a writable directory [eql sequence]"
+        )),
+        "{text}"
+    );
     assert_eq!(
         text.lines().filter(|l| l.starts_with("ok: ")).count(),
         3,
