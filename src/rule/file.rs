@@ -583,17 +583,8 @@ fn threshold_kind(
     from: &str,
     source: &str,
 ) -> Result<RuleKind, RuleError> {
-    let missing = |key: &'static str| RuleError::Missing {
-        file: source.to_string(),
-        key,
-    };
-    let invalid = |key: &'static str, value: String, reason: &'static str| RuleError::Invalid {
-        file: source.to_string(),
-        key,
-        value,
-        reason,
-    };
-    let t = raw.ok_or_else(|| missing("rule.threshold"))?;
+    let err = KeyErrors(source);
+    let t = raw.ok_or_else(|| err.missing("rule.threshold"))?;
     let fields: Vec<String> = match t.field {
         None => Vec::new(),
         Some(OneOrMany::One(f)) => vec![f],
@@ -603,18 +594,18 @@ fn threshold_kind(
     .filter(|f| !f.trim().is_empty())
     .collect();
     if fields.len() > MAX_THRESHOLD_FIELDS {
-        return Err(invalid(
+        return Err(err.invalid(
             "rule.threshold.field",
             format!("{fields:?}"),
             "expected at most five field names",
         ));
     }
-    let value = t.value.ok_or_else(|| missing("rule.threshold.value"))?;
+    let value = t.value.ok_or_else(|| err.missing("rule.threshold.value"))?;
     let value = u64::try_from(value)
         .ok()
         .filter(|v| *v >= 1)
         .ok_or_else(|| {
-            invalid(
+            err.invalid(
                 "rule.threshold.value",
                 value.to_string(),
                 "expected a positive integer",
@@ -627,15 +618,15 @@ fn threshold_kind(
                 .field
                 .clone()
                 .filter(|f| !f.trim().is_empty())
-                .ok_or_else(|| missing("rule.threshold.cardinality.field"))?;
+                .ok_or_else(|| err.missing("rule.threshold.cardinality.field"))?;
             let n = one
                 .value
-                .ok_or_else(|| missing("rule.threshold.cardinality.value"))?;
+                .ok_or_else(|| err.missing("rule.threshold.cardinality.value"))?;
             let n = u64::try_from(n)
                 .ok()
                 .filter(|n| *n <= threshold::MAX_DISTINCT as u64)
                 .ok_or_else(|| {
-                    invalid(
+                    err.invalid(
                         "rule.threshold.cardinality.value",
                         n.to_string(),
                         "expected 0 to 10000",
@@ -644,7 +635,7 @@ fn threshold_kind(
             Some((field, n))
         }
         more => {
-            return Err(invalid(
+            return Err(err.invalid(
                 "rule.threshold.cardinality",
                 format!("{} entries", more.len()),
                 "expected at most one cardinality entry (Kibana uses one)",
@@ -654,11 +645,7 @@ fn threshold_kind(
     let (Some(interval_ms), Some(from_ms)) =
         (parse_duration_ms(interval), parse_now_minus_ms(from))
     else {
-        return Err(invalid(
-            "rule.interval",
-            interval.to_string(),
-            DATE_MATH_EXPECTED,
-        ));
+        return Err(err.invalid("rule.interval", interval.to_string(), DATE_MATH_EXPECTED));
     };
     threshold::check_windows(interval_ms, from_ms).map_err(|reason| {
         RuleError::UnsupportedQuery {
@@ -673,35 +660,51 @@ fn threshold_kind(
     }))
 }
 
+/// The errors of one rule file's key checks.
+struct KeyErrors<'a>(&'a str);
+
+impl KeyErrors<'_> {
+    fn missing(&self, key: &'static str) -> RuleError {
+        RuleError::Missing {
+            file: self.0.to_string(),
+            key,
+        }
+    }
+
+    fn invalid(&self, key: &'static str, value: String, reason: &'static str) -> RuleError {
+        RuleError::Invalid {
+            file: self.0.to_string(),
+            key,
+            value,
+            reason,
+        }
+    }
+}
+
 const DATE_MATH_EXPECTED: &str =
     "expected Elastic date math now-<N><unit> with N >= 1 and unit one of s, m, h, d, w";
 
 fn new_terms_kind(raw: Option<RawNewTerms>, source: &str) -> Result<RuleKind, RuleError> {
-    let missing = |key: &'static str| RuleError::Missing {
-        file: source.to_string(),
-        key,
-    };
-    let invalid = |key: &'static str, value: String, reason: &'static str| RuleError::Invalid {
-        file: source.to_string(),
-        key,
-        value,
-        reason,
-    };
-    let nt = raw.ok_or_else(|| missing("rule.new_terms"))?;
-    let field = nt.field.ok_or_else(|| missing("rule.new_terms.field"))?;
+    let err = KeyErrors(source);
+    let nt = raw.ok_or_else(|| err.missing("rule.new_terms"))?;
+    let field = nt
+        .field
+        .ok_or_else(|| err.missing("rule.new_terms.field"))?;
     if field != "new_terms_fields" {
-        return Err(invalid(
+        return Err(err.invalid(
             "rule.new_terms.field",
             field,
             "expected \"new_terms_fields\"",
         ));
     }
-    let fields = nt.value.ok_or_else(|| missing("rule.new_terms.value"))?;
+    let fields = nt
+        .value
+        .ok_or_else(|| err.missing("rule.new_terms.value"))?;
     if fields.is_empty()
         || fields.len() > MAX_NEW_TERMS_FIELDS
         || fields.iter().any(|f| f.trim().is_empty())
     {
-        return Err(invalid(
+        return Err(err.invalid(
             "rule.new_terms.value",
             format!("{fields:?}"),
             "expected one to three non-empty field names",
@@ -709,16 +712,16 @@ fn new_terms_kind(raw: Option<RawNewTerms>, source: &str) -> Result<RuleKind, Ru
     }
     let params = nt
         .history_window_start
-        .ok_or_else(|| missing("rule.new_terms.history_window_start"))?;
+        .ok_or_else(|| err.missing("rule.new_terms.history_window_start"))?;
     let param = params
         .into_iter()
         .find(|p| p.field.as_deref() == Some("history_window_start"))
-        .ok_or_else(|| missing("rule.new_terms.history_window_start"))?;
+        .ok_or_else(|| err.missing("rule.new_terms.history_window_start"))?;
     let value = param
         .value
-        .ok_or_else(|| missing("rule.new_terms.history_window_start.value"))?;
+        .ok_or_else(|| err.missing("rule.new_terms.history_window_start.value"))?;
     let history_window_ms = parse_now_minus_ms(&value).ok_or_else(|| {
-        invalid(
+        err.invalid(
             "rule.new_terms.history_window_start",
             value.clone(),
             DATE_MATH_EXPECTED,
