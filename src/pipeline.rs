@@ -18,7 +18,7 @@ use crate::rule::new_terms::{NewTermsGate, TermStore, Verdict};
 use crate::rule::ratecap::{CapRequest, CapSummary, Decision, RateCap};
 use crate::rule::stateful::{self, Finding, Stateful};
 use crate::sink::{Sink, SinkError};
-use crate::source::fanotify::FanEvent;
+use crate::source::fanotify::{FanEvent, Watcher};
 use crate::source::file::{self, Format, SourceError};
 use crate::stats::Stats;
 use std::fmt;
@@ -364,8 +364,9 @@ impl<S: TermStore> Detector<S> {
         notify(&closed, sink)
     }
 
-    /// fanotify sensor of the extended detector: a new symlink in a watched directory. Ignored
-    /// when the extended detector is off or the link is the agent's own.
+    /// Link watchers of the extended detector: a new symlink in a watched directory. Ignored
+    /// when the extended detector is off or the link is the agent's own. A link inotify saw is
+    /// attributed to the newest recent exec naming it ([`ExtendedDetector::creator_of`]).
     pub fn on_fanotify(&mut self, ev: &FanEvent, sink: &mut dyn Sink) -> Result<(), SinkError> {
         let Some(ext) = &mut self.extended else {
             return Ok(());
@@ -373,11 +374,18 @@ impl<S: TermStore> Detector<S> {
         if self.excluded_pid == Some(ev.pid) {
             return Ok(());
         }
-        let me = self
-            .procs
-            .get(ev.pid)
-            .or_else(|| ev.me.clone().map(Arc::new));
         let mut ev = ev.clone();
+        if ev.watcher == Watcher::Inotify && ev.pid == 0 {
+            let procs = &mut self.procs;
+            if let Some((pid, ppid)) = ext.creator_of(&ev.path, |pid| procs.get(pid)) {
+                ev.pid = pid;
+                ev.ppid = Some(ppid);
+            }
+        }
+        let me = match ev.pid {
+            0 => None,
+            pid => self.procs.get(pid).or_else(|| ev.me.clone().map(Arc::new)),
+        };
         ev.ppid = ev.ppid.or_else(|| ext.parent_of(ev.pid));
         let parent = ev.ppid.and_then(|p| self.procs.get(p));
         let Some(doc) = ext.on_fanotify(&ev, me.as_deref(), parent.as_deref(), &self.host) else {

@@ -155,11 +155,12 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
     if opts.extended {
         detector.set_extended(Some(ExtendedDetector::new()?));
     }
-    // fanotify needs the extended detector and a kernel with FAN_REPORT_DFID_NAME (5.9).
+    // The link watchers need the extended detector; fanotify a kernel with FAN_REPORT_DFID_NAME
+    // (5.9), inotify covers what fanotify cannot mark.
     let (fan_sensor, fan_note) = if opts.extended {
         match FanotifySensor::open(&fanotify::watch_dirs()) {
             Ok(sensor) => {
-                let note = format!("on ({})", sensor.dirs().join(" "));
+                let note = sensor.describe();
                 (Some(sensor), note)
             }
             Err(e) => (None, format!("off ({e})")),

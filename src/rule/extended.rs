@@ -25,7 +25,7 @@ use crate::event::{self, ExecView, Host};
 use crate::proc::ProcessInfo;
 use crate::rule::file::{Rule, RuleKind, Severity};
 use crate::rule::kql::{self, KqlError};
-use crate::source::fanotify::FanEvent;
+use crate::source::fanotify::{FanEvent, Watcher};
 
 /// `rule.id` of the extended detector (fixed, so its new-terms history survives upgrades).
 pub const RULE_ID: &str = "11c92b38-ce91-4195-b02c-384615ada437";
@@ -610,15 +610,19 @@ pub enum Sensor {
     Syscall,
     /// Reported by fanotify (`FAN_CREATE` of a symlink in a watched directory).
     Fanotify,
+    /// Reported by inotify (`IN_CREATE` of a symlink in a directory fanotify cannot watch); the
+    /// creator is the newest recent exec whose arguments name the link.
+    Inotify,
 }
 
 impl Sensor {
-    /// The field value: `exec`, `syscall` or `fanotify`.
+    /// The field value: `exec`, `syscall`, `fanotify` or `inotify`.
     pub fn as_str(self) -> &'static str {
         match self {
             Sensor::Exec => "exec",
             Sensor::Syscall => "syscall",
             Sensor::Fanotify => "fanotify",
+            Sensor::Inotify => "inotify",
         }
     }
 }
@@ -689,9 +693,9 @@ impl ExtendedDetector {
         &self.rule
     }
 
-    /// Whether the link at `path` by `pid` was already seen within [`DEDUPE_WINDOW_MS`]; if not,
-    /// remembers it.
-    fn seen(&mut self, pid: u32, path: &str, time_ms: u64) -> bool {
+    /// Whether the link at `path` by `pid` (by any process, with `any_pid`) was already seen
+    /// within [`DEDUPE_WINDOW_MS`]; if not, remembers it.
+    fn seen(&mut self, pid: u32, any_pid: bool, path: &str, time_ms: u64) -> bool {
         while self
             .recent
             .front()
@@ -701,7 +705,7 @@ impl ExtendedDetector {
             self.recent.pop_front();
         }
         let hit = self.recent.iter().any(|r| {
-            r.pid == pid
+            (any_pid || r.pid == pid)
                 && r.time_ms.abs_diff(time_ms) <= DEDUPE_WINDOW_MS
                 && same_link(&r.path, path)
         });
@@ -726,7 +730,9 @@ impl ExtendedDetector {
         let args: Vec<String> = view.me.args().map(String::from).collect();
         let mut first = None;
         for pair in links_of_exec(name, &args, &cwd) {
-            if is_suspicious_pair(&pair) && !self.seen(pid, &pair.path, time_ms) && first.is_none()
+            if is_suspicious_pair(&pair)
+                && !self.seen(pid, false, &pair.path, time_ms)
+                && first.is_none()
             {
                 first = Some(pair);
             }
@@ -747,7 +753,7 @@ impl ExtendedDetector {
         host: &Host,
     ) -> Option<Value> {
         let pair = link_pair(ev);
-        if !is_suspicious_pair(&pair) || self.seen(ev.pid, &pair.path, ev.time.as_millis()) {
+        if !is_suspicious_pair(&pair) || self.seen(ev.pid, false, &pair.path, ev.time.as_millis()) {
             return None;
         }
         Some(link_document(ev, me, parent, host, &pair))
@@ -773,6 +779,21 @@ impl ExtendedDetector {
             .map(|(_, pp)| *pp)
     }
 
+    /// The creator of a link inotify saw at `path`: the newest of the last [`PARENTS_CAPACITY`]
+    /// execs whose arguments name the link (its file name), as `(pid, parent pid)`. `lookup`
+    /// gives what the process table knows of a pid. None when no recent exec names it (a
+    /// program that makes the link from a name it built or read is not found).
+    pub fn creator_of(
+        &self,
+        path: &str,
+        mut lookup: impl FnMut(u32) -> Option<std::sync::Arc<ProcessInfo>>,
+    ) -> Option<(u32, u32)> {
+        let name = path.rsplit('/').next().filter(|n| !n.is_empty())?;
+        self.parents.iter().rev().copied().find(|&(pid, _)| {
+            lookup(pid).is_some_and(|info| info.args().skip(1).any(|a| names(a, name)))
+        })
+    }
+
     /// fanotify sensor: a new symlink at `ev.path` (absolute) made by `ev.pid`. The pair is
     /// resolved as [`link_pair`] resolves a symlink call's, so the dedupe key (pid, link path)
     /// is the same whichever sensor reports first. `me` and `parent` as in [`Self::on_link`].
@@ -786,15 +807,28 @@ impl ExtendedDetector {
         let path = normalize("", &ev.path);
         let target = normalize(dirname(&path), &event::text(&ev.target));
         let pair = LinkPair { target, path };
-        if !is_suspicious_pair(&pair) || self.seen(ev.pid, &pair.path, ev.time_ms) {
+        let inotify = ev.watcher == Watcher::Inotify;
+        if !is_suspicious_pair(&pair) || self.seen(ev.pid, inotify, &pair.path, ev.time_ms) {
             return None;
         }
         Some(fanotify_document(ev, me, parent, host, &pair))
     }
 }
 
-/// The ECS document of a fanotify symlink creation: [`link_document`]'s shape without the audit
-/// facts fanotify does not have (serial, auid, session, tty); `event.action` is `symlink-created`.
+/// Whether `text` (an argument) names the file `name`: `name` occurs in it as a whole word, not
+/// inside a longer file name (`/dev/shm/x`, `'x'` and `x` name `x`; `xy` and `.x` do not).
+fn names(text: &str, name: &str) -> bool {
+    let part_of_name = |c: char| c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | '~' | '+');
+    text.match_indices(name).any(|(at, _)| {
+        let before = text.get(..at).and_then(|t| t.chars().next_back());
+        let after = text.get(at + name.len()..).and_then(|t| t.chars().next());
+        !before.is_some_and(part_of_name) && !after.is_some_and(part_of_name)
+    })
+}
+
+/// The ECS document of a symlink creation a link watcher saw: [`link_document`]'s shape without
+/// the audit facts fanotify does not have (serial, auid, session, tty); `event.action` is
+/// `symlink-created`, `auditsentry.sensor` the watcher (`fanotify` or `inotify`).
 pub fn fanotify_document(
     ev: &FanEvent,
     me: Option<&ProcessInfo>,
@@ -805,6 +839,10 @@ pub fn fanotify_document(
     let time = AuditTime {
         sec: ev.time_ms / 1000,
         msec: u32::try_from(ev.time_ms % 1000).unwrap_or_default(),
+    };
+    let sensor = match ev.watcher {
+        Watcher::Fanotify => Sensor::Fanotify,
+        Watcher::Inotify => Sensor::Inotify,
     };
     let mut process = Map::new();
     process.insert("pid".into(), json!(ev.pid));
@@ -831,14 +869,14 @@ pub fn fanotify_document(
             "category": ["file"],
             "type": ["creation"],
             "action": "symlink-created",
-            "id": format!("fanotify:{}.{:03}:{}", time.sec, time.msec, ev.pid),
+            "id": format!("{}:{}.{:03}:{}", sensor.as_str(), time.sec, time.msec, ev.pid),
         },
         "host": { "os": { "type": "linux" }, "id": host.id, "name": host.name },
         "process": Value::Object(process),
         "file": { "path": pair.path, "target_path": pair.target },
         "user": event::user_object(ev.uid, ev.euid),
     });
-    annotate(&mut doc, Sensor::Fanotify, pair);
+    annotate(&mut doc, sensor, pair);
     doc
 }
 
@@ -916,6 +954,7 @@ mod tests {
     use super::*;
     use crate::audit::link::LinkCall;
     use crate::audit::AuditTime;
+    use std::sync::Arc;
 
     fn s(list: &[&str]) -> Vec<String> {
         list.iter().map(|a| a.to_string()).collect()
@@ -1508,7 +1547,7 @@ mod tests {
         let mut det = ExtendedDetector::new().unwrap();
         let args = ["ln", "-s", "/usr/bin/id", "/tmp/d/"];
         assert!(on_exec(&mut det, (10, 1), "ln", &args, "/").is_some());
-        assert!(det.seen(10, "id", 1_001));
+        assert!(det.seen(10, false, "id", 1_001));
         assert!(same_link("/tmp/d/id", "id"));
         assert!(!same_link("/tmp/d/xid", "id"));
     }
@@ -1558,6 +1597,7 @@ mod tests {
 
     fn fan_event(pid: u32, time_ms: u64, target: &str, path: &str) -> FanEvent {
         FanEvent {
+            watcher: Watcher::Fanotify,
             path: path.to_string(),
             target: target.as_bytes().to_vec(),
             pid,
@@ -1583,6 +1623,74 @@ mod tests {
         assert!(det.on_fanotify(&fan, None, None, &host()).is_some());
         let ev = link_event(11, 1, "/usr/bin/id", "/tmp/y", "/");
         assert_eq!(det.on_link(&ev, None, None, &host()), None);
+    }
+
+    #[test]
+    fn an_inotify_report_dedupes_with_any_pid_and_names_its_sensor() {
+        let mut det = ExtendedDetector::new().unwrap();
+        let mut ino = fan_event(0, 1_000, "/usr/bin/id", "/dev/shm/x");
+        ino.watcher = Watcher::Inotify;
+        // Audit's report of the same link (its pid, which inotify does not know) comes first.
+        let call = link_event(77, 1, "/usr/bin/id", "/dev/shm/x", "/");
+        assert!(det.on_link(&call, None, None, &host()).is_some());
+        assert_eq!(det.on_fanotify(&ino, None, None, &host()), None);
+        // Alone, it alerts, as the inotify sensor.
+        let mut alone = fan_event(0, 1_000, "/usr/bin/id", "/dev/shm/y");
+        alone.watcher = Watcher::Inotify;
+        let doc = det.on_fanotify(&alone, None, None, &host()).expect("alert");
+        assert_eq!(doc["auditsentry"]["sensor"], "inotify");
+        assert_eq!(
+            doc["event"]["id"]
+                .as_str()
+                .map(|s| s.starts_with("inotify:")),
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn the_creator_of_an_inotify_link_is_the_newest_exec_naming_it() {
+        let mut det = ExtendedDetector::new().unwrap();
+        let shell = [
+            "dash",
+            "-c",
+            "perl -e 'symlink q(/usr/bin/id), q(/dev/shm/evil)'",
+        ];
+        let perl = ["perl", "-e", "symlink q(/usr/bin/id), q(/dev/shm/evil)"];
+        let mut table = std::collections::HashMap::new();
+        for (pid, ppid, args) in [
+            (20, 1, &shell[..]),
+            (21, 20, &perl[..]),
+            (22, 1, &["true"][..]),
+        ] {
+            on_exec(&mut det, (pid, ppid), args[0], args, "/");
+            table.insert(pid, Arc::new(ProcessInfo::new(None, Some(args[0]), args)));
+        }
+        let lookup = |pid| table.get(&pid).cloned();
+        assert_eq!(det.creator_of("/dev/shm/evil", lookup), Some((21, 20)));
+        // argv[0] does not count, a name inside a longer word is not named, and a name no exec
+        // gave is nobody's.
+        assert_eq!(det.creator_of("/dev/shm/true", lookup), None);
+        assert_eq!(det.creator_of("/dev/shm/sym", lookup), None);
+        assert_eq!(det.creator_of("/dev/shm/other", lookup), None);
+        assert_eq!(det.creator_of("/dev/shm/", lookup), None);
+        // A name only the shell's command line holds is the shell's.
+        assert_eq!(det.creator_of("/tmp/perl", lookup), Some((20, 1)));
+    }
+
+    #[test]
+    fn names_is_a_whole_word_match() {
+        for (text, name, want) in [
+            ("/dev/shm/x", "x", true),
+            ("symlink 'id', 'x';", "x", true),
+            ("x", "x", true),
+            ("/dev/shm/xy", "x", false),
+            ("/dev/shm/.x", "x", false),
+            ("a-x", "x", false),
+            ("é x", "x", true),
+            ("xéx", "é", false),
+        ] {
+            assert_eq!(names(text, name), want, "{text:?} names {name:?}");
+        }
     }
 
     #[test]

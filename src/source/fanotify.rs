@@ -1,15 +1,21 @@
-//! The fanotify sensor: new symlinks in the suspicious directories, reported by the kernel's
-//! fanotify (`FAN_CREATE` with `FAN_REPORT_DFID_NAME`, Linux ≥ 5.9) whether or not audit saw the
-//! call. It feeds the extended detector only.
+//! The link watchers: new symlinks in the suspicious directories, reported by the kernel whether
+//! or not audit saw the call. They feed the extended detector only.
 //!
-//! One fanotify group watches one directory (an inode mark with `FAN_CREATE`), so the directory
-//! of an event is known from the group it arrived on and the directory file handle in the event
-//! never needs resolving. The raw event bytes are parsed here ([`Events`]): nix's
-//! `read_events` does not expose the name record. The limit of inode marks: only direct
-//! children of a watched directory are seen (`/tmp/x`, not `/tmp/d/x`), and `/home/*` is the list
-//! of home directories at start.
+//! fanotify (`FAN_CREATE` with `FAN_REPORT_DFID_NAME`, Linux ≥ 5.9) names the new entry and the
+//! creating process. One fanotify group watches one directory (an inode mark with `FAN_CREATE`),
+//! so the directory of an event is known from the group it arrived on and the directory file
+//! handle in the event never needs resolving. The raw event bytes are parsed here ([`Events`]):
+//! nix's `read_events` does not expose the name record. A directory fanotify cannot mark (older
+//! kernels; a file system that cannot report file handles, such as tmpfs on Linux 5.10) is
+//! watched with inotify instead (`IN_CREATE`, every kernel since 2.6.13), which names the entry
+//! but not its creator: the extended detector finds the creator among the recent execs.
+//! The limit of both: only direct children of a watched directory are seen (`/tmp/x`, not
+//! `/tmp/d/x`), and `/home/*` is the list of home directories at start.
 //!
-//! A reader thread polls the groups (non-blocking, every [`POLL_PERIOD`]), keeps what is a
+//! A directory is reached the way the host's init sees it: when this process has a `/tmp` of its
+//! own (a service with `PrivateTmp=`), the host's is marked through `/proc/1/root/tmp`.
+//!
+//! A reader thread polls the watchers (non-blocking, every [`POLL_PERIOD`]), keeps what is a
 //! symlink, reads its target and the creator's `/proc` facts while the creator is most likely
 //! alive, and sends a [`FanEvent`] to the worker on its own channel after [`GRACE`].
 
@@ -18,9 +24,11 @@ use crate::procfs::ProcFs;
 use crossbeam_channel::{Sender, TrySendError};
 use nix::errno::Errno;
 use nix::sys::fanotify::{EventFFlags, Fanotify, InitFlags, MarkFlags, MaskFlags};
+use nix::sys::inotify::{self, AddWatchFlags, Inotify, WatchDescriptor};
 use std::collections::VecDeque;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -201,14 +209,26 @@ fn parse_one(b: &[u8]) -> Result<(RawEvent, usize), FanParseError> {
     ))
 }
 
-/// A new symlink seen by fanotify, with what `/proc` said of its creator when it was read.
+/// Which kernel interface reported a new link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watcher {
+    /// fanotify: names the creating process.
+    Fanotify,
+    /// inotify: names the entry only; the creator is found among the recent execs.
+    Inotify,
+}
+
+/// A new symlink seen by a link watcher, with what `/proc` said of its creator when it was read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FanEvent {
-    /// Absolute path of the new link (watched directory + name).
+    /// Which watcher saw it.
+    pub watcher: Watcher,
+    /// Absolute path of the new link (watched directory + name), as the host names it.
     pub path: String,
     /// The link's text, as `readlink` returned it.
     pub target: Vec<u8>,
-    /// The creating process (thread-group id, as audit's `pid=`).
+    /// The creating process (thread-group id, as audit's `pid=`); 0 when inotify saw the link
+    /// and the creator is not known yet.
     pub pid: u32,
     /// Its parent, from `/proc/PID/status`, if it was still there.
     pub ppid: Option<u32>,
@@ -241,15 +261,15 @@ pub fn status_ids(text: &str) -> (Option<u32>, Option<u32>, Option<u32>) {
     (ppid, uid, euid)
 }
 
-/// Why the sensor could not start.
+/// Why the link watchers could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum FanotifyError {
     /// `fanotify_init` refused (no fanotify, no `FAN_REPORT_DFID_NAME` before 5.9, not root).
     #[error("fanotify_init with FAN_REPORT_DFID_NAME failed: {0}")]
     Init(Errno),
-    /// No watched directory could be marked.
-    #[error("no directory could be watched")]
-    NothingWatched,
+    /// No directory could be watched, by fanotify or inotify.
+    #[error("no directory could be watched ({0})")]
+    NothingWatched(String),
 }
 
 fn init_group() -> Result<Fanotify, Errno> {
@@ -260,67 +280,235 @@ fn init_group() -> Result<Fanotify, Errno> {
     Fanotify::init(flags, EventFFlags::O_RDONLY | EventFFlags::O_CLOEXEC)
 }
 
-/// Whether this kernel (and our privileges) allow the sensor: a group is opened and closed.
+/// Whether this kernel (and our privileges) allow fanotify: a group is opened and closed.
 pub fn available() -> Result<(), FanotifyError> {
     init_group().map(drop).map_err(FanotifyError::Init)
 }
 
-/// [`WATCH_DIRS`] that exist, then each directory in `/home`, sorted.
-pub fn watch_dirs() -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = WATCH_DIRS
+/// A directory to watch: the name alerts give it, and the path this process opens it by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchDir {
+    /// The directory as the host names it (`/tmp`).
+    pub name: String,
+    /// Where this process reaches the host's directory: `name`, or the same under
+    /// [`HOST_ROOT`] when this process's mount namespace has a directory of its own there.
+    pub open_path: PathBuf,
+}
+
+/// The host's file system as its init sees it (needs CAP_SYS_PTRACE over pid 1).
+pub const HOST_ROOT: &str = "/proc/1/root";
+
+impl WatchDir {
+    /// `name` as the host sees it: through [`HOST_ROOT`] when our own `name` is another
+    /// directory (a service's private `/tmp`), else `name` itself.
+    pub fn host(name: &str) -> WatchDir {
+        let theirs = Path::new(HOST_ROOT).join(name.trim_start_matches('/'));
+        let open_path = match (std::fs::metadata(name), std::fs::metadata(&theirs)) {
+            (Ok(own), Ok(host)) if (own.dev(), own.ino()) != (host.dev(), host.ino()) => theirs,
+            _ => PathBuf::from(name),
+        };
+        WatchDir {
+            name: name.trim_end_matches('/').to_string(),
+            open_path,
+        }
+    }
+
+    /// Whether the host's directory is reached through [`HOST_ROOT`].
+    pub fn through_host_root(&self) -> bool {
+        self.open_path != Path::new(&self.name)
+    }
+}
+
+/// [`WATCH_DIRS`] that exist, then each directory in `/home`, sorted — as the host sees them.
+pub fn watch_dirs() -> Vec<WatchDir> {
+    let mut dirs: Vec<WatchDir> = WATCH_DIRS
         .iter()
-        .map(PathBuf::from)
-        .filter(|d| d.is_dir())
+        .map(|d| WatchDir::host(d))
+        .filter(|d| d.open_path.is_dir())
         .collect();
-    let mut homes: Vec<PathBuf> = std::fs::read_dir("/home")
+    let home = WatchDir::host("/home");
+    let mut homes: Vec<String> = std::fs::read_dir(&home.open_path)
         .map(|rd| {
             rd.filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|p| p.is_dir())
+                .filter(|e| e.path().is_dir())
+                .map(|e| format!("/home/{}", e.file_name().to_string_lossy()))
                 .collect()
         })
         .unwrap_or_default();
     homes.sort();
-    dirs.extend(homes);
+    dirs.extend(homes.iter().map(|h| WatchDir::host(h)));
     dirs
 }
 
-/// The fanotify groups, one per watched directory.
+/// What a failed fanotify mark means, for the start line.
+fn mark_refusal(e: Errno) -> String {
+    match e {
+        Errno::ENODEV => "ENODEV: its file system has no file handles for fanotify".into(),
+        Errno::EXDEV => "EXDEV: its file system reports no unique fsid to fanotify".into(),
+        Errno::EOPNOTSUPP => "EOPNOTSUPP: its file system cannot report file handles".into(),
+        e => e.to_string(),
+    }
+}
+
+/// The inotify watch of the directories fanotify could not mark.
+#[derive(Debug)]
+struct InotifyWatch {
+    fd: Inotify,
+    dirs: Vec<(WatchDescriptor, WatchDir)>,
+}
+
+/// The link watchers: one fanotify group per directory it can mark, one inotify instance for
+/// the rest.
 #[derive(Debug)]
 pub struct FanotifySensor {
-    groups: Vec<(String, Fanotify)>,
+    groups: Vec<(WatchDir, Fanotify)>,
+    inotify: Option<InotifyWatch>,
+    /// Each directory inotify watches instead of fanotify, with fanotify's refusal.
+    fallbacks: Vec<(String, String)>,
+    /// Each directory nothing watches, with why.
+    unwatched: Vec<(String, String)>,
 }
 
 impl FanotifySensor {
-    /// Opens one group per directory of `dirs` with a `FAN_CREATE` mark on it. The first
-    /// `fanotify_init` failure means no sensor; a directory that cannot be marked is left out.
-    pub fn open(dirs: &[PathBuf]) -> Result<FanotifySensor, FanotifyError> {
-        let mut groups = Vec::new();
-        for dir in dirs {
-            let group = init_group().map_err(FanotifyError::Init)?;
-            let Ok(handle) = std::fs::File::open(dir) else {
-                continue;
+    /// Marks each directory of `dirs` for `FAN_CREATE` in a fanotify group of its own; a
+    /// directory fanotify refuses (or every directory, when `fanotify_init` fails) gets an
+    /// inotify `IN_CREATE` watch instead. Fails only when nothing could be watched.
+    pub fn open(dirs: &[WatchDir]) -> Result<FanotifySensor, FanotifyError> {
+        FanotifySensor::open_with(dirs, true)
+    }
+
+    /// [`FanotifySensor::open`], or with inotify alone when `try_fanotify` is false.
+    fn open_with(dirs: &[WatchDir], try_fanotify: bool) -> Result<FanotifySensor, FanotifyError> {
+        let mut sensor = FanotifySensor {
+            groups: Vec::new(),
+            inotify: None,
+            fallbacks: Vec::new(),
+            unwatched: Vec::new(),
+        };
+        let mut init_refused = None;
+        let mut to_inotify = Vec::new();
+        if !try_fanotify {
+            to_inotify.extend(dirs.iter().map(|d| (d, "not tried".to_string())));
+        }
+        for dir in dirs.iter().filter(|_| try_fanotify) {
+            let handle = match std::fs::File::open(&dir.open_path) {
+                Ok(h) => h,
+                Err(e) => {
+                    sensor.unwatched.push((dir.name.clone(), e.to_string()));
+                    continue;
+                }
             };
-            let marked = group.mark(
+            if let Some(e) = init_refused {
+                to_inotify.push((dir, format!("fanotify_init: {e}")));
+                continue;
+            }
+            let group = match init_group() {
+                Ok(g) => g,
+                Err(e) => {
+                    init_refused = Some(e);
+                    to_inotify.push((dir, format!("fanotify_init: {e}")));
+                    continue;
+                }
+            };
+            match group.mark(
                 MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_ONLYDIR,
                 MaskFlags::FAN_CREATE | MaskFlags::FAN_EVENT_ON_CHILD,
                 handle.as_fd(),
                 None::<&Path>,
-            );
-            if marked.is_ok() {
-                let name = String::from_utf8_lossy(dir.as_os_str().as_bytes()).into_owned();
-                groups.push((name.trim_end_matches('/').to_string(), group));
+            ) {
+                Ok(()) => sensor.groups.push((dir.clone(), group)),
+                Err(e) => to_inotify.push((dir, mark_refusal(e))),
             }
         }
-        if groups.is_empty() {
-            return Err(FanotifyError::NothingWatched);
+        if !to_inotify.is_empty() {
+            match Inotify::init(inotify::InitFlags::IN_NONBLOCK | inotify::InitFlags::IN_CLOEXEC) {
+                Ok(fd) => {
+                    let mut watched = Vec::new();
+                    for (dir, why) in to_inotify {
+                        let flags = AddWatchFlags::IN_CREATE | AddWatchFlags::IN_ONLYDIR;
+                        match fd.add_watch(&dir.open_path, flags) {
+                            Ok(wd) => {
+                                watched.push((wd, dir.clone()));
+                                sensor.fallbacks.push((dir.name.clone(), why));
+                            }
+                            Err(e) => sensor
+                                .unwatched
+                                .push((dir.name.clone(), format!("{why}; inotify: {e}"))),
+                        }
+                    }
+                    if !watched.is_empty() {
+                        sensor.inotify = Some(InotifyWatch { fd, dirs: watched });
+                    }
+                }
+                Err(e) => {
+                    for (dir, why) in to_inotify {
+                        let why = format!("{why}; inotify_init: {e}");
+                        sensor.unwatched.push((dir.name.clone(), why));
+                    }
+                }
+            }
         }
-        Ok(FanotifySensor { groups })
+        if sensor.groups.is_empty() && sensor.inotify.is_none() {
+            return Err(match init_refused {
+                Some(e) if sensor.unwatched.is_empty() => FanotifyError::Init(e),
+                _ => FanotifyError::NothingWatched(sensor.describe()),
+            });
+        }
+        Ok(sensor)
     }
 
-    /// The watched directories.
+    /// The directories fanotify watches.
     pub fn dirs(&self) -> Vec<&str> {
-        self.groups.iter().map(|(d, _)| d.as_str()).collect()
+        self.groups.iter().map(|(d, _)| d.name.as_str()).collect()
+    }
+
+    /// What is watched and how, for the start line: `fanotify: on (/tmp /root); inotify: on
+    /// (/dev/shm: fanotify refused it: ENODEV …); not watched: …`. A directory reached through
+    /// [`HOST_ROOT`] says so.
+    pub fn describe(&self) -> String {
+        let name = |d: &WatchDir| {
+            if d.through_host_root() {
+                format!(
+                    "{} (the host's, via {HOST_ROOT}: this process's own is private)",
+                    d.name
+                )
+            } else {
+                d.name.clone()
+            }
+        };
+        let mut out = if self.groups.is_empty() {
+            "off".to_string()
+        } else {
+            let dirs: Vec<String> = self.groups.iter().map(|(d, _)| name(d)).collect();
+            format!("on ({})", dirs.join(" "))
+        };
+        if let Some(watch) = &self.inotify {
+            let dirs: Vec<String> = watch
+                .dirs
+                .iter()
+                .map(|(_, d)| {
+                    let why = self
+                        .fallbacks
+                        .iter()
+                        .find(|(n, _)| *n == d.name)
+                        .map_or("", |(_, w)| w.as_str());
+                    format!("{}: fanotify refused it: {why}", name(d))
+                })
+                .collect();
+            out.push_str(&format!(
+                "; inotify: on ({}; creator from recent execs)",
+                dirs.join("; ")
+            ));
+        }
+        if !self.unwatched.is_empty() {
+            let dirs: Vec<String> = self
+                .unwatched
+                .iter()
+                .map(|(n, w)| format!("{n}: {w}"))
+                .collect();
+            out.push_str(&format!("; not watched: {}", dirs.join("; ")));
+        }
+        out
     }
 }
 
@@ -363,32 +551,48 @@ fn wall_ms() -> u64 {
 }
 
 /// The [`FanEvent`] of a created entry `name` in `dir`, if the entry is (still) a symlink.
-fn symlink_event(dir: &str, name: &[u8], pid: i32, procfs: &ProcFs) -> Option<FanEvent> {
-    let path = format!("{dir}/{}", String::from_utf8_lossy(name));
-    let meta = std::fs::symlink_metadata(&path).ok()?;
+/// `creator` is fanotify's pid (an event without one, from another pid namespace, is dropped);
+/// inotify's events have none.
+fn symlink_event(
+    watcher: Watcher,
+    dir: &WatchDir,
+    name: &[u8],
+    creator: Option<i32>,
+    procfs: &ProcFs,
+) -> Option<FanEvent> {
+    let at = dir.open_path.join(std::ffi::OsStr::from_bytes(name));
+    let meta = std::fs::symlink_metadata(&at).ok()?;
     if !meta.file_type().is_symlink() {
         return None;
     }
-    let target = std::fs::read_link(&path).ok()?.into_os_string().into_vec();
-    let pid = u32::try_from(pid).ok().filter(|p| *p > 0)?;
-    let proc_dir = procfs.root().join(pid.to_string());
-    let (ppid, uid, euid) = std::fs::read_to_string(proc_dir.join("status"))
-        .map(|s| status_ids(&s))
-        .unwrap_or_default();
-    let cwd = std::fs::read_link(proc_dir.join("cwd"))
-        .ok()
-        .map(|p| String::from_utf8_lossy(p.as_os_str().as_bytes()).into_owned());
-    Some(FanEvent {
+    let target = std::fs::read_link(&at).ok()?.into_os_string().into_vec();
+    let path = format!("{}/{}", dir.name, String::from_utf8_lossy(name));
+    let mut ev = FanEvent {
+        watcher,
         path,
         target,
-        pid,
-        ppid,
-        uid,
-        euid,
-        cwd,
-        me: procfs.lookup(pid),
+        pid: 0,
+        ppid: None,
+        uid: None,
+        euid: None,
+        cwd: None,
+        me: None,
         time_ms: wall_ms(),
-    })
+    };
+    let Some(pid) = creator else {
+        return Some(ev);
+    };
+    let pid = u32::try_from(pid).ok().filter(|p| *p > 0)?;
+    let proc_dir = procfs.root().join(pid.to_string());
+    (ev.ppid, ev.uid, ev.euid) = std::fs::read_to_string(proc_dir.join("status"))
+        .map(|s| status_ids(&s))
+        .unwrap_or_default();
+    ev.cwd = std::fs::read_link(proc_dir.join("cwd"))
+        .ok()
+        .map(|p| String::from_utf8_lossy(p.as_os_str().as_bytes()).into_owned());
+    ev.pid = pid;
+    ev.me = procfs.lookup(pid);
+    Some(ev)
 }
 
 /// Starts the reader thread over `sensor`'s groups; new symlinks go to `tx` (a full channel
@@ -423,6 +627,14 @@ pub fn spawn(
                     }
                 }
                 let mut busy = false;
+                let mut hold = |fan: FanEvent| {
+                    stats2.symlinks.fetch_add(1, Ordering::Relaxed);
+                    if held.len() >= HELD_MAX {
+                        stats2.channel_drops.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        held.push_back((Instant::now(), fan));
+                    }
+                };
                 for (dir, group) in &sensor.groups {
                     let n = match nix::unistd::read(group.as_fd(), &mut buf) {
                         Ok(n) => n,
@@ -446,14 +658,37 @@ pub fn spawn(
                         else {
                             continue;
                         };
-                        let Some(fan) = symlink_event(dir, name, ev.pid, &procfs) else {
-                            continue;
-                        };
-                        stats2.symlinks.fetch_add(1, Ordering::Relaxed);
-                        if held.len() >= HELD_MAX {
-                            stats2.channel_drops.fetch_add(1, Ordering::Relaxed);
-                        } else {
-                            held.push_back((Instant::now(), fan));
+                        if let Some(fan) =
+                            symlink_event(Watcher::Fanotify, dir, name, Some(ev.pid), &procfs)
+                        {
+                            hold(fan);
+                        }
+                    }
+                }
+                if let Some(watch) = &sensor.inotify {
+                    match watch.fd.read_events() {
+                        Ok(evs) => {
+                            busy = true;
+                            for ev in evs {
+                                stats2.events.fetch_add(1, Ordering::Relaxed);
+                                if ev.mask.contains(AddWatchFlags::IN_Q_OVERFLOW) {
+                                    stats2.lost.fetch_add(1, Ordering::Relaxed);
+                                }
+                                let dir = watch.dirs.iter().find(|(wd, _)| *wd == ev.wd);
+                                let (Some((_, dir)), Some(name)) = (dir, ev.name) else {
+                                    continue;
+                                };
+                                let name = name.into_vec();
+                                if let Some(fan) =
+                                    symlink_event(Watcher::Inotify, dir, &name, None, &procfs)
+                                {
+                                    hold(fan);
+                                }
+                            }
+                        }
+                        Err(Errno::EAGAIN | Errno::EINTR) => {}
+                        Err(_) => {
+                            stats2.lost.fetch_add(1, Ordering::Relaxed);
                         }
                     }
                 }
@@ -606,6 +841,55 @@ mod tests {
                 name: None,
             })]
         );
+    }
+
+    fn dir(path: &Path) -> WatchDir {
+        WatchDir {
+            name: path.display().to_string(),
+            open_path: path.to_path_buf(),
+        }
+    }
+
+    #[test]
+    fn our_own_directories_are_the_hosts_when_we_share_its_mounts() {
+        // The test runs in the host's mount namespace (or one whose /tmp is the same).
+        let tmp = WatchDir::host("/tmp/");
+        assert_eq!(tmp.name, "/tmp");
+        assert!(!tmp.through_host_root() || Path::new(HOST_ROOT).join("tmp").is_dir());
+    }
+
+    #[test]
+    fn inotify_watches_what_fanotify_does_not_and_names_each_new_symlink() {
+        let td = tempfile::tempdir().expect("tempdir");
+        let missing = td.path().join("missing");
+        let dirs = [dir(td.path()), dir(&missing)];
+        let sensor = FanotifySensor::open_with(&dirs, false).expect("inotify works everywhere");
+        let text = sensor.describe();
+        assert!(text.starts_with("off; inotify: on ("), "{text}");
+        assert!(text.contains(&format!("{}: fanotify refused it: not tried", td.path().display())));
+        assert!(text.contains(&format!("not watched: {}:", missing.display())), "{text}");
+
+        let (tx, rx) = crossbeam_channel::bounded(4);
+        let reader = spawn(sensor, tx, ProcFs::new()).expect("reader");
+        std::fs::write(td.path().join("plain"), b"x").expect("file");
+        std::os::unix::fs::symlink("/usr/bin/id", td.path().join("evil")).expect("symlink");
+        let ev = rx
+            .recv_timeout(GRACE + Duration::from_secs(5))
+            .expect("the symlink is reported");
+        reader.stop();
+        assert_eq!(ev.watcher, Watcher::Inotify);
+        assert_eq!(ev.path, format!("{}/evil", td.path().display()));
+        assert_eq!(ev.target, b"/usr/bin/id");
+        assert_eq!((ev.pid, ev.ppid, ev.me), (0, None, None));
+        assert!(rx.try_recv().is_err(), "a plain file is no link");
+    }
+
+    #[test]
+    fn nothing_to_watch_is_an_error_naming_why() {
+        let td = tempfile::tempdir().expect("tempdir");
+        let err = FanotifySensor::open_with(&[dir(&td.path().join("none"))], false)
+            .expect_err("nothing watched");
+        assert!(err.to_string().contains("not watched:"), "{err}");
     }
 
     #[test]
