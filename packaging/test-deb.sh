@@ -111,11 +111,13 @@ dpkg -i "$deb"
 for f in /usr/sbin/auditsentry /etc/auditsentry/auditsentry.toml \
   /etc/auditsentry/rules/defense_evasion_symlink_binary_to_writable_dir.toml \
   /etc/init.d/auditsentry /lib/systemd/system/auditsentry.service \
-  /etc/audit/rules.d/auditsentry.rules /etc/audit/plugins.d/auditsentry.conf \
+  /etc/audit/plugins.d/auditsentry.conf /usr/share/doc/auditsentry/examples/auditsentry.rules \
   /etc/logrotate.d/auditsentry /usr/share/man/man8/auditsentry.8.gz \
   /usr/share/doc/auditsentry/copyright; do
   [ -e "$f" ] || fail "missing $f"
 done
+# Audit rules that outlive the agent are the operator's choice, never the package's.
+[ ! -e /etc/audit/rules.d/auditsentry.rules ] || fail "an active /etc/audit/rules.d file was installed"
 [ -d /var/lib/auditsentry ] && [ "$(stat -c %a /var/lib/auditsentry)" = 750 ] || fail "/var/lib/auditsentry not 0750"
 ls /etc/rc2.d/S*auditsentry >/dev/null 2>&1 || fail "init script not enabled (no /etc/rc2.d link)"
 ok "files at their places"
@@ -126,10 +128,10 @@ fi
 conffiles=$(dpkg-query -W -f='${Conffiles}\n' auditsentry)
 for f in /etc/auditsentry/auditsentry.toml \
   /etc/auditsentry/rules/defense_evasion_symlink_binary_to_writable_dir.toml \
-  /etc/init.d/auditsentry /etc/audit/rules.d/auditsentry.rules \
-  /etc/audit/plugins.d/auditsentry.conf /etc/logrotate.d/auditsentry; do
+  /etc/init.d/auditsentry /etc/audit/plugins.d/auditsentry.conf /etc/logrotate.d/auditsentry; do
   grep -q "^ $f " <<<"$conffiles" || fail "$f is not a registered conffile"
 done
+grep -q "/etc/audit/rules.d/" <<<"$conffiles" && fail "an audit rules file is a conffile: $conffiles"
 ok "conffiles registered"
 got=$(auditsentry --version)
 [ "$got" = "auditsentry $version" ] || fail "--version says '$got', package is $version"

@@ -177,8 +177,9 @@ impl fmt::Display for KernelError {
             }
             KernelError::Locked { missing } => write!(
                 f,
-                "kernel audit rules are locked (enabled=2) and no rule audits every execve; add to \
-                 /etc/audit/rules.d/auditsentry.rules and reboot: {}",
+                "kernel audit rules are locked (enabled=2) and no rule audits every execve; copy \
+                 /usr/share/doc/auditsentry/examples/auditsentry.rules to /etc/audit/rules.d/ and \
+                 reboot, or add: {}",
                 missing.join(" ; ")
             ),
             KernelError::Journal(e) => write!(f, "{e}; the kernel was not changed"),
