@@ -41,6 +41,10 @@ fn main() -> ExitCode {
     // Whatever the caller's umask, what the agent creates (state, captures, status, journals)
     // is its owner's alone; outputs meant for a group (the JSON files, 0640) set their mode.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
+    // Transparent huge pages off: where the kernel's mode is `always` (Debian's default), each
+    // 2 MiB region the allocator touches at all became a resident huge page, and the idle agent
+    // took 48 MiB instead of 9 (docs/memory.md). A kernel without the flag (before 3.15) refuses.
+    let _ = nix::sys::prctl::set_thp_disable(true);
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Replay(args) => replay(*args),
@@ -266,18 +270,35 @@ fn default_config() -> Result<Config> {
     })
 }
 
-/// Daemon log lines: stderr always (the journal or the init script's log), syslog when enabled.
+/// Daemon log lines, each written once to the journal: to syslog when it is on (which on a
+/// systemd host is the journal's socket too), and to stderr as well unless stderr is the
+/// journal (`JOURNAL_STREAM`, set by systemd). When syslog is off or refuses the line, stderr.
 struct DaemonLog {
     syslog: Option<Facility>,
+    stderr_is_journal: bool,
 }
 
 impl Log for DaemonLog {
     fn line(&mut self, text: &str) {
-        eprintln!("auditsentry: {text}");
-        if let Some(facility) = self.syslog {
-            let _ = syslog::log_status(facility, text);
+        let sent = self
+            .syslog
+            .is_some_and(|facility| syslog::log_status(facility, text).is_ok());
+        if !(sent && self.stderr_is_journal) {
+            eprintln!("auditsentry: {text}");
         }
     }
+}
+
+/// Whether stderr is the journal: systemd names the stream it connected in `JOURNAL_STREAM`
+/// (`DEVICE:INODE`), which a child's redirected stderr no longer matches.
+fn stderr_is_journal() -> bool {
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Ok(st) = nix::sys::stat::fstat(std::io::stderr()) else {
+        return false;
+    };
+    stream.to_str() == Some(format!("{}:{}", st.st_dev, st.st_ino).as_str())
 }
 
 fn run(args: RunArgs) -> Result<ExitCode> {
@@ -357,6 +378,7 @@ fn run_daemon(
     let mut sink = outputs_from(&cfg, Mode::Run)?;
     let mut log = DaemonLog {
         syslog: cfg.syslog.enabled.then_some(cfg.syslog.facility),
+        stderr_is_journal: stderr_is_journal(),
     };
     daemon::run(opts, &mut sink, &mut log)?;
     Ok(ExitCode::SUCCESS)
