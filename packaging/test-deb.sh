@@ -76,6 +76,10 @@ rules0=$(kernel_rules)
 [ "$(our_rules)" -eq 0 ] || fail "rules with key auditsentry are already loaded"
 echo "audit enabled=$enabled0, $rules0 rule(s) loaded"
 
+# postinst keeps an existing state directory as it is (an administrator's mode survives).
+state_before=$(stat -c '%a %U:%G, changed %z' /var/lib/auditsentry 2>/dev/null || echo "none")
+echo "state directory before install: $state_before"
+
 step "lintian"
 command -v lintian >/dev/null || apt-get install -y -qq lintian >/dev/null
 lintian --fail-on error,warning --display-info "$deb" || fail "lintian"
@@ -118,7 +122,9 @@ for f in /usr/sbin/auditsentry /etc/auditsentry/auditsentry.toml \
 done
 # Audit rules that outlive the agent are the operator's choice, never the package's.
 [ ! -e /etc/audit/rules.d/auditsentry.rules ] || fail "an active /etc/audit/rules.d file was installed"
-[ -d /var/lib/auditsentry ] && [ "$(stat -c %a /var/lib/auditsentry)" = 750 ] || fail "/var/lib/auditsentry not 0750"
+[ -d /var/lib/auditsentry ] && [ "$(stat -c %a /var/lib/auditsentry)" = 750 ] ||
+  fail "/var/lib/auditsentry not 0750: $(stat -c '%a %U:%G, changed %z' /var/lib/auditsentry 2>&1)" \
+    "(postinst keeps a directory that existed before install: $state_before)"
 ls /etc/rc2.d/S*auditsentry >/dev/null 2>&1 || fail "init script not enabled (no /etc/rc2.d link)"
 ok "files at their places"
 if command -v systemd-analyze >/dev/null; then
