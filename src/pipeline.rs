@@ -377,7 +377,7 @@ impl<S: TermStore> Detector<S> {
         let mut ev = ev.clone();
         if ev.watcher == Watcher::Inotify && ev.pid == 0 {
             let procs = &mut self.procs;
-            if let Some((pid, ppid)) = ext.creator_of(&ev.path, |pid| procs.get(pid)) {
+            if let Some((pid, ppid)) = ext.creator_of(&ev.path, ev.time_ms, |pid| procs.get(pid)) {
                 ev.pid = pid;
                 ev.ppid = Some(ppid);
             }

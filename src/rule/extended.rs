@@ -39,8 +39,10 @@ pub const DEDUPE_WINDOW_MS: u64 = 5_000;
 /// Most remembered recent links (bounded memory whatever the input).
 const DEDUPE_CAPACITY: usize = 4096;
 
-/// Most remembered (pid, parent pid) pairs of recent execs, for fanotify's attribution.
-pub const PARENTS_CAPACITY: usize = 1024;
+/// Most remembered recent execs (pid, parent pid, time), for the link watchers' attribution:
+/// inotify's report reaches the detector 1.5 s after the link was made, so at 2,000 exec/s the
+/// creator is among the last 3,000.
+pub const PARENTS_CAPACITY: usize = 4096;
 
 /// The seed's new-terms history window: 10 days.
 const HISTORY_WINDOW_MS: u64 = 10 * 24 * 3600 * 1000;
@@ -653,7 +655,15 @@ fn same_link(a: &str, b: &str) -> bool {
 pub struct ExtendedDetector {
     rule: Rule,
     recent: VecDeque<Recent>,
-    parents: VecDeque<(u32, u32)>,
+    parents: VecDeque<RecentExec>,
+}
+
+/// An exec the link watchers may attribute a link to.
+#[derive(Debug, Clone, Copy)]
+struct RecentExec {
+    pid: u32,
+    ppid: u32,
+    time_ms: u64,
 }
 
 impl ExtendedDetector {
@@ -724,7 +734,7 @@ impl ExtendedDetector {
     /// suspicious link — or `None`.
     pub fn on_exec(&mut self, view: &ExecView<'_>, time_ms: u64) -> Option<Value> {
         let pid = view.ev.pid;
-        self.remember_parent(pid, view.ev.ppid);
+        self.remember_exec(pid, view.ev.ppid, time_ms);
         let name = view.me.name()?;
         let cwd = view.ev.cwd.as_deref().map(event::text).unwrap_or_default();
         let args: Vec<String> = view.me.args().map(String::from).collect();
@@ -759,13 +769,13 @@ impl ExtendedDetector {
         Some(link_document(ev, me, parent, host, &pair))
     }
 
-    /// Remembers the parent of a recent exec (bounded, oldest forgotten first).
-    fn remember_parent(&mut self, pid: u32, ppid: u32) {
-        self.parents.retain(|(p, _)| *p != pid);
+    /// Remembers a recent exec (bounded, oldest forgotten first; lookups take the newest of a
+    /// pid).
+    fn remember_exec(&mut self, pid: u32, ppid: u32, time_ms: u64) {
         if self.parents.len() >= PARENTS_CAPACITY {
             self.parents.pop_front();
         }
-        self.parents.push_back((pid, ppid));
+        self.parents.push_back(RecentExec { pid, ppid, time_ms });
     }
 
     /// The parent pid of `pid` as its latest exec event said, if among the last
@@ -775,23 +785,28 @@ impl ExtendedDetector {
         self.parents
             .iter()
             .rev()
-            .find(|(p, _)| *p == pid)
-            .map(|(_, pp)| *pp)
+            .find(|e| e.pid == pid)
+            .map(|e| e.ppid)
     }
 
-    /// The creator of a link inotify saw at `path`: the newest of the last [`PARENTS_CAPACITY`]
-    /// execs whose arguments name the link (its file name), as `(pid, parent pid)`. `lookup`
-    /// gives what the process table knows of a pid. None when no recent exec names it (a
-    /// program that makes the link from a name it built or read is not found).
+    /// The creator of a link inotify saw at `path` at `seen_ms`: the newest of the last
+    /// [`PARENTS_CAPACITY`] execs before then whose arguments name the link (its file name), as
+    /// `(pid, parent pid)` (a later exec naming it — `ls`, a log search — looked at it, it did not
+    /// make it). `lookup` gives what the process table knows of a pid. None when no recent exec
+    /// names it (a program that makes the link from a name it built or read is not found).
     pub fn creator_of(
         &self,
         path: &str,
+        seen_ms: u64,
         mut lookup: impl FnMut(u32) -> Option<std::sync::Arc<ProcessInfo>>,
     ) -> Option<(u32, u32)> {
         let name = path.rsplit('/').next().filter(|n| !n.is_empty())?;
-        self.parents.iter().rev().copied().find(|&(pid, _)| {
-            lookup(pid).is_some_and(|info| info.args().skip(1).any(|a| names(a, name)))
-        })
+        self.parents
+            .iter()
+            .rev()
+            .filter(|e| e.time_ms <= seen_ms)
+            .find(|e| lookup(e.pid).is_some_and(|info| info.args().skip(1).any(|a| names(a, name))))
+            .map(|e| (e.pid, e.ppid))
     }
 
     /// fanotify sensor: a new symlink at `ev.path` (absolute) made by `ev.pid`. The pair is
@@ -1462,7 +1477,7 @@ mod tests {
             parent: None,
             host: &host,
         };
-        det.on_exec(&view, 1_000)
+        det.on_exec(&view, 1_000 + u64::from(pid))
     }
 
     fn link_event(pid: u32, sec: u64, target: &str, link: &str, cwd: &str) -> LinkEvent {
@@ -1666,15 +1681,25 @@ mod tests {
             table.insert(pid, Arc::new(ProcessInfo::new(None, Some(args[0]), args)));
         }
         let lookup = |pid| table.get(&pid).cloned();
-        assert_eq!(det.creator_of("/dev/shm/evil", lookup), Some((21, 20)));
+        // (The helper execs pid N at 1,000 + N ms.)
+        assert_eq!(
+            det.creator_of("/dev/shm/evil", 1_030, lookup),
+            Some((21, 20))
+        );
         // argv[0] does not count, a name inside a longer word is not named, and a name no exec
         // gave is nobody's.
-        assert_eq!(det.creator_of("/dev/shm/true", lookup), None);
-        assert_eq!(det.creator_of("/dev/shm/sym", lookup), None);
-        assert_eq!(det.creator_of("/dev/shm/other", lookup), None);
-        assert_eq!(det.creator_of("/dev/shm/", lookup), None);
+        assert_eq!(det.creator_of("/dev/shm/true", 1_030, lookup), None);
+        assert_eq!(det.creator_of("/dev/shm/sym", 1_030, lookup), None);
+        assert_eq!(det.creator_of("/dev/shm/other", 1_030, lookup), None);
+        assert_eq!(det.creator_of("/dev/shm/", 1_030, lookup), None);
         // A name only the shell's command line holds is the shell's.
-        assert_eq!(det.creator_of("/tmp/perl", lookup), Some((20, 1)));
+        assert_eq!(det.creator_of("/tmp/perl", 1_030, lookup), Some((20, 1)));
+        // Seen before perl's exec: the shell's (perl came later, it only looked).
+        assert_eq!(
+            det.creator_of("/dev/shm/evil", 1_020, lookup),
+            Some((20, 1))
+        );
+        assert_eq!(det.creator_of("/dev/shm/evil", 1_019, lookup), None);
     }
 
     #[test]
@@ -1700,7 +1725,7 @@ mod tests {
         assert_eq!(det.parent_of(500), Some(77));
         assert_eq!(det.parent_of(501), None);
         for pid in 0..PARENTS_CAPACITY as u32 {
-            det.remember_parent(1_000 + pid, 1);
+            det.remember_exec(1_000 + pid, 1, 2_000);
         }
         assert_eq!(det.parent_of(500), None, "the oldest is forgotten");
         assert_eq!(det.parent_of(1_000), Some(1));

@@ -866,8 +866,14 @@ mod tests {
         let sensor = FanotifySensor::open_with(&dirs, false).expect("inotify works everywhere");
         let text = sensor.describe();
         assert!(text.starts_with("off; inotify: on ("), "{text}");
-        assert!(text.contains(&format!("{}: fanotify refused it: not tried", td.path().display())));
-        assert!(text.contains(&format!("not watched: {}:", missing.display())), "{text}");
+        assert!(text.contains(&format!(
+            "{}: fanotify refused it: not tried",
+            td.path().display()
+        )));
+        assert!(
+            text.contains(&format!("not watched: {}:", missing.display())),
+            "{text}"
+        );
 
         let (tx, rx) = crossbeam_channel::bounded(4);
         let reader = spawn(sensor, tx, ProcFs::new()).expect("reader");
