@@ -47,6 +47,11 @@ fail() {
   failures+=("${suite:-host}: $*")
 }
 failures=()
+# What makes every later check meaningless (no image, no guest) ends the run in any case.
+die() {
+  printf '[%4ds] test-vm.sh: FAIL (%s): %s\n' "$(( $(date +%s) - t0 ))" "${suite:-host}" "$*" >&2
+  exit 1
+}
 ok() { printf '[%4ds] ok: %s\n' "$(( $(date +%s) - t0 ))" "$*"; }
 pending() { printf '[%4ds] PENDING: %s\n' "$(( $(date +%s) - t0 ))" "$*"; pendings+=("$suite: $*"); }
 pendings=()
@@ -103,10 +108,10 @@ prepare_qemu() {
   dl=$(mktemp -d "$work/qemu-debs.XXXXXX")
   chmod 0777 "$dl" # apt downloads as _apt
   # shellcheck disable=SC2086
-  (cd "$dl" && apt-get download -qq $pkgs >/dev/null 2>&1) || fail "apt-get download $pkgs"
+  (cd "$dl" && apt-get download -qq $pkgs >/dev/null 2>&1) || die "apt-get download $pkgs"
   rm -rf "$qemu_tree" && mkdir -p "$qemu_tree"
   for d in "$dl"/*.deb; do dpkg-deb -x "$d" "$qemu_tree"; done
-  qemu --version >/dev/null || fail "the unpacked qemu does not run: $(qemu --version 2>&1 | tail -1)"
+  qemu --version >/dev/null || die "the unpacked qemu does not run: $(qemu --version 2>&1 | tail -1)"
 }
 qemu() {
   LD_LIBRARY_PATH=$qemu_tree/usr/lib/x86_64-linux-gnu:$qemu_tree/lib/x86_64-linux-gnu \
@@ -130,7 +135,7 @@ build_image() {
   chroot_dir=$rootfs
   say "debootstrap $suite (minbase)"
   debootstrap --variant=minbase --include=ca-certificates "$suite" "$rootfs" "$mirror" \
-    >"$work/debootstrap-$suite.log" 2>&1 || { tail -n 30 "$work/debootstrap-$suite.log" >&2; fail "debootstrap $suite"; }
+    >"$work/debootstrap-$suite.log" 2>&1 || { tail -n 30 "$work/debootstrap-$suite.log" >&2; die "debootstrap $suite"; }
   # Nothing starts inside the chroot; a small initramfs with the drivers a virtio guest needs.
   printf '#!/bin/sh\nexit 101\n' >"$rootfs/usr/sbin/policy-rc.d"
   chmod +x "$rootfs/usr/sbin/policy-rc.d"
@@ -144,7 +149,7 @@ build_image() {
   say "installing $guest_packages"
   # shellcheck disable=SC2086
   chroot "$rootfs" apt-get install -y -qq --no-install-recommends $guest_packages \
-    >"$work/apt-$suite.log" 2>&1 || { tail -n 30 "$work/apt-$suite.log" >&2; fail "apt-get install in the $suite chroot"; }
+    >"$work/apt-$suite.log" 2>&1 || { tail -n 30 "$work/apt-$suite.log" >&2; die "apt-get install in the $suite chroot"; }
   chroot "$rootfs" apt-get clean
   for m in dev/pts dev sys proc; do umount "$rootfs/$m"; done
   rm -f "$rootfs/usr/sbin/policy-rc.d"
@@ -176,16 +181,19 @@ build_image() {
   local used
   used=$(du -sm "$rootfs" | cut -f1)
   mkfs.ext4 -q -F -L root -d "$rootfs" "$dir.new/root.img" "$((used + 768))M" >/dev/null ||
-    fail "mkfs.ext4 -d for $suite"
+    die "mkfs.ext4 -d for $suite"
   rm -rf "$rootfs"
   chroot_dir=""
   rm -rf "$dir" && mv "$dir.new" "$dir"
 }
 
-# Sets image_dir to the cached image of suite $1, built first when missing.
+# Sets image_dir to the cached image of suite $1, built first when missing (one build at a time
+# per cache and suite: a concurrent run waits for it).
 image_for() {
-  local suite=$1 dir
+  local suite=$1 dir lock
   dir=$cache/$suite-$(image_recipe)
+  exec {lock}>"$cache/$suite.lock"
+  flock "$lock"
   if [ ! -f "$dir/root.img" ]; then
     local start
     start=$(date +%s)
@@ -193,6 +201,7 @@ image_for() {
     build_image "$suite" "$dir"
     say "$suite image built in $(( $(date +%s) - start )) s ($(du -sm "$dir" | cut -f1) MiB on disk)"
   fi
+  exec {lock}>&-
   image_dir=$dir
 }
 
@@ -216,9 +225,9 @@ boot_guest() {
     -drive "file=$overlay,if=virtio,format=qcow2,cache=unsafe" \
     -netdev "user,id=net0,hostfwd=tcp:127.0.0.1:$ssh_port-:22" -device virtio-net-pci,netdev=net0,romfile= \
     -serial "file:$work/console-$suite-$tag.log" -pidfile "$work/qemu.pid" -daemonize ||
-    fail "qemu did not start"
+    die "qemu did not start"
   qemu_pid=$(cat "$work/qemu.pid")
-  wait_ssh 300 || fail "no ssh into the $suite guest within 300 s (console: $work/console-$suite-$tag.log)"
+  wait_ssh 300 || die "no ssh into the $suite guest within 300 s (console: $work/console-$suite-$tag.log)"
 }
 wait_ssh() {
   local deadline=$(( $(date +%s) + $1 ))
@@ -300,9 +309,10 @@ EOF
 }
 gl() { g ". /root/vmt.sh && $1"; }
 
-# Directives of the unit newer than old systemd releases: name, the release that added it (or
-# the value used), and the value an older systemd effectively runs with (it ignores the line).
-# test_vm_old_systemd resets them in a drop-in to show the agent starts without them.
+# Directives of the unit newer than old systemd releases: name, the systemd release that added
+# it (for ProtectSystem, its value `strict`), and the value an older systemd effectively runs
+# with, since it ignores the line (`-`: unset). test_vm_old_systemd resets them in a drop-in to
+# show the agent starts without them; docs/systemd.md has the same table for operators.
 unit_directives="
 StateDirectory 235 -
 StateDirectoryMode 235 -
@@ -459,12 +469,12 @@ print(s)' "$line" "vmt_fan$i" 2>&1); then
   say "qemu used $(ps -o times= -p "$qemu_pid" | tr -d ' ') s of CPU in $(ps -o etimes= -p "$qemu_pid" | tr -d ' ') s (first boot)"
   g 'systemctl reboot' 2>/dev/null || true
   for _ in $(seq 120); do kill -0 "$qemu_pid" 2>/dev/null || break; sleep 1; done
-  kill -0 "$qemu_pid" 2>/dev/null && fail "the guest did not shut down for the reboot within 120 s"
+  kill -0 "$qemu_pid" 2>/dev/null && die "the guest did not shut down for the reboot within 120 s"
   ssh "${ssh_opts[@]}" -O exit root@127.0.0.1 >/dev/null 2>&1 || true
   qemu_pid=""
   boot_guest "$img" boot2
   [ "$(g 'cat /proc/sys/kernel/random/boot_id')" != "$boot_id" ] || fail "the same boot after the reboot"
-  gl 'waitfor 60 systemctl is-active -q auditsentry' || fail "not active after the reboot"
+  gl 'waitfor 60 systemctl is-active -q auditsentry' || die "not active after the reboot"
   ok "back in $(( $(date +%s) - start )) s, agent active"
   ms=$(gl 'alert_ms ln vmt_reboot /tmp/vmt-reboot') || fail "no alert after the reboot"
   ok "alert after the reboot in $ms ms"
@@ -594,7 +604,7 @@ if [ -z "$deb" ]; then
   step "build the package"
   deb=$("$root/packaging/build-deb.sh" | tail -n 1)
 fi
-[ -f "$deb" ] || fail "no package at $deb"
+[ -f "$deb" ] || die "no package at $deb"
 say "package: $deb"
 
 for suite in "${suites[@]}"; do
