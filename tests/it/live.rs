@@ -84,6 +84,41 @@ pub fn kernel_state() -> Option<KernelState> {
     })
 }
 
+/// Fails unless the kernel's audit state is `before` again, within 3 s (an agent's exit or an
+/// auditd's stop may still be finishing); the failure names the audit processes running.
+pub fn assert_kernel_as_found(before: &Option<KernelState>, context: &str) {
+    let end = Instant::now() + Duration::from_secs(3);
+    loop {
+        let now = kernel_state();
+        if &now == before {
+            return;
+        }
+        if Instant::now() > end {
+            panic!(
+                "kernel audit state changed{context}\n  now: {now:?}\n  before: {before:?}\n  \
+                 audit processes: {:?}",
+                audit_processes()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `pid comm` of every running auditsentry or auditd process.
+fn audit_processes() -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+            let comm = comm.trim();
+            (comm.starts_with("auditsentry") || comm == "auditd").then(|| format!("{pid} {comm}"))
+        })
+        .collect()
+}
+
 /// What every live test starts with: the kernel lock (hold it until the test ends), a failure
 /// when not root or without kernel audit, a temp dir, a token unique to the test and the run, and
 /// the alert file path.
@@ -390,7 +425,7 @@ fn live_multicast_alerts_once_per_parent_leaves_the_kernel_as_found_and_replays_
         names,
         [format!("/tmp/{token}-1"), format!("/tmp/{token}-4")]
     );
-    assert_eq!(kernel_state(), before, "kernel audit state changed");
+    assert_kernel_as_found(&before, "");
 
     // Parity: the recording replays to the same alerts.
     let replay_state = dir.path().join("replay-state");
@@ -713,7 +748,7 @@ fn live_extended_sees_links_made_without_ln_once_each() {
         both,
         "plain ln: one exact, one extended"
     );
-    assert_eq!(kernel_state(), before, "kernel audit state changed");
+    assert_kernel_as_found(&before, "");
     for s in ["pl", "rn", "ln"] {
         let _ = std::fs::remove_file(format!("/tmp/{token}-{s}"));
     }
@@ -803,7 +838,7 @@ fn live_sighup_refuses_a_broken_config_and_keeps_detecting() {
         log.contains("stop requested; draining") && log.contains("stopped:"),
         "{log}"
     );
-    assert_eq!(kernel_state(), before, "kernel audit state changed");
+    assert_kernel_as_found(&before, "");
     let _ = std::fs::remove_file(format!("/tmp/{token}"));
 }
 
@@ -899,7 +934,7 @@ fn live_fanotify_and_audit_report_one_link_once_and_fanotify_alone_covers_missin
     assert_eq!(fan[0]["auditsentry"]["sensor"], "fanotify");
     assert_eq!(fan[0]["process"]["name"], "perl");
     assert_eq!(fan[0]["event"]["action"], "symlink-created");
-    assert_eq!(kernel_state(), before, "kernel audit state changed");
+    assert_kernel_as_found(&before, "");
     for s in ["both", "fan"] {
         let _ = std::fs::remove_file(format!("/tmp/{token}-{s}"));
     }
