@@ -813,8 +813,8 @@ mod tests {
     use super::*;
     use crate::proc::ProcessTable;
     use crate::source::fanotify;
-    use std::time::Duration;
     use std::os::unix::fs::PermissionsExt;
+    use std::time::Duration;
 
     /// A fanotify report is handled `fanotify::GRACE` after the link was made; the creator and
     /// its parent must still be in the process table then, even if they exited at once.
