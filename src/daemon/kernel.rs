@@ -457,6 +457,9 @@ pub struct RuleGuard {
     boot_id: Option<String>,
     added: Vec<RuleData>,
     enabled_by_us: bool,
+    /// Past [`prepare`]: audit the agent turns back on now was on when it started (or when
+    /// someone else last enabled it), so it is not the agent's to turn off at exit.
+    running: bool,
     journal: Option<Journal>,
     /// Keep the added rules on exit (config `keep_rules`).
     pub keep: bool,
@@ -470,6 +473,7 @@ impl RuleGuard {
             boot_id: boot_id(),
             added: Vec::new(),
             enabled_by_us: false,
+            running: false,
             journal,
             keep: false,
         }
@@ -626,12 +630,19 @@ impl RuleGuard {
             }
         }
         if gaps.disabled {
-            self.record(None, true)?;
+            // At start the agent owns what it turns on; later, audit was on before someone turned
+            // it off (auditd's stop, journald's restart), and the agent leaves it on at exit as it
+            // found it, unless it had turned it on itself at start.
+            let ours = self.enabled_by_us || !self.running;
+            self.record(None, ours)?;
             ctl.set_enabled(true)?;
-            self.enabled_by_us = true;
-            notes.push(
-                "kernel audit was disabled; enabled it (it is turned off again on exit)".into(),
-            );
+            self.enabled_by_us = ours;
+            notes.push(if ours {
+                "kernel audit was disabled; enabled it (it is turned off again on exit)".into()
+            } else {
+                "kernel audit was disabled; enabled it (it stays on at exit, as the agent found it)"
+                    .into()
+            });
         }
         Ok(notes)
     }
@@ -702,6 +713,7 @@ pub fn prepare(
             notes.push("audit rules are locked (enabled=2); the loaded rules cover execve".into());
         }
         notes.extend(guard.fill(ctl, &gaps)?);
+        guard.running = true;
         return Ok((guard, notes));
     }
     if !manage {
@@ -715,9 +727,11 @@ pub fn prepare(
                 rule_line(arch)
             ));
         }
+        guard.running = true;
         return Ok((guard, notes));
     }
     notes.extend(guard.fill(ctl, &gaps)?);
+    guard.running = true;
     Ok((guard, notes))
 }
 

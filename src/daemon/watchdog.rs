@@ -512,6 +512,35 @@ mod tests {
     }
 
     #[test]
+    fn audit_found_on_and_turned_off_by_someone_is_left_on_at_exit() {
+        let mut k = Fake {
+            enabled: 1,
+            ..Fake::default()
+        };
+        let (mut w, mut guard) = started(&mut k);
+        assert!(!guard.enabled_by_us());
+        // journald's restart (Audit= unset) or auditd's stop turns audit off; the agent turns it
+        // back on, and at exit leaves it on, as it was when the agent started.
+        k.enabled = 0;
+        let lines = w.check(
+            &mut k,
+            &mut guard,
+            Losses::default(),
+            Instant::now(),
+            at(1_700_000_003),
+        );
+        assert!(
+            lines[1].contains("it stays on at exit, as the agent found it"),
+            "{lines:?}"
+        );
+        assert_eq!(k.enabled, 1);
+        assert!(!guard.enabled_by_us());
+        assert!(guard.release(&mut k).is_empty());
+        assert_eq!(k.enabled, 1, "audit stays on as found");
+        assert!(k.rules.is_empty(), "our rules went");
+    }
+
+    #[test]
     fn locked_or_unmanaged_coverage_is_reported_once_per_change() {
         let mut k = Fake::default();
         let (_, mut guard) = started(&mut k);
