@@ -194,7 +194,7 @@ impl Seen {
         if t > self.latest {
             self.before = Some(self.latest);
             self.latest = t;
-        } else if t < self.latest && self.before.map_or(true, |b| t > b) {
+        } else if t < self.latest && self.before.is_none_or(|b| t > b) {
             self.before = Some(t);
         }
     }
