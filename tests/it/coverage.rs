@@ -119,16 +119,21 @@ fn live_coverage_lost_to_a_delete_a_disable_and_a_rules_file_is_reported_and_res
     );
     let log = || agent.log();
 
-    // `auditsentry status` shows the agent from the start, not after the first 300 s period.
-    let status = bin()
-        .args(["status", "--state-dir", state_arg])
-        .output()
-        .expect("status");
-    let said = String::from_utf8_lossy(&status.stdout);
-    assert!(
-        said.contains("agent: status: enabled=1 coverage=ok "),
-        "{said}"
-    );
+    // `auditsentry status` shows the agent from the start, not after the first 300 s period (the
+    // first status is written just after the `running:` line the start waited for).
+    let end = Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = bin()
+            .args(["status", "--state-dir", state_arg])
+            .output()
+            .expect("status");
+        let said = String::from_utf8_lossy(&status.stdout).into_owned();
+        if said.contains("agent: status: enabled=1 coverage=ok ") {
+            break;
+        }
+        assert!(Instant::now() < end, "{said}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     for file in ["status", "kernel-changes"] {
         let mode = std::fs::metadata(state.join(file))
             .expect("state file")
