@@ -77,6 +77,7 @@ fn options() -> DetectOptions {
         },
         proc_capacity: 65_536,
         proc_budget: auditsentry::proc::ProcessTable::DEFAULT_BUDGET,
+        max_terms_per_rule: auditsentry::rule::new_terms::DEFAULT_MAX_TERMS_PER_RULE,
     }
 }
 

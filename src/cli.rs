@@ -111,6 +111,10 @@ pub struct OutputArgs {
     /// Memory budget of the process table in MiB (default 24).
     #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=4096))]
     pub process_table_mib: Option<u64>,
+    /// Most new-terms tuples stored per rule; the least recently seen are evicted beyond it
+    /// (default 10000).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub max_terms_per_rule: Option<u64>,
 }
 
 fn parse_facility(name: &str) -> Result<Facility, String> {

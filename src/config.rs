@@ -23,6 +23,11 @@ pub const DEFAULT_PATH: &str = "/etc/auditsentry/auditsentry.toml";
 pub const DEFAULT_RULES_DIR: &str = "/etc/auditsentry/rules";
 /// Default state directory (new-terms memory).
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/auditsentry";
+/// Default most new-terms tuples stored per rule (`state.max_terms_per_rule`).
+pub const DEFAULT_MAX_TERMS_PER_RULE: u64 =
+    crate::rule::new_terms::DEFAULT_MAX_TERMS_PER_RULE as u64;
+/// Largest accepted `state.max_terms_per_rule`.
+pub const MAX_TERMS_PER_RULE: u64 = 10_000_000;
 /// Default interval of `fsync = "interval"`.
 pub const DEFAULT_FSYNC_INTERVAL_SECS: u64 = 5;
 /// Default reassembly timeout (audit time) for events without EOE.
@@ -155,6 +160,8 @@ pub struct Config {
     pub rules: Vec<PathBuf>,
     /// `state.dir`: the new-terms memory.
     pub state_dir: PathBuf,
+    /// `state.max_terms_per_rule`: most new-terms tuples stored per rule (oldest evicted).
+    pub max_terms_per_rule: u64,
     /// `[output.syslog]`.
     pub syslog: SyslogOutput,
     /// `[output.json]`: alerts as NDJSON (none unless `path` is set).
@@ -189,6 +196,7 @@ impl Default for Config {
             keep_rules: false,
             rules: Vec::new(),
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            max_terms_per_rule: DEFAULT_MAX_TERMS_PER_RULE,
             syslog: SyslogOutput {
                 enabled: true,
                 facility: Facility::Authpriv,
@@ -225,7 +233,8 @@ impl Config {
             let paths: Vec<String> = self.rules.iter().map(|r| p(r)).collect();
             let _ = writeln!(t, "[rules]\npaths = [{}]\n", paths.join(", "));
         }
-        let _ = writeln!(t, "[state]\ndir = {}\n", p(&self.state_dir));
+        let _ = writeln!(t, "[state]\ndir = {}", p(&self.state_dir));
+        let _ = writeln!(t, "max_terms_per_rule = {}\n", self.max_terms_per_rule);
         let _ = writeln!(t, "[output.syslog]\nenabled = {}", self.syslog.enabled);
         let _ = writeln!(t, "facility = {}", q(&self.syslog.facility.name()));
         let _ = writeln!(t, "max_line = {}\n", self.syslog.max_line);
@@ -296,6 +305,11 @@ impl Config {
     /// `limits.process_table_mib` in bytes.
     pub fn process_table_bytes(&self) -> usize {
         mib(self.process_table_mib)
+    }
+
+    /// `state.max_terms_per_rule` as a count.
+    pub fn max_terms(&self) -> usize {
+        usize::try_from(self.max_terms_per_rule).unwrap_or(usize::MAX)
     }
 
     /// `limits.rate_window_secs` in milliseconds, as the rate cap counts.
@@ -391,6 +405,13 @@ pub fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
             None => d.state_dir,
             Some(p) => v.path(p, "state.dir")?,
         },
+        max_terms_per_rule: v.int(
+            &state.max_terms_per_rule,
+            "state.max_terms_per_rule",
+            1,
+            MAX_TERMS_PER_RULE,
+            d.max_terms_per_rule,
+        )?,
         syslog: SyslogOutput {
             enabled: flag(&syslog.enabled, d.syslog.enabled),
             facility,
@@ -667,6 +688,7 @@ struct RawRules {
 #[serde(deny_unknown_fields)]
 struct RawState {
     dir: Setting<String>,
+    max_terms_per_rule: Setting<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -738,6 +760,7 @@ mod tests {
                 PathBuf::from("/srv/rules dir"),
             ],
             state_dir: PathBuf::from("/srv/state"),
+            max_terms_per_rule: 5000,
             syslog: SyslogOutput {
                 enabled: false,
                 facility: Facility::Local(5),
@@ -804,6 +827,7 @@ mod tests {
             "keep_rules",
             "paths",
             "dir",
+            "max_terms_per_rule",
             "enabled",
             "facility",
             "max_line",

@@ -127,6 +127,9 @@ fn effective_config(flags: &OutputArgs, mode: Mode) -> Result<Config> {
     if let Some(n) = flags.process_table_mib {
         cfg.process_table_mib = n;
     }
+    if let Some(n) = flags.max_terms_per_rule {
+        cfg.max_terms_per_rule = n;
+    }
     Ok(cfg)
 }
 
@@ -207,6 +210,7 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
         host,
         proc_capacity: 65_536,
         proc_budget: cfg.process_table_bytes(),
+        max_terms_per_rule: cfg.max_terms(),
     };
     let mut detector = Detector::new(rules, store, Box::new(NoFallback), opts)
         .with_rate_cap(RateCap::new(cfg.max_signals, cfg.rate_window_ms()));
@@ -366,6 +370,7 @@ fn run_daemon(
             host: Host::detect(),
             proc_capacity: 65_536,
             proc_budget: cfg.process_table_bytes(),
+            max_terms_per_rule: cfg.max_terms(),
         },
         extended: cfg.extended,
         status_period: Duration::from_secs(if cfg.status_period_secs == 0 {

@@ -92,6 +92,8 @@ pub struct DetectOptions {
     pub proc_capacity: usize,
     /// Most bytes the process table may hold (see [`crate::proc::ProcessInfo::cost`]).
     pub proc_budget: usize,
+    /// Most new-terms tuples stored per rule (the least recently seen are evicted).
+    pub max_terms_per_rule: usize,
 }
 
 /// A fatal pipeline failure: the input could not be read or the alerts could not be written.
@@ -146,10 +148,12 @@ impl<S: TermStore> Detector<S> {
         procs.set_budget(opts.proc_budget);
         let mut stateful = Stateful::new(event::host_object(&opts.host), stateful::DEFAULT_BUDGET);
         let rules = stateful.load(rules);
+        let mut gate = NewTermsGate::new(store).with_max_terms_per_rule(opts.max_terms_per_rule);
+        gate.set_rules(&rules);
         Detector {
             rules,
             stateful,
-            gate: NewTermsGate::new(store),
+            gate,
             procs,
             host: Arc::new(opts.host.clone()),
             opts,
@@ -172,7 +176,25 @@ impl<S: TermStore> Detector<S> {
         let mut s = self.stats.clone();
         s.table_cut = self.procs.args_cut();
         s.table_evicted = self.procs.evicted();
+        s.terms_stored = self.gate.store().len() as u64;
+        s.terms_pruned = self.gate.pruned();
+        s.terms_evicted = self.gate.evicted();
         s
+    }
+
+    /// Audit time has reached `now_ms`: the rate cap's windows that end close (their summaries
+    /// join `closed`), and the new-terms history prunes what its windows no longer count.
+    fn advance_clocks(&mut self, now_ms: u64, closed: &mut Vec<CapSummary>) {
+        self.cap.advance(now_ms, closed);
+        if let Err(e) = self.gate.advance(now_ms) {
+            self.state_error(&e);
+        }
+    }
+
+    /// Counts and reports a new-terms state failure (detection goes on).
+    fn state_error(&mut self, e: &crate::state::StateError) {
+        self.stats.state_errors += 1;
+        eprintln!("auditsentry: new-terms state: {e}");
     }
 
     /// Handles one completed event: exec events are evaluated, everything else only counted.
@@ -242,7 +264,7 @@ impl<S: TermStore> Detector<S> {
             self.stats.events_written += 1;
         }
         let mut closed = Vec::new();
-        self.cap.advance(time_ms, &mut closed);
+        self.advance_clocks(time_ms, &mut closed);
         // The rules are lent out for the loop so each match can go through `deliver` (&mut self).
         let rules = std::mem::take(&mut self.rules);
         let mut delivered = Ok(());
@@ -280,7 +302,7 @@ impl<S: TermStore> Detector<S> {
     /// the rate-cap windows (their summaries too), so nothing waits for the next exec.
     pub fn advance_time(&mut self, now_ms: u64, sink: &mut dyn Sink) -> Result<(), SinkError> {
         let mut closed = Vec::new();
-        self.cap.advance(now_ms, &mut closed);
+        self.advance_clocks(now_ms, &mut closed);
         let mut found = Vec::new();
         self.stateful.advance(now_ms, &mut found);
         let delivered = self.deliver_found(found, &mut closed, sink);
@@ -328,8 +350,7 @@ impl<S: TermStore> Detector<S> {
             .commit()
             .and_then(|()| self.gate.store_mut().flush())
         {
-            self.stats.state_errors += 1;
-            eprintln!("auditsentry: new-terms state: {e}");
+            self.state_error(&e);
         }
     }
 }
@@ -359,7 +380,7 @@ impl<S: TermStore> Detector<S> {
         };
         let time_ms = made.time.as_millis();
         let mut closed = Vec::new();
-        self.cap.advance(time_ms, &mut closed);
+        self.advance_clocks(time_ms, &mut closed);
         self.emit_extended(doc, time_ms, &mut closed, sink)?;
         notify(&closed, sink)
     }
@@ -392,7 +413,7 @@ impl<S: TermStore> Detector<S> {
             return Ok(());
         };
         let mut closed = Vec::new();
-        self.cap.advance(ev.time_ms, &mut closed);
+        self.advance_clocks(ev.time_ms, &mut closed);
         self.emit_extended(doc, ev.time_ms, &mut closed, sink)?;
         notify(&closed, sink)
     }
@@ -443,8 +464,7 @@ impl<S: TermStore> Detector<S> {
                 }
                 Err(e) => {
                     // Better a possible repeat than a miss: the alert still leaves.
-                    self.stats.state_errors += 1;
-                    eprintln!("auditsentry: new-terms state: {e}");
+                    self.state_error(&e);
                     Vec::new()
                 }
             }
@@ -462,15 +482,17 @@ impl<S: TermStore> Detector<S> {
         match decision {
             Decision::Pass => {
                 // The alert leaves (flushed) before its tuple is recorded as seen: a crash in
-                // between repeats the alert after restart instead of losing it.
-                sink.emit(&Alert::new(rule, json(), terms))?;
-                if gated {
-                    sink.flush()?;
+                // between repeats the alert after restart instead of losing it. An alert that
+                // could not leave does not record its tuple either.
+                let sent = sink.emit(&Alert::new(rule, json(), terms));
+                let sent = sent.and_then(|()| if gated { sink.flush() } else { Ok(()) });
+                if let Err(e) = sent {
+                    self.gate.discard();
+                    return Err(e);
                 }
                 self.stats.alerts_emitted += 1;
                 if let Err(e) = self.gate.commit() {
-                    self.stats.state_errors += 1;
-                    eprintln!("auditsentry: new-terms state: {e}");
+                    self.state_error(&e);
                 }
             }
             Decision::Capped => {
@@ -493,6 +515,7 @@ impl<S: TermStore> Detector<S> {
     /// the state of every sequence and threshold rule that did not change.
     pub fn set_rules(&mut self, rules: Vec<Rule>) {
         self.rules = self.stateful.load(rules);
+        self.gate.set_rules(&self.rules);
     }
 
     /// Keeps the audit configuration changes (CONFIG_CHANGE events) that pass, for

@@ -6,7 +6,12 @@
 //! `<dir>.corrupt-<unix-seconds>` and rebuilt empty: losing history costs some repeated alerts,
 //! which is better than an agent that does not start. Errors that do not mean corruption (a lock
 //! held by another running instance, permissions) are returned, never "repaired".
+//!
+//! Writes are made durable by sled's own flusher thread every [`FLUSH_EVERY_MS`] (one fsync for all
+//! the tuples recorded meanwhile), not one fsync per tuple on the detecting thread; the gate only
+//! records a tuple after its alert left, so what a crash loses there alerts again.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -19,6 +24,10 @@ const TREE_PREFIX: &str = "new_terms/";
 
 /// Upper bound of sled's page cache (its default is 1 GiB, far too much for a host agent).
 const CACHE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Period of sled's background flush (and fsync) of what was written: a crash repeats the alerts
+/// of at most this long.
+pub const FLUSH_EVERY_MS: u64 = 500;
 
 /// Failure of the state store.
 #[derive(Debug, thiserror::Error)]
@@ -107,13 +116,14 @@ impl fmt::Display for OpenReport {
 /// [`TermStore`] persisted with sled.
 pub struct SledStore {
     db: sled::Db,
-    entries: usize,
+    /// Entries per rule id (sled's own `len` walks the whole tree).
+    counts: HashMap<String, usize>,
 }
 
 impl fmt::Debug for SledStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SledStore")
-            .field("entries", &self.entries)
+            .field("entries", &self.len())
             .finish_non_exhaustive()
     }
 }
@@ -162,14 +172,14 @@ impl SledStore {
         created: bool,
         quarantined: Option<Quarantine>,
     ) -> Result<(SledStore, OpenReport), StateError> {
-        let entries = count_entries(&db)?;
+        let counts = count_entries(&db)?;
         let report = OpenReport {
             dir: dir.to_path_buf(),
             created,
             quarantined,
-            entries,
+            entries: counts.values().sum(),
         };
-        Ok((SledStore { db, entries }, report))
+        Ok((SledStore { db, counts }, report))
     }
 
     /// A store that lives only as long as this value (files removed on drop), for tests.
@@ -180,7 +190,10 @@ impl SledStore {
             .cache_capacity(CACHE_BYTES)
             .open()
             .map_err(store_err("open temporary"))?;
-        Ok(SledStore { db, entries: 0 })
+        Ok(SledStore {
+            db,
+            counts: HashMap::new(),
+        })
     }
 
     fn tree(&self, rule_id: &str) -> Result<sled::Tree, StateError> {
@@ -210,6 +223,7 @@ fn open_db(dir: &Path) -> sled::Result<sled::Db> {
     let db = sled::Config::new()
         .path(dir)
         .cache_capacity(CACHE_BYTES)
+        .flush_every_ms(Some(FLUSH_EVERY_MS))
         .open()?;
     owner_only(dir)?;
     Ok(db)
@@ -306,14 +320,21 @@ fn quarantine_path(dir: &Path) -> Result<PathBuf, StateError> {
     Ok(candidate)
 }
 
-fn count_entries(db: &sled::Db) -> Result<usize, StateError> {
-    let mut total = 0;
+/// Entries per rule id, counted once at open.
+fn count_entries(db: &sled::Db) -> Result<HashMap<String, usize>, StateError> {
+    let mut counts = HashMap::new();
     for name in db.tree_names() {
-        if name.starts_with(TREE_PREFIX.as_bytes()) {
-            total += db.open_tree(name).map_err(store_err("open tree"))?.len();
+        if let Some(rule_id) = name.strip_prefix(TREE_PREFIX.as_bytes()) {
+            let n = db.open_tree(&name).map_err(store_err("open tree"))?.len();
+            counts.insert(String::from_utf8_lossy(rule_id).into_owned(), n);
         }
     }
-    Ok(total)
+    Ok(counts)
+}
+
+/// A stored last-seen time; a damaged value (not 8 bytes) reads as 0, the oldest.
+fn stored_time(value: &[u8]) -> u64 {
+    value.try_into().map_or(0, u64::from_be_bytes)
 }
 
 impl TermStore for SledStore {
@@ -338,7 +359,7 @@ impl TermStore for SledStore {
             .insert(key, &time_ms.to_be_bytes())
             .map_err(store_err("write"))?;
         if old.is_none() {
-            self.entries += 1;
+            *self.counts.entry(rule_id.to_string()).or_default() += 1;
         }
         Ok(())
     }
@@ -349,7 +370,40 @@ impl TermStore for SledStore {
     }
 
     fn len(&self) -> usize {
-        self.entries
+        self.counts.values().sum()
+    }
+
+    fn len_of(&self, rule_id: &str) -> usize {
+        self.counts.get(rule_id).copied().unwrap_or(0)
+    }
+
+    fn times(&self, rule_id: &str) -> Result<Vec<u64>, StateError> {
+        let mut times = Vec::with_capacity(self.len_of(rule_id));
+        for value in self.tree(rule_id)?.iter().values() {
+            times.push(stored_time(&value.map_err(store_err("read"))?));
+        }
+        Ok(times)
+    }
+
+    fn retain(
+        &mut self,
+        rule_id: &str,
+        keep: &mut dyn FnMut(u64) -> bool,
+    ) -> Result<usize, StateError> {
+        let tree = self.tree(rule_id)?;
+        let mut removed = 0;
+        for entry in tree.iter() {
+            let (key, value) = entry.map_err(store_err("read"))?;
+            if !keep(stored_time(&value))
+                && tree.remove(&key).map_err(store_err("remove"))?.is_some()
+            {
+                removed += 1;
+            }
+        }
+        if let Some(n) = self.counts.get_mut(rule_id) {
+            *n = n.saturating_sub(removed);
+        }
+        Ok(removed)
     }
 }
 
@@ -411,6 +465,50 @@ mod tests {
         assert_eq!(must(store.last_seen("r-1", b"[\"h1\",\"sh\"]")), Some(6));
         assert_eq!(must(store.last_seen("r-2", b"[\"h1\",\"bash\"]")), Some(7));
         assert_eq!(must(store.last_seen("r-2", b"[\"h1\",\"sh\"]")), None);
+    }
+
+    #[test]
+    fn retain_removes_per_rule_and_the_counts_survive_reopen() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("state");
+        {
+            let (mut store, _) = must(SledStore::open(&dir));
+            for i in 0..100u64 {
+                must(store.record("r-1", format!("k{i}").as_bytes(), i));
+            }
+            must(store.record("r-2", b"k", 5));
+            let mut times = must(store.times("r-1"));
+            times.sort_unstable();
+            assert_eq!(times, (0..100).collect::<Vec<_>>());
+            assert_eq!(must(store.retain("r-1", &mut |t| t >= 60)), 60);
+            assert_eq!((store.len_of("r-1"), store.len_of("r-2")), (40, 1));
+            assert_eq!(must(store.retain("nothing", &mut |_| false)), 0);
+            must(store.flush());
+        }
+        let (store, report) = must(SledStore::open(&dir));
+        assert_eq!(
+            (report.entries, store.len_of("r-1"), store.len()),
+            (41, 40, 41)
+        );
+        assert_eq!(must(store.last_seen("r-1", b"k59")), None);
+        assert_eq!(must(store.last_seen("r-1", b"k60")), Some(60));
+    }
+
+    #[test]
+    fn a_damaged_value_is_the_oldest_and_goes_first() {
+        let mut store = must(SledStore::temporary());
+        must(store.record("r-1", b"good", 7));
+        store
+            .db
+            .open_tree("new_terms/r-1")
+            .unwrap()
+            .insert(b"bad", &b"abc"[..])
+            .unwrap();
+        let mut times = must(store.times("r-1"));
+        times.sort_unstable();
+        assert_eq!(times, [0, 7]);
+        assert_eq!(must(store.retain("r-1", &mut |t| t > 0)), 1);
+        assert_eq!(must(store.last_seen("r-1", b"good")), Some(7));
     }
 
     #[test]

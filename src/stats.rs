@@ -50,6 +50,13 @@ pub struct Stats {
     pub sequences_evicted: u64,
     /// Threshold counts dropped by a rule's memory bound (new groups, distinct values).
     pub threshold_dropped: u64,
+    /// New-terms tuples stored now, all rules together.
+    pub terms_stored: u64,
+    /// New-terms tuples deleted because their rule's history window had passed.
+    pub terms_pruned: u64,
+    /// New-terms tuples deleted to keep a rule under `state.max_terms_per_rule` (least recently
+    /// seen first): each may alert again.
+    pub terms_evicted: u64,
 }
 
 impl fmt::Display for Stats {
@@ -58,7 +65,8 @@ impl fmt::Display for Stats {
             f,
             "records={} malformed={} unstamped={} events={} exec={} partial={} truncated={} matched={} alerts={} \
              capped={} events_out={} seen={} missing_terms={} state_errors={} evicted={} late={} duplicate={} lost_serials={} \
-             table_cut={} table_evicted={} seq_evicted={} threshold_dropped={}",
+             table_cut={} table_evicted={} seq_evicted={} threshold_dropped={} terms_stored={} \
+             terms_pruned={} terms_evicted={}",
             self.records_parsed,
             self.records_malformed,
             self.records_unstamped,
@@ -81,6 +89,9 @@ impl fmt::Display for Stats {
             self.table_evicted,
             self.sequences_evicted,
             self.threshold_dropped,
+            self.terms_stored,
+            self.terms_pruned,
+            self.terms_evicted,
         )
     }
 }

@@ -4,8 +4,13 @@
 //! This reproduces Elastic's `new_terms` rule type for a stream instead of a 5-minute batch. The gate
 //! only ever sees documents that matched the rule's query, so only matching events feed the history.
 //! History lives behind [`TermStore`] (sled in production, [`MemStore`] for tests and replays that do
-//! not keep state), one "last seen" time per (rule, tuple). The store is flushed before a `New`
-//! verdict is returned, so an alert never leaves before the history that explains it is durable.
+//! not keep state), one "last seen" time per (rule, tuple). A new tuple is recorded only after its
+//! alert left (the caller's [`NewTermsGate::commit`]); the store makes it durable later, in its own
+//! batches, so a crash can repeat an alert but never lose one.
+//!
+//! The history is bounded: tuples last seen longer than the rule's window ago no longer count and
+//! are pruned (driven by event time, so a replay prunes as a live run does), and each rule holds at
+//! most `max_terms_per_rule` tuples, the oldest evicted first (a repeat alert later, never a miss).
 
 use std::collections::HashMap;
 
@@ -18,6 +23,12 @@ pub use crate::state::StateError;
 /// remaining combinations are ignored (bounded work per event, whatever the document holds).
 pub const MAX_COMBINATIONS: usize = 64;
 
+/// Default most tuples stored per rule (`state.max_terms_per_rule`).
+pub const DEFAULT_MAX_TERMS_PER_RULE: usize = 10_000;
+
+/// Event time between two prune passes: tuples past their window are deleted at most this late.
+pub const PRUNE_EVERY_MS: u64 = 60_000;
+
 /// Persistent history of new-terms tuples: per rule, per encoded tuple, the latest event time (ms).
 pub trait TermStore {
     /// The latest event time recorded for `key` under `rule_id`, if any.
@@ -28,6 +39,17 @@ pub trait TermStore {
     fn flush(&mut self) -> Result<(), StateError>;
     /// Number of (rule, tuple) entries held, for stats.
     fn len(&self) -> usize;
+    /// Number of entries held for `rule_id`.
+    fn len_of(&self, rule_id: &str) -> usize;
+    /// The last-seen times of `rule_id`'s entries, in no particular order (to choose evictions).
+    fn times(&self, rule_id: &str) -> Result<Vec<u64>, StateError>;
+    /// Removes each entry of `rule_id` whose last-seen time `keep` refuses, visiting them in no
+    /// particular order; returns how many were removed. A damaged entry counts as time 0.
+    fn retain(
+        &mut self,
+        rule_id: &str,
+        keep: &mut dyn FnMut(u64) -> bool,
+    ) -> Result<usize, StateError>;
     /// Whether the store holds no entry.
     fn is_empty(&self) -> bool {
         self.len() == 0
@@ -48,6 +70,19 @@ impl<T: TermStore + ?Sized> TermStore for Box<T> {
     fn len(&self) -> usize {
         (**self).len()
     }
+    fn len_of(&self, rule_id: &str) -> usize {
+        (**self).len_of(rule_id)
+    }
+    fn times(&self, rule_id: &str) -> Result<Vec<u64>, StateError> {
+        (**self).times(rule_id)
+    }
+    fn retain(
+        &mut self,
+        rule_id: &str,
+        keep: &mut dyn FnMut(u64) -> bool,
+    ) -> Result<usize, StateError> {
+        (**self).retain(rule_id, keep)
+    }
 }
 
 /// The gate's decision for one matching document.
@@ -67,29 +102,179 @@ pub struct NewTermsGate<S: TermStore> {
     store: S,
     /// New tuples whose alert has not been confirmed delivered yet: (rule id, key, time).
     pending: Vec<(String, Vec<u8>, u64)>,
+    /// Most tuples kept per rule.
+    max_per_rule: usize,
+    /// New-terms rules by id: what pruning needs to know of each.
+    held: HashMap<String, Held>,
+    /// The latest event time seen (the gate's clock; never moves back).
+    clock_ms: u64,
+    /// When the next prune pass is due (`None`: at the next event).
+    next_prune_ms: Option<u64>,
+    /// Tuples deleted because their window had passed.
+    pruned: u64,
+    /// Tuples deleted to keep a rule under `max_per_rule`.
+    evicted: u64,
+}
+
+/// What the gate knows of one rule's stored tuples.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    /// The rule's history window.
+    window_ms: u64,
+    /// No stored tuple was last seen before this (0: unknown, `u64::MAX`: none stored), so a
+    /// prune pass skips the rule until its cut-off passes it.
+    oldest_ms: u64,
 }
 
 impl<S: TermStore> NewTermsGate<S> {
-    /// A gate recording its history in `store`.
+    /// A gate recording its history in `store`, at most [`DEFAULT_MAX_TERMS_PER_RULE`] per rule.
     pub fn new(store: S) -> Self {
         NewTermsGate {
             store,
             pending: Vec::new(),
+            max_per_rule: DEFAULT_MAX_TERMS_PER_RULE,
+            held: HashMap::new(),
+            clock_ms: 0,
+            next_prune_ms: None,
+            pruned: 0,
+            evicted: 0,
         }
     }
 
-    /// Records the tuples of the last `New` verdict and flushes the store. Call it once the alert
-    /// has left (sink flushed), or was dropped by the rate cap: a crash before this point means the
-    /// tuple alerts again after restart — a possible repeat, never a miss. `check` calls it first
-    /// too, so a caller that never commits still records every tuple.
+    /// Keeps at most `max` tuples per rule (at least 1), evicting the least recently seen.
+    pub fn with_max_terms_per_rule(mut self, max: usize) -> Self {
+        self.max_per_rule = max.max(1);
+        self
+    }
+
+    /// The new-terms rules to prune: their windows (others are ignored). Rules `check` meets are
+    /// added as it meets them; a rule left out keeps its stored tuples as they are. The next
+    /// event runs a prune pass, so a changed window applies at once.
+    pub fn set_rules<'a>(&mut self, rules: impl IntoIterator<Item = &'a Rule>) {
+        let mut held = HashMap::new();
+        for rule in rules {
+            if let RuleKind::NewTerms {
+                history_window_ms, ..
+            } = rule.kind
+            {
+                let oldest_ms = self.held.get(&rule.id).map_or(0, |h| h.oldest_ms);
+                let entry = Held {
+                    window_ms: history_window_ms,
+                    oldest_ms,
+                };
+                held.insert(rule.id.clone(), entry);
+            }
+        }
+        self.held = held;
+        self.next_prune_ms = None;
+    }
+
+    /// Tuples pruned so far (their window had passed).
+    pub fn pruned(&self) -> u64 {
+        self.pruned
+    }
+
+    /// Tuples evicted so far (a rule held more than its cap).
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// Event time has reached `now_ms`: when a prune pass is due (the first event, then every
+    /// [`PRUNE_EVERY_MS`] of event time), deletes every tuple whose window has passed and brings
+    /// each rule under its cap. Audit time, not the wall clock, so a replay prunes as it ran.
+    pub fn advance(&mut self, now_ms: u64) -> Result<(), StateError> {
+        self.clock_ms = self.clock_ms.max(now_ms);
+        if self.next_prune_ms.is_some_and(|due| self.clock_ms < due) {
+            return Ok(());
+        }
+        self.next_prune_ms = Some(self.clock_ms.saturating_add(PRUNE_EVERY_MS));
+        let ids: Vec<String> = self.held.keys().cloned().collect();
+        for id in &ids {
+            self.prune(id)?;
+            self.enforce_cap(id)?;
+        }
+        Ok(())
+    }
+
+    /// Deletes `rule_id`'s tuples last seen more than its window before the clock.
+    fn prune(&mut self, rule_id: &str) -> Result<(), StateError> {
+        let Some(held) = self.held.get(rule_id).copied() else {
+            return Ok(());
+        };
+        let cutoff = self.clock_ms.saturating_sub(held.window_ms);
+        if held.oldest_ms >= cutoff {
+            return Ok(());
+        }
+        let mut oldest = u64::MAX;
+        let removed = self.store.retain(rule_id, &mut |seen| {
+            let keep = seen >= cutoff;
+            if keep {
+                oldest = oldest.min(seen);
+            }
+            keep
+        })?;
+        self.pruned += removed as u64;
+        if let Some(h) = self.held.get_mut(rule_id) {
+            h.oldest_ms = oldest;
+        }
+        Ok(())
+    }
+
+    /// Over the cap, evicts `rule_id`'s least recently seen tuples down to 90 % of it (one scan
+    /// of the rule's tuples pays for a tenth of the cap's new ones).
+    fn enforce_cap(&mut self, rule_id: &str) -> Result<(), StateError> {
+        let held = self.store.len_of(rule_id);
+        if held <= self.max_per_rule {
+            return Ok(());
+        }
+        let keep = self.max_per_rule - self.max_per_rule / 10;
+        let mut times = self.store.times(rule_id)?;
+        let n = held.saturating_sub(keep).min(times.len());
+        if n == 0 {
+            return Ok(());
+        }
+        let threshold = *times.select_nth_unstable(n - 1).1;
+        let below = times.iter().filter(|&&t| t < threshold).count();
+        let mut at_threshold = n - below;
+        let removed = self.store.retain(rule_id, &mut |seen| match seen {
+            s if s < threshold => false,
+            s if s == threshold && at_threshold > 0 => {
+                at_threshold -= 1;
+                false
+            }
+            _ => true,
+        })?;
+        self.evicted += removed as u64;
+        if let Some(h) = self.held.get_mut(rule_id) {
+            h.oldest_ms = h.oldest_ms.max(threshold);
+        }
+        Ok(())
+    }
+
+    /// Records the tuples of the last `New` verdict. Call it once the alert has left (sink
+    /// flushed): a crash before the store makes them durable means the tuple alerts again after
+    /// restart — a possible repeat, never a miss. The store is not flushed here (an fsync per
+    /// alert): it flushes in its own batches, and [`TermStore::flush`] at the end of a run.
+    /// `check` calls it first too, so a caller that never commits still records every tuple.
     pub fn commit(&mut self) -> Result<(), StateError> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        for (rule_id, key, time) in std::mem::take(&mut self.pending) {
-            self.store.record(&rule_id, &key, time)?;
+        let pending = std::mem::take(&mut self.pending);
+        for (rule_id, key, time) in &pending {
+            self.store.record(rule_id, key, *time)?;
+            if let Some(h) = self.held.get_mut(rule_id) {
+                h.oldest_ms = h.oldest_ms.min(*time);
+            }
         }
-        self.store.flush()
+        let mut last: Option<&str> = None;
+        for (rule_id, _, _) in &pending {
+            if last != Some(rule_id) {
+                self.enforce_cap(rule_id)?;
+                last = Some(rule_id);
+            }
+        }
+        Ok(())
     }
 
     /// Forgets the tuples of the last `New` verdict without recording them: its alert was held
@@ -135,6 +320,13 @@ impl<S: TermStore> NewTermsGate<S> {
                 history_window_ms,
             } => (fields, *history_window_ms),
         };
+        if !self.held.contains_key(&rule.id) {
+            let held = Held {
+                window_ms: window,
+                oldest_ms: 0,
+            };
+            self.held.insert(rule.id.clone(), held);
+        }
         let mut values: Vec<Vec<String>> = Vec::with_capacity(fields.len());
         for field in fields {
             let vals = field_values(doc, field);
@@ -282,6 +474,31 @@ impl TermStore for MemStore {
     fn len(&self) -> usize {
         self.entries.values().map(HashMap::len).sum()
     }
+
+    fn len_of(&self, rule_id: &str) -> usize {
+        self.entries.get(rule_id).map_or(0, HashMap::len)
+    }
+
+    fn times(&self, rule_id: &str) -> Result<Vec<u64>, StateError> {
+        Ok(self
+            .entries
+            .get(rule_id)
+            .map(|tuples| tuples.values().copied().collect())
+            .unwrap_or_default())
+    }
+
+    fn retain(
+        &mut self,
+        rule_id: &str,
+        keep: &mut dyn FnMut(u64) -> bool,
+    ) -> Result<usize, StateError> {
+        let Some(tuples) = self.entries.get_mut(rule_id) else {
+            return Ok(0);
+        };
+        let before = tuples.len();
+        tuples.retain(|_, seen| keep(*seen));
+        Ok(before - tuples.len())
+    }
 }
 
 #[cfg(test)]
@@ -338,11 +555,11 @@ mod tests {
             new(&["h1", "bash"])
         );
         // Not yet: the alert must leave first (a crash now repeats it instead of losing it).
-        assert_eq!((gate.store().flushes(), gate.store().len()), (0, 0));
+        assert_eq!(gate.store().len(), 0);
         gate.commit().expect("commit");
-        assert_eq!((gate.store().flushes(), gate.store().len()), (1, 1));
-        gate.commit().expect("nothing pending");
-        assert_eq!(gate.store().flushes(), 1, "an empty commit does not flush");
+        assert_eq!(gate.store().len(), 1);
+        // No fsync per alert: the store makes it durable in its own batches.
+        assert_eq!(gate.store().flushes(), 0, "a commit does not flush");
     }
 
     #[test]
@@ -354,7 +571,7 @@ mod tests {
             check(&mut gate, &rule, &doc("h1", "bash"), T0 + 9 * DAY),
             Verdict::Seen
         );
-        assert_eq!(gate.store().flushes(), 1, "Seen does not flush");
+        assert_eq!(gate.store().flushes(), 0, "Seen does not flush");
     }
 
     #[test]
@@ -581,6 +798,181 @@ mod tests {
             encode_key(&["h\"1".to_string(), "bash".to_string()]),
             br#"["h\"1","bash"]"#.to_vec()
         );
+    }
+
+    /// Checks `d` at `t` and, when new, commits as the pipeline does after the alert left.
+    fn check_commit(gate: &mut NewTermsGate<MemStore>, rule: &Rule, d: &Value, t: u64) -> Verdict {
+        let v = check(gate, rule, d, t);
+        gate.commit().expect("commit");
+        v
+    }
+
+    #[test]
+    fn tuples_past_their_window_are_pruned_by_event_time_once_a_minute() {
+        let rule = seed_rule();
+        let mut gate = NewTermsGate::new(MemStore::new());
+        gate.set_rules([&rule]);
+        check_commit(&mut gate, &rule, &doc("h1", "old"), T0);
+        check_commit(&mut gate, &rule, &doc("h1", "newer"), T0 + 5 * DAY);
+        gate.advance(T0 + 5 * DAY).expect("advance");
+        assert_eq!((gate.store().len(), gate.pruned()), (2, 0));
+        // Past the old one's window, but a pass ran less than a minute (event time) ago.
+        gate.advance(T0 + 5 * DAY + 1).expect("advance");
+        gate.advance(T0 + 10 * DAY + 1).expect("advance");
+        assert_eq!((gate.store().len(), gate.pruned()), (1, 1));
+        // Exactly the window: still counts, so it stays.
+        gate.advance(T0 + 15 * DAY).expect("advance");
+        assert_eq!(gate.store().len(), 1);
+        gate.advance(T0 + 15 * DAY + PRUNE_EVERY_MS)
+            .expect("advance");
+        assert_eq!((gate.store().len(), gate.pruned()), (0, 2));
+        // A clock that goes back (a late event) does not bring anything back or prune again.
+        gate.advance(T0).expect("advance");
+        assert_eq!(gate.pruned(), 2);
+    }
+
+    #[test]
+    fn the_first_event_prunes_what_an_earlier_run_left() {
+        let rule = seed_rule();
+        let mut store = MemStore::new();
+        let key = encode_key(&["h1".to_string(), "bash".to_string()]);
+        store.record("r-1", &key, T0).expect("record");
+        store.record("r-9", &key, T0).expect("record");
+        let mut gate = NewTermsGate::new(store);
+        gate.set_rules([&rule]);
+        gate.advance(T0 + 11 * DAY).expect("advance");
+        // r-9 is no loaded rule: its window is unknown, so it is left as it is.
+        assert_eq!((gate.store().len(), gate.pruned()), (1, 1));
+        assert_eq!(gate.store().len_of("r-9"), 1);
+    }
+
+    #[test]
+    fn a_rule_over_its_cap_evicts_the_least_recently_seen() {
+        let rule = seed_rule();
+        let mut gate = NewTermsGate::new(MemStore::new()).with_max_terms_per_rule(10);
+        for i in 0..10 {
+            check_commit(&mut gate, &rule, &doc("h1", &format!("p{i}")), T0 + i);
+        }
+        // p0 is seen again: now the most recent.
+        assert_eq!(
+            check_commit(&mut gate, &rule, &doc("h1", "p0"), T0 + 100),
+            Verdict::Seen
+        );
+        assert_eq!(gate.evicted(), 0);
+        check_commit(&mut gate, &rule, &doc("h1", "p10"), T0 + 101);
+        // 11 > 10: down to 9, the two seen longest ago (p1, p2) go.
+        assert_eq!((gate.store().len(), gate.evicted()), (9, 2));
+        // An evicted tuple alerts again (a repeat), a kept one does not (no miss, no repeat).
+        assert_eq!(
+            check_commit(&mut gate, &rule, &doc("h1", "p1"), T0 + 102),
+            new(&["h1", "p1"])
+        );
+        for kept in ["p0", "p3", "p9", "p10"] {
+            assert_eq!(
+                check_commit(&mut gate, &rule, &doc("h1", kept), T0 + 103),
+                Verdict::Seen,
+                "{kept}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_cap_of_one_keeps_one_tuple_when_times_tie() {
+        let rule = seed_rule();
+        let mut gate = NewTermsGate::new(MemStore::new()).with_max_terms_per_rule(1);
+        for i in 0..5 {
+            check_commit(&mut gate, &rule, &doc("h1", &format!("p{i}")), T0);
+            assert_eq!(gate.store().len(), 1);
+        }
+        assert_eq!(gate.evicted(), 4);
+    }
+
+    #[test]
+    fn a_lower_cap_applies_at_the_first_event() {
+        let rule = seed_rule();
+        let mut store = MemStore::new();
+        for i in 0..50u64 {
+            store
+                .record("r-1", format!("k{i}").as_bytes(), T0 + i)
+                .expect("record");
+        }
+        let mut gate = NewTermsGate::new(store).with_max_terms_per_rule(20);
+        gate.set_rules([&rule]);
+        gate.advance(T0 + 50).expect("advance");
+        assert_eq!((gate.store().len(), gate.evicted()), (18, 32));
+        assert_eq!(gate.store().last_seen("r-1", b"k31").ok().flatten(), None);
+        assert_eq!(
+            gate.store().last_seen("r-1", b"k32").ok().flatten(),
+            Some(T0 + 32)
+        );
+    }
+
+    /// Pruning and the cap may turn a `Seen` into a `New` (a repeat), never a `New` into a `Seen`
+    /// (a miss); with event times in order and room under the cap, pruning changes no verdict.
+    #[test]
+    fn bounded_history_never_hides_a_new_tuple() {
+        let rule = seed_rule();
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for (cap, late) in [(1_000_000, false), (1_000_000, true), (7, false), (7, true)] {
+            let mut bounded = NewTermsGate::new(MemStore::new()).with_max_terms_per_rule(cap);
+            bounded.set_rules([&rule]);
+            let mut reference = NewTermsGate::new(MemStore::new());
+            let mut t = T0;
+            let (mut repeats, mut pruned_some) = (0, false);
+            for _ in 0..5_000 {
+                t += next() % (2 * DAY);
+                let when = if late {
+                    t.saturating_sub(next() % DAY)
+                } else {
+                    t
+                };
+                let d = doc("h1", &format!("p{}", next() % 40));
+                bounded.advance(when).expect("advance");
+                let b = check_commit(&mut bounded, &rule, &d, when);
+                let r = check_commit(&mut reference, &rule, &d, when);
+                match (&b, &r) {
+                    (x, y) if x == y => {}
+                    (Verdict::New(_), Verdict::Seen) => repeats += 1,
+                    _ => panic!("cap {cap} late {late}: bounded {b:?}, reference {r:?}"),
+                }
+                pruned_some |= bounded.pruned() > 0;
+            }
+            assert!(pruned_some, "the test reaches past the window");
+            if cap > 1_000 && !late {
+                assert_eq!(
+                    repeats, 0,
+                    "in order and under the cap, pruning changes nothing"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn mem_store_retains_and_lists_times_per_rule() {
+        let mut store = MemStore::new();
+        for (rule, key, t) in [
+            ("r1", "a", 1),
+            ("r1", "b", 5),
+            ("r1", "c", 9),
+            ("r2", "a", 1),
+        ] {
+            store.record(rule, key.as_bytes(), t).expect("record");
+        }
+        let mut times = store.times("r1").expect("times");
+        times.sort_unstable();
+        assert_eq!(times, [1, 5, 9]);
+        assert_eq!(store.retain("r1", &mut |t| t >= 5).expect("retain"), 1);
+        assert_eq!(
+            (store.len_of("r1"), store.len_of("r2"), store.len()),
+            (2, 1, 3)
+        );
+        assert_eq!(store.retain("r3", &mut |_| false).expect("retain"), 0);
     }
 
     #[test]
