@@ -186,6 +186,162 @@ fn restart_on_the_same_state_alerts_each_tuple_once() {
     assert_eq!(parents(&b), ["ksh", "perl", "zsh"]);
 }
 
+/// Kill -9 at varying points of a slow feed (after 0 to 5 cases, at once or seconds later), then
+/// restart on the same state and replay everything: what alerted before the kill and after the
+/// restart covers the clean run. The state is made durable in batches after its alerts left, so a
+/// repeat is allowed; a miss is not.
+#[test]
+fn kill_9_at_varying_points_never_loses_an_alert() {
+    let d = tmp();
+    let cases = five_cases();
+    let all = write(d.path(), "all.log", cases.concat().as_bytes());
+    let clean = alerts(&replay_file(
+        &["--state-dir", &d.path().join("clean").to_string_lossy()],
+        &all,
+    ));
+    let mut want = parents(&clean);
+    want.dedup();
+    assert_eq!(want.len(), 5);
+    for (round, (fed, wait_ms)) in [
+        (0, 300),
+        (1, 0),
+        (1, 700),
+        (2, 40),
+        (3, 1500),
+        (5, 200),
+        (5, 1200),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let state = d.path().join(format!("state-{round}"));
+        let mut child = replay_cmd(&["--state-dir", &state.to_string_lossy(), "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let mut stdin = child.stdin.take().expect("stdin");
+        for case in &cases[..fed] {
+            stdin.write_all(case.as_bytes()).expect("feed a case");
+            stdin.flush().expect("flush");
+            std::thread::sleep(Duration::from_millis(wait_ms / 5));
+        }
+        std::thread::sleep(Duration::from_millis(wait_ms));
+        child.kill().expect("SIGKILL");
+        let before = alerts(&child.wait_with_output().expect("wait"));
+        drop(stdin);
+        let after = alerts(&replay_file(
+            &["--state-dir", &state.to_string_lossy()],
+            &all,
+        ));
+        let mut union = parents(&before);
+        union.extend(parents(&after));
+        union.sort();
+        union.dedup();
+        assert_eq!(
+            union, want,
+            "round {round}: fed {fed}, killed after {wait_ms} ms; before the kill: {before:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bounded new-terms state
+
+/// Flags of a replay that lets every new-terms alert through the rate cap.
+const UNCAPPED: [&str; 2] = ["--max-signals", "1000000"];
+
+/// `n` cases, 10 ms apart from `start_ms`, each from its own throwaway parent `t<i>`.
+fn throwaway_parents(n: u32, start_ms: u64) -> String {
+    (0..n)
+        .map(|i| {
+            ln_case(
+                100 + 10 * i,
+                start_ms + 10 * u64::from(i),
+                &format!("t{i:05}"),
+                "l",
+            )
+        })
+        .collect()
+}
+
+/// Bytes of the files under `dir` (sled's layout: files, one level of subdirectories).
+fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).expect("list state") {
+        let entry = entry.expect("entry");
+        let meta = entry.metadata().expect("stat");
+        total += if meta.is_dir() {
+            dir_bytes(&entry.path())
+        } else {
+            meta.len()
+        };
+    }
+    total
+}
+
+/// Regression: no code deleted a new-terms tuple, so attacker-chosen parent names grew the state
+/// forever (~680 B each). 10,000 throwaway parents under a cap of 100 tuples: every one alerts,
+/// at most 100 stay, the rest are counted as evicted, and the directory stays small (4.2 MB
+/// without the cap, 1.6 MB with it, measured).
+#[test]
+fn ten_thousand_throwaway_parents_leave_the_state_bounded() {
+    let d = tmp();
+    let input = write(
+        d.path(),
+        "flood.log",
+        throwaway_parents(10_000, 1_700_000_000_000).as_bytes(),
+    );
+    let state = d.path().join("state");
+    let state_arg = state.to_string_lossy().into_owned();
+    let mut flags = vec!["--state-dir", &state_arg, "--max-terms-per-rule", "100"];
+    flags.extend(UNCAPPED);
+    let out = replay_file(&flags, &input);
+    let s = summary(&out);
+    assert_eq!(s["alerts"], 10_000);
+    assert!(s["terms_stored"] <= 100, "{s:?}");
+    assert_eq!(s["terms_stored"] + s["terms_evicted"], 10_000, "{s:?}");
+    let bytes = dir_bytes(&state);
+    assert!(bytes < 3 << 20, "state directory holds {bytes} bytes");
+    // What is stored is the newest: the last parent is still known, the first alerts again.
+    let again = write(
+        d.path(),
+        "again.log",
+        (ln_case(200_000, 1_700_000_200_000, "t09999", "l")
+            + &ln_case(200_010, 1_700_000_200_010, "t00000", "l"))
+            .as_bytes(),
+    );
+    let out = replay_file(&flags, &again);
+    assert_eq!(parents(&alerts(&out)), ["t00000"]);
+}
+
+/// Tuples last seen longer than the rule's window (10 days) ago no longer count: a later replay
+/// whose events (none of them a match) are past the window deletes them all, for good.
+#[test]
+fn a_replay_past_the_window_leaves_no_tuple() {
+    let d = tmp();
+    let t0 = 1_700_000_000_000;
+    let first = write(d.path(), "first.log", throwaway_parents(50, t0).as_bytes());
+    let state = d.path().join("state");
+    let state_arg = state.to_string_lossy().into_owned();
+    let out = replay_file(&["--state-dir", &state_arg], &first);
+    assert_eq!(summary(&out)["terms_stored"], 50);
+    // Nine days on: still within the window, nothing goes.
+    let day = 86_400_000;
+    let other = |ms: u64| exec_event(9_000, ms, 30_000, 1, "/usr/bin/true", &[b"true"]);
+    let nine = write(d.path(), "nine.log", other(t0 + 9 * day).as_bytes());
+    let s = summary(&replay_file(&["--state-dir", &state_arg], &nine));
+    assert_eq!((s["terms_stored"], s["terms_pruned"]), (50, 0));
+    let later = write(d.path(), "later.log", other(t0 + 11 * day).as_bytes());
+    let s = summary(&replay_file(&["--state-dir", &state_arg], &later));
+    assert_eq!((s["terms_stored"], s["terms_pruned"]), (0, 50));
+    // Gone from the disk too: the next start finds an empty store.
+    let empty = write(d.path(), "empty.log", b"");
+    let s = summary(&replay_file(&["--state-dir", &state_arg], &empty));
+    assert_eq!(s["terms_stored"], 0);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Damaged state
 
