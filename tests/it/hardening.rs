@@ -122,6 +122,15 @@ fn write(dir: &Path, name: &str, text: &[u8]) -> PathBuf {
 // ---------------------------------------------------------------------------------------------
 // Crash survival
 
+/// The alerts of `input` replayed on a fresh state directory under `dir`.
+fn clean_alerts(dir: &Path, input: &Path) -> Vec<Value> {
+    let state = dir.join("clean");
+    alerts(&replay_file(
+        &["--state-dir", &state.to_string_lossy()],
+        input,
+    ))
+}
+
 /// Kill -9 after the first case was read and alerted, restart on the same state, replay
 /// everything: the union of alerts must be exactly the clean run's, none twice.
 ///
@@ -133,10 +142,7 @@ fn kill_9_after_first_alert_then_restart_neither_duplicates_nor_misses() {
     let d = tmp();
     let cases = five_cases();
     let all = write(d.path(), "all.log", cases.concat().as_bytes());
-    let clean = alerts(&replay_file(
-        &["--state-dir", &d.path().join("clean").to_string_lossy()],
-        &all,
-    ));
+    let clean = clean_alerts(d.path(), &all);
     assert_eq!(clean.len(), 5);
 
     let state = d.path().join("state");
@@ -195,10 +201,7 @@ fn kill_9_at_varying_points_never_loses_an_alert() {
     let d = tmp();
     let cases = five_cases();
     let all = write(d.path(), "all.log", cases.concat().as_bytes());
-    let clean = alerts(&replay_file(
-        &["--state-dir", &d.path().join("clean").to_string_lossy()],
-        &all,
-    ));
+    let clean = clean_alerts(d.path(), &all);
     let mut want = parents(&clean);
     want.dedup();
     assert_eq!(want.len(), 5);
