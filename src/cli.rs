@@ -59,6 +59,9 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Print the man page, auditsentry(8), rendered from these definitions (for packaging).
+    #[command(hide = true)]
+    Manpage,
 }
 
 /// `auditsentry config ...`.
@@ -172,9 +175,29 @@ pub struct ReplayArgs {
     /// Do not print the summary line on stderr.
     #[arg(long, short)]
     pub quiet: bool,
+    /// How alerts on standard output look: json (one document per line), text (one readable line
+    /// per alert), or auto: text on a terminal, json otherwise.
+    #[arg(
+        long = "output",
+        value_enum,
+        value_name = "FORMAT",
+        default_value = "auto"
+    )]
+    pub output_format: OutputFormat,
     /// Audit logs or netlink captures, in order; `-` is standard input.
     #[arg(required = true, value_name = "FILE")]
     pub inputs: Vec<String>,
+}
+
+/// How `replay` shows alerts on standard output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Text when standard output is a terminal, JSON otherwise.
+    Auto,
+    /// One JSON document per line (NDJSON).
+    Json,
+    /// One readable line per alert, for a person at a terminal.
+    Text,
 }
 
 /// Flags of `auditsentry run`; each overrides the configuration file.

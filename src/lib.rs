@@ -21,6 +21,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod event;
+pub mod manpage;
 pub mod pipeline;
 pub mod proc;
 pub mod procfs;

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use auditsentry::audit::reassemble::ReassembleConfig;
 use auditsentry::cli::{
-    Cli, Command, ConfigCommand, OutputArgs, ReplayArgs, RulesCommand, RunArgs,
+    Cli, Command, ConfigCommand, OutputArgs, OutputFormat, ReplayArgs, RulesCommand, RunArgs,
 };
 use auditsentry::config::{self, Config, FileOutput, SourceKind};
 use auditsentry::daemon::kernel;
@@ -18,10 +18,12 @@ use auditsentry::rule::new_terms::{MemStore, TermStore};
 use auditsentry::rule::ratecap::RateCap;
 use auditsentry::sink::json::{FsyncPolicy, JsonSink};
 use auditsentry::sink::syslog::{self, Facility, SyslogSink};
+use auditsentry::sink::text::TextSink;
 use auditsentry::sink::Fanout;
 use auditsentry::source::netlink::{self, AuditSocket};
 use auditsentry::state::SledStore;
 use clap::Parser;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -58,6 +60,7 @@ fn main() -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check { file },
         } => config_check(file.as_deref()),
+        Command::Manpage => manpage(),
     };
     match result {
         Ok(code) => code,
@@ -134,9 +137,9 @@ fn effective_config(flags: &OutputArgs, mode: Mode) -> Result<Config> {
 }
 
 /// Every output `cfg` asks for, as one sink. In replay, alerts go to stdout when no JSON output is
-/// configured (as they always have). Notices (rate-cap summaries; the daemon's coverage and loss
+/// configured (as they always have): JSON lines, or with `stdout_text` one readable line each. Notices (rate-cap summaries; the daemon's coverage and loss
 /// warnings) also go to stderr, and in the daemon to the JSON output.
-fn outputs_from(cfg: &Config, mode: Mode) -> Result<Fanout> {
+fn outputs_from(cfg: &Config, mode: Mode, stdout_text: bool) -> Result<Fanout> {
     let mut out = Fanout::new();
     match &cfg.json {
         // The daemon's coverage and loss warnings go to the JSON output too.
@@ -144,6 +147,7 @@ fn outputs_from(cfg: &Config, mode: Mode) -> Result<Fanout> {
             JsonSink::open(&json.path, json.fsync)?.with_notices(),
         )),
         Some(json) => out.push(Box::new(JsonSink::open(&json.path, json.fsync)?)),
+        None if mode == Mode::Replay && stdout_text => out.push(Box::new(TextSink::stdout())),
         None if mode == Mode::Replay => out.push(Box::new(JsonSink::stdout())),
         None => {}
     }
@@ -218,7 +222,13 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
         detector.set_extended(Some(ExtendedDetector::new()?));
     }
     let mut pipe = Pipeline::new(detector);
-    let mut sink = outputs_from(&cfg, Mode::Replay)?;
+    // A person at a terminal reads lines; a pipe or a file gets JSON, as it always has.
+    let text = match args.output_format {
+        OutputFormat::Text => true,
+        OutputFormat::Json => false,
+        OutputFormat::Auto => std::io::stdout().is_terminal(),
+    };
+    let mut sink = outputs_from(&cfg, Mode::Replay, text)?;
     let stats = pipeline::replay(&args.inputs, args.format, &mut pipe, &mut sink);
     let stats = match stats {
         Ok(s) => s,
@@ -227,7 +237,9 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
             return Err(e.into());
         }
     };
-    if !args.quiet {
+    if !args.quiet && text {
+        eprintln!("auditsentry: {}", stats.describe());
+    } else if !args.quiet {
         eprintln!("auditsentry: {stats}");
     }
     // The process ends here: freeing the process table entry by entry (tens of thousands, after
@@ -237,6 +249,12 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
         pipe.detector_mut().processes_mut(),
         table,
     ));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `auditsentry manpage`: auditsentry(8) rendered from the command-line definitions.
+fn manpage() -> Result<ExitCode> {
+    print!("{}", auditsentry::manpage::render()?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -380,7 +398,7 @@ fn run_daemon(
         }),
         rate_cap: RateCap::new(cfg.max_signals, cfg.rate_window_ms()),
     };
-    let mut sink = outputs_from(&cfg, Mode::Run)?;
+    let mut sink = outputs_from(&cfg, Mode::Run, false)?;
     let mut log = DaemonLog {
         syslog: cfg.syslog.enabled.then_some(cfg.syslog.facility),
         stderr_is_journal: stderr_is_journal(),

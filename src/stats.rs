@@ -95,3 +95,111 @@ impl fmt::Display for Stats {
         )
     }
 }
+
+impl Stats {
+    /// The counters for a person at a terminal: what was read, what alerted and why the other
+    /// matches did not, then every non-zero counter of something skipped, cut or lost, each said
+    /// in words. (The `key=value` form of [`fmt::Display`] is for scripts and logs.)
+    pub fn describe(&self) -> String {
+        let mut out = format!(
+            "read {} audit records into {} events, {} of them execs; {} execs matched a rule's query; \
+             {} alerts written",
+            self.records_parsed,
+            self.events_completed,
+            self.events_exec,
+            self.rules_matched,
+            self.alerts_emitted,
+        );
+        let held = [
+            (self.terms_seen, "held back: new-terms value already seen"),
+            (self.terms_missing, "held back: a new-terms field missing"),
+            (
+                self.alerts_capped,
+                "held back by the rate cap (max_signals)",
+            ),
+        ];
+        let trouble = [
+            (self.records_malformed, "malformed records skipped"),
+            (
+                self.records_unstamped,
+                "records without time or serial skipped",
+            ),
+            (
+                self.events_partial,
+                "exec events missing a record, not evaluated",
+            ),
+            (
+                self.events_truncated,
+                "exec events whose arguments were cut to the memory budget",
+            ),
+            (
+                self.state_errors,
+                "new-terms state errors (the alert still went out)",
+            ),
+            (
+                self.events_evicted,
+                "events closed early (in-flight or byte cap)",
+            ),
+            (
+                self.records_late,
+                "records that came after their event was closed",
+            ),
+            (self.records_duplicate, "duplicate records dropped"),
+            (
+                self.serials_lost,
+                "audit serials missing (records lost before they were read)",
+            ),
+            (self.table_cut, "process-table entries with arguments cut"),
+            (self.table_evicted, "process-table entries dropped for room"),
+            (
+                self.sequences_evicted,
+                "pending EQL sequences dropped for room",
+            ),
+            (self.threshold_dropped, "threshold counts dropped for room"),
+        ];
+        for (n, what) in held.iter().chain(&trouble).filter(|(n, _)| *n > 0) {
+            out.push_str(&format!("\n  {n} {what}"));
+        }
+        if trouble.iter().all(|(n, _)| *n == 0) {
+            out.push_str("\n  nothing malformed, late, cut or lost");
+        }
+        if self.events_written > 0 {
+            out.push_str(&format!(
+                "\n  {} exec documents written to the events output",
+                self.events_written
+            ));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describe_says_what_each_nonzero_counter_means_and_nothing_of_the_zero_ones() {
+        let s = Stats {
+            records_parsed: 845,
+            events_completed: 139,
+            events_exec: 69,
+            rules_matched: 30,
+            alerts_emitted: 28,
+            terms_seen: 2,
+            ..Stats::default()
+        };
+        assert_eq!(
+            s.describe(),
+            "read 845 audit records into 139 events, 69 of them execs; 30 execs matched a rule's \
+             query; 28 alerts written\n  2 held back: new-terms value already seen\n  \
+             nothing malformed, late, cut or lost"
+        );
+        let lost = Stats {
+            serials_lost: 3,
+            ..Stats::default()
+        };
+        let text = lost.describe();
+        assert!(text.contains("\n  3 audit serials missing"), "{text}");
+        assert!(!text.contains("nothing"), "{text}");
+    }
+}

@@ -246,7 +246,7 @@ fn unit_len(s: &str, i: usize) -> usize {
 }
 
 /// Escapes `value` for use inside double quotes; with `space_hex`, spaces become `\x20`.
-fn escape_into(out: &mut String, value: &str, space_hex: bool) {
+pub(super) fn escape_into(out: &mut String, value: &str, space_hex: bool) {
     for c in value.chars() {
         match c {
             '"' => out.push_str("\\\""),

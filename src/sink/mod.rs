@@ -8,6 +8,7 @@
 pub mod json;
 pub mod line;
 pub mod syslog;
+pub mod text;
 
 use crate::alert::Alert;
 use serde_json::Value;
