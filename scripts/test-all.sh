@@ -26,6 +26,8 @@ check build cargo build --release --locked
 # The shared_corpus:: tests read ../shared: the corpus step below runs them.
 tests "cargo test" cargo test --release --locked --no-fail-fast -- --skip shared_corpus:: "${live[@]}"
 check bench-build cargo bench --no-run --locked --quiet
+# README stays a newcomer's page: longer explanations belong in docs/.
+check readme-size test "$(wc -c <README.md)" -le 12288
 
 # The EQL engine against Elastic's eql package (PyPI, installed under target/ on first use).
 if scripts/eql-diff.sh --setup-only; then
