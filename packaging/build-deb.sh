@@ -26,8 +26,26 @@ out=${out:-${CARGO_TARGET_DIR:-$root/target}/deb}
 tools=${AUDITSENTRY_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/auditsentry-build}
 ziglang_req='ziglang~=0.13.0'
 say() { echo "build-deb.sh: $*" >&2; }
+# Reads the build's output, writes all of it to the log file $1 and shows its steps on stderr:
+# dpkg's and debhelper's steps, cargo's first crate of every twenty, and when cargo finished.
+progress() {
+  local log=$1 line step crates=0 start=$SECONDS
+  while IFS= read -r line || [ -n "$line" ]; do
+    printf '%s\n' "$line" >>"$log"
+    step=${line#"${line%%[! ]*}"}
+    case $step in
+      "Compiling auditsentry "*) say "  $((SECONDS - start)) s: ${step:0:100}" ;;
+      "Compiling "*)
+        crates=$((crates + 1))
+        [ $((crates % 20)) -ne 1 ] || say "  $((SECONDS - start)) s: crate $crates: ${step:0:80}" ;;
+      "Finished "* | dh_* | "debian/rules "* | "dpkg-"*": info: "*)
+        say "  $((SECONDS - start)) s: ${step:0:100}" ;;
+    esac
+  done
+}
 
 # --- prerequisites -------------------------------------------------------------------------------
+say "step 1/4: build tools (debhelper, lintian, zig in $tools, cargo-zigbuild)"
 apt_missing=()
 for p in debhelper lintian build-essential python3-venv binutils; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || apt_missing+=("$p")
@@ -53,7 +71,7 @@ export CARGO_ZIGBUILD_PYTHON_PATH=$venv/bin/python3
 export PATH=${CARGO_HOME:-$HOME/.cargo}/bin:$PATH
 command -v cargo >/dev/null || { say "cargo not found (install Rust with rustup first)"; exit 1; }
 if ! cargo-zigbuild --version >/dev/null 2>&1; then
-  say "installing cargo-zigbuild"
+  say "installing cargo-zigbuild (cargo install, a few minutes)"
   cargo install -q --locked cargo-zigbuild
 fi
 [ "$prereqs_only" -eq 0 ] || { say "prerequisites ready"; exit 0; }
@@ -64,6 +82,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/auditsentry-deb.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 src=$work/auditsentry-$version
 mkdir -p "$src"
+say "step 2/4: copying the tree (tracked and new files, no build output) to $src"
 if git -C "$root" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
   # Tracked files plus new ones not yet committed (deleted ones left out), never ignored build
   # output; symlinks stay symlinks.
@@ -75,12 +94,12 @@ else
   tar -C "$root" --exclude=./target -cf - . | tar -C "$src" -xf -
 fi
 
-say "building auditsentry $version in $src"
-(cd "$src" && dpkg-buildpackage -us -uc -b >"$work/build.log" 2>&1) || {
+say "step 3/4: dpkg-buildpackage of auditsentry $version (cargo zigbuild against glibc 2.17, then debhelper; minutes on a cold cache)"
+if ! (cd "$src" && dpkg-buildpackage -us -uc -b 2>&1) | progress "$work/build.log"; then
   tail -n 60 "$work/build.log" >&2
   say "dpkg-buildpackage failed (log above)"
   exit 1
-}
+fi
 
 deb=$(ls "$work"/auditsentry_"$version"_*.deb)
 mkdir -p "$out"
@@ -92,6 +111,7 @@ done
 deb=$out/$(basename "$deb")
 
 # The packaged binary must run on glibc 2.17 hosts.
+say "step 4/4: checking that the packaged binary needs at most glibc 2.17"
 unpacked=$work/unpacked
 dpkg-deb -x "$deb" "$unpacked"
 "$root/packaging/check-glibc.sh" "$unpacked/usr/sbin/auditsentry" >&2
