@@ -27,7 +27,7 @@ tools=${AUDITSENTRY_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/auditsentry-build}
 ziglang_req='ziglang~=0.13.0'
 say() { echo "build-deb.sh: $*" >&2; }
 # Reads the build's output, writes all of it to the log file $1 and shows its steps on stderr:
-# dpkg's and debhelper's steps, cargo's first crate of every twenty, and when cargo finished.
+# dpkg's and debhelper's steps, cargo's first crate of every ten, and when cargo finished.
 progress() {
   local log=$1 line step crates=0 start=$SECONDS
   while IFS= read -r line || [ -n "$line" ]; do
@@ -37,7 +37,7 @@ progress() {
       "Compiling auditsentry "*) say "  $((SECONDS - start)) s: ${step:0:100}" ;;
       "Compiling "*)
         crates=$((crates + 1))
-        [ $((crates % 20)) -ne 1 ] || say "  $((SECONDS - start)) s: crate $crates: ${step:0:80}" ;;
+        [ $((crates % 10)) -ne 1 ] || say "  $((SECONDS - start)) s: crate $crates: ${step:0:80}" ;;
       "Finished "* | dh_* | "debian/rules "* | "dpkg-"*": info: "*)
         say "  $((SECONDS - start)) s: ${step:0:100}" ;;
     esac
