@@ -27,19 +27,34 @@ tools=${AUDITSENTRY_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/auditsentry-build}
 ziglang_req='ziglang~=0.13.0'
 say() { echo "build-deb.sh: $*" >&2; }
 # Reads the build's output, writes all of it to the log file $1 and shows its steps on stderr:
-# dpkg's and debhelper's steps, cargo's first crate of every ten, and when cargo finished.
+# dpkg's and debhelper's steps, cargo's first crate of every ten, the agent's own compile, when
+# cargo finished, and what it is still at after 30 s without a shown line.
 progress() {
-  local log=$1 line step crates=0 start=$SECONDS
-  while IFS= read -r line || [ -n "$line" ]; do
+  local log=$1 line step last="" crates=0 start=$SECONDS shown=$SECONDS rc
+  while :; do
+    rc=0
+    IFS= read -r -t 30 line || rc=$?
+    if [ "$rc" -gt 128 ]; then
+      say "  $((SECONDS - start)) s: still at: ${last:-starting}"
+      shown=$SECONDS
+      continue
+    fi
+    [ "$rc" -eq 0 ] || [ -n "$line" ] || break
     printf '%s\n' "$line" >>"$log"
     step=${line#"${line%%[! ]*}"}
     case $step in
-      "Compiling auditsentry "*) say "  $((SECONDS - start)) s: ${step:0:100}" ;;
       "Compiling "*)
         crates=$((crates + 1))
-        [ $((crates % 10)) -ne 1 ] || say "  $((SECONDS - start)) s: crate $crates: ${step:0:80}" ;;
+        last="crate $crates: ${step:0:80}"
+        case $step in "Compiling auditsentry "*) ;; *)
+          [ $((crates % 10)) -eq 1 ] || [ $((SECONDS - shown)) -ge 30 ] || continue ;;
+        esac
+        say "  $((SECONDS - start)) s: $last"
+        shown=$SECONDS ;;
       "Finished "* | dh_* | "debian/rules "* | "dpkg-"*": info: "*)
-        say "  $((SECONDS - start)) s: ${step:0:100}" ;;
+        last=${step:0:100}
+        say "  $((SECONDS - start)) s: $last"
+        shown=$SECONDS ;;
     esac
   done
 }
