@@ -137,8 +137,9 @@ fn effective_config(flags: &OutputArgs, mode: Mode) -> Result<Config> {
 }
 
 /// Every output `cfg` asks for, as one sink. In replay, alerts go to stdout when no JSON output is
-/// configured (as they always have): JSON lines, or with `stdout_text` one readable line each. Notices (rate-cap summaries; the daemon's coverage and loss
-/// warnings) also go to stderr, and in the daemon to the JSON output.
+/// configured (as they always have): JSON lines, or with `stdout_text` one readable line each.
+/// Notices (rate-cap summaries; the daemon's coverage and loss warnings) also go to stderr, and in
+/// the daemon to the JSON output.
 fn outputs_from(cfg: &Config, mode: Mode, stdout_text: bool) -> Result<Fanout> {
     let mut out = Fanout::new();
     match &cfg.json {
@@ -254,7 +255,11 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
 
 /// `auditsentry manpage`: auditsentry(8) rendered from the command-line definitions.
 fn manpage() -> Result<ExitCode> {
-    print!("{}", auditsentry::manpage::render()?);
+    use std::io::Write;
+    let page = auditsentry::manpage::render()?;
+    std::io::stdout()
+        .write_all(page.as_bytes())
+        .context("writing the man page to standard output")?;
     Ok(ExitCode::SUCCESS)
 }
 
