@@ -1242,3 +1242,37 @@ mod outputs {
         );
     }
 }
+
+/// `--output text`: the quick start's view for a person at a terminal — one readable line per
+/// alert (the sample's sc10 link name holds a newline: still one line), a summary in words; and
+/// `--output json` on the same input is the JSON the golden files hold.
+#[test]
+fn replay_text_view_is_one_line_per_alert_and_json_stays_the_same() {
+    let input = repo("samples/sample.audit.log");
+    let text = replay(&["--all-matches", "--output", "text"], &input);
+    assert!(text.status.success(), "{text:?}");
+    let stdout = String::from_utf8_lossy(&text.stdout);
+    let json = replay(&["--all-matches", "--output", "json"], &input);
+    let alerts = alerts(&json);
+    assert_eq!(stdout.lines().count(), alerts.len(), "{stdout}");
+    for (line, alert) in stdout.lines().zip(&alerts) {
+        assert!(!line.starts_with('{'), "{line}");
+        let who = format!(
+            "{}[{}] → {}[{}]",
+            alert["process"]["parent"]["name"].as_str().unwrap_or("?"),
+            alert["process"]["parent"]["pid"],
+            alert["process"]["name"].as_str().unwrap_or("?"),
+            alert["process"]["pid"],
+        );
+        assert!(line.contains(&who), "{line} lacks {who}");
+        assert!(line.chars().all(|c| !c.is_control()), "{line:?}");
+    }
+    let summary = String::from_utf8_lossy(&text.stderr);
+    assert!(
+        summary.contains(&format!("; {} alerts written", alerts.len())),
+        "{summary}"
+    );
+    assert!(!summary.contains("records="), "{summary}");
+    let default = replay(&["--all-matches"], &input);
+    assert_eq!(default.stdout, json.stdout, "a pipe gets JSON by default");
+}
