@@ -15,6 +15,8 @@ use crate::proc::ProcessInfo;
 use crate::rule::kql::{Document, Scalar};
 use serde_json::{Map, Number, Value};
 
+pub mod syscall;
+
 /// Who this host is, as ECS `host.*` says it. Fixed for a run so documents are reproducible.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Host {
@@ -196,8 +198,9 @@ impl ExecView<'_> {
 }
 
 /// The event categories (`event.category`) of the documents the agent makes: what rules may
-/// query. Rules naming any other category are refused at load.
-pub const CATEGORIES: &[&str] = &["process"];
+/// query. Rules naming any other category are refused at load. File and network documents
+/// ([`syscall`]) are made only while a loaded rule needs them.
+pub const CATEGORIES: &[&str] = &["process", "file", "network"];
 
 /// Every field path an [`ExecView`] can answer (those [`document`] can hold).
 pub const FIELDS: &[&str] = &[

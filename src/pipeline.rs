@@ -9,10 +9,11 @@ use crate::audit::exec::{self, ExecEvent, ExecLimits};
 use crate::audit::link;
 use crate::audit::reassemble::{Event, ReassembleConfig, Reassembler};
 use crate::audit::record::{parse_frame_owned, AuditTime, Record, UNSTAMPED};
+use crate::audit::{fileop, netconn};
 use crate::event::{self, ExecView, Host};
 use crate::proc::{ProcFallback, ProcessTable};
 use crate::rule::extended::ExtendedDetector;
-use crate::rule::file::{Rule, RuleKind};
+use crate::rule::file::{EventNeeds, Rule, RuleKind};
 use crate::rule::kql::{Document, EvalOptions};
 use crate::rule::new_terms::{NewTermsGate, TermStore, Verdict};
 use crate::rule::ratecap::{CapRequest, CapSummary, Decision, RateCap};
@@ -133,6 +134,10 @@ pub struct Detector<S: TermStore> {
     extended: Option<ExtendedDetector>,
     /// Audit configuration changes seen since the live agent last took them (`None`: not kept).
     config_changes: Option<Vec<ConfigChange>>,
+    /// The events besides execs the rules need: file and network documents are made only then.
+    needs: EventNeeds,
+    /// Sockets seen made, for the transport of later connections.
+    sockets: netconn::Sockets,
 }
 
 impl<S: TermStore> Detector<S> {
@@ -147,6 +152,7 @@ impl<S: TermStore> Detector<S> {
         let mut procs = ProcessTable::new(opts.proc_capacity, fallback);
         procs.set_budget(opts.proc_budget);
         let mut stateful = Stateful::new(event::host_object(&opts.host), stateful::DEFAULT_BUDGET);
+        let needs = EventNeeds::of(&rules);
         let rules = stateful.load(rules);
         let mut gate = NewTermsGate::new(store).with_max_terms_per_rule(opts.max_terms_per_rule);
         gate.set_rules(&rules);
@@ -162,6 +168,8 @@ impl<S: TermStore> Detector<S> {
             excluded_pid: None,
             extended: None,
             config_changes: None,
+            needs,
+            sockets: netconn::Sockets::default(),
         }
     }
 
@@ -204,7 +212,7 @@ impl<S: TermStore> Detector<S> {
                 changes.extend(ConfigChange::from_event(&ev));
             }
         }
-        let built = Built::new(ev, &self.opts.exec_limits, self.extended.is_some(), None);
+        let built = Built::new(ev, &self.opts.exec_limits, self.keeps_other(), None);
         self.on_built(&built, sink)
     }
 
@@ -212,7 +220,18 @@ impl<S: TermStore> Detector<S> {
     /// the exec limits, and whether non-exec events must be kept (the extended detector's
     /// syscall sensor reads them).
     fn build_options(&self) -> (ExecLimits, bool) {
-        (self.opts.exec_limits, self.extended.is_some())
+        (self.opts.exec_limits, self.keeps_other())
+    }
+
+    /// Whether events that are no exec must reach [`Detector::on_built`]: for the extended
+    /// detector's link sensor, or for the file and network rules.
+    fn keeps_other(&self) -> bool {
+        self.extended.is_some() || self.needs.any()
+    }
+
+    /// The events besides execs the loaded rules need (the live daemon audits their syscalls).
+    pub fn needs(&self) -> EventNeeds {
+        self.needs
     }
 
     /// Counts `n` completed events that a replay's reader found to be no exec and dropped.
@@ -225,7 +244,7 @@ impl<S: TermStore> Detector<S> {
         self.stats.events_completed += 1;
         let exec = match built {
             Built::Exec(exec) => exec,
-            Built::Other(Some(ev)) => return self.on_link_event(ev, sink),
+            Built::Other(Some(ev)) => return self.on_other_event(ev, sink),
             Built::Other(None) => return Ok(()),
             Built::Partial => {
                 self.stats.events_partial += 1;
@@ -259,19 +278,39 @@ impl<S: TermStore> Detector<S> {
     /// for an alert or for an events output.
     fn detect(&mut self, view: &ExecView<'_>, sink: &mut dyn Sink) -> Result<(), SinkError> {
         let time_ms = view.ev.time.as_millis();
+        let mut closed = Vec::new();
+        self.judge(view, &|| view.document(), time_ms, &mut closed, sink)?;
+        if let Some(ext_doc) = self
+            .extended
+            .as_mut()
+            .and_then(|e| e.on_exec(view, time_ms))
+        {
+            self.emit_extended(ext_doc, time_ms, &mut closed, sink)?;
+        }
+        notify(&closed, sink)
+    }
+
+    /// Writes `doc` to an events output that wants every document, and runs the rules (stateless
+    /// and stateful) on it; `json` builds the document for an alert. Cap summaries go to `closed`.
+    fn judge(
+        &mut self,
+        doc: &dyn Document,
+        json: &dyn Fn() -> serde_json::Value,
+        time_ms: u64,
+        closed: &mut Vec<CapSummary>,
+        sink: &mut dyn Sink,
+    ) -> Result<(), SinkError> {
         if sink.wants_events() {
-            sink.emit_event(&view.document())?;
+            sink.emit_event(&json())?;
             self.stats.events_written += 1;
         }
-        let mut closed = Vec::new();
-        self.advance_clocks(time_ms, &mut closed);
+        self.advance_clocks(time_ms, closed);
         // The rules are lent out for the loop so each match can go through `deliver` (&mut self).
         let rules = std::mem::take(&mut self.rules);
         let mut delivered = Ok(());
         for rule in &rules {
-            if rule.query.matches_with(view, &self.opts.eval) {
-                delivered =
-                    self.deliver(rule, view, &|| view.document(), time_ms, &mut closed, sink);
+            if rule.query.matches_with(doc, &self.opts.eval) {
+                delivered = self.deliver(rule, doc, json, time_ms, closed, sink);
                 if delivered.is_err() {
                     break;
                 }
@@ -281,19 +320,53 @@ impl<S: TermStore> Detector<S> {
         delivered?;
         if !self.stateful.is_empty() {
             let mut found = Vec::new();
-            let json = || view.document();
             let opts = &self.opts.eval;
-            self.stateful
-                .on_event(view, &json, time_ms, opts, &mut found);
-            self.deliver_found(found, &mut closed, sink)?;
+            self.stateful.on_event(doc, json, time_ms, opts, &mut found);
+            self.deliver_found(found, closed, sink)?;
         }
-        if let Some(ext_doc) = self
-            .extended
-            .as_mut()
-            .and_then(|e| e.on_exec(view, time_ms))
-        {
-            self.emit_extended(ext_doc, time_ms, &mut closed, sink)?;
+        Ok(())
+    }
+
+    /// An event that is no exec: the link sensor's, and a file or network event when a rule
+    /// needs those.
+    fn on_other_event(&mut self, ev: &Event, sink: &mut dyn Sink) -> Result<(), SinkError> {
+        if self.extended.is_some() {
+            self.on_link_event(ev, sink)?;
         }
+        let doc = if self.needs.file {
+            fileop::build(ev).map(|f| {
+                let (me, parent) = (self.procs.get(f.pid), self.procs.get(f.ppid));
+                let doc =
+                    event::syscall::file_document(&f, me.as_deref(), parent.as_deref(), &self.host);
+                (f.task.pid, f.task.time, doc)
+            })
+        } else {
+            None
+        };
+        let doc = match doc {
+            Some(d) => Some(d),
+            None if self.needs.network => self.sockets.build(ev).map(|n| {
+                let (me, parent) = (self.procs.get(n.pid), self.procs.get(n.ppid));
+                let doc = event::syscall::network_document(
+                    &n,
+                    me.as_deref(),
+                    parent.as_deref(),
+                    &self.host,
+                );
+                (n.task.pid, n.task.time, doc)
+            }),
+            None => None,
+        };
+        let Some((pid, time, doc)) = doc else {
+            return Ok(());
+        };
+        if self.excluded_pid == Some(pid) {
+            return Ok(());
+        }
+        self.stats.events_syscall += 1;
+        let time_ms = time.as_millis();
+        let mut closed = Vec::new();
+        self.judge(&doc, &|| doc.clone(), time_ms, &mut closed, sink)?;
         notify(&closed, sink)
     }
 
@@ -514,6 +587,7 @@ impl<S: TermStore> Detector<S> {
     /// Replaces the rules (SIGHUP reload); new-terms history is kept, keyed by rule id, and so is
     /// the state of every sequence and threshold rule that did not change.
     pub fn set_rules(&mut self, rules: Vec<Rule>) {
+        self.needs = EventNeeds::of(&rules);
         self.rules = self.stateful.load(rules);
         self.gate.set_rules(&self.rules);
     }

@@ -57,6 +57,8 @@ pub struct Stats {
     /// New-terms tuples deleted to keep a rule under `state.max_terms_per_rule` (least recently
     /// seen first): each may alert again.
     pub terms_evicted: u64,
+    /// File and network events turned into documents (made only while a rule needs them).
+    pub events_syscall: u64,
 }
 
 impl fmt::Display for Stats {
@@ -66,7 +68,7 @@ impl fmt::Display for Stats {
             "records={} malformed={} unstamped={} events={} exec={} partial={} truncated={} matched={} alerts={} \
              capped={} events_out={} seen={} missing_terms={} state_errors={} evicted={} late={} duplicate={} lost_serials={} \
              table_cut={} table_evicted={} seq_evicted={} threshold_dropped={} terms_stored={} \
-             terms_pruned={} terms_evicted={}",
+             terms_pruned={} terms_evicted={} file_net={}",
             self.records_parsed,
             self.records_malformed,
             self.records_unstamped,
@@ -92,6 +94,7 @@ impl fmt::Display for Stats {
             self.terms_stored,
             self.terms_pruned,
             self.terms_evicted,
+            self.events_syscall,
         )
     }
 }

@@ -4,7 +4,9 @@
 
 pub mod config_change;
 pub mod exec;
+pub mod fileop;
 pub mod link;
+pub mod netconn;
 pub mod reassemble;
 pub mod record;
 pub mod task;

@@ -135,6 +135,62 @@ impl RuleQuery {
     }
 }
 
+/// Which events besides execs the loaded rules need made (each costs audit volume).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventNeeds {
+    /// Some rule queries file events.
+    pub file: bool,
+    /// Some rule queries network events.
+    pub network: bool,
+}
+
+impl EventNeeds {
+    /// What `rules` need: an EQL query (or sequence stage) on `file` or `network` events, or a
+    /// query on any event (`any where`, every KQL query) reading a field only those events hold
+    /// (`file.*`; `destination.*`, `source.*`, `network.*`).
+    pub fn of(rules: &[Rule]) -> EventNeeds {
+        let mut needs = EventNeeds::default();
+        for rule in rules {
+            let fields = rule.query.fields();
+            let reads = |prefixes: &[&str]| {
+                fields
+                    .iter()
+                    .any(|f| prefixes.iter().any(|p| f.starts_with(p)))
+            };
+            let categories: Vec<Option<&str>> = match &rule.query {
+                RuleQuery::Kql(_) => vec![None],
+                RuleQuery::Eql(q) => match q.kind() {
+                    eql::QueryKind::Event(f) => vec![f.category()],
+                    eql::QueryKind::Sequence(seq) => seq
+                        .stages
+                        .iter()
+                        .chain(&seq.until)
+                        .map(|st| st.filter.category())
+                        .collect(),
+                    eql::QueryKind::Sample(_) => Vec::new(),
+                },
+            };
+            for category in categories {
+                match category {
+                    Some("file") => needs.file = true,
+                    Some("network") => needs.network = true,
+                    Some(_) => {}
+                    None => {
+                        needs.file |= reads(&["file."]);
+                        needs.network |= reads(&["destination.", "source.", "network."]);
+                    }
+                }
+            }
+        }
+        needs
+    }
+
+    /// Whether any event besides execs is needed.
+    pub fn any(self) -> bool {
+        self.file || self.network
+    }
+}
+
 impl From<kql::Query> for RuleQuery {
     fn from(q: kql::Query) -> Self {
         RuleQuery::Kql(q)
