@@ -10,6 +10,8 @@ use std::process::{Command, Output};
 
 #[path = "it/coverage.rs"]
 mod coverage;
+#[path = "it/filenet.rs"]
+mod filenet;
 #[path = "it/flood.rs"]
 mod flood;
 #[path = "it/hardening.rs"]

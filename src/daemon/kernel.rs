@@ -2,13 +2,14 @@
 //! needs — added only when missing, removed on exit only if the agent added them.
 
 use super::journal::{Changes, Journal, JournalError};
-use crate::audit::link;
+use crate::audit::{fileop, link, netconn};
+use crate::rule::file::EventNeeds;
 use crate::source::netlink::wire::{
     AUDIT_ALWAYS, AUDIT_ARCH, AUDIT_EQUAL, AUDIT_FILTERKEY, AUDIT_FILTER_EXIT, AUDIT_KEY_SEPARATOR,
     AUDIT_NOT_EQUAL, AUDIT_PID,
 };
 use crate::source::netlink::{
-    multicast_supported, Arch, AuditSocket, FieldValue, NetlinkError, RuleData, Status,
+    multicast_supported, Arch, AuditSocket, FieldValue, NetlinkError, RuleData, Status, WireError,
 };
 use nix::libc;
 use std::fmt;
@@ -16,6 +17,48 @@ use std::path::Path;
 
 /// Filter key of the rules the agent adds (`-k auditsentry`).
 pub const RULE_KEY: &str = "auditsentry";
+
+/// Every filter key of the rules the agent adds: execve, link syscalls, file and network events.
+pub const AGENT_KEYS: [&str; 4] = [RULE_KEY, link::LINK_KEY, fileop::FILE_KEY, netconn::NET_KEY];
+
+/// Which audit rules the agent wants besides the execve ones.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Wanted {
+    /// The link-syscall rules (extended detector).
+    pub link: bool,
+    /// The file and network rules, while a loaded rule needs those events.
+    pub events: EventNeeds,
+}
+
+/// The rules for file events (`file`) or network events on `arch`, for agent `pid`.
+fn event_rules(arch: Arch, file: bool, pid: Option<u32>) -> Result<Vec<RuleData>, WireError> {
+    if file {
+        fileop::file_rules(arch, pid)
+    } else {
+        netconn::net_rules(arch, pid)
+    }
+}
+
+/// `rule` without its `-F pid` conditions, to compare rules made for different agents.
+fn without_pid(rule: &RuleData) -> RuleData {
+    let mut r = rule.clone();
+    r.fields.retain(|f| f.field != AUDIT_PID);
+    r
+}
+
+/// The ABIs of this host lacking one of the file (`file`) or network event rules.
+fn missing_event_rules(rules: &[RuleData], file: bool) -> Vec<Arch> {
+    let loaded: Vec<RuleData> = rules.iter().map(without_pid).collect();
+    Arch::host()
+        .iter()
+        .copied()
+        .filter(|a| {
+            event_rules(*a, file, None).map_or(true, |want| {
+                want.iter().any(|w| !loaded.contains(&without_pid(w)))
+            })
+        })
+        .collect()
+}
 
 /// Which live source the operator asked for (the config's `source.kind`).
 pub use crate::config::SourceKind as SourceRequest;
@@ -291,7 +334,10 @@ pub fn describe(rule: &RuleData) -> String {
         if nr == execveat {
             return "execveat".into();
         }
-        link::syscall_name(a, nr).map_or_else(|| nr.to_string(), str::to_string)
+        link::syscall_name(a, nr)
+            .or_else(|| fileop::syscall_name(a, nr))
+            .or_else(|| netconn::syscall_name(a, nr))
+            .map_or_else(|| nr.to_string(), str::to_string)
     };
     let syscalls: Vec<String> = (0u32..)
         .zip(rule.mask.iter())
@@ -311,11 +357,17 @@ pub fn describe(rule: &RuleData) -> String {
         let op = match f.op {
             AUDIT_EQUAL => "=",
             AUDIT_NOT_EQUAL => "!=",
+            fileop::AUDIT_BIT_MASK => "&",
             _ => "?",
         };
         match (&f.value, f.field) {
             (_, AUDIT_ARCH) => {}
             (FieldValue::Num(v), AUDIT_PID) => out.push_str(&format!(" -F pid{op}{v}")),
+            (FieldValue::Num(v), 104) => out.push_str(&format!(" -F success{op}{v}")),
+            (FieldValue::Num(v), id @ fileop::AUDIT_ARG0..=203) => {
+                let i = id - fileop::AUDIT_ARG0;
+                out.push_str(&format!(" -F a{i}{op}{v:#o}"))
+            }
             (FieldValue::Str(k), AUDIT_FILTERKEY) => {
                 for part in k.split(|&b| b == AUDIT_KEY_SEPARATOR) {
                     out.push_str(&format!(" -k {}", String::from_utf8_lossy(part)));
@@ -361,7 +413,7 @@ pub fn missing_link_rules(rules: &[RuleData]) -> Vec<Arch> {
 /// The agent pid a rule was made for: a rule with one of the agent's keys and `-F pid!=N`
 /// (the agent keeps its own syscalls out of its stream) belongs to agent N.
 pub fn rule_agent_pid(rule: &RuleData) -> Option<u32> {
-    if !rule.has_key(RULE_KEY.as_bytes()) && !rule.has_key(link::LINK_KEY.as_bytes()) {
+    if !AGENT_KEYS.iter().any(|k| rule.has_key(k.as_bytes())) {
         return None;
     }
     rule.fields
@@ -383,26 +435,38 @@ pub struct Gaps {
     pub exec: Vec<Arch>,
     /// ABIs without the link-syscall rule (extended mode only).
     pub link: Vec<Arch>,
+    /// ABIs without the file-event rules (while a loaded rule needs file events).
+    pub file: Vec<Arch>,
+    /// ABIs without the network-event rules (while a loaded rule needs network events).
+    pub network: Vec<Arch>,
 }
 
 impl Gaps {
     /// The gaps of a kernel in `status` with `rules` loaded.
-    pub fn of(status: &Status, rules: &[RuleData], extended: bool) -> Gaps {
+    pub fn of(status: &Status, rules: &[RuleData], wanted: Wanted) -> Gaps {
+        let when =
+            |on: bool, missing: &dyn Fn() -> Vec<Arch>| if on { missing() } else { Vec::new() };
         Gaps {
             disabled: status.enabled == 0,
             locked: status.enabled == 2,
             exec: missing_exec_rules(rules),
-            link: if extended {
-                missing_link_rules(rules)
-            } else {
-                Vec::new()
-            },
+            link: when(wanted.link, &|| missing_link_rules(rules)),
+            file: when(wanted.events.file, &|| missing_event_rules(rules, true)),
+            network: when(wanted.events.network, &|| missing_event_rules(rules, false)),
         }
+    }
+
+    /// Whether no rule is missing (audit may still be off).
+    fn rules_complete(&self) -> bool {
+        self.exec.is_empty()
+            && self.link.is_empty()
+            && self.file.is_empty()
+            && self.network.is_empty()
     }
 
     /// Whether nothing is missing.
     pub fn is_covered(&self) -> bool {
-        !self.disabled && self.exec.is_empty() && self.link.is_empty()
+        !self.disabled && self.rules_complete()
     }
 }
 
@@ -424,6 +488,15 @@ impl fmt::Display for Gaps {
         }
         if !self.link.is_empty() {
             parts.push(format!("no link-syscall rule for {}", names(&self.link)));
+        }
+        if !self.file.is_empty() {
+            parts.push(format!("no file-event rules for {}", names(&self.file)));
+        }
+        if !self.network.is_empty() {
+            parts.push(format!(
+                "no network-event rules for {}",
+                names(&self.network)
+            ));
         }
         if parts.is_empty() {
             parts.push("nothing missing".into());
@@ -592,7 +665,7 @@ impl RuleGuard {
     ) -> Result<Vec<String>, KernelError> {
         let mut notes = Vec::new();
         if gaps.locked {
-            if gaps.exec.is_empty() && gaps.link.is_empty() {
+            if gaps.rules_complete() {
                 return Ok(notes);
             }
             return Err(KernelError::Locked {
@@ -613,6 +686,14 @@ impl RuleGuard {
                 link::link_rules(arch, Some(self.me.pid))
                     .map_err(wire("building the link rule"))?,
             );
+        }
+        for (arches, file) in [(&gaps.file, true), (&gaps.network, false)] {
+            for &arch in arches {
+                wanted.extend(
+                    event_rules(arch, file, Some(self.me.pid))
+                        .map_err(wire("building the file and network event rules"))?,
+                );
+            }
         }
         for rule in wanted {
             self.record(Some(&rule), self.enabled_by_us)?;
@@ -643,6 +724,39 @@ impl RuleGuard {
                 "kernel audit was disabled; enabled it (it stays on at exit, as the agent found it)"
                     .into()
             });
+        }
+        Ok(notes)
+    }
+
+    /// Deletes the file or network event rules the agent added that `wanted` no longer asks for
+    /// (a rule reload dropped the last rule needing them), then journals what is left. Returns
+    /// one note per rule removed, or the failure.
+    pub fn retire(
+        &mut self,
+        ctl: &mut dyn AuditControl,
+        wanted: Wanted,
+    ) -> Result<Vec<String>, KernelError> {
+        let unwanted = |r: &RuleData| {
+            (!wanted.events.file && r.has_key(fileop::FILE_KEY.as_bytes()))
+                || (!wanted.events.network && r.has_key(netconn::NET_KEY.as_bytes()))
+        };
+        let mut notes = Vec::new();
+        while let Some(i) = self.added.iter().position(unwanted) {
+            let rule = self.added.remove(i);
+            match ctl.del_rule(&rule) {
+                Ok(()) => notes.push(format!(
+                    "removed audit rule no loaded rule needs: {}",
+                    describe(&rule)
+                )),
+                Err(e) if is_errno(&e, libc::ENOENT) => {}
+                Err(e) => {
+                    self.added.push(rule);
+                    return Err(e.into());
+                }
+            }
+            // Journaled after the delete: a crash in between leaves a journaled rule that is
+            // gone, which recovery skips.
+            self.record(None, self.enabled_by_us)?;
         }
         Ok(notes)
     }
@@ -691,7 +805,7 @@ pub fn prepare(
     ctl: &mut dyn AuditControl,
     mut guard: RuleGuard,
     manage: bool,
-    extended: bool,
+    wanted: Wanted,
     running_agent: &dyn Fn(AgentId) -> bool,
 ) -> Result<(RuleGuard, Vec<String>), KernelError> {
     let mut notes = Vec::new();
@@ -707,7 +821,7 @@ pub fn prepare(
     }
     let status = ctl.status()?;
     let rules = ctl.list_rules()?;
-    let gaps = Gaps::of(&status, &rules, extended);
+    let gaps = Gaps::of(&status, &rules, wanted);
     if gaps.locked {
         if gaps.exec.is_empty() {
             notes.push("audit rules are locked (enabled=2); the loaded rules cover execve".into());
@@ -726,6 +840,19 @@ pub fn prepare(
                 arch_name(arch),
                 rule_line(arch)
             ));
+        }
+        for (arches, what) in [(&gaps.file, "file"), (&gaps.network, "network")] {
+            if !arches.is_empty() {
+                notes.push(format!(
+                    "loaded rules query {what} events but manage_rules is off: none are made \
+                     unless audit rules with key {} exist",
+                    if what == "file" {
+                        fileop::FILE_KEY
+                    } else {
+                        netconn::NET_KEY
+                    }
+                ));
+            }
         }
         guard.running = true;
         return Ok((guard, notes));
@@ -945,7 +1072,7 @@ mod tests {
     ) -> (RuleGuard, Vec<String>) {
         let guard = RuleGuard::new(agent(pid), Some(Journal::in_dir(dir)));
         let running = |a: AgentId| alive.contains(&a.pid);
-        prepare(k, guard, true, false, &running).expect("prepare")
+        prepare(k, guard, true, Wanted::default(), &running).expect("prepare")
     }
 
     #[test]

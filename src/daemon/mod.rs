@@ -19,7 +19,7 @@ use crate::source::netlink::{self, AuditSocket};
 use crate::state::SledStore;
 use anyhow::{bail, Context, Result};
 use journal::Journal;
-use kernel::{AgentId, RuleGuard, SourceKind, SourceRequest};
+use kernel::{AgentId, Gaps, RuleGuard, SourceKind, SourceRequest, Wanted};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -179,13 +179,18 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
             format!("off ({e}); a parent that forks without exec is unknown once it exits"),
         ),
     };
+    let wanted = Wanted {
+        link: opts.extended,
+        events: detector.needs(),
+    };
     log.line(&format!(
-        "sensors: exec (execve audit records){}; fanotify: {fan_note}; process events: {conn_note}",
+        "sensors: exec (execve audit records){}{}; fanotify: {fan_note}; process events: {conn_note}",
         if opts.extended {
             ", syscall (symlink/link audit records, extended detector)"
         } else {
             ""
-        }
+        },
+        describe_events(wanted)
     ));
     let seeded = procfs.seed(detector.processes_mut());
     let mut pipe = Pipeline::new(detector);
@@ -207,13 +212,8 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
     };
     let guard = RuleGuard::new(agent, Some(Journal::in_dir(&opts.state_dir)));
     let running_agent = |a: AgentId| procfs.is_agent(a.pid, a.start_time);
-    let (mut guard, notes) = kernel::prepare(
-        &mut ctl,
-        guard,
-        opts.manage_rules,
-        opts.extended,
-        &running_agent,
-    )?;
+    let (mut guard, notes) =
+        kernel::prepare(&mut ctl, guard, opts.manage_rules, wanted, &running_agent)?;
     guard.keep = opts.keep_rules;
     for note in notes {
         log.line(&note);
@@ -288,7 +288,7 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
         ctl: &mut ctl,
         procfs: &procfs,
         guard: &mut guard,
-        watchdog: Watchdog::new(me, opts.manage_rules, opts.extended),
+        watchdog: Watchdog::new(me, opts.manage_rules, wanted),
     };
     // `auditsentry status` has something to show from the start, not after the first period.
     worker.check_coverage();
@@ -518,6 +518,7 @@ impl<S: crate::rule::new_terms::TermStore> Worker<'_, S> {
             }
             if self.signals.hup.swap(false, Ordering::Relaxed) {
                 reload(self.opts, self.pipe, self.sink, self.log);
+                self.sync_event_rules();
             }
             // With process events, exits remove entries; /proc checks only back them up when
             // events were lost.
@@ -560,6 +561,41 @@ impl<S: crate::rule::new_terms::TermStore> Worker<'_, S> {
         for line in lines {
             if let Err(e) = self.sink.notice(&line) {
                 self.log.line(&format!("{line} (output error: {e})"));
+            }
+        }
+    }
+
+    /// After a rule reload: adds the file or network audit rules that the new rules need and
+    /// removes those no rule needs any more, and tells the watchdog what must be there now.
+    fn sync_event_rules(&mut self) {
+        let wanted = Wanted {
+            link: self.opts.extended,
+            events: self.pipe.detector_mut().needs(),
+        };
+        if wanted == self.watchdog.wanted() {
+            return;
+        }
+        self.watchdog.set_wanted(wanted);
+        self.log.line(&format!(
+            "rules need events: exec{}",
+            describe_events(wanted)
+        ));
+        if !self.opts.manage_rules {
+            return;
+        }
+        let ctl = &mut *self.ctl;
+        let added = ctl
+            .status()
+            .and_then(|st| Ok((st, ctl.list_rules()?)))
+            .map_err(kernel::KernelError::from)
+            .and_then(|(st, rules)| self.guard.fill(ctl, &Gaps::of(&st, &rules, wanted)));
+        let removed = self.guard.retire(ctl, wanted);
+        for result in [added, removed] {
+            match result {
+                Ok(notes) => notes.iter().for_each(|n| self.log.line(n)),
+                Err(e) => self
+                    .log
+                    .line(&format!("changing the event audit rules: {e}")),
             }
         }
     }
@@ -718,6 +754,18 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
     f.write_all(text.as_bytes())?;
     std::fs::rename(&tmp, path)
+}
+
+/// `, file (… audit records)` and `, network (…)` for the sensors line, as the rules need them.
+fn describe_events(wanted: Wanted) -> String {
+    let mut out = String::new();
+    if wanted.events.file {
+        out.push_str(", file (creat/open O_CREAT/rename/unlink/link/chmod/truncate audit records)");
+    }
+    if wanted.events.network {
+        out.push_str(", network (socket/connect/accept/bind audit records)");
+    }
+    out
 }
 
 /// SIGHUP: reload the rules (a bad set keeps the old one) and reopen file outputs.

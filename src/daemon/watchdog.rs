@@ -12,9 +12,8 @@
 //! `coverage restored`. Losses of records cannot be undone: each kind yields a warning with its
 //! counts, at most one per kind per [`LOSS_WARNING_INTERVAL`].
 
-use super::kernel::{AuditControl, Gaps, RuleGuard, RULE_KEY};
+use super::kernel::{AuditControl, Gaps, RuleGuard, Wanted, AGENT_KEYS};
 use crate::audit::config_change::ConfigChange;
-use crate::audit::link::LINK_KEY;
 use crate::audit::record::AuditTime;
 use crate::event::timestamp;
 use std::collections::VecDeque;
@@ -110,7 +109,7 @@ struct Incident {
 pub struct Watchdog {
     me: u32,
     manage: bool,
-    extended: bool,
+    wanted: Wanted,
     incident: Option<Incident>,
     recent: VecDeque<ConfigChange>,
     losses: [LossState; 5],
@@ -121,13 +120,13 @@ pub struct Watchdog {
 }
 
 impl Watchdog {
-    /// A watchdog for agent `me`, restoring rules only when `manage`; `extended` adds the
-    /// link-syscall rules to what must be there.
-    pub fn new(me: u32, manage: bool, extended: bool) -> Watchdog {
+    /// A watchdog for agent `me`, restoring rules only when `manage`; `wanted` says which rules
+    /// besides the execve ones must be there.
+    pub fn new(me: u32, manage: bool, wanted: Wanted) -> Watchdog {
         Watchdog {
             me,
             manage,
-            extended,
+            wanted,
             incident: None,
             recent: VecDeque::new(),
             losses: Default::default(),
@@ -135,6 +134,16 @@ impl Watchdog {
             enabled: None,
             check_failed: false,
         }
+    }
+
+    /// The rules besides the execve ones that must be there.
+    pub fn wanted(&self) -> Wanted {
+        self.wanted
+    }
+
+    /// The rules that must be there changed (a rule reload).
+    pub fn set_wanted(&mut self, wanted: Wanted) {
+        self.wanted = wanted;
     }
 
     /// Takes the configuration changes that passed: remembers those not made by the agent to
@@ -179,7 +188,7 @@ impl Watchdog {
             c.op.as_deref() == Some("remove_rule")
                 && c.key.as_deref().is_some_and(|k| {
                     k.split(|&b| b == b'\x01')
-                        .any(|p| p == RULE_KEY.as_bytes() || p == LINK_KEY.as_bytes())
+                        .any(|p| AGENT_KEYS.iter().any(|k| p == k.as_bytes()))
                 })
         };
         let mut parts = Vec::new();
@@ -200,12 +209,12 @@ impl Watchdog {
                 self.culprit(|c| c.new_value("audit_enabled") == Some(0)),
             );
         }
-        if !gaps.exec.is_empty() || !gaps.link.is_empty() {
-            let rules = Gaps {
-                exec: gaps.exec.clone(),
-                link: gaps.link.clone(),
-                ..Gaps::default()
-            };
+        let rules = Gaps {
+            disabled: false,
+            locked: false,
+            ..gaps.clone()
+        };
+        if rules != Gaps::default() {
             part(&rules, self.culprit(ours));
         }
         (parts.join("; "), since)
@@ -239,7 +248,7 @@ impl Watchdog {
             }
         };
         self.enabled = Some(status.enabled);
-        let gaps = Gaps::of(&status, &rules, self.extended);
+        let gaps = Gaps::of(&status, &rules, self.wanted);
         if gaps.is_covered() {
             if let Some(inc) = self.incident.take() {
                 lines.push(format!(
@@ -387,8 +396,9 @@ mod tests {
             None,
         );
         let (guard, _) =
-            super::super::kernel::prepare(fake, guard, true, false, &|_| false).expect("prepare");
-        (Watchdog::new(ME, true, false), guard)
+            super::super::kernel::prepare(fake, guard, true, Wanted::default(), &|_| false)
+                .expect("prepare");
+        (Watchdog::new(ME, true, Wanted::default()), guard)
     }
 
     fn at(sec: u64) -> AuditTime {
@@ -544,7 +554,7 @@ mod tests {
     fn locked_or_unmanaged_coverage_is_reported_once_per_change() {
         let mut k = Fake::default();
         let (_, mut guard) = started(&mut k);
-        let mut w = Watchdog::new(ME, false, false);
+        let mut w = Watchdog::new(ME, false, Wanted::default());
         let t0 = Instant::now();
         k.rules.clear();
         let first = w.check(&mut k, &mut guard, Losses::default(), t0, at(5));
@@ -580,7 +590,7 @@ mod tests {
         );
 
         // Managed, but the kernel refuses: said once.
-        let mut w = Watchdog::new(ME, true, false);
+        let mut w = Watchdog::new(ME, true, Wanted::default());
         k.rules.clear();
         k.refuse_adds = true;
         let refused = w.check(&mut k, &mut guard, Losses::default(), t0, at(13));
