@@ -366,7 +366,7 @@ pub fn describe(rule: &RuleData) -> String {
             (FieldValue::Num(v), 104) => out.push_str(&format!(" -F success{op}{v}")),
             (FieldValue::Num(v), id @ fileop::AUDIT_ARG0..=203) => {
                 let i = id - fileop::AUDIT_ARG0;
-                out.push_str(&format!(" -F a{i}{op}{v:#o}"))
+                out.push_str(&format!(" -F a{i}{op}{v:#x}"))
             }
             (FieldValue::Str(k), AUDIT_FILTERKEY) => {
                 for part in k.split(|&b| b == AUDIT_KEY_SEPARATOR) {
@@ -1223,5 +1223,94 @@ mod tests {
             describe(&links),
             "-a always,exit -F arch=b32 -S link,symlink,linkat,symlinkat -k auditsentry-link"
         );
+    }
+}
+
+#[cfg(test)]
+mod event_rule_tests {
+    use super::fake::Fake;
+    use super::*;
+    use crate::daemon::journal::Journal;
+
+    fn wanted(file: bool, network: bool) -> Wanted {
+        Wanted {
+            link: false,
+            events: EventNeeds { file, network },
+        }
+    }
+
+    fn keyed(k: &Fake, key: &str) -> usize {
+        k.rules.iter().filter(|r| r.has_key(key.as_bytes())).count()
+    }
+
+    #[test]
+    fn event_rules_come_and_go_with_the_rules_that_need_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut k = Fake::default();
+        let me = AgentId {
+            pid: 300,
+            start_time: None,
+        };
+        let guard = RuleGuard::new(me, Some(Journal::in_dir(dir.path())));
+        let (mut guard, notes) =
+            prepare(&mut k, guard, true, wanted(true, false), &|_| false).expect("prepare");
+        let per_host = |f: fn(Arch, Option<u32>) -> Result<Vec<RuleData>, WireError>| {
+            Arch::host()
+                .iter()
+                .map(|a| f(*a, None).map_or(0, |r| r.len()))
+                .sum::<usize>()
+        };
+        let files = per_host(fileop::file_rules);
+        let nets = per_host(netconn::net_rules);
+        assert_eq!(keyed(&k, fileop::FILE_KEY), files, "{notes:?}");
+        assert_eq!(keyed(&k, netconn::NET_KEY), 0);
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("-S openat -F pid!=300 -F a2&0x40 -F success=1")),
+            "{notes:?}"
+        );
+        // What was added is what the gaps look for, whatever the pid.
+        let status = k.status().expect("status");
+        assert!(Gaps::of(&status, &k.rules, wanted(true, false)).is_covered());
+        let gaps = Gaps::of(&status, &k.rules, wanted(true, true));
+        assert_eq!(gaps.network, Arch::host().to_vec());
+        guard.fill(&mut k, &gaps).expect("fill");
+        assert_eq!(keyed(&k, netconn::NET_KEY), nets);
+        let journaled = |dir: &std::path::Path| {
+            Journal::in_dir(dir)
+                .read()
+                .expect("read")
+                .map_or(0, |c| c.rules.len())
+        };
+        let exec = Arch::host().len();
+        assert_eq!(journaled(dir.path()), exec + files + nets);
+        // A reload keeps only file rules, then none.
+        let notes = guard.retire(&mut k, wanted(true, false)).expect("retire");
+        assert_eq!(notes.len(), nets);
+        assert_eq!(
+            (keyed(&k, fileop::FILE_KEY), keyed(&k, netconn::NET_KEY)),
+            (files, 0)
+        );
+        assert_eq!(journaled(dir.path()), exec + files);
+        guard.retire(&mut k, wanted(false, false)).expect("retire");
+        assert_eq!(keyed(&k, fileop::FILE_KEY), 0);
+        assert_eq!(journaled(dir.path()), exec);
+        // A crash with event rules loaded: the next start removes them (journal and key).
+        let gaps = Gaps::of(&status, &k.rules, wanted(true, true));
+        guard.fill(&mut k, &gaps).expect("fill");
+        std::mem::forget(guard);
+        let next = RuleGuard::new(
+            AgentId {
+                pid: 301,
+                start_time: None,
+            },
+            Some(Journal::in_dir(dir.path())),
+        );
+        let (next, _) =
+            prepare(&mut k, next, true, Wanted::default(), &|_| false).expect("prepare");
+        assert_eq!(keyed(&k, fileop::FILE_KEY) + keyed(&k, netconn::NET_KEY), 0);
+        assert!(next.release(&mut k).is_empty());
+        assert!(k.rules.is_empty());
     }
 }

@@ -1253,6 +1253,36 @@ query = "process.name:ln"
     }
 
     #[test]
+    fn file_and_network_needs_follow_the_loaded_queries() {
+        let needs = |queries: &[&str]| {
+            let rules: Vec<Rule> = queries
+                .iter()
+                .map(|q| match q.strip_prefix("kql:") {
+                    Some(k) => load_str(&MINIMAL.replace("process.name:ln", k), "k.toml"),
+                    None => load_str(&eql_rule(q), "e.toml"),
+                })
+                .collect::<Result<_, _>>()
+                .expect("rules load");
+            let n = EventNeeds::of(&rules);
+            (n.file, n.network)
+        };
+        assert_eq!(
+            needs(&["process where true", "kql:process.name:ln"]),
+            (false, false)
+        );
+        assert_eq!(needs(&["file where true"]), (true, false));
+        assert_eq!(needs(&["network where true"]), (false, true));
+        assert_eq!(needs(&["any where file.path : \"/etc/*\""]), (true, false));
+        assert_eq!(needs(&["kql:destination.port:4444"]), (false, true));
+        assert_eq!(
+            needs(&["sequence [process where true] [network where true] until [file where true]"]),
+            (true, true)
+        );
+        // A query on another category does not need them even if it names their fields.
+        assert_eq!(needs(&["process where file.path == \"x\""]), (false, false));
+    }
+
+    #[test]
     fn eql_errors_and_unsupported_queries_are_named() {
         let e = err(&eql_rule("process where process.name == (\"ln\""));
         assert!(matches!(e, RuleError::Eql { .. }), "{e}");
@@ -1260,26 +1290,26 @@ query = "process.name:ln"
             e.to_string(),
             "x.toml: query line 2, column 1: expected ')', found the end of the query"
         );
-        let e = err(&eql_rule("file where file.path : \"/tmp/*\""));
+        let e = err(&eql_rule("iam where user.name == \"x\""));
         assert_eq!(
             e.to_string(),
-            "x.toml: EQL query on \"file\" events: this agent makes process events only"
+            "x.toml: EQL query on \"iam\" events: this agent makes process, file, network events only"
         );
         // Process sequences load; a sequence that needs other events does not.
         let text = eql_rule("sequence by process.pid [process where true] [any where true]");
         let rule = load_str(&text, "x.toml").expect("a process sequence loads");
         assert!(crate::rule::stateful::is_stateful(&rule));
         let e = err(&eql_rule(
-            "sequence by process.entity_id [process where true] [network where true]",
+            "sequence by process.entity_id [process where true] [driver where true]",
         ));
         assert_eq!(
             e.to_string(),
-            "x.toml: EQL sequence with a stage on \"network\" events: this agent makes process events only"
+            "x.toml: EQL sequence with a stage on \"driver\" events: this agent makes process, file, network events only"
         );
         let e = err(&eql_rule(
-            "sequence by process.pid [process where true] [process where true] until [file where true]",
+            "sequence by process.pid [process where true] [process where true] until [web where true]",
         ));
-        assert!(e.to_string().contains("on \"file\" events"), "{e}");
+        assert!(e.to_string().contains("on \"web\" events"), "{e}");
         let e = err(&eql_rule(
             "sample by host.id [process where true] [process where true]",
         ));
