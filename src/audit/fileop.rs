@@ -93,9 +93,12 @@ enum Call {
     Fchmodat,
 }
 
+/// One call of an architecture: its number, its shape, its name.
+type CallEntry = (u32, Call, &'static str);
+
 /// AUDIT_ARCH values and their (number, call, name) triples.
 #[rustfmt::skip]
-const FILE_SYSCALLS: &[(u32, &[(u32, Call, &str)])] = &[
+const FILE_SYSCALLS: &[(u32, &[CallEntry])] = &[
     // x86_64 (x32 numbers are these plus __X32_SYSCALL_BIT).
     (0xc000_003e, &[
         (85, Call::Creat, "creat"), (2, Call::Open, "open"), (257, Call::Openat, "openat"),
@@ -140,7 +143,7 @@ const FILE_SYSCALLS: &[(u32, &[(u32, Call, &str)])] = &[
 ];
 
 /// The calls of `arch` (x32 numbers folded onto x86_64's).
-fn calls_of(arch: u32) -> &'static [(u32, Call, &'static str)] {
+fn calls_of(arch: u32) -> &'static [CallEntry] {
     FILE_SYSCALLS
         .iter()
         .find(|(a, _)| *a == arch)
@@ -428,7 +431,15 @@ mod tests {
 
     #[test]
     fn captured_calls_become_file_events() {
-        let cases: &[(u32, &str, FileAction, &str, Option<&str>, Option<&str>)] = &[
+        type Case<'a> = (
+            u32,
+            &'a str,
+            FileAction,
+            &'a str,
+            Option<&'a str>,
+            Option<&'a str>,
+        );
+        let cases: &[Case] = &[
             // python open('a.txt','w') in /tmp/filenet: openat(AT_FDCWD, "a.txt", O_CREAT|..)
             (
                 332102,

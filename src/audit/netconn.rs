@@ -37,9 +37,12 @@ enum Call {
     Socketcall,
 }
 
+/// One call of an architecture: its number, its shape, its name.
+type CallEntry = (u32, Call, &'static str);
+
 /// AUDIT_ARCH values and their (number, call, name) triples.
 #[rustfmt::skip]
-const NET_SYSCALLS: &[(u32, &[(u32, Call, &str)])] = &[
+const NET_SYSCALLS: &[(u32, &[CallEntry])] = &[
     (0xc000_003e, &[
         (41, Call::Socket, "socket"), (49, Call::Bind, "bind"), (42, Call::Connect, "connect"),
         (43, Call::Accept, "accept"), (288, Call::Accept, "accept4"),
@@ -58,7 +61,7 @@ const NET_SYSCALLS: &[(u32, &[(u32, Call, &str)])] = &[
     ]),
 ];
 
-fn calls_of(arch: u32) -> &'static [(u32, Call, &'static str)] {
+fn calls_of(arch: u32) -> &'static [CallEntry] {
     NET_SYSCALLS
         .iter()
         .find(|(a, _)| *a == arch)
@@ -388,7 +391,14 @@ mod tests {
 
     #[test]
     fn captured_socket_calls() {
-        let got: Vec<(u32, &str, Option<Endpoint>, Option<Endpoint>, Option<&str>)> = all()
+        type Row = (
+            u32,
+            &'static str,
+            Option<Endpoint>,
+            Option<Endpoint>,
+            Option<&'static str>,
+        );
+        let got: Vec<Row> = all()
             .iter()
             .map(|e| {
                 (
