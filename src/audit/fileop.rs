@@ -10,7 +10,7 @@
 
 use super::reassemble::Event;
 use super::record::{types, Record};
-use super::task::{string_field, SyscallFields, Task};
+use super::task::{calls_of, lookup, string_field, SyscallFields, SyscallTable, Task};
 use crate::source::netlink::wire::{AUDIT_EQUAL, AUDIT_FILTERKEY};
 use crate::source::netlink::{Arch, FieldValue, RuleData, RuleField, WireError};
 
@@ -93,12 +93,9 @@ enum Call {
     Fchmodat,
 }
 
-/// One call of an architecture: its number, its shape, its name.
-type CallEntry = (u32, Call, &'static str);
-
 /// AUDIT_ARCH values and their (number, call, name) triples.
 #[rustfmt::skip]
-const FILE_SYSCALLS: &[(u32, &[CallEntry])] = &[
+const FILE_SYSCALLS: &SyscallTable<Call> = &[
     // x86_64 (x32 numbers are these plus __X32_SYSCALL_BIT).
     (0xc000_003e, &[
         (85, Call::Creat, "creat"), (2, Call::Open, "open"), (257, Call::Openat, "openat"),
@@ -142,37 +139,16 @@ const FILE_SYSCALLS: &[(u32, &[CallEntry])] = &[
     ]),
 ];
 
-/// The calls of `arch` (x32 numbers folded onto x86_64's).
-fn calls_of(arch: u32) -> &'static [CallEntry] {
-    FILE_SYSCALLS
-        .iter()
-        .find(|(a, _)| *a == arch)
-        .map_or(&[][..], |(_, calls)| *calls)
-}
-
-/// The file call `nr` of `arch`, if it is one.
-fn lookup(arch: u32, nr: u32) -> Option<(Call, &'static str)> {
-    let nr = if arch == 0xc000_003e {
-        nr & !0x4000_0000
-    } else {
-        nr
-    };
-    calls_of(arch)
-        .iter()
-        .find(|(n, _, _)| *n == nr)
-        .map(|(_, c, name)| (*c, *name))
-}
-
 /// The name of file syscall `nr` of `arch`, if it is one (for describing rules).
 pub fn syscall_name(arch: Arch, nr: u32) -> Option<&'static str> {
-    lookup(arch.audit_arch(), nr).map(|(_, name)| name)
+    lookup(FILE_SYSCALLS, arch.audit_arch(), nr).map(|(_, name)| name)
 }
 
 /// The audit rules for file events on `arch`, each with `-F success=1 [-F pid!=PID] -k
 /// auditsentry-file`: one for the calls that always change a name or the file, and one per open
 /// call restricted by `-F aN&0100` to opens with O_CREAT (every other open is not recorded).
 pub fn file_rules(arch: Arch, exclude_pid: Option<u32>) -> Result<Vec<RuleData>, WireError> {
-    let calls = calls_of(arch.audit_arch());
+    let calls = calls_of(FILE_SYSCALLS, arch.audit_arch());
     let always: Vec<u32> = calls
         .iter()
         .filter(|(_, c, _)| !matches!(c, Call::Open | Call::Openat))
@@ -250,7 +226,7 @@ impl std::ops::Deref for FileEvent {
 pub fn build(event: &Event) -> Option<FileEvent> {
     let sc = event.records.iter().find(|r| r.rtype == types::SYSCALL)?;
     let f = SyscallFields::scan(sc);
-    let (call, name) = lookup(f.arch()?, f.syscall()?)?;
+    let (call, name) = lookup(FILE_SYSCALLS, f.arch()?, f.syscall()?)?;
     if f.success != Some(b"yes") {
         return None;
     }

@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use super::fileop::{with_fields, AUDIT_ARG0};
 use super::reassemble::Event;
 use super::record::{types, Record};
-use super::task::{SyscallFields, Task};
+use super::task::{calls_of, lookup, SyscallFields, SyscallTable, Task};
 use crate::source::netlink::wire::AUDIT_EQUAL;
 use crate::source::netlink::{Arch, RuleData, WireError};
 
@@ -37,12 +37,9 @@ enum Call {
     Socketcall,
 }
 
-/// One call of an architecture: its number, its shape, its name.
-type CallEntry = (u32, Call, &'static str);
-
 /// AUDIT_ARCH values and their (number, call, name) triples.
 #[rustfmt::skip]
-const NET_SYSCALLS: &[(u32, &[CallEntry])] = &[
+const NET_SYSCALLS: &SyscallTable<Call> = &[
     (0xc000_003e, &[
         (41, Call::Socket, "socket"), (49, Call::Bind, "bind"), (42, Call::Connect, "connect"),
         (43, Call::Accept, "accept"), (288, Call::Accept, "accept4"),
@@ -61,28 +58,9 @@ const NET_SYSCALLS: &[(u32, &[CallEntry])] = &[
     ]),
 ];
 
-fn calls_of(arch: u32) -> &'static [CallEntry] {
-    NET_SYSCALLS
-        .iter()
-        .find(|(a, _)| *a == arch)
-        .map_or(&[][..], |(_, calls)| *calls)
-}
-
-fn lookup(arch: u32, nr: u32) -> Option<(Call, &'static str)> {
-    let nr = if arch == 0xc000_003e {
-        nr & !0x4000_0000
-    } else {
-        nr
-    };
-    calls_of(arch)
-        .iter()
-        .find(|(n, _, _)| *n == nr)
-        .map(|(_, c, name)| (*c, *name))
-}
-
 /// The name of network syscall `nr` of `arch`, if it is one (for describing rules).
 pub fn syscall_name(arch: Arch, nr: u32) -> Option<&'static str> {
-    lookup(arch.audit_arch(), nr).map(|(_, name)| name)
+    lookup(NET_SYSCALLS, arch.audit_arch(), nr).map(|(_, name)| name)
 }
 
 /// The audit rules for network events on `arch` (`[-F pid!=PID] -k auditsentry-net`): one for
@@ -90,7 +68,7 @@ pub fn syscall_name(arch: Arch, nr: u32) -> Option<&'static str> {
 /// one per family for `socket()` restricted by `-F a0=2` / `-F a0=10`, so that local (AF_UNIX)
 /// sockets are not recorded when they are made.
 pub fn net_rules(arch: Arch, exclude_pid: Option<u32>) -> Result<Vec<RuleData>, WireError> {
-    let calls = calls_of(arch.audit_arch());
+    let calls = calls_of(NET_SYSCALLS, arch.audit_arch());
     let main: Vec<u32> = calls
         .iter()
         .filter(|(_, c, _)| *c != Call::Socket)
@@ -222,7 +200,7 @@ impl Sockets {
     pub fn build(&mut self, event: &Event) -> Option<NetEvent> {
         let sc = event.records.iter().find(|r| r.rtype == types::SYSCALL)?;
         let f = SyscallFields::scan(sc);
-        let (mut call, mut name) = lookup(f.arch()?, f.syscall()?)?;
+        let (mut call, mut name) = lookup(NET_SYSCALLS, f.arch()?, f.syscall()?)?;
         let mut args = [arg(sc, 0), arg(sc, 1), arg(sc, 2)];
         if call == Call::Socketcall {
             // The real arguments are in memory; the SOCKADDR record still says the address.

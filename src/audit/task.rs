@@ -170,3 +170,34 @@ pub(crate) fn string_value(raw: Option<&[u8]>) -> Option<Vec<u8>> {
 pub(crate) fn parse_u64(raw: Option<&[u8]>) -> Option<u64> {
     std::str::from_utf8(raw?).ok()?.parse().ok()
 }
+
+/// A syscall table: per AUDIT_ARCH value, (number, kind, name) of the calls a module reads.
+pub(crate) type SyscallTable<C> = [(u32, &'static [(u32, C, &'static str)])];
+
+/// The calls of `arch` in `table`.
+pub(crate) fn calls_of<C>(
+    table: &'static SyscallTable<C>,
+    arch: u32,
+) -> &'static [(u32, C, &'static str)] {
+    table
+        .iter()
+        .find(|(a, _)| *a == arch)
+        .map_or(&[][..], |(_, calls)| *calls)
+}
+
+/// Call `nr` of `arch` in `table` (x32 numbers folded onto x86_64's), with its name.
+pub(crate) fn lookup<C: Copy>(
+    table: &'static SyscallTable<C>,
+    arch: u32,
+    nr: u32,
+) -> Option<(C, &'static str)> {
+    let nr = if arch == 0xc000_003e {
+        nr & !0x4000_0000
+    } else {
+        nr
+    };
+    calls_of(table, arch)
+        .iter()
+        .find(|(n, _, _)| *n == nr)
+        .map(|(_, c, name)| (*c, *name))
+}
