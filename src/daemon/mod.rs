@@ -372,10 +372,7 @@ fn start_reader(
                 .context("registering as the audit daemon")?;
             live::spawn_netlink(sock, tx, record)?
         }
-        SourceKind::Plugin => {
-            let stdin = std::io::BufReader::with_capacity(256 * 1024, std::io::stdin());
-            live::spawn_lines(Box::new(stdin), tx)?
-        }
+        SourceKind::Plugin => live::spawn_lines(std::io::stdin(), tx)?,
     })
 }
 

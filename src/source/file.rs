@@ -401,6 +401,20 @@ impl<R: BufRead> Iterator for FrameReader<R> {
     }
 }
 
+impl<R: Read> FrameReader<BufReader<R>> {
+    /// Whether bytes already read from the input wait in memory: the next item then comes
+    /// without a read that could block (unless they end in an incomplete line).
+    pub fn has_buffered(&self) -> bool {
+        let (head, rest) = self.input.get_ref();
+        head.position() < head.get_ref().len() as u64 || !rest.buffer().is_empty()
+    }
+
+    /// The underlying input (to wait on it; reading it directly would lose buffered bytes).
+    pub fn get_ref(&self) -> &R {
+        self.input.get_ref().1.get_ref()
+    }
+}
+
 /// True when a line holds only spaces, tabs and carriage returns (such lines are skipped).
 fn is_blank(line: &[u8]) -> bool {
     line.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r'))

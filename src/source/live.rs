@@ -8,7 +8,9 @@ use super::file::{Format, FrameReader};
 use super::netlink::AuditSocket;
 use super::Frame;
 use crossbeam_channel::{Sender, TrySendError};
-use std::io::{BufRead, Write};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use std::io::{BufReader, Read, Write};
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -17,6 +19,13 @@ use std::time::{Duration, Instant};
 /// Most frames in one batch, and the longest a frame waits in a batch before it is sent.
 const BATCH_FRAMES: usize = 256;
 const BATCH_AGE: Duration = Duration::from_millis(50);
+
+/// The longest a plugin line waits in a batch for more lines: short, since auditd has already
+/// delayed it and alerts through the plugin should stay quick.
+pub const PLUGIN_BATCH_AGE: Duration = Duration::from_millis(10);
+
+/// Read buffer of the plugin reader: large, so that a backlog auditd queued is read in few calls.
+const PLUGIN_BUF: usize = 256 * 1024;
 
 /// Most bytes of frames a netlink reader may have handed to the worker that the worker has not
 /// finished with; a batch that would go over is dropped and counted.
@@ -243,44 +252,75 @@ pub fn spawn_netlink(
 
 /// Starts a thread reading auditd plugin lines (`format = string`) from `input` until end of input.
 /// It blocks when the worker is behind: auditd queues for its plugins, so nothing is lost here.
-pub fn spawn_lines(input: Box<dyn BufRead + Send>, tx: Sender<Message>) -> std::io::Result<Reader> {
+///
+/// auditd writes one record per write, so lines come one by one; each would cost the worker a
+/// wake-up. Lines are batched instead, as the netlink reader does: a batch goes to the worker when
+/// it holds [`BATCH_FRAMES`] lines, or when no input came for [`PLUGIN_BATCH_AGE`] since its
+/// first line (so an alert waits at most that long here).
+pub fn spawn_lines<R>(input: R, tx: Sender<Message>) -> std::io::Result<Reader>
+where
+    R: Read + AsFd + Send + 'static,
+{
     let stop = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(ReaderStats::default());
     let (stop2, stats2) = (stop.clone(), stats.clone());
     let handle = std::thread::Builder::new()
         .name("plugin-reader".into())
         .spawn(move || {
+            let input = BufReader::with_capacity(PLUGIN_BUF, input);
+            let mut lines = FrameReader::new(input, Format::Text, "stdin".into());
             let mut batch = Vec::with_capacity(BATCH_FRAMES);
+            let mut oldest = Instant::now();
+            let send = |batch: &mut Vec<Frame>| {
+                batch.is_empty()
+                    || tx
+                        .send(Message::Frames(Frames::new(std::mem::replace(
+                            batch,
+                            Vec::with_capacity(BATCH_FRAMES),
+                        ))))
+                        .is_ok()
+            };
             let mut end = None;
-            for item in FrameReader::new(input, Format::Text, "stdin".into()) {
+            loop {
+                // Nothing left in memory: wait for more input while the batch is young enough,
+                // and hand it over when none comes.
+                if !batch.is_empty() && !lines.has_buffered() {
+                    let left = PLUGIN_BATCH_AGE.saturating_sub(oldest.elapsed());
+                    if !readable_within(lines.get_ref(), left) && !send(&mut batch) {
+                        return None;
+                    }
+                }
+                let Some(item) = lines.next() else { break };
                 if stop2.load(Ordering::Relaxed) {
                     break;
                 }
                 match item {
                     Ok(frame) => {
                         stats2.frames.fetch_add(1, Ordering::Relaxed);
+                        if batch.is_empty() {
+                            oldest = Instant::now();
+                        }
                         batch.push(frame);
+                        if batch.len() >= BATCH_FRAMES && !send(&mut batch) {
+                            return None;
+                        }
                     }
                     Err(e @ super::file::SourceError::Io { .. }) => {
                         end = Some(e.to_string());
                         break;
                     }
                     Err(e) => {
-                        if tx.send(Message::Malformed(e.to_string())).is_err() {
+                        // In input order: the lines before it first.
+                        if !send(&mut batch) || tx.send(Message::Malformed(e.to_string())).is_err()
+                        {
                             return None;
                         }
-                        continue;
                     }
                 }
-                // A pipe read returns what auditd wrote: send at once so alerts are not delayed.
-                if tx
-                    .send(Message::Frames(Frames::new(std::mem::take(&mut batch))))
-                    .is_err()
-                {
-                    return None;
-                }
             }
-            let _ = tx.send(Message::End(end));
+            if send(&mut batch) {
+                let _ = tx.send(Message::End(end));
+            }
             None
         })?;
     Ok(Reader {
@@ -289,6 +329,17 @@ pub fn spawn_lines(input: Box<dyn BufRead + Send>, tx: Sender<Message>) -> std::
         stats,
         joinable: false,
     })
+}
+
+/// Whether `input` has something to read (data, end of input or an error) within `wait`
+/// (rounded up to whole milliseconds). A failed poll counts as nothing to read.
+fn readable_within(input: &impl AsFd, wait: Duration) -> bool {
+    if wait.is_zero() {
+        return false;
+    }
+    let ms = u16::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(u16::MAX);
+    let mut fds = [PollFd::new(input.as_fd(), PollFlags::POLLIN)];
+    matches!(poll(&mut fds, PollTimeout::from(ms)), Ok(n) if n > 0)
 }
 
 #[cfg(test)]
@@ -318,6 +369,64 @@ mod tests {
         assert_eq!(back, frames);
     }
 
+    /// An unlinked file holding `bytes`, read from its start.
+    fn file_with(bytes: &[u8]) -> std::fs::File {
+        use std::io::{Seek, Write};
+        let mut file = tempfile::tempfile().expect("temporary file");
+        file.write_all(bytes).expect("write");
+        file.rewind().expect("rewind");
+        file
+    }
+
+    /// The next message, which must come within a few seconds.
+    fn next_message(rx: &crossbeam_channel::Receiver<Message>) -> Message {
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("a message within 5 s")
+    }
+
+    #[test]
+    fn plugin_lines_written_together_reach_the_worker_as_one_batch() {
+        use std::io::Write;
+        let (rd, mut wr) = std::io::pipe().expect("pipe");
+        let (tx, rx) = crossbeam_channel::bounded(16);
+        let reader = spawn_lines(rd, tx).expect("spawn");
+        let lines: String = (1..=10)
+            .map(|n| format!("type=EOE msg=audit(1.0:{n}): \n"))
+            .collect();
+        wr.write_all(lines.as_bytes()).expect("write");
+        // With the pipe still open: the lines come as one batch, without waiting for more.
+        match next_message(&rx) {
+            Message::Frames(mut f) => assert_eq!(f.take().len(), 10),
+            other => panic!("{other:?}"),
+        }
+        wr.write_all(b"type=EOE msg=audit(1.0:11): \n")
+            .expect("write");
+        match next_message(&rx) {
+            Message::Frames(mut f) => {
+                assert_eq!(
+                    f.take(),
+                    [Frame::Text(b"type=EOE msg=audit(1.0:11): ".to_vec())]
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        // Lines before an oversized one are sent before it is reported.
+        wr.write_all(b"type=EOE msg=audit(1.0:12): \n")
+            .expect("write");
+        let long = vec![b'x'; super::super::file::MAX_LINE_LEN + 1];
+        wr.write_all(&long).expect("write");
+        wr.write_all(b"\n").expect("write");
+        drop(wr);
+        match next_message(&rx) {
+            Message::Frames(mut f) => assert_eq!(f.take().len(), 1),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(next_message(&rx), Message::Malformed(_)));
+        assert!(matches!(next_message(&rx), Message::End(None)));
+        assert_eq!(reader.stats.frames.load(Ordering::Relaxed), 12);
+        reader.stop();
+    }
+
     #[test]
     fn plugin_reader_sends_every_line_then_end() {
         let mut input =
@@ -328,7 +437,7 @@ mod tests {
         ));
         input.extend_from_slice(b"\ntype=EOE msg=audit(1.0:3): \n");
         let (tx, rx) = crossbeam_channel::bounded(16);
-        let reader = spawn_lines(Box::new(std::io::Cursor::new(input)), tx).expect("spawn");
+        let reader = spawn_lines(file_with(&input), tx).expect("spawn");
         let (mut frames, mut malformed) = (0, Vec::new());
         loop {
             match rx.recv_timeout(Duration::from_secs(5)).expect("message") {
