@@ -1,8 +1,19 @@
 #!/usr/bin/env bash
-# Exec storm against the live agent (multicast source), as root.
+# Exec storm against the live agent (multicast source, or auditd plugin), as root.
 #
 #   bench/storm.sh [--rate N] [--seconds T] [--ln K] [--workers W] [--bin PATH]
+#                  [--source multicast|plugin] [--log-format RAW|ENRICHED] [--no-record]
 #   bench/storm.sh --ceiling [--seconds T] [--workers W]
+#
+# --source plugin runs a private auditd instead (`auditd -f -n -s nochange -c DIR`, the system's
+# auditd.conf with its own log file, `--log-format` (default RAW) and a plugin directory whose one
+# plugin is `auditsentry plugin CONFIG`, `format = string`), so the agent reads auditd's plugin
+# stream on stdin; it needs auditd installed and no audit daemon registered. There is no capture
+# then: "exec events seen" is the agent's own count of exec events (its `stopped:` line) less the
+# ln cases, and the CPU is the plugin process's. --no-record runs the multicast agent without its
+# capture too (counted the same way), to compare the two sources' CPU on equal terms. The table
+# also gives the agent's context switches (all its threads): a reader that wakes its worker for
+# every record shows there.
 #
 # Starts `auditsentry run --source multicast` with its own state dir, JSON file and capture
 # (--record), with the seed query as a plain `query` rule so that every matching case alerts
@@ -28,7 +39,10 @@ lns=20
 bin=""
 workers=""
 ceiling=0
-usage="usage: $0 [--rate N] [--seconds T] [--ln K] [--workers W] [--bin PATH] | --ceiling [--seconds T] [--workers W]"
+source=multicast
+log_format=RAW
+capture=1
+usage="usage: $0 [--rate N] [--seconds T] [--ln K] [--workers W] [--bin PATH] [--source multicast|plugin] [--log-format RAW|ENRICHED] [--no-record] | --ceiling [--seconds T] [--workers W]"
 while [ $# -gt 0 ]; do
     case "$1" in
     --rate) rate=$2; shift 2 ;;
@@ -37,6 +51,9 @@ while [ $# -gt 0 ]; do
     --workers) workers=$2; shift 2 ;;
     --bin) bin=$2; shift 2 ;;
     --ceiling) ceiling=1; shift ;;
+    --source) source=$2; shift 2 ;;
+    --log-format) log_format=$2; shift 2 ;;
+    --no-record) capture=0; shift ;;
     *) echo "$usage" >&2; exit 2 ;;
     esac
 done
@@ -60,6 +77,15 @@ if [ "$ceiling" = 1 ]; then
 fi
 
 [ "$(id -u)" = 0 ] || { echo "storm: needs root (audit netlink)" >&2; exit 1; }
+case "$source" in
+multicast) ;;
+plugin)
+    capture=0
+    [ -x /usr/sbin/auditd ] && [ -r /etc/audit/auditd.conf ] ||
+        { echo "storm: --source plugin needs auditd (/usr/sbin/auditd, /etc/audit/auditd.conf)" >&2; exit 1; }
+    ;;
+*) echo "$usage" >&2; exit 2 ;;
+esac
 # Another audit consumer that changes enabled/rules mid-run would make the counts meaningless.
 if pgrep -x auditd >/dev/null || pgrep -f 'auditsentry run' >/dev/null; then
     echo "storm: warning: another audit consumer is running; it may change kernel audit state" >&2
@@ -77,11 +103,23 @@ rules_before=$(auditctl -l)
 enabled_before=$(status_of enabled)
 lost_before=$(status_of lost)
 agent=""
-cleanup() {
-    if [ -n "$agent" ] && kill -0 "$agent" 2>/dev/null; then
+auditd=""
+# Stops the agent: the multicast agent directly; the plugin by stopping its auditd, which closes
+# the plugin's stdin and waits for it.
+stop_agent() {
+    if [ -n "$auditd" ] && kill -0 "$auditd" 2>/dev/null; then
+        kill -TERM "$auditd"
+        wait "$auditd" || true
+        while [ -n "$agent" ] && kill -0 "$agent" 2>/dev/null; do sleep 0.1; done
+    elif [ -n "$agent" ] && kill -0 "$agent" 2>/dev/null; then
         kill -TERM "$agent"
         wait "$agent" || true
     fi
+    agent=""
+    auditd=""
+}
+cleanup() {
+    stop_agent
     auditctl -b "$old_limit" >/dev/null
     rm -rf "$work"
     if [ "$(auditctl -l)" != "$rules_before" ] || [ "$(status_of enabled)" != "$enabled_before" ]; then
@@ -89,21 +127,58 @@ cleanup() {
     fi
 }
 trap cleanup EXIT
+[ -z "${STORM_KEEP:-}" ] || trap 'cp -r "$work" "$STORM_KEEP"; cleanup' EXIT
 
 # The seed query as a plain query rule: every match alerts.
 sed -e 's/^type = "new_terms"/type = "query"/' -e '/^\[rule.new_terms\]/,$d' \
     packaging/rules/defense_evasion_symlink_binary_to_writable_dir.toml >"$work/storm-query.toml"
 auditctl -b 8192 >/dev/null
 
-"$bin" run --source multicast --rules "$work/storm-query.toml" --state-dir "$work/state" \
-    --json "$work/alerts.ndjson" --record "$work/capture.bin" --status-period 1 \
-    2>"$work/agent.err" &
-agent=$!
-for _ in $(seq 100); do
-    grep -q '^.*running: pid' "$work/agent.err" 2>/dev/null && break
-    sleep 0.1
-done
-grep -q 'running: pid' "$work/agent.err" || { cat "$work/agent.err" >&2; exit 1; }
+if [ "$source" = plugin ]; then
+    [ "$(status_of pid)" = 0 ] || { echo "storm: an audit daemon is registered; --source plugin needs none" >&2; exit 1; }
+    cat >"$work/agent.toml" <<EOF
+[rules]
+paths = ["$work/storm-query.toml"]
+
+[state]
+dir = "$work/state"
+
+[output.syslog]
+enabled = false
+
+[output.json]
+path = "$work/alerts.ndjson"
+
+[daemon]
+status_period_secs = 1
+EOF
+    mkdir "$work/plugins.d"
+    printf 'active = yes\ndirection = out\npath = %s\ntype = always\nargs = plugin %s\nformat = string\n' \
+        "$(realpath "$bin")" "$work/agent.toml" >"$work/plugins.d/auditsentry.conf"
+    { grep -vE '^[[:space:]]*(log_file|log_format|plugin_dir|name_format)[[:space:]]*=' /etc/audit/auditd.conf
+      printf 'log_file = %s\nlog_format = %s\nname_format = NONE\nplugin_dir = %s\n' \
+          "$work/audit.log" "$log_format" "$work/plugins.d"; } >"$work/auditd.conf"
+    chmod 640 "$work/auditd.conf"
+    # -f: auditd and its plugin's stderr stay in agent.err.
+    /usr/sbin/auditd -f -n -s nochange -c "$work" </dev/null >/dev/null 2>"$work/agent.err" &
+    auditd=$!
+    for _ in $(seq 100); do
+        agent=$(pgrep -P "$auditd" -f "plugin $work/agent.toml" || true)
+        [ -n "$agent" ] && grep -q 'running: pid' "$work/agent.err" 2>/dev/null && break
+        sleep 0.1
+    done
+else
+    record=()
+    [ "$capture" = 0 ] || record=(--record "$work/capture.bin")
+    "$bin" run --source multicast --rules "$work/storm-query.toml" --state-dir "$work/state" \
+        --json "$work/alerts.ndjson" "${record[@]}" --status-period 1 2>"$work/agent.err" &
+    agent=$!
+    for _ in $(seq 100); do
+        grep -q '^.*running: pid' "$work/agent.err" 2>/dev/null && break
+        sleep 0.1
+    done
+fi
+grep -q 'running: pid' "$work/agent.err" && [ -n "$agent" ] || { cat "$work/agent.err" >&2; exit 1; }
 ticks() { awk '{print $14 + $15}' "/proc/$agent/stat"; }
 hz=$(getconf CLK_TCK)
 t0=$(ticks)
@@ -120,36 +195,42 @@ end_ns=$(date +%s%N)
 sleep 3 # let the agent drain and complete the last events (reassembly timeout 2 s)
 t1=$(ticks)
 hwm=$(awk '/VmHWM/ {print $2}' "/proc/$agent/status")
-kill -TERM "$agent"
-wait "$agent" || true
-agent=""
+switches=$(cat /proc/"$agent"/task/*/status | awk '/ctxt_switches/ {n += $2} END {print n}')
+stop_agent
 lost_after=$(status_of lost)
 rm -f /tmp/"$marker"-ln-*
 # Someone else turning audit off or removing rules mid-run shows as CONFIG_CHANGE records.
-changes=$(grep -aoE 'audit_enabled=[0-9]+ old=[0-9]+|op=(add|remove)_rule key=[^ ]*' "$work/capture.bin" \
-    | sort | uniq -c || true)
+changes=""
+[ "$capture" = 0 ] || changes=$(grep -aoE 'audit_enabled=[0-9]+ old=[0-9]+|op=(add|remove)_rule key=[^ ]*' \
+    "$work/capture.bin" | sort | uniq -c || true)
 
 elapsed=$(echo "($end_ns - $start_ns) / 1000000000 + 3" | bc -l)
 cpu=$(echo "100 * ($t1 - $t0) / $hz / $elapsed" | bc -l)
-seen=$(grep -aoF "$marker-" "$work/capture.bin" | wc -l)
+seen=$([ "$capture" = 0 ] || grep -aoF "$marker-" "$work/capture.bin" | wc -l)
 # ln cases: their marker is in the link name; EXECVE a3 and PATH records both carry it, so count
 # alerts instead (one per case) and true-execs as frames minus 2 per ln case.
 alerts=$(grep -c "$marker-ln-" "$work/alerts.ndjson" || true)
 status=$(grep 'status:' "$work/agent.err" | tail -1)
 field() { sed -n 's/.* '"$1"'=\([0-9]*\).*/\1/p' <<<"$status"; }
-true_seen=$(grep -aoE "$marker-[0-9]+-[0-9]+" "$work/capture.bin" | sort -u | wc -l)
+if [ "$capture" = 0 ]; then
+    true_seen=$(($(grep 'stopped:' "$work/agent.err" | sed -n 's/.* exec=\([0-9]*\).*/\1/p') - lns_done))
+else
+    true_seen=$(grep -aoE "$marker-[0-9]+-[0-9]+" "$work/capture.bin" | sort -u | wc -l)
+fi
 
 gen_secs=$(echo "($end_ns - $start_ns) / 1000000000" | bc -l)
-printf '\nexec storm: %s/s of /bin/true asked (0 = as fast as possible) for %ss (+%s ln cases), %s workers, backlog_limit 8192; achieved %.0f exec/s\n' \
+printf '\nexec storm (%s): %s/s of /bin/true asked (0 = as fast as possible) for %ss (+%s ln cases), %s workers, backlog_limit 8192; achieved %.0f exec/s\n' \
+    "$([ "$source" = plugin ] && echo "auditd plugin, log_format $log_format" || echo "multicast$([ "$capture" = 1 ] && echo ", capture" || echo ", no capture")")" \
     "$rate" "$secs" "$lns_done" "$(sum_field workers)" "$achieved"
-printf '| rate asked (exec/s) | rate achieved (exec/s) | execs started | exec events seen | missed | ln cases | alerts | kernel lost | ENOBUFS | channel drops | agent CPU %% | CPU %% per 1000 exec/s achieved | peak RSS (MiB) |\n'
-printf '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
-printf '| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %.1f | %.2f | %.1f |\n' "$rate" "$achieved" "$trues" "$true_seen" \
+printf '| rate asked (exec/s) | rate achieved (exec/s) | execs started | exec events seen | missed | ln cases | alerts | kernel lost | ENOBUFS | channel drops | agent CPU %% | CPU %% per 1000 exec/s achieved | agent CPU s | context switches | peak RSS (MiB) |\n'
+printf '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+printf '| %s | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %.1f | %.2f | %.2f | %s | %.1f |\n' "$rate" "$achieved" "$trues" "$true_seen" \
     "$((trues - true_seen))" "$lns_done" "$alerts" "$((lost_after - lost_before))" "$(field enobufs)" \
-    "$(field channel_drops)" "$cpu" "$(echo "$cpu * 1000 * $gen_secs / ($trues + $lns_done)" | bc -l)" "$(echo "$hwm / 1024" | bc -l)"
+    "$(field channel_drops)" "$cpu" "$(echo "$cpu * 1000 * $gen_secs / ($trues + $lns_done)" | bc -l)" \
+    "$(echo "($t1 - $t0) / $hz" | bc -l)" "$switches" "$(echo "$hwm / 1024" | bc -l)"
 echo "generator: $summary"
 echo "last agent status: $status"
-echo "(all marker occurrences in the capture: $seen)"
+[ "$capture" = 0 ] || echo "(all marker occurrences in the capture: $seen)"
 if [ -n "$changes" ]; then
     echo "audit configuration changes seen during the run (audit_enabled=0 from another process makes counts unreliable):"
     echo "$changes"
