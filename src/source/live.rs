@@ -255,7 +255,7 @@ pub fn spawn_netlink(
 ///
 /// auditd writes one record per write, so lines come one by one; each would cost the worker a
 /// wake-up. Lines are batched instead, as the netlink reader does: a batch goes to the worker when
-/// it holds [`BATCH_FRAMES`] lines, or when no input came for [`PLUGIN_BATCH_AGE`] since its
+/// it holds `BATCH_FRAMES` (256) lines, or when no input came for [`PLUGIN_BATCH_AGE`] since its
 /// first line (so an alert waits at most that long here).
 pub fn spawn_lines<R>(input: R, tx: Sender<Message>) -> std::io::Result<Reader>
 where
