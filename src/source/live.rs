@@ -24,6 +24,11 @@ const BATCH_AGE: Duration = Duration::from_millis(50);
 /// delayed it and alerts through the plugin should stay quick.
 pub const PLUGIN_BATCH_AGE: Duration = Duration::from_millis(10);
 
+/// Most bytes of lines in one plugin batch (the line that reaches it included): the worker's
+/// channel is bounded in batches, so this keeps what a stalled worker has queued near what one
+/// line per batch queued.
+const PLUGIN_BATCH_BYTES: usize = 16 * 1024;
+
 /// Read buffer of the plugin reader: large, so that a backlog auditd queued is read in few calls.
 const PLUGIN_BUF: usize = 256 * 1024;
 
@@ -255,7 +260,7 @@ pub fn spawn_netlink(
 ///
 /// auditd writes one record per write, so lines come one by one; each would cost the worker a
 /// wake-up. Lines are batched instead, as the netlink reader does: a batch goes to the worker when
-/// it holds `BATCH_FRAMES` (256) lines, or when no input came for [`PLUGIN_BATCH_AGE`] since its
+/// it holds `BATCH_FRAMES` (256) lines or 16 KiB, or when no input came for [`PLUGIN_BATCH_AGE`] since its
 /// first line (so an alert waits at most that long here).
 pub fn spawn_lines<R>(input: R, tx: Sender<Message>) -> std::io::Result<Reader>
 where
@@ -271,6 +276,7 @@ where
             let mut lines = FrameReader::new(input, Format::Text, "stdin".into());
             let mut batch = Vec::with_capacity(BATCH_FRAMES);
             let mut oldest = Instant::now();
+            let mut bytes = 0;
             let send = |batch: &mut Vec<Frame>| {
                 batch.is_empty()
                     || tx
@@ -299,9 +305,13 @@ where
                         stats2.frames.fetch_add(1, Ordering::Relaxed);
                         if batch.is_empty() {
                             oldest = Instant::now();
+                            bytes = 0;
                         }
+                        bytes += frame_bytes(&frame);
                         batch.push(frame);
-                        if batch.len() >= BATCH_FRAMES && !send(&mut batch) {
+                        if (batch.len() >= BATCH_FRAMES || bytes >= PLUGIN_BATCH_BYTES)
+                            && !send(&mut batch)
+                        {
                             return None;
                         }
                     }
@@ -425,6 +435,27 @@ mod tests {
         assert!(matches!(next_message(&rx), Message::End(None)));
         assert_eq!(reader.stats.frames.load(Ordering::Relaxed), 12);
         reader.stop();
+    }
+
+    #[test]
+    fn plugin_batches_stop_at_their_byte_limit() {
+        let line = format!(
+            "type=EXECVE msg=audit(1.0:1): a0=\"{}\"\n",
+            "x".repeat(1000)
+        );
+        let (tx, rx) = crossbeam_channel::bounded(256);
+        let _reader = spawn_lines(file_with(line.repeat(100).as_bytes()), tx).expect("spawn");
+        let mut sizes = Vec::new();
+        loop {
+            match next_message(&rx) {
+                Message::Frames(mut f) => sizes.push(f.take().len()),
+                Message::End(None) => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(sizes.iter().sum::<usize>(), 100);
+        let most = PLUGIN_BATCH_BYTES / line.len() + 1;
+        assert!(sizes.iter().all(|&n| n <= most), "{sizes:?}");
     }
 
     #[test]
