@@ -94,6 +94,7 @@ fn stages(c: &mut Criterion) {
         id: "bench".into(),
         name: "bench".into(),
     };
+    let known = event::Known::default();
     let infos: Vec<_> = execs
         .iter()
         .map(|e| (e.clone(), event::process_info(e)))
@@ -105,6 +106,7 @@ fn stages(c: &mut Criterion) {
             me,
             parent: Some(me),
             host: &host,
+            known: &known,
         })
         .collect();
     let docs: Vec<_> = views.iter().map(ExecView::document).collect();

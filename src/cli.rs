@@ -133,6 +133,11 @@ pub enum RulesCommand {
         /// Rule files or directories.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// Report every file (loaded, or refused for its syntax, for fields this agent does not
+        /// provide, for its rule type or event category) and a table of counts per query language
+        /// and rule type; exit non-zero only for files that are unreadable or invalid.
+        #[arg(long)]
+        coverage: bool,
     },
 }
 

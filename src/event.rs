@@ -7,13 +7,16 @@
 //! that alert (or when an events output asks for every document).
 
 use std::borrow::Cow;
+use std::fmt::Write;
+use std::sync::Arc;
 
 use crate::audit::exec::ExecEvent;
 use crate::audit::task::Task;
 use crate::audit::AuditTime;
-use crate::proc::ProcessInfo;
+use crate::proc::{Instance, ProcessInfo};
 use crate::rule::kql::{Document, Scalar};
 use serde_json::{Map, Number, Value};
+use sha2::{Digest, Sha256};
 
 pub mod syscall;
 
@@ -74,7 +77,7 @@ pub fn process_info(ev: &ExecEvent) -> ProcessInfo {
         Some(exe) => exe.rsplit(|&b| b == b'/').next(),
         None => ev.comm.as_deref(),
     };
-    ProcessInfo::from_bytes(ev.exe.as_deref(), name, &ev.argv)
+    ProcessInfo::from_bytes(ev.exe.as_deref(), name, &ev.argv).with_ids(ev.euid, ev.egid)
 }
 
 /// Milliseconds since the epoch as RFC 3339 UTC, as [`timestamp`] writes audit time.
@@ -116,16 +119,63 @@ pub fn event_id(node: Option<&str>, time: AuditTime, serial: u32) -> String {
     }
 }
 
+/// What the agent knows of an exec beyond its records: which process instances the process and
+/// its parent are (from the process table), and the names of its user and group (from the
+/// records' ENRICHED section, else, live, from the host's user database).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Known {
+    /// The process (`process.entity_id`).
+    pub process: Option<Instance>,
+    /// Its parent, when the process table knew it (`process.parent.entity_id`).
+    pub parent: Option<Instance>,
+    /// `user.name`: the name of the real user id.
+    pub user_name: Option<Arc<str>>,
+    /// `group.name`: the name of the real group id.
+    pub group_name: Option<Arc<str>>,
+}
+
+/// ECS `process.entity_id` of a process instance on `host`: the first 16 bytes, in hex, of the
+/// SHA-256 of `HOST_ID/PID/STAMP` (see [`Instance`] and docs/fields.md).
+pub fn entity_id(host: &Host, instance: Instance) -> String {
+    let digest = Sha256::digest(format!("{}/{}/{}", host.id, instance.pid, instance.stamp));
+    let mut out = String::with_capacity(32);
+    for byte in digest.iter().take(16) {
+        let _ = write!(out, "{byte:02x}");
+    }
+    out
+}
+
+/// `process.interactive`: the process has a controlling terminal.
+fn interactive(ev: &ExecEvent) -> bool {
+    ev.tty.is_some()
+}
+
+/// The process's ids as ECS puts them under `process.*`: (object, id), present ones only.
+fn process_ids(ev: &ExecEvent) -> [(&'static str, Option<u32>); 6] {
+    [
+        ("user", ev.euid),
+        ("real_user", ev.uid),
+        ("saved_user", ev.suid),
+        ("group", ev.egid),
+        ("real_group", ev.gid),
+        ("saved_group", ev.sgid),
+    ]
+}
+
 /// Builds the ECS document for one exec. `me` is [`process_info`] of `ev`; `parent` is what the
-/// process table knew of `ev.ppid` *before* this exec was recorded.
+/// process table knew of `ev.ppid` *before* this exec was recorded; `known` the rest.
 pub fn document(
     ev: &ExecEvent,
     me: &ProcessInfo,
     parent: Option<&ProcessInfo>,
     host: &Host,
+    known: &Known,
 ) -> Value {
     let mut process = Map::new();
     process.insert("pid".into(), Value::from(ev.pid));
+    if let Some(instance) = known.process {
+        process.insert("entity_id".into(), Value::String(entity_id(host, instance)));
+    }
     if let Some(name) = me.name() {
         process.insert("name".into(), Value::from(name));
     }
@@ -139,7 +189,39 @@ pub fn document(
     if let Some(title) = &ev.proctitle {
         process.insert("title".into(), Value::String(text(&spaced(title))));
     }
-    process.insert("parent".into(), parent_object(ev.ppid, parent));
+    process.insert("interactive".into(), Value::Bool(interactive(ev)));
+    for (object, id) in process_ids(ev) {
+        if let Some(id) = id {
+            process.insert(
+                object.into(),
+                object_of("id", Value::String(id.to_string())),
+            );
+        }
+    }
+    let mut par = parent_object(ev.ppid, parent);
+    if let (Some(instance), Value::Object(par)) =
+        (known.parent.filter(|_| parent.is_some()), &mut par)
+    {
+        par.insert("entity_id".into(), Value::String(entity_id(host, instance)));
+    }
+    process.insert("parent".into(), par);
+    let mut user = user_object(ev.uid, ev.euid);
+    if let Value::Object(user) = &mut user {
+        if let Some(name) = &known.user_name {
+            user.insert("name".into(), Value::from(&**name));
+        }
+        if let Some(uid) = ev.uid {
+            user.insert("Ext".into(), real_id(uid));
+        }
+    }
+    let mut group = Map::new();
+    if let Some(gid) = ev.gid {
+        group.insert("id".into(), Value::String(gid.to_string()));
+        group.insert("Ext".into(), real_id(gid));
+    }
+    if let Some(name) = &known.group_name {
+        group.insert("name".into(), Value::from(&**name));
+    }
     let mut auditd = auditd_object(&AuditFacts::of(ev));
     if ev.argv_truncated {
         auditd.insert("args_truncated".into(), Value::Bool(true));
@@ -154,6 +236,7 @@ pub fn document(
                 ("category", Value::Array(vec![Value::from("process")])),
                 ("type", Value::Array(vec![Value::from("start")])),
                 ("action", Value::from("exec")),
+                ("outcome", Value::from("success")),
                 (
                     "id",
                     Value::String(event_id(ev.node.as_deref(), ev.time, ev.serial)),
@@ -162,7 +245,8 @@ pub fn document(
         ),
         ("host", host_object(host)),
         ("process", Value::Object(process)),
-        ("user", user_object(ev.uid, ev.euid)),
+        ("user", user),
+        ("group", Value::Object(group)),
         ("auditd", Value::Object(auditd)),
     ])
 }
@@ -188,53 +272,29 @@ pub struct ExecView<'a> {
     pub parent: Option<&'a ProcessInfo>,
     /// `host.*`.
     pub host: &'a Host,
+    /// Instances and names ([`Known`]).
+    pub known: &'a Known,
 }
 
 impl ExecView<'_> {
     /// The ECS document of this exec (built on each call).
     pub fn document(&self) -> Value {
-        document(self.ev, self.me, self.parent, self.host)
+        document(self.ev, self.me, self.parent, self.host, self.known)
     }
 }
 
-/// The event categories (`event.category`) of the documents the agent makes: what rules may
-/// query. Rules naming any other category are refused at load. File and network documents
-/// ([`syscall`]) are made only while a loaded rule needs them.
-pub const CATEGORIES: &[&str] = &["process", "file", "network"];
+/// Every field path an [`ExecView`] can answer (those [`document`] can hold): the process
+/// event's list in [`crate::catalog`].
+pub const FIELDS: &[&str] = crate::catalog::PROCESS;
 
-/// Every field path an [`ExecView`] can answer (those [`document`] can hold).
-pub const FIELDS: &[&str] = &[
-    "@timestamp",
-    "event.kind",
-    "event.category",
-    "event.type",
-    "event.action",
-    "event.id",
-    "host.os.type",
-    "host.id",
-    "host.name",
-    "process.pid",
-    "process.name",
-    "process.executable",
-    "process.args",
-    "process.args_count",
-    "process.command_line",
-    "process.working_directory",
-    "process.title",
-    "process.parent.pid",
-    "process.parent.name",
-    "process.parent.executable",
-    "process.parent.args",
-    "user.id",
-    "user.effective.id",
-    "auditd.serial",
-    "auditd.key",
-    "auditd.auid",
-    "auditd.session",
-    "auditd.tty",
-    "auditd.node",
-    "auditd.args_truncated",
-];
+/// The id of `path` among [`process_ids`]' `process.*` fields.
+fn process_id(ev: &ExecEvent, path: &str) -> Option<Option<u32>> {
+    let object = path.strip_prefix("process.")?.strip_suffix(".id")?;
+    process_ids(ev)
+        .into_iter()
+        .find(|(o, _)| *o == object)
+        .map(|(_, id)| id)
+}
 
 impl Document for ExecView<'_> {
     fn any_value(&self, path: &str, f: &mut dyn FnMut(Scalar<'_>) -> bool) -> bool {
@@ -246,6 +306,7 @@ impl Document for ExecView<'_> {
             "event.category" => text("process"),
             "event.type" => text("start"),
             "event.action" => text("exec"),
+            "event.outcome" => text("success"),
             "event.id" => text(&event_id(ev.node.as_deref(), ev.time, ev.serial)),
             "host.os.type" => text("linux"),
             "host.id" => text(&self.host.id),
@@ -265,16 +326,43 @@ impl Document for ExecView<'_> {
                 .and_then(ProcessInfo::executable)
                 .is_some_and(text),
             "process.parent.args" => self.parent.is_some_and(|p| p.args().any(text)),
+            "process.parent.command_line" => self.parent.is_some_and(|p| text(&p.command_line())),
+            "process.parent.user.id" => self
+                .parent
+                .and_then(ProcessInfo::euid)
+                .is_some_and(|id| text(&id.to_string())),
+            "process.parent.group.id" => self
+                .parent
+                .and_then(ProcessInfo::egid)
+                .is_some_and(|id| text(&id.to_string())),
+            "process.entity_id" => self
+                .known
+                .process
+                .is_some_and(|i| text(&entity_id(self.host, i))),
+            "process.parent.entity_id" => self
+                .known
+                .parent
+                .filter(|_| self.parent.is_some())
+                .is_some_and(|i| text(&entity_id(self.host, i))),
+            "process.interactive" => f(Scalar::Bool(interactive(ev))),
+            "user.name" => self.known.user_name.as_deref().is_some_and(text),
+            "group.id" | "group.Ext.real.id" => ev.gid.is_some_and(|g| text(&g.to_string())),
+            "user.Ext.real.id" => ev.uid.is_some_and(|u| text(&u.to_string())),
+            "group.name" => self.known.group_name.as_deref().is_some_and(text),
             "user.id" => ev.uid.is_some_and(|u| text(&u.to_string())),
             "user.effective.id" => ev.euid.is_some_and(|u| text(&u.to_string())),
             "auditd.key" => ev.key.as_deref().is_some_and(|k| text(&lossy(k))),
             "auditd.tty" => ev.tty.as_deref().is_some_and(|t| text(&lossy(t))),
             "auditd.node" => ev.node.as_deref().is_some_and(text),
             "auditd.args_truncated" => ev.argv_truncated && f(Scalar::Bool(true)),
+            _ if path.ends_with(".id") && path.starts_with("process.") => process_id(ev, path)
+                .flatten()
+                .is_some_and(|id| text(&id.to_string())),
             _ => {
                 let number = match path {
                     "process.pid" => Some(Number::from(ev.pid)),
                     "process.args_count" => Some(Number::from(self.me.args_len())),
+                    "process.parent.args_count" => self.parent.map(|p| Number::from(p.args_len())),
                     "process.parent.pid" => Some(Number::from(ev.ppid)),
                     "auditd.serial" => Some(Number::from(ev.serial)),
                     "auditd.auid" => ev.auid.map(Number::from),
@@ -311,6 +399,18 @@ fn object<const N: usize>(entries: [(&str, Value); N]) -> Value {
     )
 }
 
+/// `{"real": {"id": ID}}`: Elastic Defend's `user.Ext` / `group.Ext`, the real id.
+fn real_id(id: u32) -> Value {
+    object_of("real", object_of("id", Value::String(id.to_string())))
+}
+
+/// `{key: value}`.
+fn object_of(key: &str, value: Value) -> Value {
+    let mut map = Map::new();
+    map.insert(key.into(), value);
+    Value::Object(map)
+}
+
 /// A JSON array of strings.
 fn strings<'a>(values: impl Iterator<Item = &'a str>) -> Value {
     Value::Array(values.map(Value::from).collect())
@@ -335,6 +435,20 @@ pub fn parent_object(ppid: u32, parent: Option<&ProcessInfo>) -> Value {
             par.insert("executable".into(), Value::from(exe));
         }
         par.insert("args".into(), strings(p.args()));
+        par.insert("args_count".into(), Value::from(p.args_len()));
+        par.insert("command_line".into(), Value::String(p.command_line()));
+        if let Some(euid) = p.euid() {
+            par.insert(
+                "user".into(),
+                object_of("id", Value::String(euid.to_string())),
+            );
+        }
+        if let Some(egid) = p.egid() {
+            par.insert(
+                "group".into(),
+                object_of("id", Value::String(egid.to_string())),
+            );
+        }
     }
     Value::Object(par)
 }

@@ -6,7 +6,8 @@
 //! source   bytes → frames (auditd text lines, plugin lines, netlink frames)
 //! audit    frames → records → events (grouped by serial) → exec events
 //! proc     pid → process facts, so an exec can name its parent
-//! event    exec event + parent + host → ECS document (the contract with rule/)
+//! event    exec event + parent + host → ECS document (the contract with rule/); catalog lists
+//!          the fields each kind of document holds, names the user and group names
 //! rule     KQL or EQL query + new-terms gate (over state/) → alert
 //! sink     alerts → NDJSON / syslog
 //! pipeline the only module that knows every stage
@@ -17,11 +18,13 @@
 
 pub mod alert;
 pub mod audit;
+pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod event;
 pub mod manpage;
+pub mod names;
 pub mod pipeline;
 pub mod proc;
 pub mod procfs;

@@ -11,6 +11,7 @@ use auditsentry::daemon::{self, Log, RunOptions};
 use auditsentry::event::Host;
 use auditsentry::pipeline::{self, DetectOptions, Detector, Pipeline};
 use auditsentry::proc::{NoFallback, ProcessTable};
+use auditsentry::rule;
 use auditsentry::rule::extended::ExtendedDetector;
 use auditsentry::rule::file as rules;
 use auditsentry::rule::kql::EvalOptions;
@@ -55,8 +56,14 @@ fn main() -> ExitCode {
         Command::Status { state_dir } => status(state_dir),
         Command::Cleanup { state_dir, config } => cleanup(state_dir, config),
         Command::Rules {
-            command: RulesCommand::Check { paths },
-        } => rules_check(&paths),
+            command: RulesCommand::Check { paths, coverage },
+        } => {
+            if coverage {
+                rules_coverage(&paths)
+            } else {
+                rules_check(&paths)
+            }
+        }
         Command::Config {
             command: ConfigCommand::Check { file },
         } => config_check(file.as_deref()),
@@ -261,6 +268,22 @@ fn manpage() -> Result<ExitCode> {
         .write_all(page.as_bytes())
         .context("writing the man page to standard output")?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn rules_coverage(paths: &[std::path::PathBuf]) -> Result<ExitCode> {
+    let entries = rule::coverage::coverage(paths);
+    for entry in &entries {
+        println!("{}", entry.line());
+    }
+    print!("{}", rule::coverage::summary(&entries));
+    let bad = entries
+        .iter()
+        .any(|e| matches!(e.outcome, rule::coverage::Outcome::Error(_)));
+    Ok(if bad {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn rules_check(paths: &[std::path::PathBuf]) -> Result<ExitCode> {

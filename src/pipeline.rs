@@ -10,8 +10,9 @@ use crate::audit::link;
 use crate::audit::reassemble::{Event, ReassembleConfig, Reassembler};
 use crate::audit::record::{parse_frame_owned, AuditTime, Record, UNSTAMPED};
 use crate::audit::{fileop, netconn};
-use crate::event::{self, ExecView, Host};
-use crate::proc::{ProcFallback, ProcessTable};
+use crate::event::{self, ExecView, Host, Known};
+use crate::names::Names;
+use crate::proc::{Instance, ProcFallback, ProcessTable};
 use crate::rule::extended::ExtendedDetector;
 use crate::rule::file::{EventNeeds, Rule, RuleKind};
 use crate::rule::kql::{Document, EvalOptions};
@@ -138,6 +139,8 @@ pub struct Detector<S: TermStore> {
     needs: EventNeeds,
     /// Sockets seen made, for the transport of later connections.
     sockets: netconn::Sockets,
+    /// The host's user and group names (live only).
+    names: Option<Names>,
 }
 
 impl<S: TermStore> Detector<S> {
@@ -170,6 +173,7 @@ impl<S: TermStore> Detector<S> {
             config_changes: None,
             needs,
             sockets: netconn::Sockets::default(),
+            names: None,
         }
     }
 
@@ -260,18 +264,55 @@ impl<S: TermStore> Detector<S> {
         }
         // The process facts are copied out of the exec as text, packed into one string.
         let me = event::process_info(exec);
-        let parent = self.procs.get(exec.ppid);
+        let time_ms = exec.time.as_millis();
+        self.procs.note_audit_time(time_ms);
+        let parent = self.procs.lookup(exec.ppid);
+        let instance = self.procs.instance_for_exec(exec.pid);
+        let known = self.known(exec, instance, parent.as_ref().map(|(_, i)| *i), time_ms);
         let host = Arc::clone(&self.host);
         let view = ExecView {
             ev: exec,
             me: &me,
-            parent: parent.as_deref(),
+            parent: parent.as_ref().map(|(p, _)| &**p),
             host: &host,
+            known: &known,
         };
         let detected = self.detect(&view, sink);
-        self.procs.exec(exec.pid, me);
-        self.procs.note_audit_time(exec.time.as_millis());
+        self.procs.exec_as(instance, me);
         detected
+    }
+
+    /// The [`Known`] of an exec: its instances, and its user's and group's names from its
+    /// records, else (live) from the host's user database.
+    fn known(
+        &mut self,
+        exec: &ExecEvent,
+        process: Instance,
+        parent: Option<Instance>,
+        time_ms: u64,
+    ) -> Known {
+        let mut user_name = exec.uid_name.as_deref().map(Arc::from);
+        let mut group_name = exec.gid_name.as_deref().map(Arc::from);
+        if let Some(names) = &mut self.names {
+            if user_name.is_none() {
+                user_name = exec.uid.and_then(|uid| names.user(uid, time_ms));
+            }
+            if group_name.is_none() {
+                group_name = exec.gid.and_then(|gid| names.group(gid, time_ms));
+            }
+        }
+        Known {
+            process: Some(process),
+            parent,
+            user_name,
+            group_name,
+        }
+    }
+
+    /// Names users and groups from the host's user database where the records do not (the live
+    /// agent); without this, documents carry only the names the records hold (replay).
+    pub fn set_names(&mut self, names: Option<Names>) {
+        self.names = names;
     }
 
     /// Runs the rules (and the extended detector) on one exec. The JSON document is built only

@@ -34,6 +34,9 @@ pub struct ProcessInfo {
     has_executable: bool,
     /// Whether the name is known.
     has_name: bool,
+    /// The effective user and group ids it ran with, when known (ECS `process.parent.user.id`
+    /// and `.group.id` of its children).
+    ids: (Option<u32>, Option<u32>),
 }
 
 /// Index in [`ProcessInfo`]'s `ends` of the first argument.
@@ -83,6 +86,7 @@ impl ProcessInfo {
             ends: Vec::with_capacity(FIRST_ARG + argc),
             has_executable: executable.is_some(),
             has_name: name.is_some(),
+            ids: (None, None),
         };
         info.push_arg(executable.unwrap_or_default());
         info.push_arg(name.unwrap_or_default());
@@ -111,6 +115,22 @@ impl ProcessInfo {
     /// Absolute path of the executable (`exe=`), when known.
     pub fn executable(&self) -> Option<&str> {
         self.part(0).filter(|_| self.has_executable)
+    }
+
+    /// The same process, running with effective user id `euid` and group id `egid`.
+    pub fn with_ids(mut self, euid: Option<u32>, egid: Option<u32>) -> Self {
+        self.ids = (euid, egid);
+        self
+    }
+
+    /// The effective user id, when known.
+    pub fn euid(&self) -> Option<u32> {
+        self.ids.0
+    }
+
+    /// The effective group id, when known.
+    pub fn egid(&self) -> Option<u32> {
+        self.ids.1
     }
 
     /// Basename of the executable (ECS `process.name`), when known.
@@ -196,6 +216,7 @@ impl ProcessInfo {
             0,
             0,
         )
+        .with_ids(self.ids.0, self.ids.1)
     }
 }
 
@@ -270,6 +291,30 @@ struct Entry {
     /// Forked while the parent's exec was pending: the image is the parent's new one, once it
     /// arrives (see [`ProcessTable::fork`]).
     origin: Option<Origin>,
+    /// Which process this is ([`Instance::stamp`]): kept by its execs, new for a new process.
+    stamp: u64,
+}
+
+/// One process instance as the table knows it: its pid and a stamp taken when the table first
+/// knew the process (its fork, its first exec, or a `/proc` answer). The stamp is the audit time
+/// of that moment in microseconds, raised to one more than the previous stamp when it would not
+/// be larger, so no two instances of one table share it; an exec of the same process keeps it.
+/// The ECS `process.entity_id` is derived from it (see `crate::event`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Instance {
+    /// The process id.
+    pub pid: u32,
+    /// When the table first knew the process (µs of audit time, made unique).
+    pub stamp: u64,
+}
+
+impl Instance {
+    fn of(pid: u32, entry: &Entry) -> Instance {
+        Instance {
+            pid,
+            stamp: entry.stamp,
+        }
+    }
 }
 
 /// The parent a forked entry takes its image from: its pid, birth and last update at the fork.
@@ -282,8 +327,9 @@ struct Origin {
 
 /// How [`ProcessTable::put`] makes an entry.
 enum Put {
-    /// A new image (exec or `/proc`): of the same process if the pid has an entry.
-    Image,
+    /// A new image (exec or `/proc`): of the same process if the pid has an entry, else of a new
+    /// one stamped as given (or with a new stamp).
+    Image(Option<u64>),
     /// A fork: a new process, with the parent's image (and its pending exec, if any).
     Fork(Option<Origin>),
 }
@@ -311,6 +357,8 @@ pub struct ProcessTable {
     exits: VecDeque<(u64, u32, u64)>,
     /// The latest audit time (ms) of an exec handled.
     audit_ms: u64,
+    /// The last [`Instance::stamp`] given out.
+    last_stamp: u64,
     fallback: Box<dyn ProcFallback + Send>,
 }
 
@@ -353,6 +401,7 @@ impl ProcessTable {
             evicted: 0,
             exits: VecDeque::new(),
             audit_ms: 0,
+            last_stamp: 0,
             fallback,
         }
     }
@@ -386,19 +435,56 @@ impl ProcessTable {
 
     /// Looks `pid` up, asking the fallback (and remembering its answer) on a miss.
     pub fn get(&mut self, pid: u32) -> Option<Arc<ProcessInfo>> {
+        self.lookup(pid).map(|(info, _)| info)
+    }
+
+    /// [`ProcessTable::get`] with the process instance the entry stands for.
+    pub fn lookup(&mut self, pid: u32) -> Option<(Arc<ProcessInfo>, Instance)> {
         if let Some(origin) = self.entries.get(&pid).and_then(|e| e.origin) {
             self.resolve(pid, origin);
         }
         if let Some(entry) = self.entries.get(&pid) {
-            return Some(Arc::clone(&entry.info));
+            return Some((Arc::clone(&entry.info), Instance::of(pid, entry)));
         }
         let info = self.fallback.lookup(pid)?;
-        Some(self.insert(pid, info))
+        self.insert(pid, info, None);
+        let entry = self.entries.get(&pid)?;
+        Some((Arc::clone(&entry.info), Instance::of(pid, entry)))
     }
 
     /// Records that `pid` now runs `info` (called for every exec, success only).
     pub fn exec(&mut self, pid: u32, info: ProcessInfo) {
-        self.insert(pid, info);
+        self.insert(pid, info, None);
+    }
+
+    /// The instance an exec of `pid` belongs to, before the exec is recorded: the process the
+    /// table knows under `pid` (an exec keeps the process), or a new one, whose stamp
+    /// [`ProcessTable::exec_as`] then gives the entry. The stamp comes from the latest audit
+    /// time noted ([`ProcessTable::note_audit_time`]).
+    pub fn instance_for_exec(&mut self, pid: u32) -> Instance {
+        match self.entries.get(&pid) {
+            Some(entry) => Instance::of(pid, entry),
+            None => Instance {
+                pid,
+                stamp: self.next_stamp(),
+            },
+        }
+    }
+
+    /// [`ProcessTable::exec`] of the instance [`ProcessTable::instance_for_exec`] returned.
+    pub fn exec_as(&mut self, instance: Instance, info: ProcessInfo) {
+        self.insert(instance.pid, info, Some(instance.stamp));
+    }
+
+    /// A stamp for a new process instance: the latest audit time in µs, or one more than the
+    /// last stamp when that is not smaller.
+    fn next_stamp(&mut self) -> u64 {
+        let stamp = self
+            .audit_ms
+            .saturating_mul(1000)
+            .max(self.last_stamp.saturating_add(1));
+        self.last_stamp = stamp;
+        stamp
     }
 
     /// The kernel's process events (live, with the proc connector): process `child` was forked
@@ -585,24 +671,26 @@ impl ProcessTable {
     }
 
     /// Inserts (or replaces) `pid`'s entry, its arguments cut to the per-entry bound, then
-    /// makes room if the table is over its capacity or budget. Returns the entry as inserted.
-    fn insert(&mut self, pid: u32, mut info: ProcessInfo) -> Arc<ProcessInfo> {
+    /// makes room if the table is over its capacity or budget. A new process gets `stamp`, or a
+    /// new one.
+    fn insert(&mut self, pid: u32, mut info: ProcessInfo, stamp: Option<u64>) {
         if info.cut_args() {
             self.cut += 1;
         }
-        let info = Arc::new(info);
-        self.put(pid, Arc::clone(&info), Put::Image);
-        info
+        self.put(pid, Arc::new(info), Put::Image(stamp));
     }
 
     /// Puts `info` as `pid`'s entry (see [`Put`]), then makes room if the table is over its
     /// capacity or budget.
     fn put(&mut self, pid: u32, info: Arc<ProcessInfo>, how: Put) {
         self.clock += 1;
-        let (born, origin) = match (how, self.entries.get(&pid)) {
-            (Put::Image, Some(old)) => (old.born, None),
-            (Put::Image, None) => (self.clock, None),
-            (Put::Fork(origin), _) => (self.clock, origin),
+        let old = self.entries.get(&pid).map(|e| (e.born, e.stamp));
+        let (born, origin, stamp) = match (how, old) {
+            (Put::Image(_), Some((born, stamp))) => (born, None, stamp),
+            (Put::Image(stamp), None) => {
+                (self.clock, None, stamp.unwrap_or_else(|| self.next_stamp()))
+            }
+            (Put::Fork(origin), _) => (self.clock, origin, self.next_stamp()),
         };
         let entry = Entry {
             updated: self.clock,
@@ -612,6 +700,7 @@ impl ProcessTable {
             born,
             exec_pending: false,
             origin,
+            stamp,
         };
         self.cost += entry.info.cost();
         if let Some(old) = self.entries.insert(pid, entry) {
@@ -835,6 +924,13 @@ mod tests {
         assert_eq!(i.args().len(), 4);
         assert_eq!(i.args_len(), 4);
         assert_eq!(i.command_line(), "ln  -s /tmp/é");
+        let with_ids = i.clone().with_ids(Some(1000), None);
+        assert_eq!((with_ids.euid(), with_ids.egid()), (Some(1000), None));
+        assert_eq!(
+            with_ids.without_args().euid(),
+            Some(1000),
+            "kept without arguments"
+        );
         let none = ProcessInfo::new::<&str>(None, None, []);
         assert_eq!(
             (none.executable(), none.name(), none.args_len()),
@@ -1051,6 +1147,57 @@ mod tests {
         t.exited(50, 0);
         assert_eq!(t.reap(20_000), 1);
         assert_eq!(name(&mut t, 51).as_deref(), Some("bash"));
+    }
+
+    fn instance(t: &mut ProcessTable, pid: u32) -> Option<Instance> {
+        t.lookup(pid).map(|(_, i)| i)
+    }
+
+    #[test]
+    fn a_process_keeps_its_instance_across_execs_and_its_children_name_it() {
+        let mut t = ProcessTable::new(10, Box::new(NoFallback));
+        t.note_audit_time(5_000);
+        // The parent's exec: a new process, stamped with the audit time.
+        let bash = t.instance_for_exec(10);
+        assert_eq!(
+            bash,
+            Instance {
+                pid: 10,
+                stamp: 5_000_000
+            }
+        );
+        t.exec_as(bash, info("/usr/bin/bash"));
+        // A child's exec names it as parent with the same instance.
+        assert_eq!(instance(&mut t, 10), Some(bash));
+        // Two new processes in the same millisecond still differ.
+        let child = t.instance_for_exec(11);
+        assert_eq!(
+            child,
+            Instance {
+                pid: 11,
+                stamp: 5_000_001
+            }
+        );
+        t.exec_as(child, info("/usr/bin/ln"));
+        // Re-exec of the same process: same instance.
+        t.note_audit_time(6_000);
+        assert_eq!(t.instance_for_exec(10), bash);
+        let again = t.instance_for_exec(10);
+        t.exec_as(again, info("/usr/bin/perl"));
+        assert_eq!(instance(&mut t, 10), Some(bash));
+        // A fork is a new process (even with a reused pid); its exec keeps the fork's instance.
+        t.fork(10, 11);
+        let forked = instance(&mut t, 11).unwrap();
+        assert_ne!(forked, child);
+        assert_eq!(forked.stamp, 6_000_000);
+        assert_eq!(t.instance_for_exec(11), forked);
+        // Gone and back: a new instance.
+        t.remove(11);
+        assert_ne!(t.instance_for_exec(11), forked);
+        // An audit time that went back never repeats a stamp.
+        t.note_audit_time(1);
+        let late = t.instance_for_exec(12);
+        assert!(late.stamp > forked.stamp);
     }
 
     #[test]

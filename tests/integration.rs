@@ -20,6 +20,8 @@ mod hardening;
 mod live;
 #[path = "it/loaders.rs"]
 mod loaders;
+#[path = "it/rules_coverage.rs"]
+mod rules_coverage;
 #[path = "it/stateful.rs"]
 mod stateful;
 #[path = "it/view.rs"]

@@ -87,6 +87,7 @@ fuzz_target!(|data: &[u8]| {
             },
             serial,
             body,
+            enriched: Vec::new(),
         };
         if c & 0x80 != 0 {
             r.advance_clock(

@@ -175,6 +175,9 @@ pub fn is_other(event: &Event) -> bool {
 }
 
 /// What [`build`] learns before it reads the SYSCALL record past `arch` and `syscall`.
+// Made once per event on the stack and taken apart at once: boxing the large variant would cost
+// an allocation per event.
+#[allow(clippy::large_enum_variant)]
 enum Head<'a> {
     /// Not an exec.
     Other,

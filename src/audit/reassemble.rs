@@ -644,6 +644,7 @@ pub(crate) mod test_support {
             time: AuditTime { sec, msec },
             serial,
             body: body.as_bytes().to_vec(),
+            enriched: Vec::new(),
         }
     }
 
@@ -685,6 +686,7 @@ pub(crate) mod test_support {
             },
             serial: serial.parse().ok()?,
             body: body.to_vec(),
+            enriched: Vec::new(),
         })
     }
 

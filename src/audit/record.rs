@@ -57,6 +57,9 @@ pub struct Record {
     /// The bytes after `): ` (leading spaces dropped), up to (not including) an ENRICHED 0x1d
     /// section or a trailing newline. Empty for EOE.
     pub body: Vec<u8>,
+    /// A SYSCALL record's ENRICHED section (after the 0x1d, auditd's names for its ids such as
+    /// `UID="root"`); empty otherwise. Read with [`Record::enriched_field`].
+    pub enriched: Vec<u8>,
 }
 
 /// [`ParseError::reason`] of a `type=NAME msg=?` line: auditd could not stamp the record (RHEL 7
@@ -119,6 +122,15 @@ impl Record {
     /// The first field named `key` parsed as a decimal number.
     pub fn field_u64(&self, key: &[u8]) -> Option<u64> {
         std::str::from_utf8(self.field(key)?).ok()?.parse().ok()
+    }
+
+    /// The raw value of the first field named `key` in the ENRICHED section, if any.
+    pub fn enriched_field(&self, key: &[u8]) -> Option<&[u8]> {
+        Fields {
+            rest: &self.enriched,
+        }
+        .find(|(k, _)| *k == key)
+        .map(|(_, v)| v)
     }
 }
 
@@ -276,14 +288,16 @@ const ENRICHED_SEPARATOR: u8 = 0x1d;
 /// optional because old auditd wrote `audit(...) config changed, ...` for DAEMON_CONFIG.
 pub fn parse_text(line: &[u8]) -> Result<Record, ParseError> {
     let (head, body) = text_parts(line)?;
-    Ok(head.into_record(slice(line, body.start, body.end).to_vec()))
+    let enriched = head.enriched(line);
+    Ok(head.into_record(slice(line, body.start, body.end).to_vec(), enriched))
 }
 
 /// [`parse_text`] on a line the caller gives up: the body is cut out of the line's own buffer
 /// instead of being copied into a new one, which saves an allocation per record.
 pub fn parse_text_owned(line: Vec<u8>) -> Result<Record, ParseError> {
     let (head, body) = text_parts(&line)?;
-    Ok(head.into_record(into_range(line, body)))
+    let enriched = head.enriched(&line);
+    Ok(head.into_record(into_range(line, body), enriched))
 }
 
 /// Everything of a record but its body, which the parsers return as a range of their input.
@@ -292,17 +306,28 @@ struct Head {
     rtype: u16,
     time: AuditTime,
     serial: u32,
+    /// Where the ENRICHED section lies (empty when there is none).
+    enriched: Range<usize>,
 }
 
 impl Head {
-    fn into_record(self, body: Vec<u8>) -> Record {
+    fn into_record(self, body: Vec<u8>, enriched: Vec<u8>) -> Record {
         Record {
             node: self.node,
             rtype: self.rtype,
             time: self.time,
             serial: self.serial,
             body,
+            enriched,
         }
+    }
+
+    /// The ENRICHED section of a SYSCALL record, copied out of `input` (the only one read).
+    fn enriched(&self, input: &[u8]) -> Vec<u8> {
+        if self.rtype != types::SYSCALL || self.enriched.is_empty() {
+            return Vec::new();
+        }
+        slice(input, self.enriched.start, self.enriched.end).to_vec()
     }
 }
 
@@ -354,6 +379,7 @@ fn text_parts(line: &[u8]) -> Result<(Head, Range<usize>), ParseError> {
         rtype,
         time,
         serial,
+        enriched: body.end.saturating_add(1).min(frame.len())..frame.len(),
     };
     Ok((head, body))
 }
@@ -362,13 +388,15 @@ fn text_parts(line: &[u8]) -> Result<(Head, Range<usize>), ParseError> {
 /// netlink header's `msg_type`. Trailing NUL bytes and newlines (some kernels pad) are ignored.
 pub fn parse_netlink(msg_type: u16, payload: &[u8]) -> Result<Record, ParseError> {
     let (head, body) = netlink_parts(msg_type, payload)?;
-    Ok(head.into_record(slice(payload, body.start, body.end).to_vec()))
+    let enriched = head.enriched(payload);
+    Ok(head.into_record(slice(payload, body.start, body.end).to_vec(), enriched))
 }
 
 /// [`parse_netlink`] on a payload the caller gives up; the body reuses the payload's buffer.
 pub fn parse_netlink_owned(msg_type: u16, payload: Vec<u8>) -> Result<Record, ParseError> {
     let (head, body) = netlink_parts(msg_type, &payload)?;
-    Ok(head.into_record(into_range(payload, body)))
+    let enriched = head.enriched(&payload);
+    Ok(head.into_record(into_range(payload, body), enriched))
 }
 
 /// The parse of [`parse_netlink`]: the header fields and where the body lies in `payload`.
@@ -387,6 +415,7 @@ fn netlink_parts(msg_type: u16, payload: &[u8]) -> Result<(Head, Range<usize>), 
         rtype: msg_type,
         time,
         serial,
+        enriched: body.end.saturating_add(1).min(frame.len())..frame.len(),
     };
     Ok((head, body))
 }
@@ -904,9 +933,17 @@ mod tests {
 
     #[test]
     fn enriched_body_ends_before_group_separator() {
-        let r = ok(b"type=SYSCALL msg=audit(1.2:3): arch=c000003e syscall=59\x1dARCH=x86_64 SYSCALL=execve\n");
+        let r = ok(b"type=SYSCALL msg=audit(1.2:3): arch=c000003e syscall=59\x1dARCH=x86_64 SYSCALL=execve UID=\"r t\"\n");
         assert_eq!(r.body, b"arch=c000003e syscall=59".to_vec());
         assert_eq!(r.field(b"SYSCALL"), None);
+        assert_eq!(r.enriched_field(b"SYSCALL"), Some(&b"execve"[..]));
+        assert_eq!(r.enriched_field(b"UID"), Some(&b"\"r t\""[..]));
+        assert_eq!(r.enriched_field(b"syscall"), None);
+        let plain = ok(b"type=SYSCALL msg=audit(1.2:3): arch=c000003e syscall=59\n");
+        assert!(plain.enriched.is_empty());
+        // Only SYSCALL records keep theirs.
+        let cwd = ok(b"type=CWD msg=audit(1.2:3): cwd=\"/\"\x1dX=1");
+        assert!(cwd.enriched.is_empty());
     }
 
     #[test]

@@ -27,6 +27,18 @@ pub struct Task {
     pub uid: Option<u32>,
     /// Effective user id (after an exec: set-uid bits applied).
     pub euid: Option<u32>,
+    /// Saved set-user id.
+    pub suid: Option<u32>,
+    /// Real group id.
+    pub gid: Option<u32>,
+    /// Effective group id (after an exec: set-gid bits applied).
+    pub egid: Option<u32>,
+    /// Saved set-group id.
+    pub sgid: Option<u32>,
+    /// auditd's name for `uid` (`UID=` of an ENRICHED log), when it had one.
+    pub uid_name: Option<String>,
+    /// auditd's name for `gid` (`GID=` of an ENRICHED log), when it had one.
+    pub gid_name: Option<String>,
     /// Login user id; 4294967295 means unset.
     pub auid: Option<u32>,
     /// Login session id; 4294967295 means unset.
@@ -54,6 +66,12 @@ impl Task {
             .iter()
             .find(|r| r.rtype == types::CWD)
             .and_then(|r| string_field(r, b"cwd"));
+        let enriched = event
+            .records
+            .iter()
+            .find(|r| r.rtype == types::SYSCALL)
+            .filter(|r| !r.enriched.is_empty());
+        let name = |key: &[u8]| enriched.and_then(|r| id_name(r.enriched_field(key)?));
         Ok(Task {
             node: event.node.clone(),
             serial: event.serial,
@@ -64,6 +82,12 @@ impl Task {
             ppid: num(f.ppid).ok_or("ppid")?,
             uid: num(f.uid),
             euid: num(f.euid),
+            suid: num(f.suid),
+            gid: num(f.gid),
+            egid: num(f.egid),
+            sgid: num(f.sgid),
+            uid_name: name(b"UID"),
+            gid_name: name(b"GID"),
             auid: num(f.auid),
             ses: num(f.ses),
             tty: f.tty.filter(|v| !is_absent(v)).map(<[u8]>::to_vec),
@@ -86,6 +110,10 @@ pub(crate) struct SyscallFields<'a> {
     pub(crate) ppid: Option<&'a [u8]>,
     pub(crate) uid: Option<&'a [u8]>,
     pub(crate) euid: Option<&'a [u8]>,
+    pub(crate) suid: Option<&'a [u8]>,
+    pub(crate) gid: Option<&'a [u8]>,
+    pub(crate) egid: Option<&'a [u8]>,
+    pub(crate) sgid: Option<&'a [u8]>,
     pub(crate) auid: Option<&'a [u8]>,
     pub(crate) ses: Option<&'a [u8]>,
     pub(crate) tty: Option<&'a [u8]>,
@@ -123,6 +151,10 @@ impl<'a> SyscallFields<'a> {
                 b"ppid" => &mut f.ppid,
                 b"uid" => &mut f.uid,
                 b"euid" => &mut f.euid,
+                b"suid" => &mut f.suid,
+                b"gid" => &mut f.gid,
+                b"egid" => &mut f.egid,
+                b"sgid" => &mut f.sgid,
                 b"auid" => &mut f.auid,
                 b"ses" => &mut f.ses,
                 b"tty" => &mut f.tty,
@@ -149,6 +181,18 @@ impl<'a> SyscallFields<'a> {
     pub(crate) fn syscall(&self) -> Option<u32> {
         parse_u64(self.syscall).and_then(|n| u32::try_from(n).ok())
     }
+}
+
+/// Most bytes of a user or group name taken from an ENRICHED section.
+const MAX_NAME_BYTES: usize = 256;
+
+/// An ENRICHED id name (`"root"`): `None` for auditd's placeholders (`unset`, `unknown(1234)`),
+/// for an empty or over-long value and for one that is not UTF-8.
+fn id_name(raw: &[u8]) -> Option<String> {
+    let bytes = decode_value(raw);
+    let name = String::from_utf8(bytes).ok()?;
+    let placeholder = name == "unset" || name.starts_with("unknown(");
+    (!name.is_empty() && name.len() <= MAX_NAME_BYTES && !placeholder).then_some(name)
 }
 
 /// `(null)` and `(none)` are how the kernel writes "no value".

@@ -7,6 +7,7 @@ pub mod kernel;
 pub mod watchdog;
 
 use crate::audit::record::{parse_frame_owned, AuditTime, UNSTAMPED};
+use crate::names::Names;
 use crate::pipeline::{DetectOptions, Detector, Pipeline};
 use crate::procfs::ProcFs;
 use crate::rule::extended::ExtendedDetector;
@@ -152,6 +153,7 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
     .with_rate_cap(opts.rate_cap.clone());
     detector.exclude_pid(me);
     detector.watch_config_changes();
+    detector.set_names(Some(Names::host()));
     if opts.extended {
         detector.set_extended(Some(ExtendedDetector::new()?));
     }
@@ -192,6 +194,8 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
         },
         describe_events(wanted)
     ));
+    // Instances first known now are stamped with the time now (see `proc::Instance`).
+    detector.processes_mut().note_audit_time(now().as_millis());
     let seeded = procfs.seed(detector.processes_mut());
     let mut pipe = Pipeline::new(detector);
     log.line(&format!("process table seeded with {seeded} processes"));

@@ -1476,6 +1476,7 @@ mod tests {
             me: &me,
             parent: None,
             host: &host,
+            known: &event::Known::default(),
         };
         det.on_exec(&view, 1_000 + u64::from(pid))
     }
@@ -1492,6 +1493,12 @@ mod tests {
                 ppid: 1,
                 uid: Some(0),
                 euid: Some(0),
+                suid: Some(0),
+                gid: Some(0),
+                egid: Some(0),
+                sgid: Some(0),
+                uid_name: None,
+                gid_name: None,
                 auid: None,
                 ses: None,
                 tty: None,
@@ -1590,7 +1597,7 @@ mod tests {
                     "args": ["python3", "-c", "x"], "args_count": 3,
                     "command_line": "python3 -c x", "working_directory": "/tmp",
                     "parent": {"pid": 1, "name": "bash", "executable": "/usr/bin/bash",
-                               "args": ["bash"]},
+                               "args": ["bash"], "args_count": 1, "command_line": "bash"},
                 },
                 "file": {"path": "/tmp/x", "target_path": "/usr/bin/id"},
                 "user": {"id": "0", "effective": {"id": "0"}},

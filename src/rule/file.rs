@@ -5,8 +5,9 @@
 //! `tags`, `[[rule.threat]]`, `[transform]`, …) are tolerated; keys it needs are checked and a missing
 //! or wrong one is an error naming the file. Supported: types `query`, `new_terms` and `threshold`
 //! with language `kuery`, and type `eql` with language `eql` (single events and sequences) when
-//! every event the query names is one this agent makes ([`crate::event::CATEGORIES`]); everything
-//! else is refused at load time rather than silently never firing.
+//! every event the query names is one this agent makes and every field the rule reads is one
+//! those events can hold ([`crate::catalog`]); everything else is refused at load time rather
+//! than silently never firing. [`crate::rule::coverage`] says, for every file, which it is and why.
 //! `[metadata]` is optional and not interpreted.
 
 use std::collections::HashMap;
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::catalog;
 use crate::rule::eql;
 use crate::rule::kql::{self, Document, EvalOptions};
 use crate::rule::line_column;
@@ -366,6 +368,26 @@ pub enum RuleError {
         /// Why, e.g. `sequence queries are not supported yet`.
         reason: String,
     },
+    /// The query names events of a category this agent does not make (`file where …`).
+    #[error("{file}: {what} on {category:?} events: this agent makes {} events only", crate::catalog::categories().collect::<Vec<_>>().join(", "))]
+    UnsupportedCategory {
+        /// Path as given.
+        file: String,
+        /// `EQL query` or `EQL sequence with a stage`.
+        what: &'static str,
+        /// The category, e.g. `file`.
+        category: String,
+    },
+    /// The rule reads fields that no document of its events can hold (Elastic Defend's own
+    /// `process.Ext.*`, code signatures, …): it could never match, or never exclude, what it
+    /// does in Elastic, so it is refused.
+    #[error("{file}: needs fields this agent does not provide: {}", .fields.join(", "))]
+    MissingFields {
+        /// Path as given.
+        file: String,
+        /// The fields, sorted.
+        fields: Vec<String>,
+    },
     /// Two files define the same `rule_id`; the second one is refused.
     #[error("{file}: rule_id {rule_id} is already defined in {first}")]
     DuplicateId {
@@ -391,6 +413,8 @@ impl RuleError {
             | RuleError::Kql { file, .. }
             | RuleError::Eql { file, .. }
             | RuleError::UnsupportedQuery { file, .. }
+            | RuleError::UnsupportedCategory { file, .. }
+            | RuleError::MissingFields { file, .. }
             | RuleError::DuplicateId { file, .. } => file,
             RuleError::NoRules { paths } => paths,
             RuleError::TooManyFiles { dir } => dir,
@@ -569,6 +593,8 @@ pub fn load_str(text: &str, source: &str) -> Result<Rule, RuleError> {
         })?)
     };
 
+    check_fields(&query, &kind, source)?;
+
     Ok(Rule {
         id,
         name,
@@ -617,17 +643,68 @@ fn eql_query(text: &str, source: &str) -> Result<eql::Query, RuleError> {
         "EQL sequence with a stage"
     };
     for filter in filters {
-        if let Some(other) = filter
-            .category()
-            .filter(|c| !crate::event::CATEGORIES.contains(c))
-        {
-            return Err(unsupported(format!(
-                "{what} on {other:?} events: this agent makes {} events only",
-                crate::event::CATEGORIES.join(", ")
-            )));
+        if let Some(other) = filter.category().filter(|c| catalog::kind(c).is_none()) {
+            return Err(RuleError::UnsupportedCategory {
+                file: source.to_string(),
+                what,
+                category: other.to_string(),
+            });
         }
     }
     Ok(query)
+}
+
+/// Refuses a rule that reads a field its events cannot hold ([`RuleError::MissingFields`]): the
+/// query's fields (an EQL filter's against its own category, with its join keys), and the
+/// new-terms or threshold fields.
+fn check_fields(query: &RuleQuery, kind: &RuleKind, source: &str) -> Result<(), RuleError> {
+    let mut missing: Vec<String> = Vec::new();
+    let mut check = |category: Option<&str>, fields: &[String]| {
+        missing.extend(
+            catalog::missing(category, fields)
+                .into_iter()
+                .map(str::to_string),
+        );
+    };
+    match query {
+        RuleQuery::Kql(q) => check(None, &q.fields()),
+        RuleQuery::Eql(q) => match q.kind() {
+            eql::QueryKind::Event(filter) => check(filter.category(), &filter.fields_read()),
+            eql::QueryKind::Sequence(seq) => {
+                let shared: Vec<String> = seq
+                    .by
+                    .iter()
+                    .flat_map(|k| k.paths().iter().cloned())
+                    .collect();
+                for stage in seq.stages.iter().chain(&seq.until) {
+                    let mut fields = stage.filter.fields_read();
+                    fields.extend(shared.iter().cloned());
+                    fields.extend(stage.by.iter().flat_map(|k| k.paths().iter().cloned()));
+                    check(stage.filter.category(), &fields);
+                }
+            }
+            // Refused before this (samples are not run).
+            eql::QueryKind::Sample(_) => {}
+        },
+    }
+    match kind {
+        RuleKind::Query => {}
+        RuleKind::NewTerms { fields, .. } => check(None, fields),
+        RuleKind::Threshold(t) => {
+            let mut fields = t.fields.clone();
+            fields.extend(t.cardinality.iter().map(|(f, _)| f.clone()));
+            check(None, &fields);
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    missing.sort();
+    missing.dedup();
+    Err(RuleError::MissingFields {
+        file: source.to_string(),
+        fields: missing,
+    })
 }
 
 /// Kibana accepts at most five threshold fields.
@@ -1314,6 +1391,44 @@ query = "process.name:ln"
             "sample by host.id [process where true] [process where true]",
         ));
         assert!(matches!(e, RuleError::UnsupportedQuery { .. }), "{e}");
+    }
+
+    #[test]
+    fn rules_reading_fields_the_agent_cannot_fill_are_refused() {
+        let e = err(&eql_rule(
+            "process where process.name == \"ln\" and not process.Ext.ancestry : \"x\"",
+        ));
+        assert!(
+            matches!(&e, RuleError::MissingFields { fields, .. } if fields == &["process.Ext.ancestry"]),
+            "{e}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "x.toml: needs fields this agent does not provide: process.Ext.ancestry"
+        );
+        // Join keys count, sorted and named once.
+        let e = err(&eql_rule(
+            "sequence by process.entry_leader.entity_id [process where process.env_vars : \"A\"] \
+             [process where process.env_vars : \"B\"]",
+        ));
+        assert_eq!(
+            e.to_string(),
+            "x.toml: needs fields this agent does not provide: process.entry_leader.entity_id, \
+             process.env_vars"
+        );
+        // KQL.
+        let kql = MINIMAL.replace("process.name:ln", "process.code_signature.trusted:false");
+        assert!(matches!(err(&kql), RuleError::MissingFields { .. }));
+        // The fields the agent fills from audit load.
+        let text = eql_rule(
+            "sequence [process where user.name == \"root\" and process.interactive == true and \
+             user.Ext.real.id == \"0\"] by process.entity_id [process where group.name == \"x\" \
+             and process.parent.args_count > 1 and event.outcome == \"success\"] by \
+             process.parent.entity_id",
+        );
+        load_str(&text, "x.toml").unwrap_or_else(|e| panic!("{e}"));
+        // The seed rule reads only fields the agent fills.
+        assert!(crate::catalog::missing(None, &builtin().query.fields()).is_empty());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::{repo, sample_inputs, shared_inputs};
 use auditsentry::audit::exec::{self, ExecLimits};
 use auditsentry::audit::reassemble::{ReassembleConfig, Reassembler};
 use auditsentry::audit::record::parse_frame;
-use auditsentry::event::{self, ExecView, Host, FIELDS};
+use auditsentry::event::{self, ExecView, Host, Known, FIELDS};
 use auditsentry::proc::{NoFallback, ProcessTable};
 use auditsentry::rule::kql::{Document, Scalar};
 use auditsentry::source::file::{self, Format};
@@ -69,12 +69,21 @@ fn check_input(input: &Path) -> usize {
         };
         execs += 1;
         let me = event::process_info(&exec);
-        let parent = procs.get(exec.ppid);
+        procs.note_audit_time(exec.time.as_millis());
+        let parent = procs.lookup(exec.ppid);
+        let instance = procs.instance_for_exec(exec.pid);
+        let known = Known {
+            process: Some(instance),
+            parent: parent.as_ref().map(|(_, i)| *i),
+            user_name: exec.uid_name.as_deref().map(Into::into),
+            group_name: Some("wheel\"s".into()),
+        };
         let view = ExecView {
             ev: &exec,
             me: &me,
-            parent: parent.as_deref(),
+            parent: parent.as_ref().map(|(p, _)| &**p),
             host: &host,
+            known: &known,
         };
         let doc = view.document();
         let mut paths = Vec::new();
@@ -96,7 +105,7 @@ fn check_input(input: &Path) -> usize {
                 exec.serial
             );
         }
-        procs.exec(exec.pid, me);
+        procs.exec_as(instance, me);
     }
     execs
 }

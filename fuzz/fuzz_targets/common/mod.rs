@@ -93,7 +93,7 @@ impl Case {
             Some(parent_name),
             &[&self.parent_exe],
         );
-        let document = event::document(&x, &me, Some(&parent), &self.host);
+        let document = event::document(&x, &me, Some(&parent), &self.host, &event::Known::default());
         let alert = Alert {
             rule_id: "d19a2399-f8e2-4b10-80d8-a561ce9d24d1".into(),
             rule_name: "System Binary Symlink to Suspicious Location".into(),

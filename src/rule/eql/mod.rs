@@ -154,6 +154,16 @@ impl EventFilter {
         self.cond.eval(doc, opts)
     }
 
+    /// The field names the filter reads (`event.category` when it names a category), sorted
+    /// and without duplicates.
+    pub fn fields_read(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        self.fields(&mut out);
+        out.sort();
+        out.dedup();
+        out
+    }
+
     fn fields(&self, out: &mut Vec<String>) {
         if self.category.is_some() {
             out.push("event.category".to_string());

@@ -1,0 +1,211 @@
+//! The one list of what the agent's documents can hold: for each kind of event it makes (keyed
+//! by ECS `event.category`), every field path its documents may carry. Rules are checked against
+//! it when they load: a rule that reads a field no event of its kind can hold would never match
+//! (or never exclude) what Elastic's would, so it is refused with the fields named, rather than
+//! loaded to stay silent.
+//!
+//! A new kind of event adds its category and fields to [`KINDS`]; a field added to a document
+//! is added here too (a test compares every document of the corpus with this list).
+
+use crate::event::syscall;
+
+/// One kind of event the agent makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventKind {
+    /// Its `event.category`, as EQL names it (`process where …`).
+    pub category: &'static str,
+    /// Every field path its documents may hold, in parts (a field may still be absent from one
+    /// document: a parent the agent did not know, a name the host did not have).
+    pub fields: &'static [&'static [&'static str]],
+}
+
+/// The fields of every document, whatever its kind.
+const COMMON: &[&str] = &[
+    "@timestamp",
+    "event.kind",
+    "event.category",
+    "event.type",
+    "event.action",
+    "event.id",
+    "host.os.type",
+    "host.id",
+    "host.name",
+];
+
+/// Every field of a process (exec) document (`crate::event::document`), the common fields included.
+pub const PROCESS: &[&str] = &[
+    "@timestamp",
+    "event.kind",
+    "event.category",
+    "event.type",
+    "event.action",
+    "event.outcome",
+    "event.id",
+    "host.os.type",
+    "host.id",
+    "host.name",
+    "process.pid",
+    "process.entity_id",
+    "process.name",
+    "process.executable",
+    "process.args",
+    "process.args_count",
+    "process.command_line",
+    "process.working_directory",
+    "process.title",
+    "process.interactive",
+    "process.user.id",
+    "process.real_user.id",
+    "process.saved_user.id",
+    "process.group.id",
+    "process.real_group.id",
+    "process.saved_group.id",
+    "process.parent.pid",
+    "process.parent.entity_id",
+    "process.parent.name",
+    "process.parent.executable",
+    "process.parent.args",
+    "process.parent.args_count",
+    "process.parent.command_line",
+    "process.parent.user.id",
+    "process.parent.group.id",
+    "user.id",
+    "user.name",
+    "user.effective.id",
+    "user.Ext.real.id",
+    "group.id",
+    "group.name",
+    "group.Ext.real.id",
+    "auditd.serial",
+    "auditd.key",
+    "auditd.auid",
+    "auditd.session",
+    "auditd.tty",
+    "auditd.node",
+    "auditd.args_truncated",
+];
+
+/// Every kind of event the agent makes, by category.
+pub const KINDS: &[EventKind] = &[
+    EventKind {
+        category: "process",
+        fields: &[PROCESS],
+    },
+    EventKind {
+        category: "file",
+        fields: &[syscall::COMMON_FIELDS, syscall::FILE_FIELDS],
+    },
+    EventKind {
+        category: "network",
+        fields: &[syscall::COMMON_FIELDS, syscall::NETWORK_FIELDS],
+    },
+];
+
+/// The kind of event of `category`, if the agent makes it.
+pub fn kind(category: &str) -> Option<&'static EventKind> {
+    KINDS.iter().find(|k| k.category == category)
+}
+
+/// The categories the agent makes, in [`KINDS`] order.
+pub fn categories() -> impl Iterator<Item = &'static str> {
+    KINDS.iter().map(|k| k.category)
+}
+
+/// Whether documents of `category` (any kind for `None`: `any where`, or a KQL query) may hold
+/// `field`. A field pattern with `*` (KQL allows them) counts when it matches one.
+pub fn provides(category: Option<&str>, field: &str) -> bool {
+    let holds = |k: &EventKind| {
+        k.fields
+            .iter()
+            .flat_map(|p| p.iter())
+            .any(|f| field_matches(field, f))
+    };
+    COMMON.iter().any(|f| field_matches(field, f))
+        || match category {
+            Some(c) => kind(c).is_some_and(holds),
+            None => KINDS.iter().any(holds),
+        }
+}
+
+/// The fields of `fields` that no document of `category` can hold, in the order given.
+pub fn missing<'a>(category: Option<&str>, fields: &'a [String]) -> Vec<&'a str> {
+    fields
+        .iter()
+        .map(String::as_str)
+        .filter(|f| !provides(category, f))
+        .collect()
+}
+
+/// `pattern` (a field name, `*` standing for any run of characters) against `field`.
+fn field_matches(pattern: &str, field: &str) -> bool {
+    let Some((head, rest)) = pattern.split_once('*') else {
+        return pattern == field;
+    };
+    let Some(mut left) = field.strip_prefix(head) else {
+        return false;
+    };
+    let parts: Vec<&str> = rest.split('*').collect();
+    for (i, part) in parts.iter().enumerate() {
+        if i + 1 == parts.len() {
+            return left.ends_with(part);
+        }
+        match left.find(part) {
+            Some(at) => left = &left[at + part.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_events_hold_the_exec_fields_and_not_defends_own() {
+        assert!(provides(Some("process"), "process.entity_id"));
+        assert!(provides(Some("process"), "user.name"));
+        assert!(provides(None, "process.parent.command_line"));
+        assert!(!provides(Some("process"), "process.Ext.ancestry"));
+        assert!(!provides(Some("process"), "process.code_signature.trusted"));
+        assert!(provides(Some("file"), "file.path"));
+        assert!(provides(Some("network"), "destination.port"));
+        assert!(!provides(Some("file"), "destination.port"));
+        assert!(
+            !provides(Some("file"), "event.outcome"),
+            "set on execs only"
+        );
+        assert!(provides(Some("file"), "host.id"), "common to every kind");
+        let fields = ["process.name", "process.Ext.x", "file.path"].map(String::from);
+        assert_eq!(
+            missing(Some("process"), &fields),
+            ["process.Ext.x", "file.path"]
+        );
+        assert_eq!(
+            categories().collect::<Vec<_>>(),
+            ["process", "file", "network"]
+        );
+    }
+
+    #[test]
+    fn kql_field_patterns_count_when_they_name_a_field() {
+        assert!(provides(None, "process.parent.*"));
+        assert!(provides(None, "*.entity_id"));
+        assert!(provides(None, "process.*.args_count"));
+        assert!(!provides(None, "process.Ext.*"));
+        assert!(!provides(None, "*.code_signature.*"));
+    }
+
+    #[test]
+    fn every_kind_lists_the_common_fields() {
+        for k in KINDS {
+            for f in COMMON {
+                assert!(
+                    k.fields.iter().any(|p| p.contains(f)),
+                    "{}: {f}",
+                    k.category
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! `auditsentry rules check --coverage` on rule files of this project's own (tests/data/coverage):
+//! one line per file with its outcome and reason, the table of counts per language and type, and
+//! the same refusals when the agent loads those rules.
+
+use super::{bin, repo};
+
+#[test]
+fn coverage_names_every_rule_and_counts_them_per_language_and_type() {
+    let dir = repo("tests/data/coverage");
+    let out = bin()
+        .args(["rules", "check", "--coverage"])
+        .arg(&dir)
+        .output()
+        .expect("run auditsentry");
+    let stdout = String::from_utf8_lossy(&out.stdout).replace(&format!("{}/", dir.display()), "");
+    assert!(out.status.success(), "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    let want = [
+        "unsupported syntax: bad_syntax.toml [eql eql]: query line 2, column 1: expected ')', found the end of the query",
+        "needs fields: defend_only.toml [eql eql]: process.Ext.relative_file_creation_time, process.code_signature.trusted",
+        "unsupported type: esql.toml [esql esql]: rule type \"esql\" is not supported (only \"query\", \"new_terms\", \"threshold\" and \"eql\")",
+        "unsupported category: file_events.toml [eql eql]: \"file\" events",
+        "unsupported type: ml.toml [- machine_learning]: rule type \"machine_learning\" is not supported (only \"query\", \"new_terms\", \"threshold\" and \"eql\")",
+        "needs fields: new_terms_defend_field.toml [kuery new_terms]: process.entry_leader.entity_id",
+        "loaded: process_eql.toml [eql eql]",
+        "loaded: process_kql.toml [kuery query]",
+        "loaded: process_sequence.toml [eql eql sequence]",
+        "unsupported syntax: sample.toml [eql eql sample]: EQL sample queries are not supported",
+        "loaded: threshold.toml [kuery threshold]",
+    ];
+    assert_eq!(&lines[..want.len()], want, "{stdout}");
+    let table: Vec<Vec<&str>> = lines[want.len()..]
+        .iter()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let rows: Vec<Vec<&str>> = [
+        "language type rules loaded syntax fields category type error",
+        "- machine_learning 1 0 0 0 0 1 0",
+        "eql eql 4 1 1 1 1 0 0",
+        "eql eql sample 1 0 1 0 0 0 0",
+        "eql eql sequence 1 1 0 0 0 0 0",
+        "esql esql 1 0 0 0 0 1 0",
+        "kuery new_terms 1 0 0 1 0 0 0",
+        "kuery query 1 1 0 0 0 0 0",
+        "kuery threshold 1 1 0 0 0 0 0",
+        "total 11 4 2 2 1 2 0",
+        "fields refused rules need: process.Ext.relative_file_creation_time (1), process.code_signature.trusted (1), process.entry_leader.entity_id (1)",
+    ]
+    .iter()
+    .map(|l| l.split_whitespace().collect())
+    .collect();
+    assert_eq!(table, rows, "{stdout}");
+
+    // Plain `rules check` refuses the same files, and so does an agent asked to load them.
+    let out = bin()
+        .args(["rules", "check"])
+        .arg(dir.join("defend_only.toml"))
+        .output()
+        .expect("run auditsentry");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(
+        "needs fields this agent does not provide: process.Ext.relative_file_creation_time, \
+         process.code_signature.trusted"
+    ));
+    let out = bin()
+        .args(["replay", "--rules"])
+        .arg(dir.join("defend_only.toml"))
+        .arg(repo("samples/sample.audit.log"))
+        .output()
+        .expect("run auditsentry");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("needs fields this agent does not provide"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn coverage_of_an_unreadable_or_invalid_file_fails() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    std::fs::write(tmp.path().join("broken.toml"), "[rule\n").expect("write");
+    let out = bin()
+        .args(["rules", "check", "--coverage"])
+        .arg(tmp.path())
+        .output()
+        .expect("run auditsentry");
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("error: "), "{stdout}");
+    assert!(stdout.contains("broken.toml [- -]: line 1"), "{stdout}");
+}
