@@ -248,7 +248,7 @@ mod tests {
             "b.toml",
             &rule("eql", "eql", "process where process.Ext.ancestry : \"x\""),
         );
-        write(d, "c.toml", &rule("eql", "eql", "file where true"));
+        write(d, "c.toml", &rule("eql", "eql", "iam where true"));
         write(
             d,
             "d.toml",
@@ -272,7 +272,7 @@ mod tests {
         );
         assert_eq!(
             lines[2],
-            "unsupported category: c.toml [eql eql]: \"file\" events"
+            "unsupported category: c.toml [eql eql]: \"iam\" events"
         );
         assert!(
             lines[3].starts_with("unsupported syntax: d.toml [eql eql sequence]: query line"),
