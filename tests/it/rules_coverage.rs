@@ -90,3 +90,73 @@ fn coverage_of_an_unreadable_or_invalid_file_fails() {
     assert!(stdout.starts_with("error: "), "{stdout}");
     assert!(stdout.contains("broken.toml [- -]: line 1"), "{stdout}");
 }
+
+/// A sequence joined child-to-parent by entity id (`by process.entity_id` then
+/// `by process.parent.entity_id`) completes when the parent's exec and its child's are both
+/// seen, and not for a child of a process never seen.
+#[test]
+fn entity_ids_join_a_parent_and_its_child_in_a_sequence() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let rules = tmp.path().join("rules");
+    std::fs::create_dir(&rules).expect("mkdir");
+    std::fs::write(
+        rules.join("join.toml"),
+        "[rule]\nrule_id = \"join\"\nname = \"join\"\ndescription = \"d\"\nseverity = \"low\"\n\
+         risk_score = 21\ntype = \"eql\"\nlanguage = \"eql\"\nquery = '''\n\
+         sequence with maxspan=1m\n  [process where process.name == \"bash\"] by process.entity_id\n  \
+         [process where process.name == \"chmod\"] by process.parent.entity_id\n'''\n",
+    )
+    .expect("write rule");
+    let exec = |serial: u32, pid: u32, ppid: u32, exe: &str| {
+        let head = format!("msg=audit(1795858584.{serial:03}:{serial}):");
+        let name = exe.rsplit('/').next().unwrap_or(exe);
+        format!(
+            "type=SYSCALL {head} arch=c000003e syscall=59 success=yes exit=0 ppid={ppid} \
+             pid={pid} auid=1000 uid=1000 gid=1000 euid=1000 suid=1000 egid=1000 sgid=1000 \
+             ses=3 tty=pts1 comm=\"{name}\" exe=\"{exe}\" key=\"exec\"\n\
+             type=EXECVE {head} argc=1 a0=\"{name}\"\ntype=EOE {head}\n"
+        )
+    };
+    let log = [
+        exec(1, 100, 1, "/usr/bin/bash"),
+        exec(2, 101, 100, "/usr/bin/chmod"),
+        // A child of pid 200, never seen exec: no parent id, no join.
+        exec(3, 201, 200, "/usr/bin/chmod"),
+    ]
+    .concat();
+    let input = tmp.path().join("join.audit.log");
+    std::fs::write(&input, log).expect("write log");
+    let out = bin()
+        .args(["replay", "--all-matches", "--host-id", "h", "--rules"])
+        .arg(&rules)
+        .arg(&input)
+        .output()
+        .expect("run auditsentry");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let alerts: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    assert_eq!(alerts.len(), 1, "{stdout}");
+    let a = &alerts[0];
+    assert_eq!(a["process"]["pid"], 101);
+    let seq = a["auditsentry"]["sequence"].as_array().expect("stages");
+    assert_eq!(
+        seq[0]["process"]["entity_id"], a["process"]["parent"]["entity_id"],
+        "the child names its parent's own id"
+    );
+    assert_ne!(
+        a["process"]["entity_id"],
+        a["process"]["parent"]["entity_id"]
+    );
+    assert_eq!(
+        a["process"]["entity_id"].as_str().map(str::len),
+        Some(32),
+        "{a}"
+    );
+}
