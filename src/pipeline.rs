@@ -376,9 +376,14 @@ impl<S: TermStore> Detector<S> {
         }
         let doc = if self.needs.file {
             fileop::build(ev).map(|f| {
-                let (me, parent) = (self.procs.get(f.pid), self.procs.get(f.ppid));
-                let doc =
-                    event::syscall::file_document(&f, me.as_deref(), parent.as_deref(), &self.host);
+                let (me, parent) = (self.procs.lookup(f.pid), self.procs.lookup(f.ppid));
+                let mut doc = event::syscall::file_document(
+                    &f,
+                    me.as_ref().map(|(i, _)| &**i),
+                    parent.as_ref().map(|(i, _)| &**i),
+                    &self.host,
+                );
+                event::syscall::add_entity_ids(&mut doc, &self.host, me, parent);
                 (f.task.pid, f.task.time, doc)
             })
         } else {
@@ -387,13 +392,14 @@ impl<S: TermStore> Detector<S> {
         let doc = match doc {
             Some(d) => Some(d),
             None if self.needs.network => self.sockets.build(ev).map(|n| {
-                let (me, parent) = (self.procs.get(n.pid), self.procs.get(n.ppid));
-                let doc = event::syscall::network_document(
+                let (me, parent) = (self.procs.lookup(n.pid), self.procs.lookup(n.ppid));
+                let mut doc = event::syscall::network_document(
                     &n,
-                    me.as_deref(),
-                    parent.as_deref(),
+                    me.as_ref().map(|(i, _)| &**i),
+                    parent.as_ref().map(|(i, _)| &**i),
                     &self.host,
                 );
+                event::syscall::add_entity_ids(&mut doc, &self.host, me, parent);
                 (n.task.pid, n.task.time, doc)
             }),
             None => None,

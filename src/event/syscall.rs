@@ -7,11 +7,11 @@
 use serde_json::{Map, Value};
 
 use super::{auditd_object, host_object, object, parent_object, strings, user_object};
-use super::{event_id, text, timestamp, AuditFacts, Host};
+use super::{entity_id, event_id, text, timestamp, AuditFacts, Host};
 use crate::audit::fileop::{file_extension, file_name, FileEvent};
 use crate::audit::netconn::{Endpoint, NetAction, NetEvent};
 use crate::audit::task::Task;
-use crate::proc::ProcessInfo;
+use crate::proc::{Instance, ProcessInfo};
 
 /// Fields a file document can hold besides [`COMMON_FIELDS`].
 pub const FILE_FIELDS: &[&str] = &[
@@ -49,6 +49,7 @@ pub const COMMON_FIELDS: &[&str] = &[
     "host.id",
     "host.name",
     "process.pid",
+    "process.entity_id",
     "process.name",
     "process.executable",
     "process.args",
@@ -56,6 +57,7 @@ pub const COMMON_FIELDS: &[&str] = &[
     "process.command_line",
     "process.working_directory",
     "process.parent.pid",
+    "process.parent.entity_id",
     "process.parent.name",
     "process.parent.executable",
     "process.parent.args",
@@ -69,6 +71,26 @@ pub const COMMON_FIELDS: &[&str] = &[
     "auditd.node",
     "auditd.syscall",
 ];
+
+/// Adds `process.entity_id` and `process.parent.entity_id` to a file or network `doc` from the
+/// process table's entries for the acting process and its parent (see [`super::entity_id`]), so
+/// sequences joined on them can mix exec, file and network stages.
+pub fn add_entity_ids<T>(
+    doc: &mut Value,
+    host: &Host,
+    me: Option<(T, Instance)>,
+    parent: Option<(T, Instance)>,
+) {
+    let Some(process) = doc.get_mut("process").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if let Some((_, instance)) = me {
+        process.insert("entity_id".into(), Value::String(entity_id(host, instance)));
+    }
+    if let (Some((_, instance)), Some(Value::Object(par))) = (parent, process.get_mut("parent")) {
+        par.insert("entity_id".into(), Value::String(entity_id(host, instance)));
+    }
+}
 
 /// The ECS document of a file change by the process `me` (what the table knows of `ev.pid`),
 /// child of `parent`.
@@ -261,6 +283,22 @@ mod tests {
             key: Some(b"auditsentry-file".to_vec()),
             cwd: Some(b"/root".to_vec()),
         }
+    }
+
+    #[test]
+    fn file_and_network_documents_name_the_process_instances_as_execs_do() {
+        let mut doc = json!({"process": {"pid": 20, "parent": {"pid": 10}}});
+        let me = Instance { pid: 20, stamp: 7 };
+        let parent = Instance { pid: 10, stamp: 3 };
+        add_entity_ids(&mut doc, &host(), Some(((), me)), Some(((), parent)));
+        assert_eq!(doc["process"]["entity_id"], json!(entity_id(&host(), me)));
+        assert_eq!(
+            doc["process"]["parent"]["entity_id"],
+            json!(entity_id(&host(), parent))
+        );
+        let mut unknown = json!({"process": {"pid": 20, "parent": {"pid": 10}}});
+        add_entity_ids::<()>(&mut unknown, &host(), None, None);
+        assert!(unknown["process"].get("entity_id").is_none());
     }
 
     fn host() -> Host {
