@@ -19,12 +19,13 @@ fn coverage_names_every_rule_and_counts_them_per_language_and_type() {
         "unsupported syntax: bad_syntax.toml [eql eql]: query line 2, column 1: expected ')', found the end of the query",
         "needs fields: defend_only.toml [eql eql]: process.Ext.relative_file_creation_time, process.code_signature.trusted",
         "unsupported type: esql.toml [esql esql]: rule type \"esql\" is not supported (only \"query\", \"new_terms\", \"threshold\" and \"eql\")",
-        "unsupported category: file_events.toml [eql eql]: \"file\" events",
+        "loaded: file_events.toml [eql eql]",
         "unsupported type: ml.toml [- machine_learning]: rule type \"machine_learning\" is not supported (only \"query\", \"new_terms\", \"threshold\" and \"eql\")",
         "needs fields: new_terms_defend_field.toml [kuery new_terms]: process.entry_leader.entity_id",
         "loaded: process_eql.toml [eql eql]",
         "loaded: process_kql.toml [kuery query]",
         "loaded: process_sequence.toml [eql eql sequence]",
+        "unsupported category: registry_events.toml [eql eql]: \"registry\" events",
         "unsupported syntax: sample.toml [eql eql sample]: EQL sample queries are not supported",
         "loaded: threshold.toml [kuery threshold]",
     ];
@@ -36,14 +37,14 @@ fn coverage_names_every_rule_and_counts_them_per_language_and_type() {
     let rows: Vec<Vec<&str>> = [
         "language type rules loaded syntax fields category type error",
         "- machine_learning 1 0 0 0 0 1 0",
-        "eql eql 4 1 1 1 1 0 0",
+        "eql eql 5 2 1 1 1 0 0",
         "eql eql sample 1 0 1 0 0 0 0",
         "eql eql sequence 1 1 0 0 0 0 0",
         "esql esql 1 0 0 0 0 1 0",
         "kuery new_terms 1 0 0 1 0 0 0",
         "kuery query 1 1 0 0 0 0 0",
         "kuery threshold 1 1 0 0 0 0 0",
-        "total 11 4 2 2 1 2 0",
+        "total 12 5 2 2 1 2 0",
         "fields refused rules need: process.Ext.relative_file_creation_time (1), process.code_signature.trusted (1), process.entry_leader.entity_id (1)",
     ]
     .iter()
