@@ -122,8 +122,8 @@ for f in /usr/sbin/auditsentry /etc/auditsentry/auditsentry.toml \
 done
 # Audit rules that outlive the agent are the operator's choice, never the package's.
 [ ! -e /etc/audit/rules.d/auditsentry.rules ] || fail "an active /etc/audit/rules.d file was installed"
-[ -d /var/lib/auditsentry ] && [ "$(stat -c %a /var/lib/auditsentry)" = 750 ] ||
-  fail "/var/lib/auditsentry not 0750: $(stat -c '%a %U:%G, changed %z' /var/lib/auditsentry 2>&1)" \
+[ -d /var/lib/auditsentry ] && [ "$(stat -c %a /var/lib/auditsentry)" = 700 ] ||
+  fail "/var/lib/auditsentry not 0700: $(stat -c '%a %U:%G, changed %z' /var/lib/auditsentry 2>&1)" \
     "(postinst keeps a directory that existed before install: $state_before)"
 ls /etc/rc2.d/S*auditsentry >/dev/null 2>&1 || fail "init script not enabled (no /etc/rc2.d link)"
 ok "files at their places"

@@ -173,7 +173,15 @@ fn replay_without_rule_paths_runs_the_built_in_rule_and_with_a_config_its_rules(
     // A config file without `rules.paths` is no rule path either: the built-in rule.
     let dir = tempfile::tempdir().expect("tempdir");
     let conf = dir.path().join("bare.toml");
-    std::fs::write(&conf, "[output.syslog]\nenabled = false\n").expect("write");
+    // Its own state directory: a config without one names the packaged agent's.
+    std::fs::write(
+        &conf,
+        format!(
+            "[output.syslog]\nenabled = false\n\n[state]\ndir = {:?}\n",
+            dir.path().join("state").display().to_string()
+        ),
+    )
+    .expect("write");
     let out = run(&["config".as_ref(), "check".as_ref(), conf.as_os_str()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let out = run(&[
