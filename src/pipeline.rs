@@ -12,7 +12,7 @@ use crate::audit::record::{parse_frame_owned, AuditTime, Record, UNSTAMPED};
 use crate::audit::{fileop, netconn};
 use crate::event::{self, ExecView, Host, Known};
 use crate::names::Names;
-use crate::proc::{Instance, ProcFallback, ProcessTable};
+use crate::proc::{Instance, ProcFallback, ProcessInfo, ProcessTable};
 use crate::rule::extended::ExtendedDetector;
 use crate::rule::file::{EventNeeds, Rule, RuleKind};
 use crate::rule::kql::{Document, EvalOptions};
@@ -368,6 +368,24 @@ impl<S: TermStore> Detector<S> {
         Ok(())
     }
 
+    /// A file or network document by `build` from what the table knows of the acting process
+    /// `pid` and its parent `ppid`, with both entity ids added.
+    fn acting_document(
+        &mut self,
+        pid: u32,
+        ppid: u32,
+        build: impl FnOnce(Option<&ProcessInfo>, Option<&ProcessInfo>, &Host) -> serde_json::Value,
+    ) -> serde_json::Value {
+        let (me, parent) = (self.procs.lookup(pid), self.procs.lookup(ppid));
+        let mut doc = build(
+            me.as_ref().map(|(i, _)| &**i),
+            parent.as_ref().map(|(i, _)| &**i),
+            &self.host,
+        );
+        event::syscall::add_entity_ids(&mut doc, &self.host, me, parent);
+        doc
+    }
+
     /// An event that is no exec: the link sensor's, and a file or network event when a rule
     /// needs those.
     fn on_other_event(&mut self, ev: &Event, sink: &mut dyn Sink) -> Result<(), SinkError> {
@@ -376,14 +394,9 @@ impl<S: TermStore> Detector<S> {
         }
         let doc = if self.needs.file {
             fileop::build(ev).map(|f| {
-                let (me, parent) = (self.procs.lookup(f.pid), self.procs.lookup(f.ppid));
-                let mut doc = event::syscall::file_document(
-                    &f,
-                    me.as_ref().map(|(i, _)| &**i),
-                    parent.as_ref().map(|(i, _)| &**i),
-                    &self.host,
-                );
-                event::syscall::add_entity_ids(&mut doc, &self.host, me, parent);
+                let doc = self.acting_document(f.pid, f.ppid, |me, parent, host| {
+                    event::syscall::file_document(&f, me, parent, host)
+                });
                 (f.task.pid, f.task.time, doc)
             })
         } else {
@@ -392,14 +405,9 @@ impl<S: TermStore> Detector<S> {
         let doc = match doc {
             Some(d) => Some(d),
             None if self.needs.network => self.sockets.build(ev).map(|n| {
-                let (me, parent) = (self.procs.lookup(n.pid), self.procs.lookup(n.ppid));
-                let mut doc = event::syscall::network_document(
-                    &n,
-                    me.as_ref().map(|(i, _)| &**i),
-                    parent.as_ref().map(|(i, _)| &**i),
-                    &self.host,
-                );
-                event::syscall::add_entity_ids(&mut doc, &self.host, me, parent);
+                let doc = self.acting_document(n.pid, n.ppid, |me, parent, host| {
+                    event::syscall::network_document(&n, me, parent, host)
+                });
                 (n.task.pid, n.task.time, doc)
             }),
             None => None,
