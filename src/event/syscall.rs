@@ -13,65 +13,6 @@ use crate::audit::netconn::{Endpoint, NetAction, NetEvent};
 use crate::audit::task::Task;
 use crate::proc::{Instance, ProcessInfo};
 
-/// Fields a file document can hold besides [`COMMON_FIELDS`].
-pub const FILE_FIELDS: &[&str] = &[
-    "file.path",
-    "file.name",
-    "file.extension",
-    "file.directory",
-    "file.target_path",
-    "file.Ext.original.path",
-    "file.Ext.original.name",
-    "file.Ext.original.extension",
-    "auditd.path_unresolved",
-];
-
-/// Fields a network document can hold besides [`COMMON_FIELDS`].
-pub const NETWORK_FIELDS: &[&str] = &[
-    "destination.ip",
-    "destination.port",
-    "source.ip",
-    "source.port",
-    "network.transport",
-    "network.type",
-    "network.direction",
-];
-
-/// Fields every file and network document can hold.
-pub const COMMON_FIELDS: &[&str] = &[
-    "@timestamp",
-    "event.kind",
-    "event.category",
-    "event.type",
-    "event.action",
-    "event.id",
-    "host.os.type",
-    "host.id",
-    "host.name",
-    "process.pid",
-    "process.entity_id",
-    "process.name",
-    "process.executable",
-    "process.args",
-    "process.args_count",
-    "process.command_line",
-    "process.working_directory",
-    "process.parent.pid",
-    "process.parent.entity_id",
-    "process.parent.name",
-    "process.parent.executable",
-    "process.parent.args",
-    "user.id",
-    "user.effective.id",
-    "auditd.serial",
-    "auditd.key",
-    "auditd.auid",
-    "auditd.session",
-    "auditd.tty",
-    "auditd.node",
-    "auditd.syscall",
-];
-
 /// Adds `process.entity_id` and `process.parent.entity_id` to a file or network `doc` from the
 /// process table's entries for the acting process and its parent (see [`super::entity_id`]), so
 /// sequences joined on them can mix exec, file and network stages.
