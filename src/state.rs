@@ -17,8 +17,6 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::rule::new_terms::TermStore;
-
 /// Prefix of the sled tree names that hold new-terms history, followed by the rule id.
 const TREE_PREFIX: &str = "new_terms/";
 
@@ -28,6 +26,62 @@ const CACHE_BYTES: u64 = 16 * 1024 * 1024;
 /// Period of sled's background flush (and fsync) of what was written: a crash repeats the alerts
 /// of at most this long.
 pub const FLUSH_EVERY_MS: u64 = 500;
+
+/// Persistent history of new-terms tuples: per rule, per encoded tuple, the latest event time (ms).
+pub trait TermStore {
+    /// The latest event time recorded for `key` under `rule_id`, if any.
+    fn last_seen(&self, rule_id: &str, key: &[u8]) -> Result<Option<u64>, StateError>;
+    /// Sets the latest event time of `key` under `rule_id` (the caller keeps it monotonic).
+    fn record(&mut self, rule_id: &str, key: &[u8], time_ms: u64) -> Result<(), StateError>;
+    /// Makes everything recorded so far durable.
+    fn flush(&mut self) -> Result<(), StateError>;
+    /// Number of (rule, tuple) entries held, for stats.
+    fn len(&self) -> usize;
+    /// Number of entries held for `rule_id`.
+    fn len_of(&self, rule_id: &str) -> usize;
+    /// The last-seen times of `rule_id`'s entries, in no particular order (to choose evictions).
+    fn times(&self, rule_id: &str) -> Result<Vec<u64>, StateError>;
+    /// Removes each entry of `rule_id` whose last-seen time `keep` refuses, visiting them in no
+    /// particular order; returns how many were removed. A damaged entry counts as time 0.
+    fn retain(
+        &mut self,
+        rule_id: &str,
+        keep: &mut dyn FnMut(u64) -> bool,
+    ) -> Result<usize, StateError>;
+    /// Whether the store holds no entry.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A boxed store is a store: lets a run pick sled or memory at start-up.
+impl<T: TermStore + ?Sized> TermStore for Box<T> {
+    fn last_seen(&self, rule_id: &str, key: &[u8]) -> Result<Option<u64>, StateError> {
+        (**self).last_seen(rule_id, key)
+    }
+    fn record(&mut self, rule_id: &str, key: &[u8], time_ms: u64) -> Result<(), StateError> {
+        (**self).record(rule_id, key, time_ms)
+    }
+    fn flush(&mut self) -> Result<(), StateError> {
+        (**self).flush()
+    }
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+    fn len_of(&self, rule_id: &str) -> usize {
+        (**self).len_of(rule_id)
+    }
+    fn times(&self, rule_id: &str) -> Result<Vec<u64>, StateError> {
+        (**self).times(rule_id)
+    }
+    fn retain(
+        &mut self,
+        rule_id: &str,
+        keep: &mut dyn FnMut(u64) -> bool,
+    ) -> Result<usize, StateError> {
+        (**self).retain(rule_id, keep)
+    }
+}
 
 /// Failure of the state store.
 #[derive(Debug, thiserror::Error)]

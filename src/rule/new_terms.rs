@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use crate::rule::kql::{Document, Scalar};
 
 use crate::rule::file::{Rule, RuleKind};
-pub use crate::state::StateError;
+pub use crate::state::{StateError, TermStore};
 
 /// Most value combinations examined per document when new-terms fields hold arrays; beyond it the
 /// remaining combinations are ignored (bounded work per event, whatever the document holds).
@@ -28,62 +28,6 @@ pub const DEFAULT_MAX_TERMS_PER_RULE: usize = 10_000;
 
 /// Event time between two prune passes: tuples past their window are deleted at most this late.
 pub const PRUNE_EVERY_MS: u64 = 60_000;
-
-/// Persistent history of new-terms tuples: per rule, per encoded tuple, the latest event time (ms).
-pub trait TermStore {
-    /// The latest event time recorded for `key` under `rule_id`, if any.
-    fn last_seen(&self, rule_id: &str, key: &[u8]) -> Result<Option<u64>, StateError>;
-    /// Sets the latest event time of `key` under `rule_id` (the caller keeps it monotonic).
-    fn record(&mut self, rule_id: &str, key: &[u8], time_ms: u64) -> Result<(), StateError>;
-    /// Makes everything recorded so far durable.
-    fn flush(&mut self) -> Result<(), StateError>;
-    /// Number of (rule, tuple) entries held, for stats.
-    fn len(&self) -> usize;
-    /// Number of entries held for `rule_id`.
-    fn len_of(&self, rule_id: &str) -> usize;
-    /// The last-seen times of `rule_id`'s entries, in no particular order (to choose evictions).
-    fn times(&self, rule_id: &str) -> Result<Vec<u64>, StateError>;
-    /// Removes each entry of `rule_id` whose last-seen time `keep` refuses, visiting them in no
-    /// particular order; returns how many were removed. A damaged entry counts as time 0.
-    fn retain(
-        &mut self,
-        rule_id: &str,
-        keep: &mut dyn FnMut(u64) -> bool,
-    ) -> Result<usize, StateError>;
-    /// Whether the store holds no entry.
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// A boxed store is a store: lets a run pick sled or memory at start-up.
-impl<T: TermStore + ?Sized> TermStore for Box<T> {
-    fn last_seen(&self, rule_id: &str, key: &[u8]) -> Result<Option<u64>, StateError> {
-        (**self).last_seen(rule_id, key)
-    }
-    fn record(&mut self, rule_id: &str, key: &[u8], time_ms: u64) -> Result<(), StateError> {
-        (**self).record(rule_id, key, time_ms)
-    }
-    fn flush(&mut self) -> Result<(), StateError> {
-        (**self).flush()
-    }
-    fn len(&self) -> usize {
-        (**self).len()
-    }
-    fn len_of(&self, rule_id: &str) -> usize {
-        (**self).len_of(rule_id)
-    }
-    fn times(&self, rule_id: &str) -> Result<Vec<u64>, StateError> {
-        (**self).times(rule_id)
-    }
-    fn retain(
-        &mut self,
-        rule_id: &str,
-        keep: &mut dyn FnMut(u64) -> bool,
-    ) -> Result<usize, StateError> {
-        (**self).retain(rule_id, keep)
-    }
-}
 
 /// The gate's decision for one matching document.
 #[derive(Debug, Clone, PartialEq, Eq)]
