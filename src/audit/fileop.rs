@@ -1,8 +1,8 @@
 //! Events → file changes. A reassembled [`Event`] that is a successful creat, open/openat that
 //! created its file, rename/renameat/renameat2, unlink/unlinkat, symlink/symlinkat, link/linkat,
 //! chmod/fchmodat or truncate becomes a [`FileEvent`]: who (SYSCALL), where from (CWD) and which
-//! names (PATH records, by their `nametype`). This module also owns the syscall table and the
-//! audit rules the live daemon adds while a loaded rule needs file events ([`file_rules`]).
+//! names (PATH records, by their `nametype`). The daemon's audit rules record the calls of
+//! [`file_syscalls`] while a loaded rule needs file events.
 //!
 //! Names are logged as the caller passed them. A relative name is joined to the cwd when its
 //! directory descriptor was `AT_FDCWD` (or the call has none); otherwise the directory is not in
@@ -11,20 +11,10 @@
 use super::reassemble::Event;
 use super::record::{types, Record};
 use super::task::{calls_of, lookup, string_field, SyscallFields, SyscallTable, Task};
-use crate::source::netlink::wire::{AUDIT_EQUAL, AUDIT_FILTERKEY};
-use crate::source::netlink::{Arch, FieldValue, RuleData, RuleField, WireError};
+use crate::source::netlink::Arch;
 
-/// Audit key of the rules [`file_rules`] builds.
-pub const FILE_KEY: &str = "auditsentry-file";
-
-/// `AUDIT_SUCCESS` (`-F success=1`): only calls that succeeded.
-const AUDIT_SUCCESS: u32 = 104;
-/// `AUDIT_ARG0`; a1 is this plus one, and so on.
-pub const AUDIT_ARG0: u32 = 200;
-/// The `&` operator of auditctl (`-F a2&0100`): the field has any of the bits.
-pub const AUDIT_BIT_MASK: u32 = 0x0800_0000;
 /// `O_CREAT` (the same on x86, arm and aarch64).
-const O_CREAT: u32 = 0o100;
+pub const O_CREAT: u32 = 0o100;
 /// `AT_FDCWD` as the kernel logs a 32-bit argument.
 const AT_FDCWD: u32 = (-100_i32) as u32;
 
@@ -144,54 +134,27 @@ pub fn syscall_name(arch: Arch, nr: u32) -> Option<&'static str> {
     lookup(FILE_SYSCALLS, arch.audit_arch(), nr).map(|(_, name)| name)
 }
 
-/// The audit rules for file events on `arch`, each with `-F success=1 [-F pid!=PID] -k
-/// auditsentry-file`: one for the calls that always change a name or the file, and one per open
-/// call restricted by `-F aN&0100` to opens with O_CREAT (every other open is not recorded).
-pub fn file_rules(arch: Arch, exclude_pid: Option<u32>) -> Result<Vec<RuleData>, WireError> {
-    let calls = calls_of(FILE_SYSCALLS, arch.audit_arch());
-    let always: Vec<u32> = calls
-        .iter()
-        .filter(|(_, c, _)| !matches!(c, Call::Open | Call::Openat))
-        .map(|(nr, _, _)| *nr)
-        .collect();
-    let mut rules = vec![with_fields(
-        RuleData::syscall_rule(arch, &always, exclude_pid, FILE_KEY)?,
-        &[(AUDIT_SUCCESS, AUDIT_EQUAL, 1)],
-    )];
-    for (nr, call, _) in calls {
-        let flags_arg = match call {
-            Call::Open => 1,
-            Call::Openat => 2,
-            _ => continue,
-        };
-        let rule = RuleData::syscall_rule(arch, &[*nr], exclude_pid, FILE_KEY)?;
-        rules.push(with_fields(
-            rule,
-            &[
-                (AUDIT_ARG0 + flags_arg, AUDIT_BIT_MASK, O_CREAT),
-                (AUDIT_SUCCESS, AUDIT_EQUAL, 1),
-            ],
-        ));
-    }
-    Ok(rules)
+/// The file calls of `arch`, as its audit rules record them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FileCalls {
+    /// Calls that always change a name or a file.
+    pub always: Vec<u32>,
+    /// Open calls, each with the index of its flags argument: only an open with [`O_CREAT`]
+    /// makes a file.
+    pub opens: Vec<(u32, u32)>,
 }
 
-/// `rule` with numeric `(field, op, value)` filters added before its key.
-pub fn with_fields(mut rule: RuleData, extra: &[(u32, u32, u32)]) -> RuleData {
-    let at = rule
-        .fields
-        .iter()
-        .position(|f| f.field == AUDIT_FILTERKEY)
-        .unwrap_or(rule.fields.len());
-    for (i, &(field, op, value)) in extra.iter().enumerate() {
-        let f = RuleField {
-            field,
-            op,
-            value: FieldValue::Num(value),
-        };
-        rule.fields.insert(at + i, f);
+/// The file calls of `arch` (none for an ABI this module does not know).
+pub fn file_syscalls(arch: Arch) -> FileCalls {
+    let mut calls = FileCalls::default();
+    for (nr, call, _) in calls_of(FILE_SYSCALLS, arch.audit_arch()) {
+        match call {
+            Call::Open => calls.opens.push((*nr, 1)),
+            Call::Openat => calls.opens.push((*nr, 2)),
+            _ => calls.always.push(*nr),
+        }
     }
-    rule
+    calls
 }
 
 /// A successful change of a file's name, contents or attributes.
@@ -579,26 +542,5 @@ mod tests {
         assert_eq!(file_extension(b"/root/.bashrc"), None);
         assert_eq!(file_extension(b"/tmp/x."), None);
         assert_eq!(file_extension(b"/tmp/a.b/c"), None);
-    }
-
-    #[test]
-    fn rules_filter_opens_on_o_creat() {
-        let rules = file_rules(Arch::X86_64, Some(42)).expect("rules");
-        assert_eq!(rules.len(), 3);
-        for r in &rules {
-            assert!(r.has_key(FILE_KEY.as_bytes()));
-            assert!(r.fields.iter().any(|f| f.field == AUDIT_SUCCESS));
-        }
-        let openat = &rules[2];
-        assert_eq!(openat.mask[(257 / 32) as usize], 1 << (257 % 32));
-        assert!(openat.fields.iter().any(|f| f.field == AUDIT_ARG0 + 2
-            && f.op == AUDIT_BIT_MASK
-            && f.value == FieldValue::Num(0o100)));
-        // The first rule has no open call in it.
-        assert_eq!(rules[0].mask[0] & (1 << 2), 0);
-        assert_eq!(
-            file_rules(Arch::Aarch64, None).map(|r| r.len()).ok(),
-            Some(2)
-        );
     }
 }

@@ -6,18 +6,15 @@
 //! The kernel logs the names as the caller passed them. A relative link name is relative to the
 //! cwd only when the directory file descriptor was `AT_FDCWD`; otherwise the directory is not in
 //! the records (the PARENT item then shows the cwd, which is wrong), so [`LinkEvent::link_dir_known`]
-//! says whether the name can be resolved. This module also owns the syscall table the live daemon
-//! needs for its audit rules ([`link_rules`]).
+//! says whether the name can be resolved. The daemon's audit rules record the calls of
+//! [`link_syscalls`].
 
 use thiserror::Error;
 
 use super::reassemble::Event;
 use super::record::types;
 use super::task::{string_field, SyscallFields, Task};
-use crate::source::netlink::{Arch, RuleData, WireError};
-
-/// Audit key of the rules [`link_rules`] builds.
-pub const LINK_KEY: &str = "auditsentry-link";
+use crate::source::netlink::Arch;
 
 /// Which link system call made the link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,12 +109,6 @@ pub fn syscall_name(arch: Arch, nr: u32) -> Option<&'static str> {
         .find(|(a, _)| *a == arch.audit_arch())
         .and_then(|(_, calls)| calls.iter().find(|(n, _)| *n == nr))
         .map(|(_, call)| call.name())
-}
-
-/// `-a always,exit -F arch=ARCH -S symlink,symlinkat,link,linkat [-F pid!=PID] -k auditsentry-link`:
-/// the rule the live daemon adds per ABI when the extended detector is on.
-pub fn link_rules(arch: Arch, exclude_pid: Option<u32>) -> Result<RuleData, WireError> {
-    RuleData::syscall_rule(arch, &link_syscalls(arch), exclude_pid, LINK_KEY)
 }
 
 /// A successful link creation, with the names as the kernel logged them.
@@ -358,16 +349,5 @@ mod tests {
         assert_eq!(link_syscalls(Arch::I386), vec![9, 83, 303, 304]);
         assert_eq!(link_syscalls(Arch::Aarch64), vec![36, 37]);
         assert_eq!(link_syscalls(Arch::Arm), vec![9, 83, 330, 331]);
-    }
-
-    #[test]
-    fn link_rule_mask_and_key() {
-        let rule = link_rules(Arch::X86_64, Some(42)).unwrap();
-        let mut mask = [0u32; 64];
-        mask[2] = 1 << (86 - 64) | 1 << (88 - 64);
-        mask[8] = 1 << (265 - 256) | 1 << (266 - 256);
-        assert_eq!(rule.mask, mask);
-        assert!(rule.has_key(LINK_KEY.as_bytes()));
-        assert_eq!(rule.fields.len(), 3);
     }
 }

@@ -2,27 +2,23 @@
 //! progress on a non-blocking socket), an accept/accept4 or a bind with an IPv4 or IPv6 SOCKADDR
 //! record becomes a [`NetEvent`]. `socket()` calls feed a small [`Sockets`] table so that a later
 //! connect names its transport (tcp/udp) and an accept the local address its socket was bound to.
-//! This module also owns the audit rules the live daemon adds while a loaded rule needs network
-//! events ([`net_rules`]).
+//! The daemon's audit rules record the calls of [`net_syscalls`] while a loaded rule needs
+//! network events.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use super::fileop::{with_fields, AUDIT_ARG0};
 use super::reassemble::Event;
 use super::record::{types, Record};
 use super::task::{calls_of, lookup, SyscallFields, SyscallTable, Task};
-use crate::source::netlink::wire::AUDIT_EQUAL;
-use crate::source::netlink::{Arch, RuleData, WireError};
-
-/// Audit key of the rules [`net_rules`] builds.
-pub const NET_KEY: &str = "auditsentry-net";
+use crate::source::netlink::Arch;
 
 /// `EINPROGRESS` as a syscall's exit: a non-blocking connect that was started.
 const EINPROGRESS_EXIT: &[u8] = b"-115";
 /// Socket families.
-const AF_INET: u32 = 2;
-const AF_INET6: u32 = 10;
+pub const AF_INET: u32 = 2;
+/// IPv6.
+pub const AF_INET6: u32 = 10;
 /// Most sockets [`Sockets`] remembers; the oldest is forgotten first.
 pub const SOCKETS_KEPT: usize = 4096;
 
@@ -63,25 +59,25 @@ pub fn syscall_name(arch: Arch, nr: u32) -> Option<&'static str> {
     lookup(NET_SYSCALLS, arch.audit_arch(), nr).map(|(_, name)| name)
 }
 
-/// The audit rules for network events on `arch` (`[-F pid!=PID] -k auditsentry-net`): one for
-/// bind, connect and accept (their address family is only known from the SOCKADDR record), and
-/// one per family for `socket()` restricted by `-F a0=2` / `-F a0=10`, so that local (AF_UNIX)
-/// sockets are not recorded when they are made.
-pub fn net_rules(arch: Arch, exclude_pid: Option<u32>) -> Result<Vec<RuleData>, WireError> {
-    let calls = calls_of(NET_SYSCALLS, arch.audit_arch());
-    let main: Vec<u32> = calls
-        .iter()
-        .filter(|(_, c, _)| *c != Call::Socket)
-        .map(|(nr, _, _)| *nr)
-        .collect();
-    let mut rules = vec![RuleData::syscall_rule(arch, &main, exclude_pid, NET_KEY)?];
-    for (nr, _, _) in calls.iter().filter(|(_, c, _)| *c == Call::Socket) {
-        for family in [AF_INET, AF_INET6] {
-            let rule = RuleData::syscall_rule(arch, &[*nr], exclude_pid, NET_KEY)?;
-            rules.push(with_fields(rule, &[(AUDIT_ARG0, AUDIT_EQUAL, family)]));
+/// The network calls of `arch`, as its audit rules record them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetCalls {
+    /// bind, connect and accept: their address family is only known from the SOCKADDR record.
+    pub main: Vec<u32>,
+    /// `socket()`, worth recording for [`AF_INET`] and [`AF_INET6`] only.
+    pub socket: Vec<u32>,
+}
+
+/// The network calls of `arch` (none for an ABI this module does not know).
+pub fn net_syscalls(arch: Arch) -> NetCalls {
+    let mut calls = NetCalls::default();
+    for (nr, call, _) in calls_of(NET_SYSCALLS, arch.audit_arch()) {
+        match call {
+            Call::Socket => calls.socket.push(*nr),
+            _ => calls.main.push(*nr),
         }
     }
-    Ok(rules)
+    calls
 }
 
 /// What the call did, named as Elastic Defend names its network events (`event.action`).
@@ -456,14 +452,5 @@ mod tests {
         }
         assert_eq!(s.len(), SOCKETS_KEPT);
         assert_eq!(s.order.len(), SOCKETS_KEPT);
-    }
-
-    #[test]
-    fn rules_skip_local_sockets_at_creation() {
-        let rules = net_rules(Arch::X86_64, Some(7)).expect("rules");
-        assert_eq!(rules.len(), 3);
-        assert!(rules.iter().all(|r| r.has_key(NET_KEY.as_bytes())));
-        assert_eq!(rules[0].mask[1] & (1 << (42 - 32)), 1 << (42 - 32));
-        assert_eq!(rules[0].mask[1] & (1 << (41 - 32)), 0);
     }
 }

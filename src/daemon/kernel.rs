@@ -1,6 +1,7 @@
 //! The kernel side of running live: which source `auto` picks and why, and the audit rules the agent
 //! needs — added only when missing, removed on exit only if the agent added them.
 
+use super::audit_rules::{self, AUDIT_ARG0, AUDIT_BIT_MASK, FILE_KEY, LINK_KEY, NET_KEY};
 use super::journal::{Changes, Journal, JournalError};
 use crate::audit::{fileop, link, netconn};
 use crate::rule::file::EventNeeds;
@@ -19,7 +20,7 @@ use std::path::Path;
 pub const RULE_KEY: &str = "auditsentry";
 
 /// Every filter key of the rules the agent adds: execve, link syscalls, file and network events.
-pub const AGENT_KEYS: [&str; 4] = [RULE_KEY, link::LINK_KEY, fileop::FILE_KEY, netconn::NET_KEY];
+pub const AGENT_KEYS: [&str; 4] = [RULE_KEY, LINK_KEY, FILE_KEY, NET_KEY];
 
 /// Which audit rules the agent wants besides the execve ones.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -33,9 +34,9 @@ pub struct Wanted {
 /// The rules for file events (`file`) or network events on `arch`, for agent `pid`.
 fn event_rules(arch: Arch, file: bool, pid: Option<u32>) -> Result<Vec<RuleData>, WireError> {
     if file {
-        fileop::file_rules(arch, pid)
+        audit_rules::file_rules(arch, pid)
     } else {
-        netconn::net_rules(arch, pid)
+        audit_rules::net_rules(arch, pid)
     }
 }
 
@@ -357,15 +358,15 @@ pub fn describe(rule: &RuleData) -> String {
         let op = match f.op {
             AUDIT_EQUAL => "=",
             AUDIT_NOT_EQUAL => "!=",
-            fileop::AUDIT_BIT_MASK => "&",
+            AUDIT_BIT_MASK => "&",
             _ => "?",
         };
         match (&f.value, f.field) {
             (_, AUDIT_ARCH) => {}
             (FieldValue::Num(v), AUDIT_PID) => out.push_str(&format!(" -F pid{op}{v}")),
             (FieldValue::Num(v), 104) => out.push_str(&format!(" -F success{op}{v}")),
-            (FieldValue::Num(v), id @ fileop::AUDIT_ARG0..=203) => {
-                let i = id - fileop::AUDIT_ARG0;
+            (FieldValue::Num(v), id @ AUDIT_ARG0..=203) => {
+                let i = id - AUDIT_ARG0;
                 out.push_str(&format!(" -F a{i}{op}{v:#x}"))
             }
             (FieldValue::Str(k), AUDIT_FILTERKEY) => {
@@ -398,7 +399,7 @@ pub fn missing_exec_rules(rules: &[RuleData]) -> Vec<Arch> {
 /// The ABIs of this host without a link-syscall rule of ours (key `auditsentry-link`).
 pub fn missing_link_rules(rules: &[RuleData]) -> Vec<Arch> {
     let has = |r: &RuleData, a: Arch| {
-        r.has_key(link::LINK_KEY.as_bytes())
+        r.has_key(LINK_KEY.as_bytes())
             && r.fields
                 .iter()
                 .any(|f| f.field == AUDIT_ARCH && f.value == FieldValue::Num(a.audit_arch()))
@@ -683,7 +684,7 @@ impl RuleGuard {
         }
         for &arch in &gaps.link {
             wanted.push(
-                link::link_rules(arch, Some(self.me.pid))
+                audit_rules::link_rules(arch, Some(self.me.pid))
                     .map_err(wire("building the link rule"))?,
             );
         }
@@ -737,8 +738,8 @@ impl RuleGuard {
         wanted: Wanted,
     ) -> Result<Vec<String>, KernelError> {
         let unwanted = |r: &RuleData| {
-            (!wanted.events.file && r.has_key(fileop::FILE_KEY.as_bytes()))
-                || (!wanted.events.network && r.has_key(netconn::NET_KEY.as_bytes()))
+            (!wanted.events.file && r.has_key(FILE_KEY.as_bytes()))
+                || (!wanted.events.network && r.has_key(NET_KEY.as_bytes()))
         };
         let mut notes = Vec::new();
         while let Some(i) = self.added.iter().position(unwanted) {
@@ -846,11 +847,7 @@ pub fn prepare(
                 notes.push(format!(
                     "loaded rules query {what} events but manage_rules is off: none are made \
                      unless audit rules with key {} exist",
-                    if what == "file" {
-                        fileop::FILE_KEY
-                    } else {
-                        netconn::NET_KEY
-                    }
+                    if what == "file" { FILE_KEY } else { NET_KEY }
                 ));
             }
         }
@@ -1139,7 +1136,7 @@ mod tests {
         let mut k = Fake::default();
         let other = RuleData::exec_rule(Arch::X86_64, Some(300), RULE_KEY).expect("rule");
         let packaged = RuleData::exec_rule(Arch::I386, None, RULE_KEY).expect("rule");
-        let stale_link = link::link_rules(Arch::X86_64, Some(301)).expect("rule");
+        let stale_link = audit_rules::link_rules(Arch::X86_64, Some(301)).expect("rule");
         k.rules = vec![other.clone(), packaged.clone(), stale_link.clone()];
         k.enabled = 1;
         let (guard, notes) = start(&mut k, dir.path(), 400, &[300]);
@@ -1218,7 +1215,7 @@ mod tests {
             describe(&exec),
             "-a always,exit -F arch=b64 -S execve,execveat -F pid!=17953 -k auditsentry"
         );
-        let links = link::link_rules(Arch::I386, None).expect("rule");
+        let links = audit_rules::link_rules(Arch::I386, None).expect("rule");
         assert_eq!(
             describe(&links),
             "-a always,exit -F arch=b32 -S link,symlink,linkat,symlinkat -k auditsentry-link"
@@ -1260,10 +1257,10 @@ mod event_rule_tests {
                 .map(|a| f(*a, None).map_or(0, |r| r.len()))
                 .sum::<usize>()
         };
-        let files = per_host(fileop::file_rules);
-        let nets = per_host(netconn::net_rules);
-        assert_eq!(keyed(&k, fileop::FILE_KEY), files, "{notes:?}");
-        assert_eq!(keyed(&k, netconn::NET_KEY), 0);
+        let files = per_host(audit_rules::file_rules);
+        let nets = per_host(audit_rules::net_rules);
+        assert_eq!(keyed(&k, FILE_KEY), files, "{notes:?}");
+        assert_eq!(keyed(&k, NET_KEY), 0);
         assert!(
             notes
                 .iter()
@@ -1276,7 +1273,7 @@ mod event_rule_tests {
         let gaps = Gaps::of(&status, &k.rules, wanted(true, true));
         assert_eq!(gaps.network, Arch::host().to_vec());
         guard.fill(&mut k, &gaps).expect("fill");
-        assert_eq!(keyed(&k, netconn::NET_KEY), nets);
+        assert_eq!(keyed(&k, NET_KEY), nets);
         let journaled = |dir: &std::path::Path| {
             Journal::in_dir(dir)
                 .read()
@@ -1288,13 +1285,10 @@ mod event_rule_tests {
         // A reload keeps only file rules, then none.
         let notes = guard.retire(&mut k, wanted(true, false)).expect("retire");
         assert_eq!(notes.len(), nets);
-        assert_eq!(
-            (keyed(&k, fileop::FILE_KEY), keyed(&k, netconn::NET_KEY)),
-            (files, 0)
-        );
+        assert_eq!((keyed(&k, FILE_KEY), keyed(&k, NET_KEY)), (files, 0));
         assert_eq!(journaled(dir.path()), exec + files);
         guard.retire(&mut k, wanted(false, false)).expect("retire");
-        assert_eq!(keyed(&k, fileop::FILE_KEY), 0);
+        assert_eq!(keyed(&k, FILE_KEY), 0);
         assert_eq!(journaled(dir.path()), exec);
         // A crash with event rules loaded: the next start removes them (journal and key).
         let gaps = Gaps::of(&status, &k.rules, wanted(true, true));
@@ -1309,7 +1303,7 @@ mod event_rule_tests {
         );
         let (next, _) =
             prepare(&mut k, next, true, Wanted::default(), &|_| false).expect("prepare");
-        assert_eq!(keyed(&k, fileop::FILE_KEY) + keyed(&k, netconn::NET_KEY), 0);
+        assert_eq!(keyed(&k, FILE_KEY) + keyed(&k, NET_KEY), 0);
         assert!(next.release(&mut k).is_empty());
         assert!(k.rules.is_empty());
     }

@@ -2,6 +2,7 @@
 //! thread fed by a reader thread, and handles signals, housekeeping and a clean exit. This is daemon
 //! wiring, so errors are `anyhow` here.
 
+pub mod audit_rules;
 pub mod journal;
 pub mod kernel;
 pub mod watchdog;

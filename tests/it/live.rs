@@ -188,7 +188,7 @@ impl TestRules {
         let mut rules = Vec::new();
         for arch in Arch::host() {
             rules.push(RuleData::exec_rule(*arch, None, "auditsentry-test-exec").expect("rule"));
-            rules.push(auditsentry::audit::link::link_rules(*arch, None).expect("rule"));
+            rules.push(auditsentry::daemon::audit_rules::link_rules(*arch, None).expect("rule"));
         }
         for rule in &rules {
             ctl.add_rule(rule).expect("add a test rule");
@@ -887,7 +887,7 @@ fn live_fanotify_and_audit_report_one_link_once_and_fanotify_alone_covers_missin
 
     // Without the link syscall rule, only fanotify sees the next one.
     use auditsentry::source::netlink::Arch;
-    let rule = auditsentry::audit::link::link_rules(Arch::X86_64, None).expect("rule");
+    let rule = auditsentry::daemon::audit_rules::link_rules(Arch::X86_64, None).expect("rule");
     AuditSocket::control()
         .and_then(|mut c| c.del_rule(&rule))
         .expect("remove the agent's link rule");
