@@ -13,8 +13,9 @@ use std::sync::Arc;
 use crate::audit::exec::ExecEvent;
 use crate::audit::task::Task;
 use crate::audit::AuditTime;
+use crate::document::{Document, Scalar};
+pub use crate::proc::{basename, text};
 use crate::proc::{Instance, ProcessInfo};
-use crate::rule::kql::{Document, Scalar};
 use serde_json::{Map, Number, Value};
 use sha2::{Digest, Sha256};
 
@@ -56,16 +57,6 @@ fn fallback_id(name: &str) -> String {
         b = (b ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3 ^ 0x2);
     }
     format!("{a:016x}{b:016x}")
-}
-
-/// Bytes the kernel logged, as ECS text: invalid UTF-8 becomes U+FFFD.
-pub fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Basename of a path, the way ECS `process.name` is derived from `process.executable`.
-pub fn basename(path: &str) -> &str {
-    path.rsplit('/').next().unwrap_or(path)
 }
 
 /// What the process table should remember about the process an exec event started, copied out

@@ -3,15 +3,18 @@
 //! Data flows one way, one module per stage:
 //!
 //! ```text
-//! source   bytes → frames (auditd text lines, plugin lines, netlink frames)
+//! proc     pid → process facts, so an exec can name its parent (procfs reads /proc)
+//! source   bytes → frames (auditd text lines, plugin lines, netlink frames), new links
 //! audit    frames → records → events (grouped by serial) → exec events
-//! proc     pid → process facts, so an exec can name its parent
-//! event    exec event + parent + host → ECS document (the contract with rule/); catalog lists
-//!          the fields each kind of document holds, names the user and group names
+//! event    exec event + parent + host → ECS document (the contract with rule/); document is
+//!          the model rules query, catalog lists the fields each kind of document holds, names
+//!          the user and group names
 //! rule     KQL or EQL query + new-terms gate (over state/) → alert
 //! sink     alerts → NDJSON / syslog
 //! pipeline the only module that knows every stage
 //! ```
+//!
+//! A module uses only the stages before it (`tests/it/stage_order.rs` holds the full order).
 //!
 //! `config` and `rule::file` read the operator's files through `textfile`, which bounds them.
 #![forbid(unsafe_code)]
@@ -22,7 +25,9 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod document;
 pub mod event;
+pub mod jsonline;
 pub mod manpage;
 pub mod names;
 pub mod pipeline;

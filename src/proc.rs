@@ -17,7 +17,25 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use crate::audit::exec::{arg_cost, ARG_SLOT_COST};
+/// What one argument is charged against an argument budget besides its bytes: the memory of its
+/// slot wherever argv is held (a vector's header and allocation in an exec event, an offset in the process
+/// table, a JSON value in an alert), so that empty arguments are not free.
+pub const ARG_SLOT_COST: usize = 32;
+
+/// The charge of one argument of `len` bytes: its bytes plus [`ARG_SLOT_COST`].
+pub fn arg_cost(len: usize) -> usize {
+    len.saturating_add(ARG_SLOT_COST)
+}
+
+/// Bytes the kernel logged, as ECS text: invalid UTF-8 becomes U+FFFD.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Basename of a path, the way ECS `process.name` is derived from `process.executable`.
+pub fn basename(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
+}
 
 /// What the table knows of one process: its current image and how it was invoked, as text.
 ///

@@ -8,9 +8,7 @@
 //! other users' `exe` links may be unreadable. The root is a field so tests can point it at a
 //! fake tree.
 
-use crate::audit::exec::arg_cost;
-use crate::event::{basename, text};
-use crate::proc::{ProcFallback, ProcessInfo, ProcessTable};
+use crate::proc::{arg_cost, basename, text, ProcFallback, ProcessInfo, ProcessTable};
 use std::fs::{self, File};
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
@@ -196,8 +194,8 @@ fn read_bounded(path: &Path, limit: u64) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::exec::ARG_SLOT_COST;
     use crate::proc::NoFallback;
+    use crate::proc::ARG_SLOT_COST;
     use std::os::unix::fs::symlink;
     use std::process::Command;
 

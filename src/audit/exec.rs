@@ -11,16 +11,7 @@ use thiserror::Error;
 use super::reassemble::Event;
 use super::record::{decode_value, types, Fields, Record};
 use super::task::{string_field, SyscallFields, Task};
-
-/// What one argument is charged against an argument budget besides its bytes: the memory of its
-/// slot wherever argv is held (a vector's header and allocation here, an offset in the process
-/// table, a JSON value in an alert), so that empty arguments are not free.
-pub const ARG_SLOT_COST: usize = 32;
-
-/// The charge of one argument of `len` bytes: its bytes plus [`ARG_SLOT_COST`].
-pub fn arg_cost(len: usize) -> usize {
-    len.saturating_add(ARG_SLOT_COST)
-}
+pub use crate::proc::{arg_cost, ARG_SLOT_COST};
 
 /// The bound on what one event's argv may hold; beyond it arguments are dropped and
 /// [`ExecEvent::argv_truncated`] is set.

@@ -85,7 +85,7 @@ impl fmt::Display for CapSummary {
         )?;
         if !self.capped_terms.is_empty() {
             // JSON: unambiguous whatever the values hold, and one line (controls are escaped).
-            let named = crate::sink::json::to_line(&serde_json::json!(self.capped_terms));
+            let named = crate::jsonline::to_line(&serde_json::json!(self.capped_terms));
             let more = self.capped.saturating_sub(self.capped_terms.len() as u64);
             write!(f, " capped_terms={named} capped_terms_more={more}")?;
         }

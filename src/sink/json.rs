@@ -8,6 +8,7 @@
 
 use super::{Sink, SinkError};
 use crate::alert::Alert;
+pub use crate::jsonline::{to_line, to_vec};
 use serde_json::Value;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -168,46 +169,6 @@ pub fn notice_json(line: &str, at: SystemTime) -> Value {
         "log": {"level": "warning"},
         "message": line,
     })
-}
-
-/// `value` as one line of JSON (no newline): serde_json's escaping plus `\uXXXX` for every
-/// [`super::is_display_control`] character, which serde_json writes raw. A pure function, for
-/// every JSON output and for fuzzing.
-pub fn to_vec(value: &Value) -> Vec<u8> {
-    use serde::Serialize;
-    let mut out = Vec::with_capacity(512);
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, DisplaySafe);
-    // Writing a Value to memory cannot fail; an empty line would show it.
-    if value.serialize(&mut ser).is_err() {
-        out.clear();
-    }
-    out
-}
-
-/// [`to_vec`] as a string.
-pub fn to_line(value: &Value) -> String {
-    String::from_utf8_lossy(&to_vec(value)).into_owned()
-}
-
-/// serde_json's compact formatter, escaping [`super::is_display_control`] characters too.
-struct DisplaySafe;
-
-impl serde_json::ser::Formatter for DisplaySafe {
-    fn write_string_fragment<W: ?Sized + Write>(
-        &mut self,
-        writer: &mut W,
-        fragment: &str,
-    ) -> std::io::Result<()> {
-        let mut start = 0;
-        for (i, c) in fragment.char_indices() {
-            if super::is_display_control(c) {
-                writer.write_all(&fragment.as_bytes()[start..i])?;
-                write!(writer, "\\u{:04x}", c as u32)?;
-                start = i + c.len_utf8();
-            }
-        }
-        writer.write_all(&fragment.as_bytes()[start..])
-    }
 }
 
 /// Opens `path` for appending; a file it creates gets [`FILE_MODE`] exactly, whatever the umask

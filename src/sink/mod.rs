@@ -14,22 +14,7 @@ use crate::alert::Alert;
 use serde_json::Value;
 use std::fmt;
 
-/// Characters a log viewer may use to reorder or break the text around them: the bidirectional
-/// embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069), the directional marks
-/// (U+200E, U+200F, U+061C) and the line and paragraph separators (U+2028, U+2029). Every output
-/// escapes them, so an alert's text reads as it is.
-pub fn is_display_control(c: char) -> bool {
-    matches!(
-        c,
-        '\u{202A}'..='\u{202E}'
-            | '\u{2066}'..='\u{2069}'
-            | '\u{200E}'
-            | '\u{200F}'
-            | '\u{061C}'
-            | '\u{2028}'
-            | '\u{2029}'
-    )
-}
+pub use crate::jsonline::is_display_control;
 
 /// Why a sink could not deliver; names the sink's target.
 #[derive(Debug)]

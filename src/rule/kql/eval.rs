@@ -22,8 +22,11 @@ use std::fmt::Write as _;
 
 use serde_json::{Number, Value};
 
-use super::lex::{Piece, RangeOp};
+use crate::document::{Document, Scalar};
+
+use super::lex::RangeOp;
 use super::parse::{parse_number, Bound, Leaf, Node, Test};
+use super::pattern::same;
 
 /// Evaluation switches that change how documents are indexed, not what the query says.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -31,30 +34,6 @@ pub struct EvalOptions {
     /// Treat string values longer than this many bytes as absent (Elastic Defend keyword fields
     /// use 1024). `None`, the default, matches values of any length: attackers pad arguments.
     pub ignore_above: Option<usize>,
-}
-
-/// One scalar value of a document field, as a keyword field would index it.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Scalar<'a> {
-    /// A string.
-    Str(&'a str),
-    /// A number (matched by value, or by its JSON text).
-    Num(Number),
-    /// A boolean (matched as `true` / `false`).
-    Bool(bool),
-}
-
-/// Something KQL can query: it yields the scalar values of a dotted field path, arrays flattened,
-/// nulls and objects skipped (Elasticsearch's view of a document's fields).
-pub trait Document {
-    /// Calls `f` on each value of the dotted `path` until it returns true; true if one did.
-    fn any_value(&self, path: &str, f: &mut dyn FnMut(Scalar<'_>) -> bool) -> bool;
-}
-
-impl Document for Value {
-    fn any_value(&self, path: &str, f: &mut dyn FnMut(Scalar<'_>) -> bool) -> bool {
-        any_value(self, path, f)
-    }
 }
 
 /// A compiled KQL query: parse once with [`parse`](super::parse()), evaluate on every event.
@@ -125,40 +104,6 @@ fn eval(node: &Node, doc: &dyn Document, opts: &EvalOptions) -> bool {
     }
 }
 
-/// Call `f` on each value of the dotted `path` under `node` until it returns true: nested objects
-/// and literal dotted keys (`"process.args"`) at any level alike.
-fn any_value(node: &Value, path: &str, f: &mut dyn FnMut(Scalar<'_>) -> bool) -> bool {
-    match node {
-        Value::Object(map) => {
-            // Every split of the path at a dot: nested objects and flattened dotted keys alike.
-            for (dot, _) in path.match_indices('.') {
-                let (Some(head), Some(rest)) = (path.get(..dot), path.get(dot + 1..)) else {
-                    continue;
-                };
-                if let Some(child) = map.get(head) {
-                    if any_value(child, rest, f) {
-                        return true;
-                    }
-                }
-            }
-            map.get(path).is_some_and(|v| any_leaf(v, f))
-        }
-        Value::Array(items) => items.iter().any(|item| any_value(item, path, f)),
-        _ => false,
-    }
-}
-
-/// Call `f` on each scalar of a field's value, flattening arrays; nulls and objects are skipped.
-fn any_leaf(value: &Value, f: &mut dyn FnMut(Scalar<'_>) -> bool) -> bool {
-    match value {
-        Value::Array(items) => items.iter().any(|item| any_leaf(item, f)),
-        Value::Null | Value::Object(_) => false,
-        Value::String(s) => f(Scalar::Str(s)),
-        Value::Number(n) => f(Scalar::Num(n.clone())),
-        Value::Bool(b) => f(Scalar::Bool(*b)),
-    }
-}
-
 fn leaf_matches(leaf: &Leaf, value: Scalar<'_>, opts: &EvalOptions) -> bool {
     match value {
         Scalar::Str(s) => {
@@ -182,12 +127,6 @@ fn test_text(test: &Test, s: &str) -> bool {
             Bound::Text(b) => compare(*op, s, b.as_str()),
         },
     }
-}
-
-/// `a == b`, compared in line: query texts and field values are mostly a few bytes long, and a
-/// library call per comparison was the largest cost of evaluating the seed query.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 fn test_number(test: &Test, n: &Number) -> bool {
@@ -254,105 +193,6 @@ impl std::fmt::Write for StackText {
     }
 }
 
-/// A piece of a pattern between two stars, as a searcher built once (it holds the piece): a
-/// query's patterns are tested against every argument of every exec.
-#[derive(Clone, Debug)]
-struct Segment(memchr::memmem::Finder<'static>);
-
-impl Segment {
-    fn new(text: String) -> Self {
-        Segment(memchr::memmem::Finder::new(text.as_bytes()).into_owned())
-    }
-}
-
-impl PartialEq for Segment {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.needle() == other.0.needle()
-    }
-}
-
-impl Eq for Segment {}
-
-/// A `*` wildcard pattern, split at its stars: `prefix*middle[0]*…*suffix`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Pattern {
-    prefix: String,
-    middle: Vec<Segment>,
-    suffix: String,
-    /// False for a pattern without stars, which must equal `prefix` exactly.
-    star: bool,
-}
-
-impl Pattern {
-    /// Build from lexer pieces; adjacent stars collapse, and without any star the pattern is an
-    /// exact match.
-    pub(crate) fn new(pieces: &[Piece]) -> Self {
-        let mut segments: Vec<String> = vec![String::new()];
-        for piece in pieces {
-            match piece {
-                Piece::Star => segments.push(String::new()),
-                Piece::Text(t) => {
-                    if let Some(last) = segments.last_mut() {
-                        last.push_str(t);
-                    }
-                }
-            }
-        }
-        if segments.len() == 1 {
-            // No star: the whole text must match exactly.
-            return Pattern {
-                prefix: segments.pop().unwrap_or_default(),
-                middle: Vec::new(),
-                suffix: String::new(),
-                star: false,
-            };
-        }
-        let suffix = segments.pop().unwrap_or_default();
-        let mut rest = segments.into_iter();
-        let prefix = rest.next().unwrap_or_default();
-        let middle = rest.filter(|s| !s.is_empty()).map(Segment::new).collect();
-        Pattern {
-            prefix,
-            middle,
-            suffix,
-            star: true,
-        }
-    }
-
-    /// Does the whole of `s` match? Linear in `s.len()` (one left-to-right pass).
-    pub(crate) fn matches(&self, s: &str) -> bool {
-        if !self.star {
-            return same(s.as_bytes(), self.prefix.as_bytes());
-        }
-        let (bytes, prefix, suffix) =
-            (s.as_bytes(), self.prefix.as_bytes(), self.suffix.as_bytes());
-        if bytes.len() < prefix.len() + suffix.len()
-            || !bytes
-                .get(..prefix.len())
-                .is_some_and(|head| same(head, prefix))
-            || !bytes
-                .get(bytes.len() - suffix.len()..)
-                .is_some_and(|tail| same(tail, suffix))
-        {
-            return false;
-        }
-        let Some(mut rest) = s.get(self.prefix.len()..s.len() - self.suffix.len()) else {
-            return false;
-        };
-        for segment in &self.middle {
-            // A UTF-8 needle found in UTF-8 text starts and ends on character boundaries.
-            match segment.0.find(rest.as_bytes()) {
-                Some(at) => match rest.get(at + segment.0.needle().len()..) {
-                    Some(after) => rest = after,
-                    None => return false,
-                },
-                None => return false,
-            }
-        }
-        true
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::parse;
@@ -364,47 +204,6 @@ mod tests {
             Ok(q) => q,
             Err(e) => panic!("{text:?}: {e}"),
         }
-    }
-
-    fn pat(text: &str) -> Pattern {
-        let pieces: Vec<Piece> = text
-            .split('*')
-            .enumerate()
-            .flat_map(|(i, t)| {
-                let star = (i > 0).then_some(Piece::Star);
-                let text = (!t.is_empty()).then(|| Piece::Text(t.to_string()));
-                star.into_iter().chain(text)
-            })
-            .collect();
-        Pattern::new(&pieces)
-    }
-
-    #[test]
-    fn star_matches_any_run_including_slash_and_empty() {
-        let hidden = pat("/*/.*");
-        assert!(hidden.matches("/home/u/.x"));
-        assert!(hidden.matches("/opt/x/./y"));
-        assert!(!hidden.matches("/.x"));
-        let bin = pat("/usr/bin/*");
-        assert!(bin.matches("/usr/bin/"));
-        assert!(bin.matches("/usr/bin/a/b"));
-        assert!(!bin.matches("/usr/binary/x"));
-        assert!(!pat("/tmp/*").matches("/TMP/x"));
-        assert!(pat("*").matches(""));
-        assert!(pat("a**b").matches("ab"));
-        assert!(!pat("a*a").matches("a"));
-        assert!(pat("a*a").matches("aa"));
-        assert!(pat("*é*").matches("café"));
-        assert!(!pat("x").matches("xx"));
-        assert!(pat("x").matches("x"));
-    }
-
-    #[test]
-    fn star_matching_has_no_pathological_backtracking() {
-        let long = "a".repeat(1 << 20);
-        let p = pat(&format!("{}b", "*a".repeat(30)));
-        assert!(!p.matches(&long));
-        assert!(pat(&"*a".repeat(30)).matches(&long));
     }
 
     #[test]

@@ -10,11 +10,21 @@
 mod eval;
 mod lex;
 mod parse;
+mod pattern;
 
-pub use eval::{Document, EvalOptions, Query, Scalar};
-pub use parse::{parse, MAX_CLAUSES, MAX_QUERY_BYTES, MAX_WILDCARDS};
+pub use crate::document::{Document, Scalar};
+pub use eval::{EvalOptions, Query};
+pub use parse::{MAX_CLAUSES, MAX_QUERY_BYTES, MAX_WILDCARDS};
 
 use std::fmt;
+
+/// Compile KQL text into a [`Query`]; errors carry the 1-based line and column of the problem.
+/// A query over [`MAX_QUERY_BYTES`], with more than [`MAX_CLAUSES`] field tests or a value with more
+/// than [`MAX_WILDCARDS`] wildcards is refused: compiling it would take memory out of proportion
+/// to any real rule.
+pub fn parse(text: &str) -> Result<Query, KqlError> {
+    parse::tree(text).map(Query::new)
+}
 
 /// A query that cannot be compiled, with the 1-based line and character column of the problem.
 #[derive(Clone, Debug, PartialEq, Eq)]

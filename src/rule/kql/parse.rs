@@ -16,8 +16,8 @@
 //! Rejected with a position: nested `field:{…}` queries, field-less free text, wildcard field
 //! names, unbalanced parentheses and operators with nothing after them.
 
-use super::eval::{Pattern, Query};
 use super::lex::{tokenize, Piece, RangeOp, Token, TokenKind};
+use super::pattern::Pattern;
 use super::KqlError;
 
 /// A compiled query tree.
@@ -79,11 +79,8 @@ pub(crate) fn parse_number(text: &str) -> Option<f64> {
     text.parse::<f64>().ok().filter(|v| v.is_finite())
 }
 
-/// Compile KQL text into a [`Query`]; errors carry the 1-based line and column of the problem.
-/// A query over [`MAX_QUERY_BYTES`], with more than [`MAX_CLAUSES`] field tests or a value with more
-/// than [`MAX_WILDCARDS`] wildcards is refused: compiling it would take memory out of proportion
-/// to any real rule.
-pub fn parse(text: &str) -> Result<Query, KqlError> {
+/// The tree of KQL text (see [`super::parse()`]).
+pub(crate) fn tree(text: &str) -> Result<Node, KqlError> {
     if text.len() > MAX_QUERY_BYTES {
         return Err(KqlError {
             message: format!(
@@ -101,8 +98,7 @@ pub fn parse(text: &str) -> Result<Query, KqlError> {
         depth: 0,
         clauses: 0,
     };
-    let root = parser.query()?;
-    Ok(Query::new(root))
+    parser.query()
 }
 
 /// Deepest nesting of parentheses and `not` accepted: the parser and evaluator recurse.
@@ -494,6 +490,7 @@ fn free_text(token: &Token) -> KqlError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rule::kql::parse;
 
     fn tree(text: &str) -> Node {
         match parse(text) {

@@ -1,0 +1,63 @@
+//! The document model rules query: a document yields the scalar values of a dotted field path,
+//! the way Elasticsearch sees an indexed document's keyword fields. Events (`event`) implement it
+//! without building JSON; any `serde_json::Value` implements it too.
+
+use serde_json::{Number, Value};
+
+/// One scalar value of a document field, as a keyword field would index it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Scalar<'a> {
+    /// A string.
+    Str(&'a str),
+    /// A number (matched by value, or by its JSON text).
+    Num(Number),
+    /// A boolean (matched as `true` / `false`).
+    Bool(bool),
+}
+
+/// Something KQL can query: it yields the scalar values of a dotted field path, arrays flattened,
+/// nulls and objects skipped (Elasticsearch's view of a document's fields).
+pub trait Document {
+    /// Calls `f` on each value of the dotted `path` until it returns true; true if one did.
+    fn any_value(&self, path: &str, f: &mut dyn FnMut(Scalar<'_>) -> bool) -> bool;
+}
+
+impl Document for Value {
+    fn any_value(&self, path: &str, f: &mut dyn FnMut(Scalar<'_>) -> bool) -> bool {
+        any_value(self, path, f)
+    }
+}
+
+/// Call `f` on each value of the dotted `path` under `node` until it returns true: nested objects
+/// and literal dotted keys (`"process.args"`) at any level alike.
+fn any_value(node: &Value, path: &str, f: &mut dyn FnMut(Scalar<'_>) -> bool) -> bool {
+    match node {
+        Value::Object(map) => {
+            // Every split of the path at a dot: nested objects and flattened dotted keys alike.
+            for (dot, _) in path.match_indices('.') {
+                let (Some(head), Some(rest)) = (path.get(..dot), path.get(dot + 1..)) else {
+                    continue;
+                };
+                if let Some(child) = map.get(head) {
+                    if any_value(child, rest, f) {
+                        return true;
+                    }
+                }
+            }
+            map.get(path).is_some_and(|v| any_leaf(v, f))
+        }
+        Value::Array(items) => items.iter().any(|item| any_value(item, path, f)),
+        _ => false,
+    }
+}
+
+/// Call `f` on each scalar of a field's value, flattening arrays; nulls and objects are skipped.
+fn any_leaf(value: &Value, f: &mut dyn FnMut(Scalar<'_>) -> bool) -> bool {
+    match value {
+        Value::Array(items) => items.iter().any(|item| any_leaf(item, f)),
+        Value::Null | Value::Object(_) => false,
+        Value::String(s) => f(Scalar::Str(s)),
+        Value::Number(n) => f(Scalar::Num(n.clone())),
+        Value::Bool(b) => f(Scalar::Bool(*b)),
+    }
+}
