@@ -22,6 +22,8 @@ mod live;
 mod loaders;
 #[path = "it/rules_coverage.rs"]
 mod rules_coverage;
+#[path = "it/stage_order.rs"]
+mod stage_order;
 #[path = "it/stateful.rs"]
 mod stateful;
 #[path = "it/view.rs"]
