@@ -9,6 +9,7 @@ pub mod link;
 pub mod netconn;
 pub mod reassemble;
 pub mod record;
+pub mod record_type;
 pub mod task;
 
 pub use record::{AuditTime, Record};
