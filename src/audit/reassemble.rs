@@ -648,46 +648,9 @@ pub(crate) mod test_support {
         }
     }
 
-    fn type_number(name: &[u8]) -> Option<u16> {
-        Some(match name {
-            b"SYSCALL" => 1300,
-            b"PATH" => 1302,
-            b"CONFIG_CHANGE" => 1305,
-            b"SOCKADDR" => 1306,
-            b"CWD" => 1307,
-            b"EXECVE" => 1309,
-            b"EOE" => 1320,
-            b"BPRM_FCAPS" => 1321,
-            b"PROCTITLE" => 1327,
-            b"EVENT_LISTENER" => 1335,
-            b"DAEMON_START" => 1200,
-            b"DAEMON_END" => 1201,
-            _ => return None,
-        })
-    }
-
-    /// One log line as a record; `None` for lines the splitter does not know.
+    /// One log line as a record (the agent's own parser); `None` for a line it refuses.
     pub fn parse_line(line: &[u8]) -> Option<Record> {
-        let text = line.strip_prefix(b"type=")?;
-        let sp = text.iter().position(|b| *b == b' ')?;
-        let rtype = type_number(&text[..sp])?;
-        let rest = text[sp..].strip_prefix(b" msg=audit(")?;
-        let close = rest.iter().position(|b| *b == b')')?;
-        let header = std::str::from_utf8(&rest[..close]).ok()?;
-        let (time, serial) = header.split_once(':')?;
-        let (sec, msec) = time.split_once('.')?;
-        let body = rest[close..].strip_prefix(b"): ")?;
-        Some(Record {
-            node: None,
-            rtype,
-            time: AuditTime {
-                sec: sec.parse().ok()?,
-                msec: msec.parse().ok()?,
-            },
-            serial: serial.parse().ok()?,
-            body: body.to_vec(),
-            enriched: Vec::new(),
-        })
+        super::super::record::parse_text(line).ok()
     }
 
     /// The repository's own capture (samples/capture.sh): the labelled cases of samples/labels.tsv.
