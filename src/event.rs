@@ -64,11 +64,12 @@ fn fallback_id(name: &str) -> String {
 pub fn process_info(ev: &ExecEvent) -> ProcessInfo {
     // The basename of the bytes is the basename of their text: `/` is never part of a
     // multi-byte sequence, so the lossy conversion treats the pieces alike.
-    let name = match ev.exe.as_deref() {
+    let name = match ev.task.exe.as_deref() {
         Some(exe) => exe.rsplit(|&b| b == b'/').next(),
-        None => ev.comm.as_deref(),
+        None => ev.task.comm.as_deref(),
     };
-    ProcessInfo::from_bytes(ev.exe.as_deref(), name, &ev.argv).with_ids(ev.euid, ev.egid)
+    ProcessInfo::from_bytes(ev.task.exe.as_deref(), name, &ev.argv)
+        .with_ids(ev.task.euid, ev.task.egid)
 }
 
 /// Milliseconds since the epoch as RFC 3339 UTC, as [`timestamp`] writes audit time.
@@ -138,18 +139,18 @@ pub fn entity_id(host: &Host, instance: Instance) -> String {
 
 /// `process.interactive`: the process has a controlling terminal.
 fn interactive(ev: &ExecEvent) -> bool {
-    ev.tty.is_some()
+    ev.task.tty.is_some()
 }
 
 /// The process's ids as ECS puts them under `process.*`: (object, id), present ones only.
 fn process_ids(ev: &ExecEvent) -> [(&'static str, Option<u32>); 6] {
     [
-        ("user", ev.euid),
-        ("real_user", ev.uid),
-        ("saved_user", ev.suid),
-        ("group", ev.egid),
-        ("real_group", ev.gid),
-        ("saved_group", ev.sgid),
+        ("user", ev.task.euid),
+        ("real_user", ev.task.uid),
+        ("saved_user", ev.task.suid),
+        ("group", ev.task.egid),
+        ("real_group", ev.task.gid),
+        ("saved_group", ev.task.sgid),
     ]
 }
 
@@ -163,7 +164,7 @@ pub fn document(
     known: &Known,
 ) -> Value {
     let mut process = Map::new();
-    process.insert("pid".into(), Value::from(ev.pid));
+    process.insert("pid".into(), Value::from(ev.task.pid));
     if let Some(instance) = known.process {
         process.insert("entity_id".into(), Value::String(entity_id(host, instance)));
     }
@@ -174,7 +175,7 @@ pub fn document(
         process.insert("executable".into(), Value::from(exe));
     }
     insert_args(&mut process, me);
-    if let Some(cwd) = &ev.cwd {
+    if let Some(cwd) = &ev.task.cwd {
         process.insert("working_directory".into(), Value::String(text(cwd)));
     }
     if let Some(title) = &ev.proctitle {
@@ -189,37 +190,37 @@ pub fn document(
             );
         }
     }
-    let mut par = parent_object(ev.ppid, parent);
+    let mut par = parent_object(ev.task.ppid, parent);
     if let (Some(instance), Value::Object(par)) =
         (known.parent.filter(|_| parent.is_some()), &mut par)
     {
         par.insert("entity_id".into(), Value::String(entity_id(host, instance)));
     }
     process.insert("parent".into(), par);
-    let mut user = user_object(ev.uid, ev.euid);
+    let mut user = user_object(ev.task.uid, ev.task.euid);
     if let Value::Object(user) = &mut user {
         if let Some(name) = &known.user_name {
             user.insert("name".into(), Value::from(&**name));
         }
-        if let Some(uid) = ev.uid {
+        if let Some(uid) = ev.task.uid {
             user.insert("Ext".into(), real_id(uid));
         }
     }
     let mut group = Map::new();
-    if let Some(gid) = ev.gid {
+    if let Some(gid) = ev.task.gid {
         group.insert("id".into(), Value::String(gid.to_string()));
         group.insert("Ext".into(), real_id(gid));
     }
     if let Some(name) = &known.group_name {
         group.insert("name".into(), Value::from(&**name));
     }
-    let mut auditd = auditd_object(&AuditFacts::of(ev));
+    let mut auditd = auditd_object(&AuditFacts::of(&ev.task));
     if ev.argv_truncated {
         auditd.insert("args_truncated".into(), Value::Bool(true));
     }
 
     object([
-        ("@timestamp", Value::String(timestamp(ev.time))),
+        ("@timestamp", Value::String(timestamp(ev.task.time))),
         (
             "event",
             object([
@@ -230,7 +231,11 @@ pub fn document(
                 ("outcome", Value::from("success")),
                 (
                     "id",
-                    Value::String(event_id(ev.node.as_deref(), ev.time, ev.serial)),
+                    Value::String(event_id(
+                        ev.task.node.as_deref(),
+                        ev.task.time,
+                        ev.task.serial,
+                    )),
                 ),
             ]),
         ),
@@ -292,13 +297,17 @@ impl Document for ExecView<'_> {
         let ev = self.ev;
         let mut text = |s: &str| f(Scalar::Str(s));
         match path {
-            "@timestamp" => text(&timestamp(ev.time)),
+            "@timestamp" => text(&timestamp(ev.task.time)),
             "event.kind" => text("event"),
             "event.category" => text("process"),
             "event.type" => text("start"),
             "event.action" => text("exec"),
             "event.outcome" => text("success"),
-            "event.id" => text(&event_id(ev.node.as_deref(), ev.time, ev.serial)),
+            "event.id" => text(&event_id(
+                ev.task.node.as_deref(),
+                ev.task.time,
+                ev.task.serial,
+            )),
             "host.os.type" => text("linux"),
             "host.id" => text(&self.host.id),
             "host.name" => text(&self.host.name),
@@ -306,7 +315,7 @@ impl Document for ExecView<'_> {
             "process.executable" => self.me.executable().is_some_and(text),
             "process.args" => self.me.args().any(text),
             "process.command_line" => text(&self.me.command_line()),
-            "process.working_directory" => ev.cwd.as_deref().is_some_and(|c| text(&lossy(c))),
+            "process.working_directory" => ev.task.cwd.as_deref().is_some_and(|c| text(&lossy(c))),
             "process.title" => ev
                 .proctitle
                 .as_deref()
@@ -337,27 +346,27 @@ impl Document for ExecView<'_> {
                 .is_some_and(|i| text(&entity_id(self.host, i))),
             "process.interactive" => f(Scalar::Bool(interactive(ev))),
             "user.name" => self.known.user_name.as_deref().is_some_and(text),
-            "group.id" | "group.Ext.real.id" => ev.gid.is_some_and(|g| text(&g.to_string())),
-            "user.Ext.real.id" => ev.uid.is_some_and(|u| text(&u.to_string())),
+            "group.id" | "group.Ext.real.id" => ev.task.gid.is_some_and(|g| text(&g.to_string())),
+            "user.Ext.real.id" => ev.task.uid.is_some_and(|u| text(&u.to_string())),
             "group.name" => self.known.group_name.as_deref().is_some_and(text),
-            "user.id" => ev.uid.is_some_and(|u| text(&u.to_string())),
-            "user.effective.id" => ev.euid.is_some_and(|u| text(&u.to_string())),
-            "auditd.key" => ev.key.as_deref().is_some_and(|k| text(&lossy(k))),
-            "auditd.tty" => ev.tty.as_deref().is_some_and(|t| text(&lossy(t))),
-            "auditd.node" => ev.node.as_deref().is_some_and(text),
+            "user.id" => ev.task.uid.is_some_and(|u| text(&u.to_string())),
+            "user.effective.id" => ev.task.euid.is_some_and(|u| text(&u.to_string())),
+            "auditd.key" => ev.task.key.as_deref().is_some_and(|k| text(&lossy(k))),
+            "auditd.tty" => ev.task.tty.as_deref().is_some_and(|t| text(&lossy(t))),
+            "auditd.node" => ev.task.node.as_deref().is_some_and(text),
             "auditd.args_truncated" => ev.argv_truncated && f(Scalar::Bool(true)),
             _ if path.ends_with(".id") && path.starts_with("process.") => process_id(ev, path)
                 .flatten()
                 .is_some_and(|id| text(&id.to_string())),
             _ => {
                 let number = match path {
-                    "process.pid" => Some(Number::from(ev.pid)),
+                    "process.pid" => Some(Number::from(ev.task.pid)),
                     "process.args_count" => Some(Number::from(self.me.args_len())),
                     "process.parent.args_count" => self.parent.map(|p| Number::from(p.args_len())),
-                    "process.parent.pid" => Some(Number::from(ev.ppid)),
-                    "auditd.serial" => Some(Number::from(ev.serial)),
-                    "auditd.auid" => ev.auid.map(Number::from),
-                    "auditd.session" => ev.ses.map(Number::from),
+                    "process.parent.pid" => Some(Number::from(ev.task.ppid)),
+                    "auditd.serial" => Some(Number::from(ev.task.serial)),
+                    "auditd.auid" => ev.task.auid.map(Number::from),
+                    "auditd.session" => ev.task.ses.map(Number::from),
                     _ => None,
                 };
                 number.is_some_and(|n| f(Scalar::Num(n)))

@@ -255,7 +255,7 @@ impl<S: TermStore> Detector<S> {
                 return Ok(());
             }
         };
-        if self.excluded_pid == Some(exec.pid) {
+        if self.excluded_pid == Some(exec.task.pid) {
             return Ok(());
         }
         self.stats.events_exec += 1;
@@ -264,10 +264,10 @@ impl<S: TermStore> Detector<S> {
         }
         // The process facts are copied out of the exec as text, packed into one string.
         let me = event::process_info(exec);
-        let time_ms = exec.time.as_millis();
+        let time_ms = exec.task.time.as_millis();
         self.procs.note_audit_time(time_ms);
-        let parent = self.procs.lookup(exec.ppid);
-        let instance = self.procs.instance_for_exec(exec.pid);
+        let parent = self.procs.lookup(exec.task.ppid);
+        let instance = self.procs.instance_for_exec(exec.task.pid);
         let known = self.known(exec, instance, parent.as_ref().map(|(_, i)| *i), time_ms);
         let host = Arc::clone(&self.host);
         let view = ExecView {
@@ -291,14 +291,14 @@ impl<S: TermStore> Detector<S> {
         parent: Option<Instance>,
         time_ms: u64,
     ) -> Known {
-        let mut user_name = exec.uid_name.as_deref().map(Arc::from);
-        let mut group_name = exec.gid_name.as_deref().map(Arc::from);
+        let mut user_name = exec.task.uid_name.as_deref().map(Arc::from);
+        let mut group_name = exec.task.gid_name.as_deref().map(Arc::from);
         if let Some(names) = &mut self.names {
             if user_name.is_none() {
-                user_name = exec.uid.and_then(|uid| names.user(uid, time_ms));
+                user_name = exec.task.uid.and_then(|uid| names.user(uid, time_ms));
             }
             if group_name.is_none() {
-                group_name = exec.gid.and_then(|gid| names.group(gid, time_ms));
+                group_name = exec.task.gid.and_then(|gid| names.group(gid, time_ms));
             }
         }
         Known {
@@ -318,7 +318,7 @@ impl<S: TermStore> Detector<S> {
     /// Runs the rules (and the extended detector) on one exec. The JSON document is built only
     /// for an alert or for an events output.
     fn detect(&mut self, view: &ExecView<'_>, sink: &mut dyn Sink) -> Result<(), SinkError> {
-        let time_ms = view.ev.time.as_millis();
+        let time_ms = view.ev.task.time.as_millis();
         let mut closed = Vec::new();
         self.judge(view, &|| view.document(), time_ms, &mut closed, sink)?;
         if let Some(ext_doc) = self
@@ -394,7 +394,7 @@ impl<S: TermStore> Detector<S> {
         }
         let doc = if self.needs.file {
             fileop::build(ev).map(|f| {
-                let doc = self.acting_document(f.pid, f.ppid, |me, parent, host| {
+                let doc = self.acting_document(f.task.pid, f.task.ppid, |me, parent, host| {
                     event::syscall::file_document(&f, me, parent, host)
                 });
                 (f.task.pid, f.task.time, doc)
@@ -405,7 +405,7 @@ impl<S: TermStore> Detector<S> {
         let doc = match doc {
             Some(d) => Some(d),
             None if self.needs.network => self.sockets.build(ev).map(|n| {
-                let doc = self.acting_document(n.pid, n.ppid, |me, parent, host| {
+                let doc = self.acting_document(n.task.pid, n.task.ppid, |me, parent, host| {
                     event::syscall::network_document(&n, me, parent, host)
                 });
                 (n.task.pid, n.task.time, doc)
@@ -498,15 +498,15 @@ impl<S: TermStore> Detector<S> {
         let Ok(Some(made)) = link::build(ev) else {
             return Ok(());
         };
-        if self.excluded_pid == Some(made.pid) {
+        if self.excluded_pid == Some(made.task.pid) {
             return Ok(());
         }
-        let me = self.procs.get(made.pid);
-        let parent = self.procs.get(made.ppid);
+        let me = self.procs.get(made.task.pid);
+        let parent = self.procs.get(made.task.ppid);
         let Some(doc) = ext.on_link(&made, me.as_deref(), parent.as_deref(), &self.host) else {
             return Ok(());
         };
-        let time_ms = made.time.as_millis();
+        let time_ms = made.task.time.as_millis();
         let mut closed = Vec::new();
         self.advance_clocks(time_ms, &mut closed);
         self.emit_extended(doc, time_ms, &mut closed, sink)?;

@@ -40,7 +40,7 @@ impl Default for ExecLimits {
 /// A successful execve/execveat, with the facts the ECS document needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecEvent {
-    /// Who exec'd, the event's identity, and the cwd (`ev.pid` etc. reach it through `Deref`).
+    /// Who exec'd, the event's identity, and the cwd (`ev.task.pid`).
     pub task: Task,
     /// Arguments as passed (`argv[0]` as invoked). Indices missing from the records are empty.
     pub argv: Vec<Vec<u8>>,
@@ -57,14 +57,6 @@ impl ExecEvent {
     /// What argv is charged against [`ExecLimits::max_argv_bytes`] (the sum of [`arg_cost`]).
     pub fn argv_cost(&self) -> usize {
         self.argv.iter().map(|a| arg_cost(a.len())).sum()
-    }
-}
-
-impl std::ops::Deref for ExecEvent {
-    type Target = Task;
-
-    fn deref(&self) -> &Task {
-        &self.task
     }
 }
 
@@ -419,20 +411,20 @@ mod tests {
         assert_eq!(x.argc, Some(4));
         assert!(!x.argv_truncated);
         assert_eq!(
-            (x.pid, x.ppid, x.syscall, x.arch),
+            (x.task.pid, x.task.ppid, x.task.syscall, x.task.arch),
             (11696, 11677, 59, Some(0xc000_003e))
         );
         assert_eq!(
-            (x.uid, x.euid, x.auid, x.ses),
+            (x.task.uid, x.task.euid, x.task.auid, x.task.ses),
             (Some(0), Some(0), Some(u32::MAX), Some(u32::MAX))
         );
-        assert_eq!(x.tty, None);
-        assert_eq!(x.comm.as_deref(), Some(&b"ln"[..]));
-        assert_eq!(x.exe.as_deref(), Some(&b"/usr/bin/ln"[..]));
-        assert_eq!(x.key.as_deref(), Some(&b"exec"[..]));
-        assert_eq!(x.cwd.as_deref(), Some(&b"/root"[..]));
+        assert_eq!(x.task.tty, None);
+        assert_eq!(x.task.comm.as_deref(), Some(&b"ln"[..]));
+        assert_eq!(x.task.exe.as_deref(), Some(&b"/usr/bin/ln"[..]));
+        assert_eq!(x.task.key.as_deref(), Some(&b"exec"[..]));
+        assert_eq!(x.task.cwd.as_deref(), Some(&b"/root"[..]));
         assert_eq!(
-            x.time,
+            x.task.time,
             AuditTime {
                 sec: 1795862048,
                 msec: 840
@@ -474,8 +466,8 @@ mod tests {
             x.argv[1],
             vec![b'/', b't', b'm', b'p', b'/', 0xff, 0x00, 0xc3]
         );
-        assert_eq!(x.tty.as_deref(), Some(&b"pts1"[..]));
-        assert_eq!(x.key, None);
+        assert_eq!(x.task.tty.as_deref(), Some(&b"pts1"[..]));
+        assert_eq!(x.task.key, None);
     }
 
     #[test]
@@ -566,7 +558,7 @@ mod tests {
         assert_eq!(with_arch("c0000015", 11, false), Ok(None));
         let x = with_arch("40000003", 11, true);
         assert_eq!(
-            x.ok().flatten().map(|x| (x.arch, x.syscall)),
+            x.ok().flatten().map(|x| (x.task.arch, x.task.syscall)),
             Some((Some(0x4000_0003), 11))
         );
     }
@@ -746,10 +738,10 @@ mod tests {
             let normal = shared("peer/go-libaudit/reassembler-normal.log");
             let x = exec(&event(records_of(&normal, 59)));
             assert_eq!(x.argv, args(&["grep", "--color=auto", "mapping"]));
-            assert_eq!(x.tty.as_deref(), Some(&b"pts1"[..]));
-            assert_eq!(x.key.as_deref(), Some(&b"user_commands"[..]));
-            assert_eq!(x.cwd.as_deref(), Some(&b"/home/andrew_kroh"[..]));
-            assert_eq!((x.auid, x.ses), (Some(1000), Some(802)));
+            assert_eq!(x.task.tty.as_deref(), Some(&b"pts1"[..]));
+            assert_eq!(x.task.key.as_deref(), Some(&b"user_commands"[..]));
+            assert_eq!(x.task.cwd.as_deref(), Some(&b"/home/andrew_kroh"[..]));
+            assert_eq!((x.task.auid, x.task.ses), (Some(1000), Some(802)));
             // Serial 58 is a failed connect.
             assert_eq!(
                 build(&event(records_of(&normal, 58)), &ExecLimits::default()),

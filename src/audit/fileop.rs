@@ -160,7 +160,7 @@ pub fn file_syscalls(arch: Arch) -> FileCalls {
 /// A successful change of a file's name, contents or attributes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileEvent {
-    /// Who made the call, the event's identity and the cwd (`ev.pid` etc. through `Deref`).
+    /// Who made the call, the event's identity and the cwd (`ev.task.pid`).
     pub task: Task,
     /// What happened.
     pub action: FileAction,
@@ -174,14 +174,6 @@ pub struct FileEvent {
     pub target: Option<Vec<u8>>,
     /// The path could be made absolute (the name was, or its directory was the cwd).
     pub resolved: bool,
-}
-
-impl std::ops::Deref for FileEvent {
-    type Target = Task;
-
-    fn deref(&self) -> &Task {
-        &self.task
-    }
 }
 
 /// Builds the file change of `event`: `None` when it is no successful file call of a known
@@ -503,9 +495,9 @@ mod tests {
             assert_eq!(ev.target.as_deref().map(s), target, "serial {serial}");
             assert!(ev.resolved);
         }
-        assert_eq!(file(332136).comm.as_deref(), Some(&b"touch"[..]));
+        assert_eq!(file(332136).task.comm.as_deref(), Some(&b"touch"[..]));
         assert_eq!(
-            file(332102).exe.as_deref(),
+            file(332102).task.exe.as_deref(),
             Some(&b"/usr/bin/python3.11"[..])
         );
     }

@@ -114,7 +114,7 @@ pub fn syscall_name(arch: Arch, nr: u32) -> Option<&'static str> {
 /// A successful link creation, with the names as the kernel logged them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkEvent {
-    /// Who made the link, the event's identity, and the cwd (`ev.pid` etc. through `Deref`).
+    /// Who made the link, the event's identity, and the cwd (`ev.task.pid`).
     pub task: Task,
     /// Which call made the link.
     pub call: LinkCall,
@@ -128,14 +128,6 @@ pub struct LinkEvent {
     pub link_dir_known: bool,
     /// For a hard link: a relative [`LinkEvent::target`] is relative to the cwd.
     pub target_dir_known: bool,
-}
-
-impl std::ops::Deref for LinkEvent {
-    type Target = Task;
-
-    fn deref(&self) -> &Task {
-        &self.task
-    }
 }
 
 /// A successful link call whose records do not say what was linked; counted, never fatal.
@@ -265,12 +257,12 @@ mod tests {
         // sc41: os.symlink('/usr/bin/id', '/tmp/s-sc41') → symlink(2), syscall 88.
         let ev = sample(81).unwrap();
         assert_eq!(ev.call, LinkCall::Symlink);
-        assert_eq!(ev.pid, 11715);
-        assert_eq!(ev.ppid, 11677);
+        assert_eq!(ev.task.pid, 11715);
+        assert_eq!(ev.task.ppid, 11677);
         assert_eq!(ev.target, b"/usr/bin/id");
         assert_eq!(ev.link, b"/tmp/s-sc41");
-        assert_eq!(ev.cwd.as_deref(), Some(&b"/root"[..]));
-        assert_eq!(ev.exe.as_deref(), Some(&b"/usr/bin/python3.11"[..]));
+        assert_eq!(ev.task.cwd.as_deref(), Some(&b"/root"[..]));
+        assert_eq!(ev.task.exe.as_deref(), Some(&b"/usr/bin/python3.11"[..]));
         assert!(ev.link_dir_known);
     }
 
@@ -280,7 +272,7 @@ mod tests {
         let ev = sample(76).unwrap();
         assert_eq!(ev.call, LinkCall::Symlinkat);
         assert_eq!(ev.link, b"s-sc37");
-        assert_eq!(ev.cwd.as_deref(), Some(&b"/tmp"[..]));
+        assert_eq!(ev.task.cwd.as_deref(), Some(&b"/tmp"[..]));
         assert!(ev.link_dir_known);
     }
 

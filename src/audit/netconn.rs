@@ -123,14 +123,6 @@ pub struct NetEvent {
     pub transport: Option<&'static str>,
 }
 
-impl std::ops::Deref for NetEvent {
-    type Target = Task;
-
-    fn deref(&self) -> &Task {
-        &self.task
-    }
-}
-
 impl NetEvent {
     /// `network.type`: ipv4 or ipv6.
     pub fn ip_type(&self) -> &'static str {
@@ -376,7 +368,7 @@ mod tests {
             .iter()
             .map(|e| {
                 (
-                    e.serial,
+                    e.task.serial,
                     e.action.action(),
                     e.destination,
                     e.source,

@@ -5,8 +5,8 @@
 use super::reassemble::Event;
 use super::record::{decode_value, types, AuditTime, Fields, Record};
 
-/// Who made a syscall, and the event's identity. [`super::exec::ExecEvent`] and
-/// [`super::link::LinkEvent`] deref to it.
+/// Who made a syscall, and the event's identity: the `task` of [`super::exec::ExecEvent`] and
+/// [`super::link::LinkEvent`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Task {
     /// `node=` name of the records, if any.

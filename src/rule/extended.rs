@@ -582,7 +582,7 @@ pub fn links_of_exec(process_name: &str, args: &[String], cwd: &str) -> Vec<Link
 /// The link a syscall made, resolved: the name against the cwd (when its directory is known),
 /// a symlink's text against the link's directory, a hard link's source against the cwd.
 pub fn link_pair(ev: &LinkEvent) -> LinkPair {
-    let cwd = ev.cwd.as_deref().map(event::text).unwrap_or_default();
+    let cwd = ev.task.cwd.as_deref().map(event::text).unwrap_or_default();
     let link = event::text(&ev.link);
     let target = event::text(&ev.target);
     let path = if ev.link_dir_known {
@@ -733,10 +733,16 @@ impl ExtendedDetector {
     /// document — the exec's document plus `auditsentry.sensor` = `exec` and the first new
     /// suspicious link — or `None`.
     pub fn on_exec(&mut self, view: &ExecView<'_>, time_ms: u64) -> Option<Value> {
-        let pid = view.ev.pid;
-        self.remember_exec(pid, view.ev.ppid, time_ms);
+        let pid = view.ev.task.pid;
+        self.remember_exec(pid, view.ev.task.ppid, time_ms);
         let name = view.me.name()?;
-        let cwd = view.ev.cwd.as_deref().map(event::text).unwrap_or_default();
+        let cwd = view
+            .ev
+            .task
+            .cwd
+            .as_deref()
+            .map(event::text)
+            .unwrap_or_default();
         let args: Vec<String> = view.me.args().map(String::from).collect();
         let mut first = None;
         for pair in links_of_exec(name, &args, &cwd) {
@@ -763,7 +769,9 @@ impl ExtendedDetector {
         host: &Host,
     ) -> Option<Value> {
         let pair = link_pair(ev);
-        if !is_suspicious_pair(&pair) || self.seen(ev.pid, false, &pair.path, ev.time.as_millis()) {
+        if !is_suspicious_pair(&pair)
+            || self.seen(ev.task.pid, false, &pair.path, ev.task.time.as_millis())
+        {
             return None;
         }
         Some(link_document(ev, me, parent, host, &pair))
@@ -920,15 +928,16 @@ pub fn link_document(
     pair: &LinkPair,
 ) -> Value {
     let mut process = Map::new();
-    process.insert("pid".into(), json!(ev.pid));
+    process.insert("pid".into(), json!(ev.task.pid));
     let executable = ev
+        .task
         .exe
         .as_deref()
         .map(event::text)
         .or_else(|| me.and_then(ProcessInfo::executable).map(str::to_string));
     let name = match &executable {
         Some(exe) => Some(event::basename(exe).to_string()),
-        None => ev.comm.as_deref().map(event::text),
+        None => ev.task.comm.as_deref().map(event::text),
     };
     if let Some(name) = name {
         process.insert("name".into(), json!(name));
@@ -939,14 +948,14 @@ pub fn link_document(
     if let Some(me) = me {
         event::insert_args(&mut process, me);
     }
-    if let Some(cwd) = &ev.cwd {
+    if let Some(cwd) = &ev.task.cwd {
         process.insert("working_directory".into(), json!(event::text(cwd)));
     }
-    process.insert("parent".into(), event::parent_object(ev.ppid, parent));
-    let auditd = event::auditd_object(&event::AuditFacts::of(ev));
-    let id = event::event_id(ev.node.as_deref(), ev.time, ev.serial);
+    process.insert("parent".into(), event::parent_object(ev.task.ppid, parent));
+    let auditd = event::auditd_object(&event::AuditFacts::of(&ev.task));
+    let id = event::event_id(ev.task.node.as_deref(), ev.task.time, ev.task.serial);
     let mut doc = json!({
-        "@timestamp": event::timestamp(ev.time),
+        "@timestamp": event::timestamp(ev.task.time),
         "event": {
             "kind": "event",
             "category": ["file"],
@@ -957,7 +966,7 @@ pub fn link_document(
         "host": { "os": { "type": "linux" }, "id": host.id, "name": host.name },
         "process": Value::Object(process),
         "file": { "path": pair.path, "target_path": pair.target },
-        "user": event::user_object(ev.uid, ev.euid),
+        "user": event::user_object(ev.task.uid, ev.task.euid),
         "auditd": Value::Object(auditd),
     });
     annotate(&mut doc, Sensor::Syscall, pair);

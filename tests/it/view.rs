@@ -69,13 +69,13 @@ fn check_input(input: &Path) -> usize {
         };
         execs += 1;
         let me = event::process_info(&exec);
-        procs.note_audit_time(exec.time.as_millis());
-        let parent = procs.lookup(exec.ppid);
-        let instance = procs.instance_for_exec(exec.pid);
+        procs.note_audit_time(exec.task.time.as_millis());
+        let parent = procs.lookup(exec.task.ppid);
+        let instance = procs.instance_for_exec(exec.task.pid);
         let known = Known {
             process: Some(instance),
             parent: parent.as_ref().map(|(_, i)| *i),
-            user_name: exec.uid_name.as_deref().map(Into::into),
+            user_name: exec.task.uid_name.as_deref().map(Into::into),
             group_name: Some("wheel\"s".into()),
         };
         let view = ExecView {
@@ -102,7 +102,7 @@ fn check_input(input: &Path) -> usize {
                 values(&doc, path),
                 "{}: serial {}: {path}",
                 input.display(),
-                exec.serial
+                exec.task.serial
             );
         }
         procs.exec_as(instance, me);
