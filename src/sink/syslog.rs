@@ -243,9 +243,9 @@ impl Syslog {
 pub fn log_status(facility: Facility, text: &str) -> Result<(), SinkError> {
     Syslog::new(DEFAULT_SOCKET)
         .log(facility, Severity::Info, text)
-        .map_err(|source| SinkError {
+        .map_err(|error| SinkError {
             target: format!("syslog {DEFAULT_SOCKET} ({facility})"),
-            source,
+            error,
         })
 }
 

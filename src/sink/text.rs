@@ -32,10 +32,10 @@ impl TextSink {
         TextSink::new(Box::new(std::io::stdout()), "stdout")
     }
 
-    fn err(&self, source: std::io::Error) -> SinkError {
+    fn err(&self, error: std::io::Error) -> SinkError {
         SinkError {
             target: self.target.clone(),
-            source,
+            error,
         }
     }
 }

@@ -818,3 +818,48 @@ fn gzip_logs_replay_like_the_plain_ones() {
         "the alerts before the cut were lost"
     );
 }
+
+/// Regression: an error that carried the OS error in its message and also as its cause printed
+/// it twice (`cannot write alerts to X: No such file or directory (os error 2): No such file or
+/// directory (os error 2)`), a missing rule file three times. Each bad input names itself and
+/// the OS error once.
+#[test]
+fn bad_paths_print_the_os_error_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gone = dir.path().join("gone");
+    let file = dir.path().join("file");
+    std::fs::write(&file, "x").expect("write");
+    let log = repo("samples/sample.audit.log");
+    let at = |p: &Path, name: &str| p.join(name).display().to_string();
+    let cases: [(&str, Vec<String>); 7] = [
+        ("--json", vec!["--json".into(), at(&gone, "x.json")]),
+        ("--events", vec!["--events".into(), at(&gone, "x.json")]),
+        ("--rules", vec!["--rules".into(), at(&gone, "r.toml")]),
+        ("--config", vec!["--config".into(), at(&gone, "c.toml")]),
+        (
+            "--state-dir",
+            vec!["--state-dir".into(), at(&file, "state")],
+        ),
+        ("input", vec![at(&gone, "x.log")]),
+        ("input directory", vec![dir.path().display().to_string()]),
+    ];
+    for (what, args) in cases {
+        let mut argv: Vec<&std::ffi::OsStr> = vec!["replay".as_ref(), "-q".as_ref()];
+        argv.extend(args.iter().map(|a| a.as_ref() as &std::ffi::OsStr));
+        if what != "input" && what != "input directory" {
+            argv.push(log.as_os_str());
+        }
+        let out = run(&argv);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{what}: {stderr}");
+        assert_eq!(stderr.matches("(os error").count(), 1, "{what}: {stderr}");
+        assert!(stderr.contains(&args[args.len() - 1]), "{what}: {stderr}");
+    }
+    for check in [["config", "check"], ["rules", "check"]] {
+        let missing = at(&gone, "x.toml");
+        let out = run(&[check[0].as_ref(), check[1].as_ref(), missing.as_ref()]);
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{check:?}: {all}");
+        assert_eq!(all.matches("(os error").count(), 1, "{check:?}: {all}");
+    }
+}

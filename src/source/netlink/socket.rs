@@ -122,15 +122,8 @@ impl fmt::Display for NetlinkError {
     }
 }
 
-impl std::error::Error for NetlinkError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            NetlinkError::Io { source, .. } => Some(source),
-            NetlinkError::Wire { source, .. } => Some(source),
-            _ => None,
-        }
-    }
-}
+/// The message holds the inner error's, so there is no `source()` (a chain would print it twice).
+impl std::error::Error for NetlinkError {}
 
 /// One received datagram, before decoding.
 enum Received {
