@@ -316,7 +316,7 @@ mod tests {
         Alert {
             rule_id: "r".into(),
             rule_name: "R".into(),
-            severity: "low".into(),
+            severity: crate::rule::file::Severity::Low,
             risk_score: n,
             new_terms: vec![],
             document: json!({"event": {"kind": "event"}}),

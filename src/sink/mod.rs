@@ -223,7 +223,7 @@ mod tests {
         Alert {
             rule_id: "r".into(),
             rule_name: "R".into(),
-            severity: "low".into(),
+            severity: crate::rule::file::Severity::Low,
             risk_score: 21,
             new_terms: vec![],
             document: json!({}),
