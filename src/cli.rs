@@ -1,6 +1,6 @@
 //! Command-line flags as typed values. No I/O here: `main` turns these into a run.
 
-use crate::daemon::kernel::SourceRequest;
+use crate::config::SourceKind;
 use crate::sink::syslog::Facility;
 use crate::source::file::Format;
 use clap::{Args, Parser, Subcommand};
@@ -210,7 +210,7 @@ pub enum OutputFormat {
 pub struct RunArgs {
     /// Live source: multicast (kernel ≥ 3.16), unicast (no auditd), plugin (auditd's stdin), or auto.
     #[arg(long, value_enum)]
-    pub source: Option<SourceRequest>,
+    pub source: Option<SourceKind>,
     /// Rule file or directory of *.toml rules (repeatable).
     #[arg(long = "rules", value_name = "PATH")]
     pub rules: Vec<PathBuf>,

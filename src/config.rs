@@ -88,11 +88,12 @@ pub enum ConfigError {
     },
 }
 
-/// Where audit records come from.
+/// Where audit records come from: what the operator asks for (`source.kind`, `--source`), and,
+/// once `daemon::choose` has resolved `Auto`, the source that runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SourceKind {
     /// Multicast where auditd runs or is installed (kernel ≥ 3.16), unicast where no auditd is
-    /// installed, else an error naming the auditd plugin file (see `daemon::kernel::choose`).
+    /// installed, else an error naming the auditd plugin file (see `daemon::choose`).
     Auto,
     /// Netlink multicast group (read-only, beside auditd).
     Multicast,
@@ -123,6 +124,12 @@ impl SourceKind {
             SourceKind::Unicast => "unicast",
             SourceKind::Plugin => "plugin",
         }
+    }
+}
+
+impl std::fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

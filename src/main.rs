@@ -458,7 +458,12 @@ fn status(state_dir: Option<PathBuf>) -> Result<ExitCode> {
         "audit: enabled={} pid={} backlog={} backlog_limit={} lost={} failure={} rate_limit={}",
         s.enabled, s.pid, s.backlog, s.backlog_limit, s.lost, s.failure, s.rate_limit
     );
-    match kernel::choose(SourceKind::Auto, version, &s, kernel::auditd_installed()) {
+    match daemon::choose::choose(
+        SourceKind::Auto,
+        version,
+        &s,
+        daemon::choose::auditd_installed(),
+    ) {
         Ok((kind, why)) => println!("source auto: {kind} ({why})"),
         Err(why) => println!("source auto: none ({why})"),
     }

@@ -2,11 +2,13 @@
 //! thread fed by a reader thread, and handles signals, housekeeping and a clean exit. This is daemon
 //! wiring, so errors are `anyhow` here.
 
+pub mod choose;
 pub mod journal;
 pub mod kernel;
 pub mod watchdog;
 
 use crate::audit::record::{parse_frame_owned, AuditTime, UNSTAMPED};
+use crate::config::SourceKind;
 use crate::names::Names;
 use crate::pipeline::{DetectOptions, Detector, Pipeline};
 use crate::procfs::ProcFs;
@@ -20,7 +22,7 @@ use crate::source::netlink::{self, AuditSocket};
 use crate::state::SledStore;
 use anyhow::{bail, Context, Result};
 use journal::Journal;
-use kernel::{AgentId, Gaps, RuleGuard, SourceKind, SourceRequest, Wanted};
+use kernel::{AgentId, Gaps, RuleGuard, Wanted};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -41,7 +43,7 @@ pub struct RunOptions {
     /// The configuration file, re-read on SIGHUP (its rules reload; a broken file is refused).
     pub config_path: Option<PathBuf>,
     /// Which source to use.
-    pub source: SourceRequest,
+    pub source: SourceKind,
     /// Rule files or directories; empty means the built-in seed rule (no rule path configured).
     pub rules: Vec<PathBuf>,
     /// New-terms state directory.
@@ -126,9 +128,9 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
     let status = ctl
         .status()
         .context("asking the kernel for its audit status")?;
-    let auditd = kernel::auditd_installed();
+    let auditd = choose::auditd_installed();
     let (kind, why) =
-        kernel::choose(opts.source, version, &status, auditd).map_err(anyhow::Error::msg)?;
+        choose::choose(opts.source, version, &status, auditd).map_err(anyhow::Error::msg)?;
     log.line(&format!("source {kind}: {why}"));
     if kind == SourceKind::Multicast && status.pid == 0 {
         // With no registered audit daemon the kernel also printk()s every record (rate-limited).
@@ -377,6 +379,7 @@ fn start_reader(
             live::spawn_netlink(sock, tx, record)?
         }
         SourceKind::Plugin => live::spawn_lines(std::io::stdin(), tx)?,
+        SourceKind::Auto => bail!("the source `auto` was not resolved to one that runs"),
     })
 }
 
@@ -650,7 +653,7 @@ impl<S: crate::rule::new_terms::TermStore> Worker<'_, S> {
                  this agent held the unicast stream"
             )
         } else if installed && !src.auditd_known {
-            match kernel::auditd_installed() {
+            match choose::auditd_installed() {
                 Some(path) => format!(
                     "auditd was installed ({path}); it cannot register while this agent holds the unicast stream"
                 ),
@@ -667,7 +670,7 @@ impl<S: crate::rule::new_terms::TermStore> Worker<'_, S> {
             format!(
                 "{why}; this kernel has no multicast to switch to: stop the agent and enable the auditd \
                  plugin ({})",
-                kernel::plugin_conf_path()
+                choose::plugin_conf_path()
             )
         } else {
             self.switch_to_multicast()?;
