@@ -8,12 +8,13 @@ pub mod kernel;
 pub mod watchdog;
 
 use crate::audit::record::{parse_frame_owned, AuditTime, UNSTAMPED};
-use crate::config::SourceKind;
+use crate::config::{self, ConfigError, Overrides, Settings, SourceKind};
 use crate::names::Names;
 use crate::pipeline::{DetectOptions, Detector, Pipeline};
 use crate::procfs::ProcFs;
 use crate::rule::extended::ExtendedDetector;
 use crate::rule::file::{self as rules};
+use crate::rule::ratecap::RateCap;
 use crate::sink::Sink;
 use crate::source::connector::{self, ConnectorReader, ProcConnector, ProcEvent};
 use crate::source::fanotify::{self, FanEvent, FanReader, FanotifySensor};
@@ -40,28 +41,38 @@ const DRAIN_BUDGET: Duration = Duration::from_secs(4);
 
 /// Everything `auditsentry run` needs, already validated.
 pub struct RunOptions {
-    /// The configuration file, re-read on SIGHUP (its rules reload; a broken file is refused).
+    /// The configuration file, re-read on SIGHUP with [`RunOptions::overrides`] over it again
+    /// (its rules reload; a broken file is refused).
     pub config_path: Option<PathBuf>,
-    /// Which source to use.
-    pub source: SourceKind,
-    /// Rule files or directories; empty means the built-in seed rule (no rule path configured).
-    pub rules: Vec<PathBuf>,
-    /// New-terms state directory.
-    pub state_dir: PathBuf,
-    /// Add missing execve rules (and turn audit on) when needed.
-    pub manage_rules: bool,
-    /// Leave added rules in place on exit.
-    pub keep_rules: bool,
+    /// The command line's flags, which win over the file at start and at every reload.
+    pub overrides: Overrides,
+    /// The settings resolved at start.
+    pub settings: Settings,
     /// Write every received netlink frame here in capture format (for `replay`).
     pub record: Option<PathBuf>,
-    /// Detection knobs.
+    /// Detection knobs (from `settings`).
     pub detect: DetectOptions,
-    /// How often a status line is logged (and written to `STATE_DIR/status`).
-    pub status_period: Duration,
-    /// Also run the path-aware extended detector and audit link syscalls.
-    pub extended: bool,
-    /// Kibana's max_signals per rule per window.
-    pub rate_cap: crate::rule::ratecap::RateCap,
+}
+
+impl RunOptions {
+    /// The new-terms state directory.
+    fn state_dir(&self) -> PathBuf {
+        self.settings.agent_state_dir()
+    }
+
+    /// How often a status line is logged (and written to `STATE_DIR/status`); 0 is never.
+    fn status_period(&self) -> Duration {
+        match self.settings.status_period_secs {
+            0 => Duration::from_secs(u64::MAX / 4),
+            secs => Duration::from_secs(secs),
+        }
+    }
+
+    /// The settings a SIGHUP runs with: the configuration file read again, the same flags over
+    /// it (a `--rules` given at start stays in force).
+    fn reread(&self) -> Result<Settings, ConfigError> {
+        config::resolve(self.config_path.as_deref(), &self.overrides)
+    }
 }
 
 /// File in the state directory holding the last status line, for `auditsentry status`.
@@ -116,10 +127,10 @@ fn now() -> AuditTime {
 pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<()> {
     let signals = Signals::register()?;
     // The rules first: a missing or empty rules path stops the agent before it touches the kernel.
-    let rule_list = rules::load_configured(&opts.rules)?;
+    let rule_list = rules::load_configured(&opts.settings.rules)?;
     log.line(&format!(
         "rules: {}",
-        rules::summary(&rule_list, &opts.rules)
+        rules::summary(&rule_list, &opts.settings.rules)
     ));
     let me = std::process::id();
     let version = netlink::kernel_version().context("reading the kernel version")?;
@@ -129,8 +140,8 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
         .status()
         .context("asking the kernel for its audit status")?;
     let auditd = choose::auditd_installed();
-    let (kind, why) =
-        choose::choose(opts.source, version, &status, auditd).map_err(anyhow::Error::msg)?;
+    let (kind, why) = choose::choose(opts.settings.source, version, &status, auditd)
+        .map_err(anyhow::Error::msg)?;
     log.line(&format!("source {kind}: {why}"));
     if kind == SourceKind::Multicast && status.pid == 0 {
         // With no registered audit daemon the kernel also printk()s every record (rate-limited).
@@ -140,8 +151,9 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
         );
     }
 
-    let (store, report) = SledStore::open(&opts.state_dir)
-        .with_context(|| format!("opening state directory {}", opts.state_dir.display()))?;
+    let state_dir = opts.state_dir();
+    let (store, report) = SledStore::open(&state_dir)
+        .with_context(|| format!("opening state directory {}", state_dir.display()))?;
     if report.quarantined.is_some() {
         log.line(&report.to_string());
     }
@@ -152,16 +164,19 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
         Box::new(procfs.clone()),
         opts.detect.clone(),
     )
-    .with_rate_cap(opts.rate_cap.clone());
+    .with_rate_cap(RateCap::new(
+        opts.settings.max_signals,
+        opts.settings.rate_window_ms(),
+    ));
     detector.exclude_pid(me);
     detector.watch_config_changes();
     detector.set_names(Some(Names::host()));
-    if opts.extended {
+    if opts.settings.extended {
         detector.set_extended(Some(ExtendedDetector::new()?));
     }
     // The link watchers need the extended detector; fanotify a kernel with FAN_REPORT_DFID_NAME
     // (5.9), inotify covers what fanotify cannot mark.
-    let (fan_sensor, fan_note) = if opts.extended {
+    let (fan_sensor, fan_note) = if opts.settings.extended {
         match FanotifySensor::open(&fanotify::watch_dirs()) {
             Ok(sensor) => {
                 let note = sensor.describe();
@@ -184,12 +199,12 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
         ),
     };
     let wanted = Wanted {
-        link: opts.extended,
+        link: opts.settings.extended,
         events: detector.needs(),
     };
     log.line(&format!(
         "sensors: exec (execve audit records){}{}; fanotify: {fan_note}; process events: {conn_note}",
-        if opts.extended {
+        if opts.settings.extended {
             ", syscall (symlink/link audit records, extended detector)"
         } else {
             ""
@@ -216,11 +231,16 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
         pid: me,
         start_time: procfs.start_time(me),
     };
-    let guard = RuleGuard::new(agent, Some(Journal::in_dir(&opts.state_dir)));
+    let guard = RuleGuard::new(agent, Some(Journal::in_dir(&state_dir)));
     let running_agent = |a: AgentId| procfs.is_agent(a.pid, a.start_time);
-    let (mut guard, notes) =
-        kernel::prepare(&mut ctl, guard, opts.manage_rules, wanted, &running_agent)?;
-    guard.keep = opts.keep_rules;
+    let (mut guard, notes) = kernel::prepare(
+        &mut ctl,
+        guard,
+        opts.settings.manage_rules,
+        wanted,
+        &running_agent,
+    )?;
+    guard.keep = opts.settings.keep_rules;
     for note in notes {
         log.line(&note);
     }
@@ -262,7 +282,7 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
         version.1,
         version.2,
         guard.added(),
-        opts.state_dir.display()
+        state_dir.display()
     ));
 
     // Without a reader the sender is gone: never() keeps select! from spinning on it.
@@ -294,7 +314,7 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
         ctl: &mut ctl,
         procfs: &procfs,
         guard: &mut guard,
-        watchdog: Watchdog::new(me, opts.manage_rules, wanted),
+        watchdog: Watchdog::new(me, opts.settings.manage_rules, wanted),
     };
     // `auditsentry status` has something to show from the start, not after the first period.
     worker.check_coverage();
@@ -467,7 +487,7 @@ impl<S: crate::rule::new_terms::TermStore> Worker<'_, S> {
     /// SIGHUP reloads in between.
     fn run(&mut self) -> Result<()> {
         let tick = crossbeam_channel::tick(Duration::from_millis(250));
-        let mut next_status = Instant::now() + self.opts.status_period;
+        let mut next_status = Instant::now() + self.opts.status_period();
         let mut next_expiry = Instant::now() + EXPIRY_PERIOD;
         let mut next_check = Instant::now() + watchdog::CHECK_PERIOD;
         loop {
@@ -544,7 +564,7 @@ impl<S: crate::rule::new_terms::TermStore> Worker<'_, S> {
                 self.watch_for_auditd(false)?;
             }
             if Instant::now() >= next_status {
-                next_status = Instant::now() + self.opts.status_period;
+                next_status = Instant::now() + self.opts.status_period();
                 let line = self.write_status();
                 self.log.line(&line);
             }
@@ -573,7 +593,7 @@ impl<S: crate::rule::new_terms::TermStore> Worker<'_, S> {
     /// removes those no rule needs any more, and tells the watchdog what must be there now.
     fn sync_event_rules(&mut self) {
         let wanted = Wanted {
-            link: self.opts.extended,
+            link: self.opts.settings.extended,
             events: self.pipe.detector_mut().needs(),
         };
         if wanted == self.watchdog.wanted() {
@@ -584,7 +604,7 @@ impl<S: crate::rule::new_terms::TermStore> Worker<'_, S> {
             "rules need events: exec{}",
             describe_events(wanted)
         ));
-        if !self.opts.manage_rules {
+        if !self.opts.settings.manage_rules {
             return;
         }
         let ctl = &mut *self.ctl;
@@ -715,7 +735,7 @@ impl<S: crate::rule::new_terms::TermStore> Worker<'_, S> {
             self.ctl,
             &mut self.watchdog,
         );
-        let path = self.opts.state_dir.join(STATUS_FILE);
+        let path = self.opts.state_dir().join(STATUS_FILE);
         if let Err(e) = write_private(&path, &format!("{line}\n")) {
             self.log.line(&format!("writing {}: {e}", path.display()));
         }
@@ -780,17 +800,14 @@ fn reload<S: crate::rule::new_terms::TermStore>(
     log: &mut dyn Log,
 ) {
     // The configuration file first: a file that no longer validates changes nothing.
-    let rule_paths = match &opts.config_path {
-        Some(path) => match crate::config::load(path) {
-            Ok(cfg) => cfg.rules,
-            Err(e) => {
-                log.line(&format!(
-                    "reload refused, keeping the running configuration: {e}"
-                ));
-                return;
-            }
-        },
-        None => opts.rules.clone(),
+    let rule_paths = match opts.reread() {
+        Ok(settings) => settings.rules,
+        Err(e) => {
+            log.line(&format!(
+                "reload refused, keeping the running configuration: {e}"
+            ));
+            return;
+        }
     };
     match rules::load_configured(&rule_paths) {
         Ok(list) => {
