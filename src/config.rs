@@ -12,10 +12,15 @@ use crate::audit::reassemble::ReassembleConfig;
 use crate::sink::json::FsyncPolicy;
 use crate::sink::syslog::{Facility, DEFAULT_MAX_LINE};
 use crate::textfile::{self, TextFileError};
-use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
+
+pub mod bounds;
+mod raw;
+
+pub use bounds::Bound;
+use raw::{line_of, serde_error, Raw, RawFileOutput};
 
 /// Where the daemon reads its configuration by default.
 pub const DEFAULT_PATH: &str = "/etc/auditsentry/auditsentry.toml";
@@ -349,101 +354,6 @@ impl Settings {
 /// `n` MiB in bytes (saturating).
 fn mib(n: u64) -> usize {
     usize::try_from(n.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
-}
-
-/// A numeric setting's configuration key, command-line flag and accepted range: the one check
-/// that values from the file and from the command line both pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Bound {
-    /// Dotted key in the file, e.g. `reassembly.max_in_flight`.
-    pub key: &'static str,
-    /// The flag that overrides it, e.g. `--max-in-flight` (none for file-only keys).
-    pub flag: Option<&'static str>,
-    /// Smallest accepted value.
-    pub min: u64,
-    /// Largest accepted value.
-    pub max: u64,
-}
-
-/// Every numeric setting and its range.
-pub mod bounds {
-    use super::Bound;
-
-    const fn b(key: &'static str, flag: Option<&'static str>, min: u64, max: u64) -> Bound {
-        Bound {
-            key,
-            flag,
-            min,
-            max,
-        }
-    }
-
-    /// `state.max_terms_per_rule`, `--max-terms-per-rule`.
-    pub const MAX_TERMS_PER_RULE: Bound = b(
-        "state.max_terms_per_rule",
-        Some("--max-terms-per-rule"),
-        1,
-        super::MAX_TERMS_PER_RULE,
-    );
-    /// `output.syslog.max_line`, `--syslog-max-line`.
-    pub const SYSLOG_MAX_LINE: Bound = b(
-        "output.syslog.max_line",
-        Some("--syslog-max-line"),
-        super::MIN_SYSLOG_LINE as u64,
-        super::MAX_SYSLOG_LINE as u64,
-    );
-    /// `reassembly.timeout_ms`, `--reassembly-timeout-ms`.
-    pub const REASSEMBLY_TIMEOUT_MS: Bound = b(
-        "reassembly.timeout_ms",
-        Some("--reassembly-timeout-ms"),
-        1,
-        3_600_000,
-    );
-    /// `reassembly.max_in_flight`, `--max-in-flight`.
-    pub const MAX_IN_FLIGHT: Bound = b(
-        "reassembly.max_in_flight",
-        Some("--max-in-flight"),
-        1,
-        1 << 24,
-    );
-    /// `limits.max_signals`, `--max-signals`.
-    pub const MAX_SIGNALS: Bound = b(
-        "limits.max_signals",
-        Some("--max-signals"),
-        1,
-        u32::MAX as u64,
-    );
-    /// `limits.rate_window_secs` (file only).
-    pub const RATE_WINDOW_SECS: Bound = b("limits.rate_window_secs", None, 1, 86_400);
-    /// `limits.ignore_above`, `--ignore-above`.
-    pub const IGNORE_ABOVE: Bound = b("limits.ignore_above", Some("--ignore-above"), 1, 1 << 30);
-    /// `limits.exec_argv_mib`, `--exec-argv-mib`.
-    pub const EXEC_ARGV_MIB: Bound = b(
-        "limits.exec_argv_mib",
-        Some("--exec-argv-mib"),
-        1,
-        super::MAX_EXEC_ARGV_MIB,
-    );
-    /// `limits.process_table_mib`, `--process-table-mib`.
-    pub const PROCESS_TABLE_MIB: Bound = b(
-        "limits.process_table_mib",
-        Some("--process-table-mib"),
-        1,
-        super::MAX_PROCESS_TABLE_MIB,
-    );
-    /// `daemon.status_period_secs`, `--status-period`.
-    pub const STATUS_PERIOD_SECS: Bound = b(
-        "daemon.status_period_secs",
-        Some("--status-period"),
-        0,
-        86_400,
-    );
-    /// `output.json.fsync_interval_secs` (file only).
-    pub const JSON_FSYNC_INTERVAL_SECS: Bound =
-        b("output.json.fsync_interval_secs", None, 1, 86_400);
-    /// `output.events.fsync_interval_secs` (file only).
-    pub const EVENTS_FSYNC_INTERVAL_SECS: Bound =
-        b("output.events.fsync_interval_secs", None, 1, 86_400);
 }
 
 /// What the command line sets, laid over the file's values before [`resolve`] validates them
@@ -794,170 +704,6 @@ impl Validator<'_> {
     }
 }
 
-/// 1-based line of byte `offset` in `text`.
-fn line_of(text: &str, offset: usize) -> usize {
-    let end = offset.min(text.len());
-    text.as_bytes()
-        .get(..end)
-        .map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count())
-        + 1
-}
-
-/// The dotted key written on the line holding `offset`: the table header above it plus the key
-/// before `=` (or the header itself when the line is one).
-fn key_at(text: &str, offset: usize) -> Option<String> {
-    let line_no = line_of(text, offset);
-    let lines: Vec<&str> = text.lines().collect();
-    let here = lines.get(line_no.checked_sub(1)?)?.trim();
-    let header = |l: &str| {
-        let l = l.trim();
-        (l.starts_with('[') && !l.starts_with("[[")).then(|| {
-            l.trim_start_matches('[')
-                .split(']')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_string()
-        })
-    };
-    if let Some(h) = header(here) {
-        return Some(h);
-    }
-    let key = here.split('=').next()?.trim().trim_matches('"').to_string();
-    if key.is_empty() {
-        return None;
-    }
-    let table = lines
-        .get(..line_no.saturating_sub(1))?
-        .iter()
-        .rev()
-        .find_map(|l| header(l));
-    Some(match table {
-        Some(t) if !t.is_empty() => format!("{t}.{key}"),
-        _ => key,
-    })
-}
-
-fn serde_error(text: &str, file: &str, e: &toml::de::Error) -> ConfigError {
-    let message = e.message().trim().to_string();
-    let Some(span) = e.span() else {
-        return ConfigError::Syntax {
-            file: file.to_string(),
-            line: 1,
-            message,
-        };
-    };
-    let line = line_of(text, span.start);
-    let unknown = message.starts_with("unknown field");
-    match key_at(text, span.start) {
-        Some(key) if unknown || !message.contains("expected") || is_value_error(&message) => {
-            ConfigError::Key {
-                file: file.to_string(),
-                line,
-                key,
-                message: if unknown {
-                    message.replacen("unknown field", "unknown key", 1)
-                } else {
-                    message
-                },
-            }
-        }
-        _ => ConfigError::Syntax {
-            file: file.to_string(),
-            line,
-            message,
-        },
-    }
-}
-
-/// Whether a serde message is about a value's type (as opposed to TOML syntax).
-fn is_value_error(message: &str) -> bool {
-    message.starts_with("invalid type") || message.starts_with("invalid value")
-}
-
-type Setting<T> = Option<Spanned<T>>;
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Raw {
-    source: Option<RawSource>,
-    rules: Option<RawRules>,
-    state: Option<RawState>,
-    output: Option<RawOutput>,
-    reassembly: Option<RawReassembly>,
-    limits: Option<RawLimits>,
-    daemon: Option<RawDaemon>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSource {
-    kind: Setting<String>,
-    manage_rules: Setting<bool>,
-    keep_rules: Setting<bool>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRules {
-    paths: Setting<Vec<Spanned<String>>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawState {
-    dir: Setting<String>,
-    max_terms_per_rule: Setting<i64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawOutput {
-    syslog: Option<RawSyslog>,
-    json: Option<RawFileOutput>,
-    events: Option<RawFileOutput>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSyslog {
-    enabled: Setting<bool>,
-    facility: Setting<String>,
-    max_line: Setting<i64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFileOutput {
-    path: Setting<String>,
-    fsync: Setting<String>,
-    fsync_interval_secs: Setting<i64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawReassembly {
-    timeout_ms: Setting<i64>,
-    max_in_flight: Setting<i64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLimits {
-    max_signals: Setting<i64>,
-    rate_window_secs: Setting<i64>,
-    ignore_above: Setting<i64>,
-    exec_argv_mib: Setting<i64>,
-    process_table_mib: Setting<i64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDaemon {
-    status_period_secs: Setting<i64>,
-    extended: Setting<bool>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1191,15 +937,5 @@ mod tests {
             e.as_deref(),
             Some("/nonexistent/auditsentry.toml: cannot read: No such file or directory (os error 2)")
         );
-    }
-
-    #[test]
-    fn key_at_finds_the_table_and_key() {
-        let text = "[a]\nx = 1\n[b.c]\n y = 2\n";
-        assert_eq!(key_at(text, 5).as_deref(), Some("a.x"));
-        assert_eq!(key_at(text, 18).as_deref(), Some("b.c.y"));
-        assert_eq!(key_at(text, 0).as_deref(), Some("a"));
-        assert_eq!(line_of(text, 18), 4);
-        assert_eq!(line_of(text, 10_000), 5);
     }
 }
