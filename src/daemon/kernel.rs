@@ -524,7 +524,7 @@ impl RuleGuard {
             });
         }
         let wire =
-            |context| move |source| KernelError::Netlink(NetlinkError::Wire { context, source });
+            |context| move |error| KernelError::Netlink(NetlinkError::Wire { context, error });
         let mut wanted = Vec::new();
         for &arch in &gaps.exec {
             wanted.push(

@@ -57,20 +57,9 @@ impl fmt::Display for Format {
 }
 
 /// A `--format` value that is not `auto`, `text` or `netlink`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown input format {0:?} (expected auto, text or netlink)")]
 pub struct UnknownFormat(pub String);
-
-impl fmt::Display for UnknownFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "unknown input format {:?} (expected auto, text or netlink)",
-            self.0
-        )
-    }
-}
-
-impl std::error::Error for UnknownFormat {}
 
 impl FromStr for Format {
     type Err = UnknownFormat;
