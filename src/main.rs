@@ -85,13 +85,13 @@ fn unblock_signals() {
     }
 }
 
-/// Which mode is asking for its configuration: syslog is on by default for the daemon only, and
-/// replay prints alerts on stdout unless told otherwise.
+/// Which mode the outputs are for: replay prints alerts on stdout unless told otherwise (and
+/// sends them to syslog only with `--syslog`, see `ReplayArgs::overrides`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
-    /// `replay`: syslog only with `--syslog`; alerts on stdout by default; notices on stderr.
+    /// `replay`: alerts on stdout by default; notices on stderr.
     Replay,
-    /// The daemon: the configuration file decides.
+    /// The daemon: the settings decide.
     Run,
 }
 
