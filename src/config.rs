@@ -107,7 +107,7 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SourceKind {
     /// Multicast where auditd runs or is installed (kernel ≥ 3.16), unicast where no auditd is
-    /// installed, else an error naming the auditd plugin file (see `daemon::choose`).
+    /// installed, else an error naming the auditd plugin file.
     Auto,
     /// Netlink multicast group (read-only, beside auditd).
     Multicast,
