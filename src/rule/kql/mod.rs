@@ -16,8 +16,6 @@ pub use crate::document::{Document, Scalar};
 pub use eval::{EvalOptions, Query};
 pub use parse::{MAX_CLAUSES, MAX_QUERY_BYTES, MAX_WILDCARDS};
 
-use std::fmt;
-
 /// Compile KQL text into a [`Query`]; errors carry the 1-based line and column of the problem.
 /// A query over [`MAX_QUERY_BYTES`], with more than [`MAX_CLAUSES`] field tests or a value with more
 /// than [`MAX_WILDCARDS`] wildcards is refused: compiling it would take memory out of proportion
@@ -27,7 +25,8 @@ pub fn parse(text: &str) -> Result<Query, KqlError> {
 }
 
 /// A query that cannot be compiled, with the 1-based line and character column of the problem.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}, column {column}: {message}")]
 pub struct KqlError {
     /// What is wrong, e.g. `unexpected ')'`.
     pub message: String,
@@ -36,18 +35,6 @@ pub struct KqlError {
     /// Column of the offending text in characters, from 1.
     pub column: usize,
 }
-
-impl fmt::Display for KqlError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "line {}, column {}: {}",
-            self.line, self.column, self.message
-        )
-    }
-}
-
-impl std::error::Error for KqlError {}
 
 #[cfg(test)]
 mod tests {
