@@ -16,6 +16,8 @@ mod filenet;
 mod flood;
 #[path = "it/hardening.rs"]
 mod hardening;
+#[path = "it/index.rs"]
+mod index;
 #[path = "it/live.rs"]
 mod live;
 #[path = "it/loaders.rs"]

@@ -46,8 +46,9 @@ fn leaf_paths(doc: &Value, prefix: &str, out: &mut Vec<String>) {
     }
 }
 
-/// Checks every exec of `input`; returns how many there were.
-fn check_input(input: &Path) -> usize {
+/// Calls `f` on the view of every exec of `input`, parents looked up as the detector does;
+/// returns how many there were.
+pub(crate) fn for_each_exec(input: &Path, f: &mut dyn FnMut(&ExecView<'_>)) -> usize {
     let host = Host {
         id: "h-1".into(),
         name: "web\"1".into(),
@@ -85,6 +86,15 @@ fn check_input(input: &Path) -> usize {
             host: &host,
             known: &known,
         };
+        f(&view);
+        procs.exec_as(instance, me);
+    }
+    execs
+}
+
+/// Checks every exec of `input`; returns how many there were.
+fn check_input(input: &Path) -> usize {
+    for_each_exec(input, &mut |view| {
         let doc = view.document();
         let mut paths = Vec::new();
         leaf_paths(&doc, "", &mut paths);
@@ -98,16 +108,14 @@ fn check_input(input: &Path) -> usize {
         paths.extend(["process", "process.parent", "nope", "process.args.x"].map(String::from));
         for path in &paths {
             assert_eq!(
-                values(&view, path),
+                values(view, path),
                 values(&doc, path),
                 "{}: serial {}: {path}",
                 input.display(),
-                exec.serial
+                view.ev.serial
             );
         }
-        procs.exec_as(instance, me);
-    }
-    execs
+    })
 }
 
 #[test]

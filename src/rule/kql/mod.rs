@@ -13,6 +13,7 @@ mod parse;
 
 pub use eval::{Document, EvalOptions, Query, Scalar};
 pub use parse::{parse, MAX_CLAUSES, MAX_QUERY_BYTES, MAX_WILDCARDS};
+pub(crate) use parse::{Leaf, Node, Test};
 
 use std::fmt;
 
