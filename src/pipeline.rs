@@ -292,11 +292,11 @@ impl<S: TermStore> Detector<S> {
         parent: Option<Instance>,
         time_ms: u64,
     ) -> Known {
-        let mut user_name = exec.uid_name.as_deref().map(Arc::from);
+        let mut user_name = exec.euid_name.as_deref().map(Arc::from);
         let mut group_name = exec.gid_name.as_deref().map(Arc::from);
         if let Some(names) = &mut self.names {
             if user_name.is_none() {
-                user_name = exec.uid.and_then(|uid| names.user(uid, time_ms));
+                user_name = exec.euid.and_then(|uid| names.user(uid, time_ms));
             }
             if group_name.is_none() {
                 group_name = exec.gid.and_then(|gid| names.group(gid, time_ms));

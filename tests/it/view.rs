@@ -76,7 +76,7 @@ pub(crate) fn for_each_exec(input: &Path, f: &mut dyn FnMut(&ExecView<'_>)) -> u
         let known = Known {
             process: Some(instance),
             parent: parent.as_ref().map(|(_, i)| *i),
-            user_name: exec.uid_name.as_deref().map(Into::into),
+            user_name: exec.euid_name.as_deref().map(Into::into),
             group_name: Some("wheel\"s".into()),
         };
         let view = ExecView {
