@@ -274,13 +274,12 @@ impl fmt::Display for Severity {
 pub enum RuleError {
     /// The file or directory could not be read, is no regular file, or is over
     /// [`MAX_RULE_FILE_BYTES`].
-    #[error("{file}: {source}")]
+    #[error("{file}: {error}")]
     Io {
         /// Path as given.
         file: String,
-        /// Why.
-        #[source]
-        source: TextFileError,
+        /// Why (in the message, so not also the `source()`).
+        error: TextFileError,
     },
     /// A directory holds more rule files than [`MAX_RULE_FILES`].
     #[error("{dir}: more than {MAX_RULE_FILES} rule files")]
@@ -486,7 +485,7 @@ pub fn load_file(path: &Path) -> Result<Rule, RuleError> {
     let source = path.display().to_string();
     let text = textfile::read(path, MAX_RULE_FILE_BYTES).map_err(|e| RuleError::Io {
         file: source.clone(),
-        source: e,
+        error: e,
     })?;
     load_str(&text, &source)
 }
@@ -997,7 +996,7 @@ fn expand(paths: &[PathBuf]) -> Vec<Result<PathBuf, RuleError>> {
         }
         let io_err = |e: std::io::Error| RuleError::Io {
             file: path.display().to_string(),
-            source: e.into(),
+            error: e.into(),
         };
         let entries = match fs::read_dir(path) {
             Ok(entries) => entries,
