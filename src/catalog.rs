@@ -121,6 +121,7 @@ pub const COMMON_FIELDS: &[&str] = &[
     "process.parent.args",
     "user.id",
     "user.effective.id",
+    "user.Ext.real.id",
     "auditd.serial",
     "auditd.key",
     "auditd.auid",

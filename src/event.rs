@@ -120,7 +120,7 @@ pub struct Known {
     pub process: Option<Instance>,
     /// Its parent, when the process table knew it (`process.parent.entity_id`).
     pub parent: Option<Instance>,
-    /// `user.name`: the name of the real user id.
+    /// `user.name`: the name of the effective user id (`user.id`).
     pub user_name: Option<Arc<str>>,
     /// `group.name`: the name of the real group id.
     pub group_name: Option<Arc<str>>,
@@ -201,9 +201,6 @@ pub fn document(
     if let Value::Object(user) = &mut user {
         if let Some(name) = &known.user_name {
             user.insert("name".into(), Value::from(&**name));
-        }
-        if let Some(uid) = ev.task.uid {
-            user.insert("Ext".into(), real_id(uid));
         }
     }
     let mut group = Map::new();
@@ -349,7 +346,7 @@ impl Document for ExecView<'_> {
             "group.id" | "group.Ext.real.id" => ev.task.gid.is_some_and(|g| text(&g.to_string())),
             "user.Ext.real.id" => ev.task.uid.is_some_and(|u| text(&u.to_string())),
             "group.name" => self.known.group_name.as_deref().is_some_and(text),
-            "user.id" => ev.task.uid.is_some_and(|u| text(&u.to_string())),
+            "user.id" => ev.task.euid.is_some_and(|u| text(&u.to_string())),
             "user.effective.id" => ev.task.euid.is_some_and(|u| text(&u.to_string())),
             "auditd.key" => ev.task.key.as_deref().is_some_and(|k| text(&lossy(k))),
             "auditd.tty" => ev.task.tty.as_deref().is_some_and(|t| text(&lossy(t))),
@@ -453,17 +450,19 @@ pub fn parent_object(ppid: u32, parent: Option<&ProcessInfo>) -> Value {
     Value::Object(par)
 }
 
-/// `user`: ECS ids are strings.
+/// `user`: `id` is the effective uid, as Elastic Defend fills it; the real uid is
+/// `Ext.real.id`. ECS ids are strings.
 pub fn user_object(uid: Option<u32>, euid: Option<u32>) -> Value {
     let mut user = Map::new();
-    if let Some(uid) = uid {
-        user.insert("id".into(), Value::String(uid.to_string()));
-    }
     if let Some(euid) = euid {
+        user.insert("id".into(), Value::String(euid.to_string()));
         user.insert(
             "effective".into(),
             object([("id", Value::String(euid.to_string()))]),
         );
+    }
+    if let Some(uid) = uid {
+        user.insert("Ext".into(), real_id(uid));
     }
     Value::Object(user)
 }

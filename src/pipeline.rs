@@ -15,6 +15,7 @@ use crate::names::Names;
 use crate::proc::{Instance, ProcFallback, ProcessInfo, ProcessTable};
 use crate::rule::extended::ExtendedDetector;
 use crate::rule::file::{EventNeeds, Rule, RuleKind};
+use crate::rule::index::RuleSet;
 use crate::rule::kql::{Document, EvalOptions};
 use crate::rule::new_terms::{NewTermsGate, TermStore, Verdict};
 use crate::rule::ratecap::{CapRequest, CapSummary, Decision, RateCap};
@@ -120,8 +121,8 @@ impl std::error::Error for PipelineError {}
 
 /// Everything after the reassembler: exec events → documents → rules → gate → sink.
 pub struct Detector<S: TermStore> {
-    /// The rules that judge one event alone.
-    rules: Vec<Rule>,
+    /// The rules that judge one event alone, indexed by what they require.
+    rules: RuleSet,
     /// The rules that remember events (sequences, thresholds), with their state.
     stateful: Stateful,
     gate: NewTermsGate<S>,
@@ -156,9 +157,9 @@ impl<S: TermStore> Detector<S> {
         procs.set_budget(opts.proc_budget);
         let mut stateful = Stateful::new(event::host_object(&opts.host), stateful::DEFAULT_BUDGET);
         let needs = EventNeeds::of(&rules);
-        let rules = stateful.load(rules);
+        let rules = RuleSet::new(stateful.load(rules));
         let mut gate = NewTermsGate::new(store).with_max_terms_per_rule(opts.max_terms_per_rule);
-        gate.set_rules(&rules);
+        gate.set_rules(rules.rules());
         Detector {
             rules,
             stateful,
@@ -291,11 +292,11 @@ impl<S: TermStore> Detector<S> {
         parent: Option<Instance>,
         time_ms: u64,
     ) -> Known {
-        let mut user_name = exec.task.uid_name.as_deref().map(Arc::from);
+        let mut user_name = exec.task.euid_name.as_deref().map(Arc::from);
         let mut group_name = exec.task.gid_name.as_deref().map(Arc::from);
         if let Some(names) = &mut self.names {
             if user_name.is_none() {
-                user_name = exec.task.uid.and_then(|uid| names.user(uid, time_ms));
+                user_name = exec.task.euid.and_then(|uid| names.user(uid, time_ms));
             }
             if group_name.is_none() {
                 group_name = exec.task.gid.and_then(|gid| names.group(gid, time_ms));
@@ -347,9 +348,9 @@ impl<S: TermStore> Detector<S> {
         }
         self.advance_clocks(time_ms, closed);
         // The rules are lent out for the loop so each match can go through `deliver` (&mut self).
-        let rules = std::mem::take(&mut self.rules);
+        let mut rules = std::mem::take(&mut self.rules);
         let mut delivered = Ok(());
-        for rule in &rules {
+        for rule in rules.candidates(doc) {
             if rule.query.matches_with(doc, &self.opts.eval) {
                 delivered = self.deliver(rule, doc, json, time_ms, closed, sink);
                 if delivered.is_err() {
@@ -643,8 +644,8 @@ impl<S: TermStore> Detector<S> {
     /// the state of every sequence and threshold rule that did not change.
     pub fn set_rules(&mut self, rules: Vec<Rule>) {
         self.needs = EventNeeds::of(&rules);
-        self.rules = self.stateful.load(rules);
-        self.gate.set_rules(&self.rules);
+        self.rules = RuleSet::new(self.stateful.load(rules));
+        self.gate.set_rules(self.rules.rules());
     }
 
     /// Keeps the audit configuration changes (CONFIG_CHANGE events) that pass, for

@@ -16,6 +16,8 @@ mod filenet;
 mod flood;
 #[path = "it/hardening.rs"]
 mod hardening;
+#[path = "it/index.rs"]
+mod index;
 #[path = "it/live.rs"]
 mod live;
 #[path = "it/loaders.rs"]
@@ -276,8 +278,9 @@ fn plugin_lines_with_node_and_three_fragment_argument() {
     assert_eq!(a["process"]["parent"]["args"], serde_json::json!(["-bash"]));
     assert_eq!(a["process"]["working_directory"], "/home/ops");
     assert_eq!(a["auditd"]["node"], "web1");
-    assert_eq!(a["user"]["id"], "1000");
+    assert_eq!(a["user"]["id"], "0", "the effective uid, as Elastic Defend");
     assert_eq!(a["user"]["effective"]["id"], "0");
+    assert_eq!(a["user"]["Ext"]["real"]["id"], "1000");
     assert_eq!(a["@timestamp"], "2023-11-14T22:13:20.200Z");
     // One JSON line per alert, whatever the argument holds.
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);

@@ -35,8 +35,8 @@ pub struct Task {
     pub egid: Option<u32>,
     /// Saved set-group id.
     pub sgid: Option<u32>,
-    /// auditd's name for `uid` (`UID=` of an ENRICHED log), when it had one.
-    pub uid_name: Option<String>,
+    /// auditd's name for `euid` (`EUID=` of an ENRICHED log), when it had one.
+    pub euid_name: Option<String>,
     /// auditd's name for `gid` (`GID=` of an ENRICHED log), when it had one.
     pub gid_name: Option<String>,
     /// Login user id; 4294967295 means unset.
@@ -86,7 +86,7 @@ impl Task {
             gid: num(f.gid),
             egid: num(f.egid),
             sgid: num(f.sgid),
-            uid_name: name(b"UID"),
+            euid_name: name(b"EUID"),
             gid_name: name(b"GID"),
             auid: num(f.auid),
             ses: num(f.ses),

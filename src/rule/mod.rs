@@ -5,6 +5,7 @@ pub mod coverage;
 pub mod eql;
 pub mod extended;
 pub mod file;
+pub mod index;
 pub mod kql;
 pub mod new_terms;
 pub mod ratecap;

@@ -46,8 +46,9 @@ fn leaf_paths(doc: &Value, prefix: &str, out: &mut Vec<String>) {
     }
 }
 
-/// Checks every exec of `input`; returns how many there were.
-fn check_input(input: &Path) -> usize {
+/// Calls `f` on the view of every exec of `input`, parents looked up as the detector does;
+/// returns how many there were.
+pub(crate) fn for_each_exec(input: &Path, f: &mut dyn FnMut(&ExecView<'_>)) -> usize {
     let host = Host {
         id: "h-1".into(),
         name: "web\"1".into(),
@@ -75,7 +76,7 @@ fn check_input(input: &Path) -> usize {
         let known = Known {
             process: Some(instance),
             parent: parent.as_ref().map(|(_, i)| *i),
-            user_name: exec.task.uid_name.as_deref().map(Into::into),
+            user_name: exec.task.euid_name.as_deref().map(Into::into),
             group_name: Some("wheel\"s".into()),
         };
         let view = ExecView {
@@ -85,6 +86,15 @@ fn check_input(input: &Path) -> usize {
             host: &host,
             known: &known,
         };
+        f(&view);
+        procs.exec_as(instance, me);
+    }
+    execs
+}
+
+/// Checks every exec of `input`; returns how many there were.
+fn check_input(input: &Path) -> usize {
+    for_each_exec(input, &mut |view| {
         let doc = view.document();
         let mut paths = Vec::new();
         leaf_paths(&doc, "", &mut paths);
@@ -98,16 +108,14 @@ fn check_input(input: &Path) -> usize {
         paths.extend(["process", "process.parent", "nope", "process.args.x"].map(String::from));
         for path in &paths {
             assert_eq!(
-                values(&view, path),
+                values(view, path),
                 values(&doc, path),
                 "{}: serial {}: {path}",
                 input.display(),
-                exec.task.serial
+                view.ev.task.serial
             );
         }
-        procs.exec_as(instance, me);
-    }
-    execs
+    })
 }
 
 #[test]
@@ -130,4 +138,38 @@ mod shared_corpus {
         let total: usize = shared_inputs().iter().map(|i| check_input(i)).sum();
         assert!(total > 200, "only {total} execs checked");
     }
+}
+
+/// `user.id` is the effective uid and `user.name` its ENRICHED name (as Elastic Defend fills them);
+/// the real uid is `user.Ext.real.id`. A rule on `user.id` sees the view's value, the alert the
+/// document's.
+#[test]
+fn user_id_is_the_effective_uid() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let rule = tmp.path().join("root.toml");
+    std::fs::write(
+        &rule,
+        "[rule]\nrule_id = \"root\"\nname = \"root\"\ndescription = \"d\"\nseverity = \"low\"\n\
+         risk_score = 21\ntype = \"eql\"\nlanguage = \"eql\"\nquery = '''\n\
+         process where user.id == \"0\" and user.name == \"root\" and user.Ext.real.id == \"1000\"\n'''\n",
+    )
+    .expect("write rule");
+    let head = "msg=audit(1795858584.001:1):";
+    let log = format!(
+        "type=SYSCALL {head} arch=c000003e syscall=59 success=yes exit=0 ppid=1 pid=100 \
+         auid=1000 uid=1000 gid=1000 euid=0 suid=0 egid=1000 sgid=1000 ses=3 tty=pts1 \
+         comm=\"passwd\" exe=\"/usr/bin/passwd\" key=\"exec\"\u{1d}AUID=\"alice\" UID=\"alice\" \
+         GID=\"alice\" EUID=\"root\" SUID=\"root\"\n\
+         type=EXECVE {head} argc=1 a0=\"passwd\"\ntype=EOE {head}\n"
+    );
+    let input = tmp.path().join("setuid.audit.log");
+    std::fs::write(&input, log).expect("write log");
+    let rule = rule.to_string_lossy();
+    let out = super::replay(&["--all-matches", "--rules", &rule], &input);
+    let alerts = super::alerts(&out);
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let user = &alerts[0]["user"];
+    assert_eq!(user["id"], "0", "{user}");
+    assert_eq!(user["name"], "root", "{user}");
+    assert_eq!(user["Ext"]["real"]["id"], "1000", "{user}");
 }

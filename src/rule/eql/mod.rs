@@ -30,6 +30,7 @@ use serde_json::Value;
 use crate::rule::kql::{Document, EvalOptions, Scalar};
 
 pub use eval::MAX_COMBINATIONS;
+pub(crate) use eval::{Cond, Test, Val};
 pub use parse::MAX_DEPTH;
 pub use pattern::MAX_REGEX_CHARS;
 
@@ -132,6 +133,11 @@ impl EventFilter {
             category: q.category.clone(),
             cond: compile::condition(text, &q.condition)?,
         })
+    }
+
+    /// The compiled condition (the rule index reads the literals it requires).
+    pub(crate) fn condition(&self) -> &Cond {
+        &self.cond
     }
 
     /// The event category (`None` for `any`).

@@ -46,6 +46,12 @@ impl PatternSet {
         };
         exact || self.regex.as_ref().is_some_and(|r| r.is_match(value))
     }
+
+    /// The plain strings the set matches, and whether it folds ASCII case — `None` when a
+    /// wildcard or regex is among the patterns (the rule index keys rules by such literals).
+    pub(crate) fn literals(&self) -> Option<(&[String], bool)> {
+        self.regex.is_none().then_some((&self.exact, self.fold))
+    }
 }
 
 /// One pattern as written, and what kind it is.

@@ -52,7 +52,7 @@ impl Query {
         Query { root, fields }
     }
 
-    #[cfg(test)]
+    /// The compiled tree (tests, and the rule index, which reads the literals it requires).
     pub(crate) fn root(&self) -> &Node {
         &self.root
     }

@@ -23,6 +23,7 @@ pub use parse::{MAX_CLAUSES, MAX_QUERY_BYTES, MAX_WILDCARDS};
 pub fn parse(text: &str) -> Result<Query, KqlError> {
     parse::tree(text).map(Query::new)
 }
+pub(crate) use parse::{Leaf, Node, Test};
 
 /// A query that cannot be compiled, with the 1-based line and character column of the problem.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

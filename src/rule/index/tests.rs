@@ -1,0 +1,146 @@
+use super::*;
+use crate::rule::file::load_str;
+
+fn rule(language: &str, query: &str) -> Rule {
+    let kind = if language == "eql" { "eql" } else { "query" };
+    let text = format!(
+        "[rule]\nrule_id = \"r\"\nname = \"r\"\ndescription = \"d\"\nseverity = \"low\"\n\
+         risk_score = 1\ntype = \"{kind}\"\nlanguage = \"{language}\"\nquery = '''\n{query}\n'''\n"
+    );
+    load_str(&text, "test").unwrap()
+}
+
+fn key(language: &str, query: &str) -> Option<(&'static str, Vec<String>)> {
+    key_of(&rule(language, query).query).map(|(f, mut v)| {
+        v.sort();
+        (f, v)
+    })
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn the_seed_query_is_filed_under_its_process_names() {
+    let seed = crate::rule::file::builtin();
+    let (field, mut values) = key_of(&seed.query).unwrap();
+    values.sort();
+    assert_eq!(field, "process.name");
+    assert_eq!(values, strings(&["busybox", "cp", "ln"]));
+}
+
+#[test]
+fn conjunctions_and_disjunctions_of_literals_are_keys() {
+    assert_eq!(
+        key("kuery", "event.category:process and process.name:(a or B)"),
+        Some(("process.name", strings(&["B", "a"])))
+    );
+    assert_eq!(
+        key(
+            "eql",
+            r#"process where process.name : ("a", "B") and process.args : "*x*""#
+        ),
+        Some(("process.name", strings(&["B", "a"])))
+    );
+    assert_eq!(
+        key(
+            "eql",
+            r#"process where process.name in~ ("a", 1) or process.name == "c""#
+        ),
+        Some(("process.name", strings(&["a", "c"])))
+    );
+    assert_eq!(
+        key(
+            "eql",
+            r#"file where process.parent.name like "x" and file.name : "*.sh""#
+        ),
+        Some(("process.parent.name", strings(&["x"])))
+    );
+}
+
+#[test]
+fn what_cannot_be_proven_falls_back_to_the_category_or_to_always() {
+    // A wildcard, a negation, a disjunction with a branch that names no process.name.
+    for q in [
+        r#"process where process.name : "l*""#,
+        r#"process where not process.name == "ln""#,
+        r#"process where process.name == "ln" or process.args == "ln""#,
+        r#"process where process.name != "ln""#,
+        r#"process where startsWith(process.name, "ln")"#,
+    ] {
+        assert_eq!(
+            key("eql", q),
+            Some(("event.category", strings(&["process"]))),
+            "{q}"
+        );
+    }
+    for (lang, q) in [
+        ("eql", r#"any where process.name : "l*""#),
+        ("kuery", "process.name:l*"),
+        ("kuery", "not process.name:ln"),
+        ("kuery", "process.name:ln or process.args:ln"),
+        ("kuery", ""),
+        ("eql", r#"any where length(process.name) == 2"#),
+    ] {
+        assert_eq!(key(lang, q), None, "{q}");
+    }
+}
+
+#[test]
+fn candidates_keep_load_order_and_fold_case() {
+    let rules = vec![
+        rule("kuery", "process.name:b"),
+        rule("kuery", "process.args:x"),
+        rule("eql", r#"process where process.name : "A""#),
+        rule("eql", r#"file where true"#),
+    ];
+    let mut set = RuleSet::new(rules);
+    assert_eq!(
+        set.stats(),
+        IndexStats {
+            keyed: 3,
+            always: 1
+        }
+    );
+    let names = |set: &mut RuleSet, doc: serde_json::Value| -> Vec<String> {
+        set.candidates(&doc).map(|r| r.query_text.clone()).collect()
+    };
+    let doc = serde_json::json!({"event": {"category": "process"}, "process": {"name": "a"}});
+    assert_eq!(
+        names(&mut set, doc),
+        ["process.args:x\n", "process where process.name : \"A\"\n"]
+    );
+    let doc = serde_json::json!({"process": {"name": ["B", "a"]}});
+    assert_eq!(names(&mut set, doc).len(), 3);
+    // A value that is no string: every rule filed under the field.
+    let doc = serde_json::json!({"process": {"name": 7}, "event": {"category": "file"}});
+    assert_eq!(names(&mut set, doc).len(), 4);
+}
+
+#[test]
+fn candidates_cross_word_boundaries() {
+    let rules: Vec<Rule> = (0..150)
+        .map(|i| rule("kuery", &format!("process.name:n{}", i % 3)))
+        .collect();
+    let mut set = RuleSet::new(rules);
+    let doc = serde_json::json!({"process": {"name": "N1"}});
+    let hits: Vec<usize> = set
+        .candidates(&doc)
+        .map(|r| {
+            r.query_text
+                .trim_end()
+                .trim_start_matches("process.name:n")
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(hits, vec![1; 50]);
+    assert_eq!(set.candidates(&doc).count(), 50);
+    assert_eq!(
+        RuleSet::unindexed(set.rules().to_vec())
+            .candidates(&doc)
+            .count(),
+        150
+    );
+}
