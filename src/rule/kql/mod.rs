@@ -10,9 +10,11 @@
 mod eval;
 mod lex;
 mod parse;
+mod shape;
 
 pub use eval::{Document, EvalOptions, Query, Scalar};
 pub use parse::{parse, MAX_CLAUSES, MAX_QUERY_BYTES, MAX_WILDCARDS};
+pub use shape::{Shape, ValueTest};
 
 use std::fmt;
 
