@@ -4,7 +4,7 @@
 use std::fmt;
 
 use super::paths::{dirname, last_component, normalize, LinkPair};
-use super::policy::{SUSPICIOUS_DIRS, SYSTEM_DIRS};
+use super::policy::SeedPolicy;
 use crate::event;
 
 /// Directories that certainly exist on a Linux host: a lone `LINK_NAME` naming one of them is a
@@ -302,20 +302,24 @@ pub fn parse_args(tool: Tool, args: &[String]) -> Result<Invocation, ParseError>
 /// Whether a lone `LINK_NAME`/`DEST` operand names a directory to link into. Without the file
 /// system this is decided from the text: a trailing `/`, `.`/`..`, or a directory every Linux
 /// host has. Anything else is taken as the new name (the syscall sensor sees the other case).
-fn names_directory(raw: &str, resolved: &str) -> bool {
+fn names_directory(raw: &str, resolved: &str, policy: &SeedPolicy) -> bool {
     raw.ends_with('/')
         || raw == "."
         || raw == ".."
         || raw.ends_with("/.")
         || raw.ends_with("/..")
         || KNOWN_DIRS.contains(&resolved)
-        || SYSTEM_DIRS.contains(&resolved)
-        || SUSPICIOUS_DIRS.contains(&resolved)
+        || policy.is_location(resolved)
 }
 
 /// The links `inv` creates when run in `cwd`, resolved. Empty for cp without `-s`, and for
 /// `--help`/`--version`; an error when the tool would refuse the command line.
-pub fn plan(tool: Tool, inv: &Invocation, cwd: &str) -> Result<Vec<LinkPair>, ParseError> {
+pub fn plan(
+    tool: Tool,
+    inv: &Invocation,
+    cwd: &str,
+    policy: &SeedPolicy,
+) -> Result<Vec<LinkPair>, ParseError> {
     if inv.info_only || (tool == Tool::Cp && !inv.symbolic) {
         return Ok(Vec::new());
     }
@@ -350,7 +354,7 @@ pub fn plan(tool: Tool, inv: &Invocation, cwd: &str) -> Result<Vec<LinkPair>, Pa
             [source] => raw.push((source.as_str(), into(cwd, source))),
             [source, dest] => {
                 let resolved = normalize(cwd, dest);
-                if names_directory(dest, &resolved) {
+                if names_directory(dest, &resolved, policy) {
                     raw.push((source.as_str(), into(&resolved, source)));
                 } else {
                     raw.push((source.as_str(), resolved));
@@ -411,19 +415,23 @@ pub fn identify<'a>(process_name: &str, args: &'a [String]) -> Option<(Tool, &'a
 
 /// The links an exec of `process_name` with `args` in `cwd` would create; empty when it is not
 /// ln / cp -s / busybox ln, or when the tool would reject the command line.
-pub fn links_of_exec(process_name: &str, args: &[String], cwd: &str) -> Vec<LinkPair> {
+pub fn links_of_exec(
+    process_name: &str,
+    args: &[String],
+    cwd: &str,
+    policy: &SeedPolicy,
+) -> Vec<LinkPair> {
     let Some((tool, rest)) = identify(process_name, args) else {
         return Vec::new();
     };
     parse_args(tool, rest)
-        .and_then(|inv| plan(tool, &inv, cwd))
+        .and_then(|inv| plan(tool, &inv, cwd, policy))
         .unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rule::extended::policy::is_suspicious_pair;
     use crate::rule::extended::test_support::*;
 
     #[test]
@@ -602,10 +610,13 @@ mod tests {
             one("/usr/bin/id", "/tmp")
         );
         let inv = parse_args(Tool::Ln, &s(&["-T", "a", "b", "c"])).unwrap();
-        assert_eq!(plan(Tool::Ln, &inv, "/"), Err(ParseError::ExtraOperand));
+        assert_eq!(
+            plan(Tool::Ln, &inv, "/", seed()),
+            Err(ParseError::ExtraOperand)
+        );
         let inv = parse_args(Tool::Ln, &s(&["-T", "-t", "/tmp", "a"])).unwrap();
         assert_eq!(
-            plan(Tool::Ln, &inv, "/"),
+            plan(Tool::Ln, &inv, "/", seed()),
             Err(ParseError::TargetDirectoryConflict)
         );
     }

@@ -5,16 +5,17 @@
 use std::collections::VecDeque;
 
 use serde_json::Value;
+use thiserror::Error;
 
 use super::coreutils::links_of_exec;
 use super::document::{annotate, fanotify_document, link_document};
 use super::paths::{dirname, normalize, LinkPair};
-use super::policy::is_suspicious_pair;
+use super::policy::{PolicyError, SeedPolicy};
 use super::{DEDUPE_WINDOW_MS, RULE_ID, RULE_NAME};
 use crate::audit::link::LinkEvent;
 use crate::event::{self, ExecView, Host};
 use crate::proc::ProcessInfo;
-use crate::rule::file::{Rule, RuleKind, Severity};
+use crate::rule::file::{self, Rule};
 use crate::rule::kql::{self, KqlError};
 use crate::source::fanotify::{FanEvent, Watcher};
 
@@ -26,8 +27,16 @@ const DEDUPE_CAPACITY: usize = 4096;
 /// creator is among the last 3,000.
 pub const PARENTS_CAPACITY: usize = 4096;
 
-/// The seed's new-terms history window: 10 days.
-const HISTORY_WINDOW_MS: u64 = 10 * 24 * 3600 * 1000;
+/// Why the detector cannot be built from a seed rule.
+#[derive(Debug, Error)]
+pub enum DetectorError {
+    /// Its own query failed to compile.
+    #[error("the path-aware rule's query: {0}")]
+    Query(#[from] KqlError),
+    /// The seed's query does not give the path lists.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+}
 
 /// The link a syscall made, resolved: the name against the cwd (when its directory is known),
 /// a symlink's text against the link's directory, a hard link's source against the cwd.
@@ -101,6 +110,7 @@ fn same_link(a: &str, b: &str) -> bool {
 #[derive(Debug)]
 pub struct ExtendedDetector {
     rule: Rule,
+    policy: SeedPolicy,
     recent: VecDeque<Recent>,
     parents: VecDeque<RecentExec>,
 }
@@ -114,9 +124,16 @@ struct RecentExec {
 }
 
 impl ExtendedDetector {
-    /// The detector with its built-in rule (id [`RULE_ID`], the seed's severity, risk score and
-    /// new-terms fields and window).
-    pub fn new() -> Result<Self, KqlError> {
+    /// The detector with its built-in rule (id [`RULE_ID`]), deciding with the built-in seed
+    /// rule's lists ([`Self::from_seed`]).
+    pub fn new() -> Result<Self, DetectorError> {
+        Self::from_seed(&file::builtin())
+    }
+
+    /// The detector for `seed`: its path lists come from the seed's query ([`SeedPolicy`]), and
+    /// its rule has the seed's severity, risk score, new-terms fields and window, and schedule.
+    pub fn from_seed(seed: &Rule) -> Result<Self, DetectorError> {
+        let policy = SeedPolicy::from_rule(seed)?;
         let query_text = "host.os.type:linux";
         Ok(ExtendedDetector {
             rule: Rule {
@@ -126,23 +143,26 @@ impl ExtendedDetector {
                     reverse), worked out from resolved paths of ln / cp -s / busybox ln execs and \
                     of link system calls."
                     .to_string(),
-                severity: Severity::Low,
-                risk_score: 21,
+                severity: seed.severity,
+                risk_score: seed.risk_score,
                 language: "kuery".to_string(),
                 query_text: query_text.to_string(),
                 query: kql::parse(query_text)?.into(),
-                kind: RuleKind::NewTerms {
-                    fields: vec!["host.id".to_string(), "process.parent.name".to_string()],
-                    history_window_ms: HISTORY_WINDOW_MS,
-                },
-                max_signals: 100,
-                from: "now-9m".to_string(),
-                interval: "5m".to_string(),
-                source: "builtin".to_string(),
+                kind: seed.kind.clone(),
+                max_signals: seed.max_signals,
+                from: seed.from.clone(),
+                interval: seed.interval.clone(),
+                source: file::BUILTIN_SOURCE.to_string(),
             },
+            policy,
             recent: VecDeque::new(),
             parents: VecDeque::new(),
         })
+    }
+
+    /// The seed's path lists the detector decides with.
+    pub fn policy(&self) -> &SeedPolicy {
+        &self.policy
     }
 
     /// The rule its alerts carry and the new-terms gate keys on.
@@ -186,8 +206,8 @@ impl ExtendedDetector {
         let cwd = view.ev.cwd.as_deref().map(event::text).unwrap_or_default();
         let args: Vec<String> = view.me.args().map(String::from).collect();
         let mut first = None;
-        for pair in links_of_exec(name, &args, &cwd) {
-            if is_suspicious_pair(&pair)
+        for pair in links_of_exec(name, &args, &cwd, &self.policy) {
+            if self.policy.is_suspicious_pair(&pair)
                 && !self.seen(pid, false, &pair.path, time_ms)
                 && first.is_none()
             {
@@ -210,7 +230,9 @@ impl ExtendedDetector {
         host: &Host,
     ) -> Option<Value> {
         let pair = link_pair(ev);
-        if !is_suspicious_pair(&pair) || self.seen(ev.pid, false, &pair.path, ev.time.as_millis()) {
+        if !self.policy.is_suspicious_pair(&pair)
+            || self.seen(ev.pid, false, &pair.path, ev.time.as_millis())
+        {
             return None;
         }
         Some(link_document(ev, me, parent, host, &pair))
@@ -270,7 +292,9 @@ impl ExtendedDetector {
         let target = normalize(dirname(&path), &event::text(&ev.target));
         let pair = LinkPair { target, path };
         let inotify = ev.watcher == Watcher::Inotify;
-        if !is_suspicious_pair(&pair) || self.seen(ev.pid, inotify, &pair.path, ev.time_ms) {
+        if !self.policy.is_suspicious_pair(&pair)
+            || self.seen(ev.pid, inotify, &pair.path, ev.time_ms)
+        {
             return None;
         }
         Some(fanotify_document(ev, me, parent, host, &pair))
@@ -293,6 +317,7 @@ mod tests {
     use super::*;
     use crate::audit::link::LinkCall;
     use crate::audit::AuditTime;
+    use crate::rule::file::Severity;
     use serde_json::json;
     use std::sync::Arc;
 

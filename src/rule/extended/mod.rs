@@ -23,13 +23,10 @@ mod policy;
 mod test_support;
 
 pub use coreutils::{identify, links_of_exec, parse_args, plan, Invocation, ParseError, Tool};
-pub use detector::{link_pair, ExtendedDetector, Sensor, PARENTS_CAPACITY};
+pub use detector::{link_pair, DetectorError, ExtendedDetector, Sensor, PARENTS_CAPACITY};
 pub use document::{fanotify_document, link_document};
 pub use paths::{dirname, last_component, normalize, LinkPair};
-pub use policy::{
-    is_excluded, is_hidden, is_suspicious, is_suspicious_pair, is_system, SUSPICIOUS_DIRS,
-    SYSTEM_DIRS,
-};
+pub use policy::{is_hidden, PolicyError, SeedPolicy};
 
 /// `rule.id` of the extended detector (fixed, so its new-terms history survives upgrades).
 pub const RULE_ID: &str = "11c92b38-ce91-4195-b02c-384615ada437";
