@@ -651,3 +651,265 @@ fn notify(closed: &[CapSummary], sink: &mut dyn Sink) -> Result<(), SinkError> {
     }
     first.map_or(Ok(()), Err)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::reassemble::Reassembler;
+    use crate::audit::record::parse_frame_owned;
+    use crate::proc::NoFallback;
+    use crate::rule::extended;
+    use crate::rule::file::builtin;
+    use crate::rule::new_terms::MemStore;
+    use crate::source::Frame;
+    use serde_json::Value;
+
+    /// A sink that keeps what it is given.
+    #[derive(Default)]
+    struct Kept {
+        alerts: Vec<Alert>,
+        notices: Vec<String>,
+    }
+
+    impl Sink for Kept {
+        fn emit(&mut self, alert: &Alert) -> Result<(), SinkError> {
+            self.alerts.push(alert.clone());
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<(), SinkError> {
+            Ok(())
+        }
+        fn notice(&mut self, line: &str) -> Result<(), SinkError> {
+            self.notices.push(line.to_string());
+            Ok(())
+        }
+    }
+
+    fn options(all_matches: bool) -> DetectOptions {
+        DetectOptions {
+            reassemble: ReassembleConfig::default(),
+            exec_limits: ExecLimits::default(),
+            eval: EvalOptions::default(),
+            all_matches,
+            host: Host {
+                id: "h1".to_string(),
+                name: "host1".to_string(),
+            },
+            proc_capacity: 1024,
+            proc_budget: 1 << 20,
+            max_terms_per_rule: 1024,
+        }
+    }
+
+    /// The seed rule's detector, replaying nothing but what the test gives it.
+    fn seed_detector(all_matches: bool) -> Detector<MemStore> {
+        Detector::new(
+            vec![builtin()],
+            MemStore::new(),
+            Box::new(NoFallback),
+            options(all_matches),
+        )
+    }
+
+    fn hex(text: &str) -> String {
+        text.bytes().map(|b| format!("{b:02X}")).collect()
+    }
+
+    /// The audit lines of one successful execve by `pid` (child of `ppid`) of `exe` with `argv`,
+    /// as auditd writes them.
+    fn exec_lines(
+        serial: u32,
+        sec: u64,
+        (pid, ppid): (u32, u32),
+        exe: &str,
+        argv: &[&str],
+    ) -> String {
+        let stamp = format!("msg=audit({sec}.000:{serial}):");
+        let comm = event::basename(exe);
+        let args: String = argv
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!(" a{i}=\"{a}\""))
+            .collect();
+        format!(
+            "type=SYSCALL {stamp} arch=c000003e syscall=59 success=yes exit=0 a0=1 a1=2 a2=3 a3=4 \
+             items=1 ppid={ppid} pid={pid} auid=1000 uid=1000 gid=1000 euid=1000 suid=1000 \
+             fsuid=1000 egid=1000 sgid=1000 fsgid=1000 tty=pts0 ses=3 comm=\"{comm}\" \
+             exe=\"{exe}\" key=\"exec\"\n\
+             type=EXECVE {stamp} argc={}{args}\n\
+             type=CWD {stamp} cwd=\"/home/u\"\n\
+             type=PATH {stamp} item=0 name=\"{exe}\" inode=1 dev=fe:00 mode=0100755 ouid=0 \
+             ogid=0 rdev=00:00 nametype=NORMAL\n\
+             type=PROCTITLE {stamp} proctitle={}\n\
+             type=EOE {stamp}\n",
+            argv.len(),
+            hex(&argv.join("\0")),
+        )
+    }
+
+    /// The audit lines of a successful symlinkat(TARGET, AT_FDCWD, LINK) by `pid`.
+    fn symlink_lines(
+        serial: u32,
+        sec: u64,
+        (pid, ppid): (u32, u32),
+        target: &str,
+        link: &str,
+    ) -> String {
+        let stamp = format!("msg=audit({sec}.000:{serial}):");
+        format!(
+            "type=SYSCALL {stamp} arch=c000003e syscall=266 success=yes exit=0 a0=1 \
+             a1=ffffff9c a2=2 a3=3 items=3 ppid={ppid} pid={pid} auid=1000 uid=1000 gid=1000 \
+             euid=1000 suid=1000 fsuid=1000 egid=1000 sgid=1000 fsgid=1000 tty=pts0 ses=3 \
+             comm=\"ln\" exe=\"/usr/bin/ln\" key=\"links\"\n\
+             type=CWD {stamp} cwd=\"/home/u\"\n\
+             type=PATH {stamp} item=0 name=\"/tmp/\" inode=2 dev=fe:00 mode=041777 ouid=0 \
+             ogid=0 rdev=00:00 nametype=PARENT\n\
+             type=PATH {stamp} item=1 name=\"{target}\" nametype=UNKNOWN\n\
+             type=PATH {stamp} item=2 name=\"{link}\" inode=3 dev=fe:00 mode=0120777 \
+             ouid=1000 ogid=1000 rdev=00:00 nametype=CREATE\n\
+             type=EOE {stamp}\n",
+        )
+    }
+
+    /// Parses `log`, groups its records into events and hands each to `detector`.
+    fn feed<S: TermStore>(detector: &mut Detector<S>, log: &str, sink: &mut Kept) {
+        let mut reassembler = Reassembler::new(detector.opts.reassemble.clone());
+        let mut events = Vec::new();
+        for line in log.lines() {
+            let rec = parse_frame_owned(Frame::Text(line.as_bytes().to_vec()))
+                .unwrap_or_else(|e| panic!("{line}: {e}"));
+            reassembler.push(rec, &mut |ev| events.push(ev));
+        }
+        reassembler.flush(&mut |ev| events.push(ev));
+        for ev in events {
+            detector.on_event(ev, sink).unwrap();
+        }
+    }
+
+    /// A shell (pid 100) under init, then `ln -s /usr/bin/id /tmp/x` by its child `pid`.
+    fn shell_then_ln(serial: u32, pid: u32, link: &str) -> String {
+        exec_lines(serial, 1_700_000_000, (100, 1), "/usr/bin/bash", &["bash"])
+            + &exec_lines(
+                serial + 1,
+                1_700_000_001,
+                (pid, 100),
+                "/usr/bin/ln",
+                &["ln", "-s", "/usr/bin/id", link],
+            )
+    }
+
+    fn rule_ids(alerts: &[Alert]) -> Vec<&str> {
+        alerts.iter().map(|a| a.rule_id.as_str()).collect()
+    }
+
+    #[test]
+    fn an_ln_into_tmp_alerts_once_per_new_parent_with_the_exec_document() {
+        let mut det = seed_detector(false);
+        let mut sink = Kept::default();
+        feed(&mut det, &shell_then_ln(10, 200, "/tmp/x"), &mut sink);
+        assert_eq!(rule_ids(&sink.alerts), [builtin().id.as_str()]);
+        let doc: &Value = &sink.alerts[0].document;
+        assert_eq!(doc["process"]["pid"], 200);
+        assert_eq!(doc["process"]["name"], "ln");
+        assert_eq!(doc["process"]["parent"]["executable"], "/usr/bin/bash");
+        assert_eq!(doc["process"]["parent"]["name"], "bash");
+        assert_eq!(doc["host"]["id"], "h1");
+        assert_eq!(
+            sink.alerts[0].new_terms,
+            ["h1".to_string(), "bash".to_string()]
+        );
+        // The same host and parent name again: not a new term, no second alert.
+        feed(&mut det, &shell_then_ln(20, 201, "/tmp/y"), &mut sink);
+        assert_eq!(sink.alerts.len(), 1);
+        let stats = det.stats();
+        assert_eq!(stats.events_exec, 4);
+        assert_eq!(stats.rules_matched, 2);
+        assert_eq!(stats.alerts_emitted, 1);
+    }
+
+    #[test]
+    fn all_matches_turns_the_new_terms_gate_off() {
+        let mut det = seed_detector(true);
+        let mut sink = Kept::default();
+        feed(&mut det, &shell_then_ln(10, 200, "/tmp/x"), &mut sink);
+        feed(&mut det, &shell_then_ln(20, 201, "/tmp/y"), &mut sink);
+        assert_eq!(sink.alerts.len(), 2);
+    }
+
+    #[test]
+    fn benign_execs_and_an_unknown_parent_do_not_alert() {
+        let mut det = seed_detector(true);
+        let mut sink = Kept::default();
+        let ls = exec_lines(1, 1_700_000_000, (300, 1), "/usr/bin/ls", &["ls", "/tmp"]);
+        let ln_opt = exec_lines(
+            2,
+            1_700_000_000,
+            (301, 1),
+            "/usr/bin/ln",
+            &["ln", "-s", "/usr/bin/id", "/opt/x"],
+        );
+        // The parent (pid 999) never exec'd in the input: process.parent.executable is unknown,
+        // which the seed's `process.parent.executable:*` requires.
+        let orphan = exec_lines(
+            3,
+            1_700_000_000,
+            (302, 999),
+            "/usr/bin/ln",
+            &["ln", "-s", "/usr/bin/id", "/tmp/x"],
+        );
+        feed(&mut det, &(ls + &ln_opt + &orphan), &mut sink);
+        assert!(sink.alerts.is_empty(), "{:?}", rule_ids(&sink.alerts));
+        assert_eq!(det.stats().events_exec, 3);
+    }
+
+    #[test]
+    fn the_agents_own_pid_is_not_judged() {
+        let mut det = seed_detector(true);
+        det.exclude_pid(200);
+        let mut sink = Kept::default();
+        feed(&mut det, &shell_then_ln(10, 200, "/tmp/x"), &mut sink);
+        assert!(sink.alerts.is_empty());
+    }
+
+    #[test]
+    fn an_exec_without_its_argv_is_partial() {
+        let mut det = seed_detector(true);
+        let mut sink = Kept::default();
+        let lines: String = exec_lines(5, 1_700_000_000, (400, 1), "/usr/bin/ln", &["ln"])
+            .lines()
+            .filter(|l| !l.starts_with("type=EXECVE"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        feed(&mut det, &lines, &mut sink);
+        let stats = det.stats();
+        assert_eq!((stats.events_exec, stats.events_partial), (0, 1));
+    }
+
+    #[test]
+    fn the_extended_detector_alerts_once_for_an_exec_and_its_symlink_call() {
+        let mut det = seed_detector(true);
+        det.set_extended(Some(extended::ExtendedDetector::new().unwrap()));
+        let mut sink = Kept::default();
+        // `cd /tmp; ln -s /usr/bin/id x`: the seed's text match misses the relative name, the
+        // path-aware rule resolves it; the symlinkat call of the same link does not alert again.
+        let log = exec_lines(1, 1_700_000_000, (100, 1), "/usr/bin/bash", &["bash"])
+            + &exec_lines(
+                2,
+                1_700_000_001,
+                (200, 100),
+                "/usr/bin/ln",
+                &["ln", "-s", "/usr/bin/id", "../../tmp/x"],
+            )
+            + &symlink_lines(3, 1_700_000_001, (200, 100), "/usr/bin/id", "../../tmp/x");
+        feed(&mut det, &log, &mut sink);
+        assert_eq!(rule_ids(&sink.alerts), [extended::RULE_ID]);
+        let doc = &sink.alerts[0].document;
+        assert_eq!(doc["auditsentry"]["sensor"], "exec");
+        assert_eq!(doc["auditsentry"]["link"]["path"], "/tmp/x");
+        // A symlink call alone (no exec of ln seen) is the syscall sensor's.
+        let call = symlink_lines(4, 1_700_000_100, (201, 100), "/usr/bin/id", "/tmp/z");
+        feed(&mut det, &call, &mut sink);
+        assert_eq!(sink.alerts.len(), 2);
+        assert_eq!(sink.alerts[1].document["auditsentry"]["sensor"], "syscall");
+    }
+}
