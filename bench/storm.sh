@@ -3,6 +3,7 @@
 #
 #   bench/storm.sh [--rate N] [--seconds T] [--ln K] [--workers W] [--bin PATH]
 #                  [--source multicast|plugin] [--log-format RAW|ENRICHED] [--no-record]
+#   bench/storm.sh --op file|net [--baseline] [--rate N] [--seconds T] [--ln K] [--workers W] ...
 #   bench/storm.sh --ceiling [--seconds T] [--workers W]
 #
 # --source plugin runs a private auditd instead (`auditd -f -n -s nochange -c DIR`, the system's
@@ -27,6 +28,16 @@
 # ENOBUFS and channel drops (the agent's last `status:` line), agent CPU % of one core, and peak
 # RSS (VmHWM).
 #
+# --op file / --op net: the load is file operations (create + unlink of a file in /tmp: two file
+# events) or UDP connects (socket + bind + connect to 127.0.0.1: two network events) done by the
+# generator itself, N per second, and the agent loads a file rule (`file where` creation of
+# `<marker>-hit-*`) or a network rule (a connect to the cases' port) besides the exec query, so it
+# adds the file or network audit rules; K of the operations are cases the rule alerts on. No
+# capture. The table gives the documents the agent made (its `file_net` counter) against those
+# expected, and the CPU of the generator (user + system: the kernel's audit work is charged to
+# the process making the calls). --baseline runs the same load with the exec query alone, so no
+# file or network audit rule exists: the difference is what file or network auditing costs.
+#
 # --ceiling runs only the generator, at rate 0 for T seconds, with no agent and no audit rules
 # added: the machine's own exec ceiling, which bounds every storm rate. --bin is the agent binary
 # (default: built here); the generator always runs /bin/true.
@@ -42,7 +53,9 @@ ceiling=0
 source=multicast
 log_format=RAW
 capture=1
-usage="usage: $0 [--rate N] [--seconds T] [--ln K] [--workers W] [--bin PATH] [--source multicast|plugin] [--log-format RAW|ENRICHED] [--no-record] | --ceiling [--seconds T] [--workers W]"
+op=exec
+baseline=0
+usage="usage: $0 [--rate N] [--seconds T] [--ln K] [--workers W] [--bin PATH] [--source multicast|plugin] [--log-format RAW|ENRICHED] [--no-record] [--op exec|file|net] [--baseline] | --ceiling [--seconds T] [--workers W]"
 while [ $# -gt 0 ]; do
     case "$1" in
     --rate) rate=$2; shift 2 ;;
@@ -54,6 +67,8 @@ while [ $# -gt 0 ]; do
     --source) source=$2; shift 2 ;;
     --log-format) log_format=$2; shift 2 ;;
     --no-record) capture=0; shift ;;
+    --op) op=$2; shift 2 ;;
+    --baseline) baseline=1; shift ;;
     *) echo "$usage" >&2; exit 2 ;;
     esac
 done
@@ -77,6 +92,11 @@ if [ "$ceiling" = 1 ]; then
 fi
 
 [ "$(id -u)" = 0 ] || { echo "storm: needs root (audit netlink)" >&2; exit 1; }
+case "$op" in
+exec) [ "$baseline" = 0 ] || { echo "storm: --baseline is for --op file|net" >&2; exit 2; } ;;
+file | net) capture=0 ;;
+*) echo "$usage" >&2; exit 2 ;;
+esac
 case "$source" in
 multicast) ;;
 plugin)
@@ -129,16 +149,29 @@ cleanup() {
 trap cleanup EXIT
 [ -z "${STORM_KEEP:-}" ] || trap 'cp -r "$work" "$STORM_KEEP"; cleanup' EXIT
 
-# The seed query as a plain query rule: every match alerts.
+# The seed query as a plain query rule: every match alerts. --op file|net adds its own rule.
+mkdir "$work/rules"
 sed -e 's/^type = "new_terms"/type = "query"/' -e '/^\[rule.new_terms\]/,$d' \
-    packaging/rules/defense_evasion_symlink_binary_to_writable_dir.toml >"$work/storm-query.toml"
+    packaging/rules/defense_evasion_symlink_binary_to_writable_dir.toml >"$work/rules/storm-query.toml"
+port=$((40000 + RANDOM % 20000))
+event_rule() {
+    printf '[rule]\nrule_id = "storm-%s"\nname = "storm %s"\ndescription = "storm cases"\n' "$op" "$op"
+    printf 'severity = "low"\nrisk_score = 1\ntype = "eql"\nlanguage = "eql"\nquery = %s\n' "$1"
+}
+if [ "$baseline" = 0 ]; then
+    case "$op" in
+    file) event_rule "'file where event.type == \"creation\" and file.name : \"$marker-hit-*\"'" ;;
+    net) event_rule "'network where event.action == \"connection_attempted\" and destination.port == $((port + 1))'" ;;
+    esac >"$work/rules/storm-$op.toml"
+    [ -s "$work/rules/storm-$op.toml" ] || rm "$work/rules/storm-$op.toml"
+fi
 auditctl -b 8192 >/dev/null
 
 if [ "$source" = plugin ]; then
     [ "$(status_of pid)" = 0 ] || { echo "storm: an audit daemon is registered; --source plugin needs none" >&2; exit 1; }
     cat >"$work/agent.toml" <<EOF
 [rules]
-paths = ["$work/storm-query.toml"]
+paths = ["$work/rules"]
 
 [state]
 dir = "$work/state"
@@ -170,7 +203,7 @@ EOF
 else
     record=()
     [ "$capture" = 0 ] || record=(--record "$work/capture.bin")
-    "$bin" run --source multicast --rules "$work/storm-query.toml" --state-dir "$work/state" \
+    "$bin" run --source multicast --rules "$work/rules" --state-dir "$work/state" \
         --json "$work/alerts.ndjson" "${record[@]}" --status-period 1 2>"$work/agent.err" &
     agent=$!
     for _ in $(seq 100); do
@@ -186,7 +219,11 @@ start_ns=$(date +%s%N)
 
 # The load: examples/exec_storm (paced posix_spawn of /bin/true, workers share the rate, plus K
 # ln cases spread over the run). Its last stdout line is the summary.
-summary=$(gen --rate "$rate" --seconds "$secs" --ln "$lns" --marker "$marker" | grep '^started=' | tail -1)
+TIMEFORMAT='%U %S'
+{ time gen --op "$op" --port "$port" --rate "$rate" --seconds "$secs" --ln "$lns" --marker "$marker" \
+    >"$work/gen.out"; } 2>"$work/gen.time"
+summary=$(grep '^started=' "$work/gen.out" | tail -1)
+gen_cpu=$(awk 'END {print $1 + $2}' "$work/gen.time")
 [ -n "$summary" ] || { echo "storm: the generator printed no summary" >&2; exit 1; }
 trues=$(sum_field started)
 lns_done=$(sum_field ln)
@@ -198,7 +235,7 @@ hwm=$(awk '/VmHWM/ {print $2}' "/proc/$agent/status")
 switches=$(cat /proc/"$agent"/task/*/status | awk '/ctxt_switches/ {n += $2} END {print n}')
 stop_agent
 lost_after=$(status_of lost)
-rm -f /tmp/"$marker"-ln-*
+rm -f /tmp/"$marker"-ln-* /tmp/"$marker"-hit-* /tmp/"$marker"-[0-9]*
 # Someone else turning audit off or removing rules mid-run shows as CONFIG_CHANGE records.
 changes=""
 [ "$capture" = 0 ] || changes=$(grep -aoE 'audit_enabled=[0-9]+ old=[0-9]+|op=(add|remove)_rule key=[^ ]*' \
@@ -219,6 +256,24 @@ else
 fi
 
 gen_secs=$(echo "($end_ns - $start_ns) / 1000000000" | bc -l)
+if [ "$op" != exec ]; then
+    made=$(grep 'stopped:' "$work/agent.err" | sed -n 's/.* file_net=\([0-9]*\).*/\1/p')
+    expected=$(((trues + lns_done) * 2))
+    [ "$baseline" = 1 ] && expected=0
+    alerts=$(grep -c "storm-$op" "$work/alerts.ndjson" || true)
+    printf '\n%s storm (%s%s): %s/s asked for %ss (+%s cases), %s workers; achieved %.0f op/s = %.0f %s events/s\n' \
+        "$op" "$source" "$([ "$baseline" = 1 ] && echo ", baseline: no $op rule, no $op audit rules")" \
+        "$rate" "$secs" "$lns_done" "$(sum_field workers)" "$achieved" "$(echo "2 * $achieved" | bc -l)" "$op"
+    printf '| op/s asked | op/s achieved | ops | %s documents made / expected | cases / alerts | kernel lost | agent CPU %% | agent CPU %% per 1,000 events/s | generator CPU s (user+sys) | generator CPU µs per op | peak RSS (MiB) |\n' "$op"
+    printf '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n'
+    printf '| %s | %.0f | %s | %s / %s | %s / %s | %s | %.1f | %.2f | %.2f | %.1f | %.1f |\n' "$rate" "$achieved" \
+        "$((trues + lns_done))" "${made:-?}" "$expected" "$lns_done" "$alerts" "$((lost_after - lost_before))" "$cpu" \
+        "$(echo "$cpu * 1000 * $gen_secs / (2 * ($trues + $lns_done))" | bc -l)" "$gen_cpu" \
+        "$(echo "1000000 * $gen_cpu / ($trues + $lns_done)" | bc -l)" "$(echo "$hwm / 1024" | bc -l)"
+    echo "generator: $summary"
+    echo "last agent status: $status"
+    exit 0
+fi
 printf '\nexec storm (%s): %s/s of /bin/true asked (0 = as fast as possible) for %ss (+%s ln cases), %s workers, backlog_limit 8192; achieved %.0f exec/s\n' \
     "$([ "$source" = plugin ] && echo "auditd plugin, log_format $log_format" || echo "multicast$([ "$capture" = 1 ] && echo ", capture" || echo ", no capture")")" \
     "$rate" "$secs" "$lns_done" "$(sum_field workers)" "$achieved"

@@ -1,4 +1,5 @@
-//! Exec storm load generator: paced execs of a tiny binary, plus a few matching `ln -s` cases.
+//! Storm load generator: paced execs of a tiny binary, plus a few matching `ln -s` cases; or
+//! paced file or network operations with a few cases the storm's file or network rule matches.
 //!
 //! `bench/storm.sh` builds this example (`cargo build --release --example exec_storm`) and runs it
 //! while the live agent (`auditsentry run --source multicast`) watches, then compares the execs
@@ -6,7 +7,8 @@
 //! `--rate 0` and no agent and no audit rules, to measure the machine's own exec ceiling.
 //!
 //! ```text
-//! exec_storm --marker M [--rate N] [--seconds T] [--workers W] [--ln K] [--bin PATH] [--dir DIR]
+//! exec_storm --marker M [--op exec|file|net] [--rate N] [--seconds T] [--workers W] [--ln K]
+//!            [--bin PATH] [--dir DIR] [--port P]
 //! ```
 //!
 //! - W worker threads (default: the number of CPUs) each spawn `PATH M-<worker>-<n>` (PATH is
@@ -19,12 +21,17 @@
 //! - `--ln K` replaces K of worker 0's slots, spread evenly over the run (case k at
 //!   (k + 0.5) · T / K), with `ln -sf /usr/bin/id DIR/M-ln-<k>` (DIR is /tmp by default): a case
 //!   the symlink rule alerts on, one alert per case.
+//! - `--op file`: each slot creates `DIR/M-<worker>-<n>` (open with O_CREAT) and unlinks it, in
+//!   this process (no exec): two file events. The K cases create and unlink `DIR/M-hit-<k>.sh`.
+//! - `--op net`: each slot makes a UDP socket bound to 127.0.0.1 and connects it to port P of
+//!   127.0.0.1 (socket, bind and connect: three audited calls, two network events); the K cases
+//!   connect to port P + 1. Nothing is sent.
 //! - Spawning uses `std::process::Command`, which uses posix_spawn (vfork-like) on Linux; children
 //!   are reaped oldest first, at most [`MAX_LIVE`] alive per worker. A failed spawn is counted,
 //!   never fatal.
 //!
 //! The last line on stdout is the machine-readable summary:
-//! `started=<true execs> ln=<ln execs> failed=<spawn errors> seconds=<generation time>
+//! `started=<true execs or operations> ln=<cases> failed=<errors> seconds=<generation time>
 //! rate=<(started + ln) / seconds> workers=<W>`.
 #![forbid(unsafe_code)]
 
@@ -87,12 +94,27 @@ struct Options {
     lns: u64,
     /// The binary each storm exec runs.
     bin: String,
-    /// Directory the ln cases create their links in.
+    /// Directory the ln cases create their links in (and `--op file` its files).
     dir: String,
+    /// What each slot does.
+    op: Op,
+    /// `--op net`: the port the storm connects to (cases: the next one).
+    port: u16,
 }
 
-const USAGE: &str = "usage: exec_storm --marker M [--rate N] [--seconds T] [--workers W] \
-                     [--ln K] [--bin PATH] [--dir DIR]";
+/// What one slot of the storm does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    /// Spawn a process.
+    Exec,
+    /// Create and unlink a file.
+    File,
+    /// Bind and connect a UDP socket.
+    Net,
+}
+
+const USAGE: &str = "usage: exec_storm --marker M [--op exec|file|net] [--rate N] [--seconds T] \
+                     [--workers W] [--ln K] [--bin PATH] [--dir DIR] [--port P]";
 
 /// Parses a non-negative finite number for `flag`.
 fn number(flag: &str, value: &str) -> Result<f64, ArgError> {
@@ -124,6 +146,8 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, ArgError> {
         lns: 0,
         bin: "/bin/true".to_string(),
         dir: "/tmp".to_string(),
+        op: Op::Exec,
+        port: 9,
     };
     let mut args = args.into_iter();
     while let Some(flag) = args.next() {
@@ -135,6 +159,8 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, ArgError> {
             "--ln",
             "--bin",
             "--dir",
+            "--op",
+            "--port",
         ];
         if !known.contains(&flag.as_str()) {
             return Err(ArgError::Unknown(flag));
@@ -155,6 +181,21 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, ArgError> {
             "--marker" => opts.marker = value,
             "--ln" => opts.lns = count(&flag, &value)?,
             "--bin" => opts.bin = value,
+            "--op" => {
+                opts.op = match value.as_str() {
+                    "exec" => Op::Exec,
+                    "file" => Op::File,
+                    "net" => Op::Net,
+                    _ => return Err(ArgError::BadValue { flag, value }),
+                }
+            }
+            "--port" => {
+                opts.port = value
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|p| *p < u16::MAX)
+                    .ok_or(ArgError::BadValue { flag, value })?
+            }
             _ => opts.dir = value,
         }
     }
@@ -226,6 +267,15 @@ fn worker(id: usize, opts: &Options, start: Instant, end: Instant) -> Tally {
             && tally.lns < opts.lns
             && (now - start).as_secs_f64()
                 >= (tally.lns as f64 + 0.5) * opts.seconds / opts.lns as f64;
+        if opts.op != Op::Exec {
+            let n = if ln_due { tally.lns } else { tally.started };
+            match in_process(opts, id, n, ln_due) {
+                Ok(()) if ln_due => tally.lns += 1,
+                Ok(()) => tally.started += 1,
+                Err(_) => tally.failed += 1,
+            }
+            continue;
+        }
         let spawned = if ln_due {
             Command::new(LN_BIN)
                 .arg0("ln")
@@ -259,6 +309,27 @@ fn worker(id: usize, opts: &Options, start: Instant, end: Instant) -> Tally {
     tally.done = Some(Instant::now());
     reap(&mut children, 0);
     tally
+}
+
+/// One file or network slot of worker `id` (its `n`th, or its `n`th case when `case`).
+fn in_process(opts: &Options, id: usize, n: u64, case: bool) -> std::io::Result<()> {
+    match opts.op {
+        Op::File => {
+            let path = if case {
+                format!("{}/{}-hit-{n}.sh", opts.dir, opts.marker)
+            } else {
+                format!("{}/{}-{id}-{n}", opts.dir, opts.marker)
+            };
+            std::fs::File::create(&path)?;
+            std::fs::remove_file(&path)
+        }
+        Op::Net => {
+            let socket = std::net::UdpSocket::bind((std::net::Ipv4Addr::LOCALHOST, 0))?;
+            let port = if case { opts.port + 1 } else { opts.port };
+            socket.connect((std::net::Ipv4Addr::LOCALHOST, port))
+        }
+        Op::Exec => Ok(()),
+    }
 }
 
 fn main() -> ExitCode {

@@ -1,7 +1,7 @@
 //! An alert: the ECS document of the exec that matched, plus which rule fired and the new-terms tuple
 //! that made it new. Sinks render alerts; they never see rules or state.
 
-use crate::rule::file::Rule;
+use crate::rule::file::{Rule, Severity};
 use serde_json::{json, Value};
 
 /// One detection, ready for the sinks.
@@ -11,8 +11,8 @@ pub struct Alert {
     pub rule_id: String,
     /// `rule.name`.
     pub rule_name: String,
-    /// Rule severity as Elastic writes it (`low`, `medium`, `high`, `critical`).
-    pub severity: String,
+    /// Rule severity (written as Elastic spells it: `low`, `medium`, `high`, `critical`).
+    pub severity: Severity,
     /// Rule risk score, 0–100.
     pub risk_score: u32,
     /// Values of the rule's new_terms fields, in the rule's order (empty for plain query rules
@@ -28,7 +28,7 @@ impl Alert {
         Alert {
             rule_id: rule.id.clone(),
             rule_name: rule.name.clone(),
-            severity: rule.severity.as_str().to_string(),
+            severity: rule.severity,
             risk_score: rule.risk_score,
             new_terms,
             document,
@@ -48,7 +48,7 @@ impl Alert {
                 json!({
                     "id": self.rule_id,
                     "name": self.rule_name,
-                    "severity": self.severity,
+                    "severity": self.severity.as_str(),
                     "risk_score": self.risk_score,
                 }),
             );

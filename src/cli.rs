@@ -1,6 +1,8 @@
-//! Command-line flags as typed values. No I/O here: `main` turns these into a run.
+//! Command-line flags as typed values. No I/O here: `main` turns these into a run. Flags that
+//! override the configuration become [`Overrides`], validated with the file's values (numbers
+//! against the same bounds) by `config::resolve`.
 
-use crate::daemon::kernel::SourceRequest;
+use crate::config::{Overrides, SourceKind};
 use crate::sink::syslog::Facility;
 use crate::source::file::Format;
 use clap::{Args, Parser, Subcommand};
@@ -96,7 +98,7 @@ pub struct OutputArgs {
     #[arg(long)]
     pub no_syslog: bool,
     /// Cap of one syslog line in bytes (256 to 65536; default 2048).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(256..=65_536))]
+    #[arg(long, value_name = "N")]
     pub syslog_max_line: Option<u64>,
     /// Write NDJSON alerts to FILE (appended) or `-` for standard output.
     #[arg(long, value_name = "FILE|-")]
@@ -104,20 +106,44 @@ pub struct OutputArgs {
     /// Write every exec event as an ECS document (NDJSON) to FILE or `-`.
     #[arg(long, value_name = "FILE|-")]
     pub events: Option<PathBuf>,
-    /// At most N alerts per rule per rate-cap window (default: each rule's max_signals).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_signals: Option<u32>,
+    /// At most N alerts per rule per rate-cap window (1 to 4294967295; default: each rule's
+    /// max_signals).
+    #[arg(long, value_name = "N")]
+    pub max_signals: Option<u64>,
     /// Memory budget of one exec event's arguments in MiB (each argument costs its bytes plus
-    /// 32; default 8).
-    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=256))]
+    /// 32; 1 to 256; default 8).
+    #[arg(long, value_name = "MIB")]
     pub exec_argv_mib: Option<u64>,
-    /// Memory budget of the process table in MiB (default 24).
-    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..=4096))]
+    /// Memory budget of the process table in MiB (1 to 4096; default 20).
+    #[arg(long, value_name = "MIB")]
     pub process_table_mib: Option<u64>,
     /// Most new-terms tuples stored per rule; the least recently seen are evicted beyond it
-    /// (default 10000).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    /// (1 to 10000000; default 10000).
+    #[arg(long, value_name = "N")]
     pub max_terms_per_rule: Option<u64>,
+}
+
+impl OutputArgs {
+    /// These flags as overrides of the configuration; `syslog_default` is the mode's syslog
+    /// setting when neither `--syslog` nor `--no-syslog` is given (`None`: the file's).
+    fn overrides(&self, syslog_default: Option<bool>) -> Overrides {
+        Overrides {
+            syslog: match (self.syslog, self.no_syslog) {
+                (_, true) => Some(false),
+                (Some(_), false) => Some(true),
+                (None, false) => syslog_default,
+            },
+            syslog_facility: self.syslog.flatten(),
+            syslog_max_line: self.syslog_max_line,
+            json: self.json.clone(),
+            events: self.events.clone(),
+            max_signals: self.max_signals,
+            exec_argv_mib: self.exec_argv_mib,
+            process_table_mib: self.process_table_mib,
+            max_terms_per_rule: self.max_terms_per_rule,
+            ..Overrides::default()
+        }
+    }
 }
 
 fn parse_facility(name: &str) -> Result<Facility, String> {
@@ -147,10 +173,12 @@ pub struct ReplayArgs {
     /// Input encoding: auditd text (RAW, ENRICHED, plugin lines), netlink frames, or detect.
     #[arg(long, default_value = "auto")]
     pub format: Format,
-    /// Rule file or directory of *.toml rules (repeatable); default: the built-in seed rule.
+    /// Rule file or directory of *.toml rules (repeatable); default: the configuration file's
+    /// `rules.paths`, else the built-in seed rule.
     #[arg(long = "rules", value_name = "PATH")]
     pub rules: Vec<PathBuf>,
-    /// New-terms state directory (kept across runs); default: in memory, for this run only.
+    /// New-terms state directory (kept across runs); default: the configuration file's
+    /// `state.dir` when it sets one, else in memory, for this run only.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
     /// Turn the new-terms gate off: every query match alerts.
@@ -159,21 +187,24 @@ pub struct ReplayArgs {
     /// Also run the path-aware extended detector (exec and link-syscall sensors, own rule id).
     #[arg(long)]
     pub extended: bool,
-    /// Reproduce Elastic Defend's ignore_above: keyword values longer than N bytes match nothing.
+    /// Reproduce Elastic Defend's ignore_above: keyword values longer than N bytes match nothing
+    /// (1 to 1073741824).
     #[arg(long, value_name = "N")]
-    pub ignore_above: Option<usize>,
+    pub ignore_above: Option<u64>,
     /// host.id of the documents (default: /etc/machine-id).
     #[arg(long, value_name = "ID")]
     pub host_id: Option<String>,
     /// host.name of the documents (default: the kernel's host name).
     #[arg(long, value_name = "NAME")]
     pub host_name: Option<String>,
-    /// Close an event without EOE once audit time is this far past its first record (default 2000).
+    /// Close an event without EOE once audit time is this far past its first record (1 to
+    /// 3600000; default 2000).
     #[arg(long, value_name = "MS")]
     pub reassembly_timeout_ms: Option<u64>,
-    /// Most events open at once; the oldest is closed (and counted) beyond it (default 4096).
+    /// Most events open at once; the oldest is closed (and counted) beyond it (1 to 16777216;
+    /// default 4096).
     #[arg(long, value_name = "N")]
-    pub max_in_flight: Option<usize>,
+    pub max_in_flight: Option<u64>,
     /// Configuration and outputs.
     #[command(flatten)]
     pub output: OutputArgs,
@@ -194,6 +225,22 @@ pub struct ReplayArgs {
     pub inputs: Vec<String>,
 }
 
+impl ReplayArgs {
+    /// The flags that override the configuration. Replay sends alerts to syslog only when asked.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            rules: self.rules.clone(),
+            state_dir: self.state_dir.clone(),
+            // `daemon.extended` is the daemon's: a replay runs the extended detector when asked.
+            extended: Some(self.extended),
+            ignore_above: self.ignore_above,
+            reassembly_timeout_ms: self.reassembly_timeout_ms,
+            max_in_flight: self.max_in_flight,
+            ..self.output.overrides(Some(false))
+        }
+    }
+}
+
 /// How `replay` shows alerts on standard output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutputFormat {
@@ -210,7 +257,7 @@ pub enum OutputFormat {
 pub struct RunArgs {
     /// Live source: multicast (kernel ≥ 3.16), unicast (no auditd), plugin (auditd's stdin), or auto.
     #[arg(long, value_enum)]
-    pub source: Option<SourceRequest>,
+    pub source: Option<SourceKind>,
     /// Rule file or directory of *.toml rules (repeatable).
     #[arg(long = "rules", value_name = "PATH")]
     pub rules: Vec<PathBuf>,
@@ -226,7 +273,7 @@ pub struct RunArgs {
     /// Leave the execve rules the agent added in place on exit.
     #[arg(long)]
     pub keep_rules: bool,
-    /// Seconds between status lines (default 300).
+    /// Seconds between status lines (0 = never, up to 86400; default 300).
     #[arg(long, value_name = "SECONDS")]
     pub status_period: Option<u64>,
     /// Also run the path-aware extended detector and audit symlink/link syscalls.
@@ -235,6 +282,22 @@ pub struct RunArgs {
     /// Configuration and outputs.
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+impl RunArgs {
+    /// The flags that override the configuration.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            source: self.source,
+            manage_rules: self.no_manage_rules.then_some(false),
+            keep_rules: self.keep_rules.then_some(true),
+            rules: self.rules.clone(),
+            state_dir: self.state_dir.clone(),
+            status_period_secs: self.status_period,
+            extended: self.extended.then_some(true),
+            ..self.output.overrides(None)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -269,8 +332,7 @@ mod tests {
     fn bad_output_flags_are_usage_errors() {
         assert!(replay(&["--syslog=nope", "a.log"]).is_err());
         assert!(replay(&["--syslog", "--no-syslog", "a.log"]).is_err());
-        assert!(replay(&["--syslog-max-line", "10", "a.log"]).is_err());
-        assert!(replay(&["--max-signals", "0", "a.log"]).is_err());
+        assert!(replay(&["--max-signals", "-1", "a.log"]).is_err());
         let r = replay(&[
             "--max-signals",
             "5",
@@ -284,5 +346,62 @@ mod tests {
         assert_eq!(r.output.max_signals, Some(5));
         assert_eq!(r.output.json, Some(PathBuf::from("-")));
         assert_eq!(r.output.events, Some(PathBuf::from("e.json")));
+    }
+
+    /// Regression: `--max-in-flight` (and others) had no bound while the file's key had one.
+    /// Every numeric flag is checked against its key's range, with the file, naming the flag.
+    #[test]
+    fn every_numeric_flag_is_checked_against_its_keys_range() {
+        use crate::config::{self, bounds};
+        let cases = [
+            ("--syslog-max-line", bounds::SYSLOG_MAX_LINE),
+            ("--max-signals", bounds::MAX_SIGNALS),
+            ("--exec-argv-mib", bounds::EXEC_ARGV_MIB),
+            ("--process-table-mib", bounds::PROCESS_TABLE_MIB),
+            ("--max-terms-per-rule", bounds::MAX_TERMS_PER_RULE),
+            ("--ignore-above", bounds::IGNORE_ABOVE),
+            ("--reassembly-timeout-ms", bounds::REASSEMBLY_TIMEOUT_MS),
+            ("--max-in-flight", bounds::MAX_IN_FLIGHT),
+        ];
+        for (flag, bound) in cases {
+            assert_eq!(bound.flag, Some(flag));
+            for bad in [bound.min.checked_sub(1), bound.max.checked_add(1)]
+                .into_iter()
+                .flatten()
+            {
+                let r =
+                    replay(&[flag, &bad.to_string(), "a.log"]).unwrap_or_else(|e| panic!("{e}"));
+                let e = config::resolve(None, &r.overrides())
+                    .err()
+                    .map(|e| e.to_string());
+                let want = format!(
+                    "{flag}: {bad} is out of range ({} to {})",
+                    bound.min, bound.max
+                );
+                assert_eq!(e, Some(want));
+            }
+            for good in [bound.min, bound.max] {
+                let r =
+                    replay(&[flag, &good.to_string(), "a.log"]).unwrap_or_else(|e| panic!("{e}"));
+                assert!(
+                    config::resolve(None, &r.overrides()).is_ok(),
+                    "{flag} {good}"
+                );
+            }
+        }
+        let argv = ["auditsentry", "run", "--status-period", "86401"];
+        let Ok(Cli {
+            command: Command::Run(r),
+        }) = Cli::try_parse_from(argv)
+        else {
+            panic!("run --status-period did not parse");
+        };
+        let e = config::resolve(None, &r.overrides())
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some("--status-period: 86401 is out of range (0 to 86400)")
+        );
     }
 }

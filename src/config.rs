@@ -1,6 +1,7 @@
-//! `/etc/auditsentry/auditsentry.toml` → a validated [`Config`], in two stages: serde reads the text
-//! into raw tables that deny unknown keys and remember where each value was written, then
-//! validation turns them into typed settings. Every error names the file, the line and the dotted
+//! `/etc/auditsentry/auditsentry.toml` and the command line → one validated [`Settings`], in two
+//! stages: serde reads the text into raw tables that deny unknown keys and remember where each
+//! value was written; the flags ([`Overrides`]) are laid over them; then one validation, with the
+//! same [`Bound`]s for both, turns them into typed settings. Every error names the file, the line and the dotted
 //! key (`reassembly.timeout_ms`), so an operator can fix the file without reading code; `auditsentry
 //! config check` runs exactly this.
 //!
@@ -11,10 +12,15 @@ use crate::audit::reassemble::ReassembleConfig;
 use crate::sink::json::FsyncPolicy;
 use crate::sink::syslog::{Facility, DEFAULT_MAX_LINE};
 use crate::textfile::{self, TextFileError};
-use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use toml::Spanned;
+
+pub mod bounds;
+mod raw;
+
+pub use bounds::Bound;
+use raw::{line_of, serde_error, Raw, RawFileOutput};
 
 /// Where the daemon reads its configuration by default.
 pub const DEFAULT_PATH: &str = "/etc/auditsentry/auditsentry.toml";
@@ -76,6 +82,14 @@ pub enum ConfigError {
         /// What is wrong.
         message: String,
     },
+    /// A command-line flag has a bad value.
+    #[error("{flag}: {message}")]
+    Flag {
+        /// The flag, e.g. `--max-in-flight`.
+        flag: String,
+        /// What is wrong.
+        message: String,
+    },
     /// The text is not TOML.
     #[error("{file}:{line}: {message}")]
     Syntax {
@@ -88,11 +102,12 @@ pub enum ConfigError {
     },
 }
 
-/// Where audit records come from.
+/// Where audit records come from: what the operator asks for (`source.kind`, `--source`), and,
+/// once `daemon::choose` has resolved `Auto`, the source that runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SourceKind {
     /// Multicast where auditd runs or is installed (kernel ≥ 3.16), unicast where no auditd is
-    /// installed, else an error naming the auditd plugin file (see `daemon::kernel::choose`).
+    /// installed, else an error naming the auditd plugin file.
     Auto,
     /// Netlink multicast group (read-only, beside auditd).
     Multicast,
@@ -126,6 +141,12 @@ impl SourceKind {
     }
 }
 
+impl std::fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// `[output.syslog]`: one line per alert through syslog(3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyslogOutput {
@@ -146,9 +167,10 @@ pub struct FileOutput {
     pub fsync: FsyncPolicy,
 }
 
-/// The validated configuration.
+/// The validated settings every mode runs with: the configuration file, with the command line's
+/// flags over it (see [`resolve`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
+pub struct Settings {
     /// `source.kind`: where records come from.
     pub source: SourceKind,
     /// `source.manage_rules`: install the kernel audit rules (execve) auditsentry needs.
@@ -158,8 +180,9 @@ pub struct Config {
     /// `rules.paths`: detection-rule files or directories of `*.toml`; empty when the key is not
     /// set, which means the built-in seed rule.
     pub rules: Vec<PathBuf>,
-    /// `state.dir`: the new-terms memory.
-    pub state_dir: PathBuf,
+    /// `state.dir`: the new-terms memory; `None` when neither the file nor `--state-dir` names
+    /// one: the agent then uses [`DEFAULT_STATE_DIR`], a replay memory (see [`Settings::agent_state_dir`]).
+    pub state_dir: Option<PathBuf>,
     /// `state.max_terms_per_rule`: most new-terms tuples stored per rule (oldest evicted).
     pub max_terms_per_rule: u64,
     /// `[output.syslog]`.
@@ -188,14 +211,14 @@ pub struct Config {
     pub extended: bool,
 }
 
-impl Default for Config {
+impl Default for Settings {
     fn default() -> Self {
-        Config {
+        Settings {
             source: SourceKind::Auto,
             manage_rules: true,
             keep_rules: false,
             rules: Vec::new(),
-            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            state_dir: None,
             max_terms_per_rule: DEFAULT_MAX_TERMS_PER_RULE,
             syslog: SyslogOutput {
                 enabled: true,
@@ -217,8 +240,8 @@ impl Default for Config {
     }
 }
 
-impl Config {
-    /// The configuration as a TOML file that [`parse`] reads back to an equal `Config` (keys that
+impl Settings {
+    /// The configuration as a TOML file that [`parse`] reads back to an equal `Settings` (keys that
     /// are unset are left out): the round-trip test's writer, not part of the agent.
     #[cfg(test)]
     pub fn to_toml(&self) -> String {
@@ -233,7 +256,10 @@ impl Config {
             let paths: Vec<String> = self.rules.iter().map(|r| p(r)).collect();
             let _ = writeln!(t, "[rules]\npaths = [{}]\n", paths.join(", "));
         }
-        let _ = writeln!(t, "[state]\ndir = {}", p(&self.state_dir));
+        let _ = writeln!(t, "[state]");
+        if let Some(dir) = &self.state_dir {
+            let _ = writeln!(t, "dir = {}", p(dir));
+        }
         let _ = writeln!(t, "max_terms_per_rule = {}\n", self.max_terms_per_rule);
         let _ = writeln!(t, "[output.syslog]\nenabled = {}", self.syslog.enabled);
         let _ = writeln!(t, "facility = {}", q(&self.syslog.facility.name()));
@@ -281,6 +307,13 @@ impl Config {
         t
     }
 
+    /// The live agent's state directory: `state.dir`, else [`DEFAULT_STATE_DIR`].
+    pub fn agent_state_dir(&self) -> PathBuf {
+        self.state_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
+    }
+
     /// `limits.exec_argv_mib` in bytes.
     pub fn exec_argv_bytes(&self) -> usize {
         mib(self.exec_argv_mib)
@@ -323,24 +356,82 @@ fn mib(n: u64) -> usize {
     usize::try_from(n.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
 }
 
+/// What the command line sets, laid over the file's values before [`resolve`] validates them
+/// all. Numbers are as given: they pass the same [`Bound`]s as the file's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--source`.
+    pub source: Option<SourceKind>,
+    /// `--no-manage-rules` (`Some(false)`).
+    pub manage_rules: Option<bool>,
+    /// `--keep-rules` (`Some(true)`).
+    pub keep_rules: Option<bool>,
+    /// `--rules` (repeatable); empty: the file's.
+    pub rules: Vec<PathBuf>,
+    /// `--state-dir`.
+    pub state_dir: Option<PathBuf>,
+    /// `--syslog` (`Some(true)`), `--no-syslog` (`Some(false)`).
+    pub syslog: Option<bool>,
+    /// `--syslog=FACILITY`.
+    pub syslog_facility: Option<Facility>,
+    /// `--syslog-max-line`.
+    pub syslog_max_line: Option<u64>,
+    /// `--json`.
+    pub json: Option<PathBuf>,
+    /// `--events`.
+    pub events: Option<PathBuf>,
+    /// `--reassembly-timeout-ms`.
+    pub reassembly_timeout_ms: Option<u64>,
+    /// `--max-in-flight`.
+    pub max_in_flight: Option<u64>,
+    /// `--max-signals`.
+    pub max_signals: Option<u64>,
+    /// `--ignore-above`.
+    pub ignore_above: Option<u64>,
+    /// `--exec-argv-mib`.
+    pub exec_argv_mib: Option<u64>,
+    /// `--process-table-mib`.
+    pub process_table_mib: Option<u64>,
+    /// `--max-terms-per-rule`.
+    pub max_terms_per_rule: Option<u64>,
+    /// `--status-period`.
+    pub status_period_secs: Option<u64>,
+    /// `--extended` (`Some(true)`).
+    pub extended: Option<bool>,
+}
+
 /// Reads and validates the file at `path`.
-pub fn load(path: &Path) -> Result<Config, ConfigError> {
+pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+    resolve(Some(path), &Overrides::default())
+}
+
+/// The one way to settings: the file at `path` (or none: the defaults), then `flags` over it,
+/// then one validation of the result. Errors name the key, file and line, or the flag.
+pub fn resolve(path: Option<&Path>, flags: &Overrides) -> Result<Settings, ConfigError> {
+    let Some(path) = path else {
+        return parse_with("", "", flags);
+    };
     let name = path.display().to_string();
     let text = textfile::read(path, MAX_CONFIG_BYTES).map_err(|error| ConfigError::Read {
         file: name.clone(),
         error,
     })?;
-    parse(&text, &name)
+    parse_with(&text, &name, flags)
 }
 
 /// Validates `text`; `source_name` names it in errors (usually the file's path).
-pub fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
+pub fn parse(text: &str, source_name: &str) -> Result<Settings, ConfigError> {
+    parse_with(text, source_name, &Overrides::default())
+}
+
+/// [`parse`] with `flags` laid over the file's values.
+fn parse_with(text: &str, source_name: &str, flags: &Overrides) -> Result<Settings, ConfigError> {
     let raw: Raw = toml::from_str(text).map_err(|e| serde_error(text, source_name, &e))?;
     let v = Validator {
         text,
         file: source_name,
     };
-    let d = Config::default();
+    let d = Settings::default();
     let source = raw.source.unwrap_or_default();
     let rules = raw.rules.unwrap_or_default();
     let state = raw.state.unwrap_or_default();
@@ -350,9 +441,10 @@ pub fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
     let limits = raw.limits.unwrap_or_default();
     let daemon = raw.daemon.unwrap_or_default();
 
-    let kind = match &source.kind {
-        None => d.source,
-        Some(k) => SourceKind::from_name(k.get_ref()).ok_or_else(|| {
+    let kind = match (flags.source, &source.kind) {
+        (Some(kind), _) => kind,
+        (None, None) => d.source,
+        (None, Some(k)) => SourceKind::from_name(k.get_ref()).ok_or_else(|| {
             v.err(
                 k.span(),
                 "source.kind",
@@ -365,6 +457,7 @@ pub fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
         })?,
     };
     let rule_paths = match &rules.paths {
+        _ if !flags.rules.is_empty() => flags.rules.clone(),
         None => d.rules.clone(),
         Some(list) => {
             if list.get_ref().is_empty() {
@@ -381,9 +474,10 @@ pub fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
             out
         }
     };
-    let facility = match &syslog.facility {
-        None => d.syslog.facility,
-        Some(f) => Facility::from_name(f.get_ref()).ok_or_else(|| {
+    let facility = match (flags.syslog_facility, &syslog.facility) {
+        (Some(f), _) => f,
+        (None, None) => d.syslog.facility,
+        (None, Some(f)) => Facility::from_name(f.get_ref()).ok_or_else(|| {
             v.err(
                 f.span(),
                 "output.syslog.facility",
@@ -395,95 +489,110 @@ pub fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
             )
         })?,
     };
-    let extended = flag(&daemon.extended, d.extended);
-    Ok(Config {
+    let state_dir = match (&flags.state_dir, &state.dir) {
+        (Some(dir), _) => Some(dir.clone()),
+        (None, None) => None,
+        (None, Some(p)) => Some(v.path(p, "state.dir")?),
+    };
+    let file_output = |raw, table, interval, flag: &Option<PathBuf>| {
+        let out = v.file_output(raw, table, interval)?;
+        Ok::<_, ConfigError>(match flag {
+            None => out,
+            Some(path) => Some(FileOutput {
+                path: path.clone(),
+                fsync: out.map_or(FsyncPolicy::Never, |o| o.fsync),
+            }),
+        })
+    };
+    Ok(Settings {
         source: kind,
-        manage_rules: flag(&source.manage_rules, d.manage_rules),
-        keep_rules: flag(&source.keep_rules, d.keep_rules),
+        manage_rules: flags
+            .manage_rules
+            .unwrap_or_else(|| flag(&source.manage_rules, d.manage_rules)),
+        keep_rules: flags
+            .keep_rules
+            .unwrap_or_else(|| flag(&source.keep_rules, d.keep_rules)),
         rules: rule_paths,
-        state_dir: match &state.dir {
-            None => d.state_dir,
-            Some(p) => v.path(p, "state.dir")?,
-        },
+        state_dir,
         max_terms_per_rule: v.int(
             &state.max_terms_per_rule,
-            "state.max_terms_per_rule",
-            1,
-            MAX_TERMS_PER_RULE,
+            flags.max_terms_per_rule,
+            &bounds::MAX_TERMS_PER_RULE,
             d.max_terms_per_rule,
         )?,
         syslog: SyslogOutput {
-            enabled: flag(&syslog.enabled, d.syslog.enabled),
+            enabled: flags
+                .syslog
+                .unwrap_or_else(|| flag(&syslog.enabled, d.syslog.enabled)),
             facility,
             max_line: v.int(
                 &syslog.max_line,
-                "output.syslog.max_line",
-                MIN_SYSLOG_LINE as u64,
-                MAX_SYSLOG_LINE as u64,
+                flags.syslog_max_line,
+                &bounds::SYSLOG_MAX_LINE,
                 d.syslog.max_line as u64,
             )? as usize,
         },
-        json: v.file_output(output.json, "output.json")?,
-        events: v.file_output(output.events, "output.events")?,
+        json: file_output(
+            output.json,
+            "output.json",
+            &bounds::JSON_FSYNC_INTERVAL_SECS,
+            &flags.json,
+        )?,
+        events: file_output(
+            output.events,
+            "output.events",
+            &bounds::EVENTS_FSYNC_INTERVAL_SECS,
+            &flags.events,
+        )?,
         reassembly_timeout_ms: v.int(
             &reassembly.timeout_ms,
-            "reassembly.timeout_ms",
-            1,
-            3_600_000,
+            flags.reassembly_timeout_ms,
+            &bounds::REASSEMBLY_TIMEOUT_MS,
             d.reassembly_timeout_ms,
         )?,
         max_in_flight: v.int(
             &reassembly.max_in_flight,
-            "reassembly.max_in_flight",
-            1,
-            1 << 24,
+            flags.max_in_flight,
+            &bounds::MAX_IN_FLIGHT,
             d.max_in_flight as u64,
         )? as usize,
-        max_signals: match &limits.max_signals {
-            None => None,
-            Some(_) => Some(v.int(
-                &limits.max_signals,
-                "limits.max_signals",
-                1,
-                u64::from(u32::MAX),
-                0,
-            )? as u32),
-        },
+        max_signals: v
+            .opt_int(&limits.max_signals, flags.max_signals, &bounds::MAX_SIGNALS)?
+            .map(|n| n as u32),
         rate_window_secs: v.int(
             &limits.rate_window_secs,
-            "limits.rate_window_secs",
-            1,
-            86_400,
+            None,
+            &bounds::RATE_WINDOW_SECS,
             d.rate_window_secs,
         )?,
-        ignore_above: match &limits.ignore_above {
-            None => None,
-            Some(_) => {
-                Some(v.int(&limits.ignore_above, "limits.ignore_above", 1, 1 << 30, 0)? as usize)
-            }
-        },
+        ignore_above: v
+            .opt_int(
+                &limits.ignore_above,
+                flags.ignore_above,
+                &bounds::IGNORE_ABOVE,
+            )?
+            .map(|n| n as usize),
         exec_argv_mib: v.int(
             &limits.exec_argv_mib,
-            "limits.exec_argv_mib",
-            1,
-            MAX_EXEC_ARGV_MIB,
+            flags.exec_argv_mib,
+            &bounds::EXEC_ARGV_MIB,
             d.exec_argv_mib,
         )?,
         process_table_mib: v.int(
             &limits.process_table_mib,
-            "limits.process_table_mib",
-            1,
-            MAX_PROCESS_TABLE_MIB,
+            flags.process_table_mib,
+            &bounds::PROCESS_TABLE_MIB,
             d.process_table_mib,
         )?,
         status_period_secs: v.int(
             &daemon.status_period_secs,
-            "daemon.status_period_secs",
-            0,
-            86_400,
+            flags.status_period_secs,
+            &bounds::STATUS_PERIOD_SECS,
             d.status_period_secs,
         )?,
-        extended,
+        extended: flags
+            .extended
+            .unwrap_or_else(|| flag(&daemon.extended, d.extended)),
     })
 }
 
@@ -506,24 +615,44 @@ impl Validator<'_> {
         }
     }
 
+    /// The flag's value if given, else the file's, else `default`; the one range check of both.
     fn int(
         &self,
         value: &Option<Spanned<i64>>,
-        key: &str,
-        min: u64,
-        max: u64,
+        flag: Option<u64>,
+        bound: &Bound,
         default: u64,
     ) -> Result<u64, ConfigError> {
+        Ok(self.opt_int(value, flag, bound)?.unwrap_or(default))
+    }
+
+    /// [`Validator::int`] for a setting without a default.
+    fn opt_int(
+        &self,
+        value: &Option<Spanned<i64>>,
+        flag: Option<u64>,
+        bound: &Bound,
+    ) -> Result<Option<u64>, ConfigError> {
+        let range = bound.min..=bound.max;
+        let out_of_range = |v: &dyn std::fmt::Display| {
+            format!("{v} is out of range ({} to {})", bound.min, bound.max)
+        };
+        if let Some(n) = flag {
+            return if range.contains(&n) {
+                Ok(Some(n))
+            } else {
+                Err(ConfigError::Flag {
+                    flag: bound.flag.unwrap_or(bound.key).to_string(),
+                    message: out_of_range(&n),
+                })
+            };
+        }
         let Some(v) = value else {
-            return Ok(default);
+            return Ok(None);
         };
         match u64::try_from(*v.get_ref()) {
-            Ok(n) if (min..=max).contains(&n) => Ok(n),
-            _ => Err(self.err(
-                v.span(),
-                key,
-                format!("{} is out of range ({min} to {max})", v.get_ref()),
-            )),
+            Ok(n) if range.contains(&n) => Ok(Some(n)),
+            _ => Err(self.err(v.span(), bound.key, out_of_range(v.get_ref()))),
         }
     }
 
@@ -539,15 +668,15 @@ impl Validator<'_> {
         &self,
         raw: Option<RawFileOutput>,
         table: &str,
+        interval: &Bound,
     ) -> Result<Option<FileOutput>, ConfigError> {
         let Some(raw) = raw else {
             return Ok(None);
         };
         let interval = self.int(
             &raw.fsync_interval_secs,
-            &format!("{table}.fsync_interval_secs"),
-            1,
-            86_400,
+            None,
+            interval,
             DEFAULT_FSYNC_INTERVAL_SECS,
         )?;
         let fsync = match &raw.fsync {
@@ -575,170 +704,6 @@ impl Validator<'_> {
     }
 }
 
-/// 1-based line of byte `offset` in `text`.
-fn line_of(text: &str, offset: usize) -> usize {
-    let end = offset.min(text.len());
-    text.as_bytes()
-        .get(..end)
-        .map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count())
-        + 1
-}
-
-/// The dotted key written on the line holding `offset`: the table header above it plus the key
-/// before `=` (or the header itself when the line is one).
-fn key_at(text: &str, offset: usize) -> Option<String> {
-    let line_no = line_of(text, offset);
-    let lines: Vec<&str> = text.lines().collect();
-    let here = lines.get(line_no.checked_sub(1)?)?.trim();
-    let header = |l: &str| {
-        let l = l.trim();
-        (l.starts_with('[') && !l.starts_with("[[")).then(|| {
-            l.trim_start_matches('[')
-                .split(']')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_string()
-        })
-    };
-    if let Some(h) = header(here) {
-        return Some(h);
-    }
-    let key = here.split('=').next()?.trim().trim_matches('"').to_string();
-    if key.is_empty() {
-        return None;
-    }
-    let table = lines
-        .get(..line_no.saturating_sub(1))?
-        .iter()
-        .rev()
-        .find_map(|l| header(l));
-    Some(match table {
-        Some(t) if !t.is_empty() => format!("{t}.{key}"),
-        _ => key,
-    })
-}
-
-fn serde_error(text: &str, file: &str, e: &toml::de::Error) -> ConfigError {
-    let message = e.message().trim().to_string();
-    let Some(span) = e.span() else {
-        return ConfigError::Syntax {
-            file: file.to_string(),
-            line: 1,
-            message,
-        };
-    };
-    let line = line_of(text, span.start);
-    let unknown = message.starts_with("unknown field");
-    match key_at(text, span.start) {
-        Some(key) if unknown || !message.contains("expected") || is_value_error(&message) => {
-            ConfigError::Key {
-                file: file.to_string(),
-                line,
-                key,
-                message: if unknown {
-                    message.replacen("unknown field", "unknown key", 1)
-                } else {
-                    message
-                },
-            }
-        }
-        _ => ConfigError::Syntax {
-            file: file.to_string(),
-            line,
-            message,
-        },
-    }
-}
-
-/// Whether a serde message is about a value's type (as opposed to TOML syntax).
-fn is_value_error(message: &str) -> bool {
-    message.starts_with("invalid type") || message.starts_with("invalid value")
-}
-
-type Setting<T> = Option<Spanned<T>>;
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Raw {
-    source: Option<RawSource>,
-    rules: Option<RawRules>,
-    state: Option<RawState>,
-    output: Option<RawOutput>,
-    reassembly: Option<RawReassembly>,
-    limits: Option<RawLimits>,
-    daemon: Option<RawDaemon>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSource {
-    kind: Setting<String>,
-    manage_rules: Setting<bool>,
-    keep_rules: Setting<bool>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRules {
-    paths: Setting<Vec<Spanned<String>>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawState {
-    dir: Setting<String>,
-    max_terms_per_rule: Setting<i64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawOutput {
-    syslog: Option<RawSyslog>,
-    json: Option<RawFileOutput>,
-    events: Option<RawFileOutput>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawSyslog {
-    enabled: Setting<bool>,
-    facility: Setting<String>,
-    max_line: Setting<i64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFileOutput {
-    path: Setting<String>,
-    fsync: Setting<String>,
-    fsync_interval_secs: Setting<i64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawReassembly {
-    timeout_ms: Setting<i64>,
-    max_in_flight: Setting<i64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawLimits {
-    max_signals: Setting<i64>,
-    rate_window_secs: Setting<i64>,
-    ignore_above: Setting<i64>,
-    exec_argv_mib: Setting<i64>,
-    process_table_mib: Setting<i64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawDaemon {
-    status_period_secs: Setting<i64>,
-    extended: Setting<bool>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -750,8 +715,8 @@ mod tests {
         }
     }
 
-    fn every_key_changed() -> Config {
-        Config {
+    fn every_key_changed() -> Settings {
+        Settings {
             source: SourceKind::Unicast,
             manage_rules: false,
             keep_rules: true,
@@ -759,7 +724,7 @@ mod tests {
                 PathBuf::from("/etc/a.toml"),
                 PathBuf::from("/srv/rules dir"),
             ],
-            state_dir: PathBuf::from("/srv/state"),
+            state_dir: Some(PathBuf::from("/srv/state")),
             max_terms_per_rule: 5000,
             syslog: SyslogOutput {
                 enabled: false,
@@ -788,18 +753,19 @@ mod tests {
 
     #[test]
     fn empty_file_is_the_default() {
-        assert_eq!(parse("", "t").ok(), Some(Config::default()));
-        let d = Config::default();
+        assert_eq!(parse("", "t").ok(), Some(Settings::default()));
+        let d = Settings::default();
         assert_eq!(d.syslog.facility, Facility::Authpriv);
         assert_eq!(d.syslog.max_line, 2048);
         assert!(d.rules.is_empty(), "no rule path: the built-in rule");
-        assert_eq!(d.state_dir, PathBuf::from("/var/lib/auditsentry"));
+        assert_eq!(d.state_dir, None);
+        assert_eq!(d.agent_state_dir(), PathBuf::from("/var/lib/auditsentry"));
         assert_eq!(d.rate_window_ms(), 300_000);
     }
 
     #[test]
     fn every_key_round_trips() {
-        for cfg in [Config::default(), every_key_changed()] {
+        for cfg in [Settings::default(), every_key_changed()] {
             let text = cfg.to_toml();
             assert_eq!(parse(&text, "t").ok(), Some(cfg), "{text}");
         }
@@ -814,10 +780,12 @@ mod tests {
     #[test]
     fn the_packaged_file_is_the_default_and_sets_every_key() {
         let text = include_str!("../packaging/etc/auditsentry.toml");
-        // The default but for the rules, which the package installs in their own directory.
-        let packaged = Config {
+        // The default but for the rules, which the package installs in their own directory, and
+        // the state directory, which it names.
+        let packaged = Settings {
             rules: vec![PathBuf::from(DEFAULT_RULES_DIR)],
-            ..Config::default()
+            state_dir: Some(PathBuf::from(DEFAULT_STATE_DIR)),
+            ..Settings::default()
         };
         assert_eq!(parse(text, "packaged").ok(), Some(packaged));
         // Every key appears (set, or commented out when it has no value by default).
@@ -908,6 +876,53 @@ mod tests {
     }
 
     #[test]
+    fn flags_win_over_the_file_and_pass_the_same_bounds() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[rules]\npaths = [\"/a\"]\n[reassembly]\nmax_in_flight = 10\n\
+             [output.json]\npath = \"/j\"\nfsync = \"alert\"\n",
+        )
+        .expect("write");
+        let file = resolve(Some(&path), &Overrides::default()).expect("file");
+        assert_eq!((file.max_in_flight, file.rules.len()), (10, 1));
+        assert_eq!(file.state_dir, None, "no state.dir, no --state-dir");
+        let flags = Overrides {
+            rules: vec![PathBuf::from("/b")],
+            max_in_flight: Some(20),
+            json: Some(PathBuf::from("/k")),
+            state_dir: Some(PathBuf::from("/s")),
+            ..Overrides::default()
+        };
+        let both = resolve(Some(&path), &flags).expect("file and flags");
+        assert_eq!(both.rules, vec![PathBuf::from("/b")]);
+        assert_eq!(both.max_in_flight, 20);
+        assert_eq!(both.state_dir, Some(PathBuf::from("/s")));
+        assert_eq!(
+            both.json,
+            Some(FileOutput {
+                path: PathBuf::from("/k"),
+                fsync: FsyncPolicy::Alert,
+            }),
+            "the flag names the file, the file's fsync policy stays"
+        );
+        // The same bound, named by where the value came from.
+        let zero = Overrides {
+            max_in_flight: Some(0),
+            ..Overrides::default()
+        };
+        assert_eq!(
+            resolve(Some(&path), &zero).err().map(|e| e.to_string()),
+            Some("--max-in-flight: 0 is out of range (1 to 16777216)".to_string())
+        );
+        assert_eq!(
+            err("[reassembly]\nmax_in_flight = 0\n"),
+            "t.toml:2: reassembly.max_in_flight: 0 is out of range (1 to 16777216)"
+        );
+    }
+
+    #[test]
     fn syntax_errors_give_the_line() {
         let e = err("[source]\nkind = \n");
         assert!(e.starts_with("t.toml:2: "), "{e}");
@@ -922,15 +937,5 @@ mod tests {
             e.as_deref(),
             Some("/nonexistent/auditsentry.toml: cannot read: No such file or directory (os error 2)")
         );
-    }
-
-    #[test]
-    fn key_at_finds_the_table_and_key() {
-        let text = "[a]\nx = 1\n[b.c]\n y = 2\n";
-        assert_eq!(key_at(text, 5).as_deref(), Some("a.x"));
-        assert_eq!(key_at(text, 18).as_deref(), Some("b.c.y"));
-        assert_eq!(key_at(text, 0).as_deref(), Some("a"));
-        assert_eq!(line_of(text, 18), 4);
-        assert_eq!(line_of(text, 10_000), 5);
     }
 }

@@ -1,11 +1,10 @@
 //! The edge: argv → flags → rules, state and pipeline → exit code. anyhow lives here only.
 
 use anyhow::{Context, Result};
-use auditsentry::audit::reassemble::ReassembleConfig;
 use auditsentry::cli::{
-    Cli, Command, ConfigCommand, OutputArgs, OutputFormat, ReplayArgs, RulesCommand, RunArgs,
+    Cli, Command, ConfigCommand, OutputFormat, ReplayArgs, RulesCommand, RunArgs,
 };
-use auditsentry::config::{self, Config, FileOutput, SourceKind};
+use auditsentry::config::{self, Overrides, Settings, SourceKind};
 use auditsentry::daemon::kernel;
 use auditsentry::daemon::{self, Log, RunOptions};
 use auditsentry::event::Host;
@@ -17,7 +16,7 @@ use auditsentry::rule::file as rules;
 use auditsentry::rule::kql::EvalOptions;
 use auditsentry::rule::new_terms::{MemStore, TermStore};
 use auditsentry::rule::ratecap::RateCap;
-use auditsentry::sink::json::{FsyncPolicy, JsonSink};
+use auditsentry::sink::json::JsonSink;
 use auditsentry::sink::syslog::{self, Facility, SyslogSink};
 use auditsentry::sink::text::TextSink;
 use auditsentry::sink::Fanout;
@@ -27,7 +26,6 @@ use clap::Parser;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 /// jemalloc instead of glibc's malloc. A replay's threads each allocate and free hundreds of
 /// thousands of small strings a second, some freed by the other thread; glibc spent a fifth of
@@ -87,67 +85,49 @@ fn unblock_signals() {
     }
 }
 
-/// Which mode is asking for its configuration: syslog is on by default for the daemon only, and
-/// replay prints alerts on stdout unless told otherwise.
+/// Which mode the outputs are for: replay prints alerts on stdout unless told otherwise (and
+/// sends them to syslog only with `--syslog`, see `ReplayArgs::overrides`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
-    /// `replay`: syslog only with `--syslog`; alerts on stdout by default; notices on stderr.
+    /// `replay`: alerts on stdout by default; notices on stderr.
     Replay,
-    /// The daemon: the configuration file decides.
+    /// The daemon: the settings decide.
     Run,
 }
 
-/// The configuration file (or the defaults) with the command-line flags applied on top.
-fn effective_config(flags: &OutputArgs, mode: Mode) -> Result<Config> {
-    let mut cfg = match &flags.config {
-        Some(path) => config::load(path)?,
-        None => Config::default(),
-    };
-    if mode == Mode::Replay {
-        cfg.syslog.enabled = false;
+/// The settings every mode runs with: the configuration file `path` (or the defaults), the
+/// command line's `flags` over it, validated once (see [`config::resolve`]).
+fn settings(path: Option<&Path>, flags: &Overrides) -> Result<Settings> {
+    Ok(config::resolve(path, flags)?)
+}
+
+/// The configuration file a daemon or `status` reads when none is given:
+/// /etc/auditsentry/auditsentry.toml when it exists.
+fn default_config_path() -> Option<PathBuf> {
+    Some(PathBuf::from(config::DEFAULT_PATH)).filter(|p| p.exists())
+}
+
+/// The detection knobs of `settings`, for replay and the daemon alike.
+fn detect_options(settings: &Settings, host: Host, all_matches: bool) -> DetectOptions {
+    DetectOptions {
+        reassemble: settings.reassemble(),
+        exec_limits: settings.exec_limits(),
+        eval: EvalOptions {
+            ignore_above: settings.ignore_above,
+        },
+        all_matches,
+        host,
+        proc_capacity: 65_536,
+        proc_budget: settings.process_table_bytes(),
+        max_terms_per_rule: settings.max_terms(),
     }
-    if let Some(facility) = flags.syslog {
-        cfg.syslog.enabled = true;
-        if let Some(f) = facility {
-            cfg.syslog.facility = f;
-        }
-    }
-    if flags.no_syslog {
-        cfg.syslog.enabled = false;
-    }
-    if let Some(n) = flags.syslog_max_line {
-        cfg.syslog.max_line = usize::try_from(n).unwrap_or(usize::MAX);
-    }
-    let file_output = |path: &std::path::Path, old: &Option<FileOutput>| FileOutput {
-        path: path.to_path_buf(),
-        fsync: old.as_ref().map_or(FsyncPolicy::Never, |o| o.fsync),
-    };
-    if let Some(path) = &flags.json {
-        cfg.json = Some(file_output(path, &cfg.json));
-    }
-    if let Some(path) = &flags.events {
-        cfg.events = Some(file_output(path, &cfg.events));
-    }
-    if flags.max_signals.is_some() {
-        cfg.max_signals = flags.max_signals;
-    }
-    if let Some(n) = flags.exec_argv_mib {
-        cfg.exec_argv_mib = n;
-    }
-    if let Some(n) = flags.process_table_mib {
-        cfg.process_table_mib = n;
-    }
-    if let Some(n) = flags.max_terms_per_rule {
-        cfg.max_terms_per_rule = n;
-    }
-    Ok(cfg)
 }
 
 /// Every output `cfg` asks for, as one sink. In replay, alerts go to stdout when no JSON output is
 /// configured (as they always have): JSON lines, or with `stdout_text` one readable line each.
 /// Notices (rate-cap summaries; the daemon's coverage and loss warnings) also go to stderr, and in
 /// the daemon to the JSON output.
-fn outputs_from(cfg: &Config, mode: Mode, stdout_text: bool) -> Result<Fanout> {
+fn outputs_from(cfg: &Settings, mode: Mode, stdout_text: bool) -> Result<Fanout> {
     let mut out = Fanout::new();
     match &cfg.json {
         // The daemon's coverage and loss warnings go to the JSON output too.
@@ -177,20 +157,11 @@ fn outputs_from(cfg: &Config, mode: Mode, stdout_text: bool) -> Result<Fanout> {
 }
 
 fn replay(args: ReplayArgs) -> Result<ExitCode> {
-    let cfg = effective_config(&args.output, Mode::Replay)?;
-    let from_file = args.output.config.is_some();
-    let rules = if !args.rules.is_empty() {
-        rules::load_paths(&args.rules)?
-    } else {
-        rules::load_configured(&cfg.rules)?
-    };
-    let state_dir = match &args.state_dir {
-        Some(dir) => Some(dir.clone()),
-        None if from_file => Some(cfg.state_dir.clone()),
-        None => None,
-    };
-    // Without a state directory the history lives for this run only: memory does that.
-    let store: Box<dyn TermStore> = match &state_dir {
+    let cfg = settings(args.output.config.as_deref(), &args.overrides())?;
+    let rules = rules::load_configured(&cfg.rules)?;
+    // Without a state directory (none given, none in the file) the history lives for this run
+    // only: memory does that. Never the installed agent's directory by default.
+    let store: Box<dyn TermStore> = match &cfg.state_dir {
         Some(dir) => {
             let (store, report) = SledStore::open(dir)
                 .with_context(|| format!("opening state directory {}", dir.display()))?;
@@ -206,27 +177,10 @@ fn replay(args: ReplayArgs) -> Result<ExitCode> {
         id: args.host_id.clone().unwrap_or(detected.id),
         name: args.host_name.clone().unwrap_or(detected.name),
     };
-    let opts = DetectOptions {
-        reassemble: ReassembleConfig {
-            timeout_ms: args
-                .reassembly_timeout_ms
-                .unwrap_or(cfg.reassembly_timeout_ms),
-            max_in_flight: args.max_in_flight.unwrap_or(cfg.max_in_flight),
-            ..cfg.reassemble()
-        },
-        exec_limits: cfg.exec_limits(),
-        eval: EvalOptions {
-            ignore_above: args.ignore_above.or(cfg.ignore_above),
-        },
-        all_matches: args.all_matches,
-        host,
-        proc_capacity: 65_536,
-        proc_budget: cfg.process_table_bytes(),
-        max_terms_per_rule: cfg.max_terms(),
-    };
+    let opts = detect_options(&cfg, host, args.all_matches);
     let mut detector = Detector::new(rules, store, Box::new(NoFallback), opts)
         .with_rate_cap(RateCap::new(cfg.max_signals, cfg.rate_window_ms()));
-    if args.extended {
+    if cfg.extended {
         detector.set_extended(Some(ExtendedDetector::new()?));
     }
     let mut pipe = Pipeline::new(detector);
@@ -310,16 +264,6 @@ fn rules_check(paths: &[std::path::PathBuf]) -> Result<ExitCode> {
     })
 }
 
-/// The configuration file given, else /etc/auditsentry/auditsentry.toml when it exists, else defaults.
-fn default_config() -> Result<Config> {
-    let path = Path::new(config::DEFAULT_PATH);
-    Ok(if path.exists() {
-        config::load(path)?
-    } else {
-        Config::default()
-    })
-}
-
 /// Daemon log lines, each written once to the journal: to syslog when it is on (which on a
 /// systemd host is the journal's socket too), and to stderr as well unless stderr is the
 /// journal (`JOURNAL_STREAM`, set by systemd). When syslog is off or refuses the line, stderr.
@@ -352,84 +296,36 @@ fn stderr_is_journal() -> bool {
 }
 
 fn run(args: RunArgs) -> Result<ExitCode> {
-    let mut flags = args.output.clone();
-    if flags.config.is_none() && Path::new(config::DEFAULT_PATH).exists() {
-        flags.config = Some(PathBuf::from(config::DEFAULT_PATH));
-    }
-    let mut cfg = effective_config(&flags, Mode::Run)?;
-    if let Some(source) = args.source {
-        cfg.source = source;
-    }
-    if !args.rules.is_empty() {
-        cfg.rules = args.rules.clone();
-    }
-    if let Some(dir) = &args.state_dir {
-        cfg.state_dir = dir.clone();
-    }
-    if args.no_manage_rules {
-        cfg.manage_rules = false;
-    }
-    if args.keep_rules {
-        cfg.keep_rules = true;
-    }
-    if let Some(secs) = args.status_period {
-        cfg.status_period_secs = secs;
-    }
-    if args.extended {
-        cfg.extended = true;
-    }
-    run_daemon(cfg, flags.config, args.record)
+    let config_path = args.output.config.clone().or_else(default_config_path);
+    run_daemon(config_path, args.overrides(), args.record)
 }
 
 /// `auditsentry plugin [CONFIG]`: the daemon on auditd's plugin stream.
 fn plugin(config_path: Option<PathBuf>) -> Result<ExitCode> {
-    let path =
-        config_path.or_else(|| Some(PathBuf::from(config::DEFAULT_PATH)).filter(|p| p.exists()));
-    let mut cfg = match &path {
-        Some(path) => config::load(path)?,
-        None => Config::default(),
+    let flags = Overrides {
+        source: Some(SourceKind::Plugin),
+        ..Overrides::default()
     };
-    cfg.source = SourceKind::Plugin;
-    run_daemon(cfg, path, None)
+    run_daemon(config_path.or_else(default_config_path), flags, None)
 }
 
 fn run_daemon(
-    cfg: Config,
     config_path: Option<PathBuf>,
+    flags: Overrides,
     record: Option<PathBuf>,
 ) -> Result<ExitCode> {
-    let opts = RunOptions {
-        config_path,
-        source: cfg.source,
-        rules: cfg.rules.clone(),
-        state_dir: cfg.state_dir.clone(),
-        manage_rules: cfg.manage_rules,
-        keep_rules: cfg.keep_rules,
-        record,
-        detect: DetectOptions {
-            reassemble: cfg.reassemble(),
-            exec_limits: cfg.exec_limits(),
-            eval: EvalOptions {
-                ignore_above: cfg.ignore_above,
-            },
-            all_matches: false,
-            host: Host::detect(),
-            proc_capacity: 65_536,
-            proc_budget: cfg.process_table_bytes(),
-            max_terms_per_rule: cfg.max_terms(),
-        },
-        extended: cfg.extended,
-        status_period: Duration::from_secs(if cfg.status_period_secs == 0 {
-            u64::MAX / 4
-        } else {
-            cfg.status_period_secs
-        }),
-        rate_cap: RateCap::new(cfg.max_signals, cfg.rate_window_ms()),
-    };
+    let cfg = settings(config_path.as_deref(), &flags)?;
     let mut sink = outputs_from(&cfg, Mode::Run, false)?;
     let mut log = DaemonLog {
         syslog: cfg.syslog.enabled.then_some(cfg.syslog.facility),
         stderr_is_journal: stderr_is_journal(),
+    };
+    let opts = RunOptions {
+        config_path,
+        overrides: flags,
+        detect: detect_options(&cfg, Host::detect(), false),
+        settings: cfg,
+        record,
     };
     daemon::run(opts, &mut sink, &mut log)?;
     Ok(ExitCode::SUCCESS)
@@ -458,7 +354,12 @@ fn status(state_dir: Option<PathBuf>) -> Result<ExitCode> {
         "audit: enabled={} pid={} backlog={} backlog_limit={} lost={} failure={} rate_limit={}",
         s.enabled, s.pid, s.backlog, s.backlog_limit, s.lost, s.failure, s.rate_limit
     );
-    match kernel::choose(SourceKind::Auto, version, &s, kernel::auditd_installed()) {
+    match daemon::choose::choose(
+        SourceKind::Auto,
+        version,
+        &s,
+        daemon::choose::auditd_installed(),
+    ) {
         Ok((kind, why)) => println!("source auto: {kind} ({why})"),
         Err(why) => println!("source auto: none ({why})"),
     }
@@ -486,10 +387,11 @@ fn status(state_dir: Option<PathBuf>) -> Result<ExitCode> {
         Ok(()) => println!("fanotify: available (extended mode watches new symlinks)"),
         Err(e) => println!("fanotify: unavailable ({e}); extended mode uses audit only"),
     }
-    let state_dir = match state_dir {
-        Some(dir) => dir,
-        None => default_config()?.state_dir,
+    let flags = Overrides {
+        state_dir,
+        ..Overrides::default()
     };
+    let state_dir = settings(default_config_path().as_deref(), &flags)?.agent_state_dir();
     match std::fs::read_to_string(state_dir.join(daemon::STATUS_FILE)) {
         Ok(line) => println!("agent: {}", line.trim_end()),
         Err(_) => println!(
@@ -504,21 +406,19 @@ fn status(state_dir: Option<PathBuf>) -> Result<ExitCode> {
 /// [`kernel::cleanup`]). Never fails on a missing or broken configuration: the package's scripts
 /// call it while the package is half removed.
 fn cleanup(state_dir: Option<PathBuf>, config_path: Option<PathBuf>) -> Result<ExitCode> {
-    let state_dir = match state_dir {
-        Some(dir) => dir,
-        None => {
-            let loaded = match &config_path {
-                Some(path) => config::load(path).map_err(anyhow::Error::from),
-                None => default_config(),
-            };
-            match loaded {
-                Ok(cfg) => cfg.state_dir,
-                Err(e) => {
-                    let dir = Config::default().state_dir;
-                    eprintln!("auditsentry: cleanup: {e:#}; using {}", dir.display());
-                    dir
-                }
-            }
+    let path = config_path.or_else(default_config_path);
+    let flags = Overrides {
+        state_dir,
+        ..Overrides::default()
+    };
+    let state_dir = match settings(path.as_deref(), &flags) {
+        Ok(cfg) => cfg.agent_state_dir(),
+        Err(e) => {
+            let dir = flags
+                .state_dir
+                .unwrap_or_else(|| Settings::default().agent_state_dir());
+            eprintln!("auditsentry: cleanup: {e:#}; using {}", dir.display());
+            dir
         }
     };
     let mut ctl = match AuditSocket::control().and_then(|mut c| c.status().map(|_| c)) {

@@ -26,7 +26,15 @@ pub enum ManpageError {
     },
     /// Writing into memory failed (clap_mangen writes through `io::Write`).
     #[error("rendering the man page: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+}
+
+/// By hand, not `#[from]`: that would also make the I/O error the `source()`, and the message
+/// already holds it.
+impl From<std::io::Error> for ManpageError {
+    fn from(e: std::io::Error) -> Self {
+        ManpageError::Io(e)
+    }
 }
 
 /// The visible leaf commands (`run`, `rules check`, ...) as built by clap, with their full

@@ -33,24 +33,22 @@ pub const FLUSH_EVERY_MS: u64 = 500;
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// The store reported an error during `op`.
-    #[error("state store: {op}: {source}")]
+    #[error("state store: {op}: {error}")]
     Store {
         /// What was being done (`open`, `read`, `write`, `flush`, …).
         op: &'static str,
-        /// The store's error.
-        #[source]
-        source: sled::Error,
+        /// The store's error (in the message, so not also the `source()`).
+        error: sled::Error,
     },
     /// A file-system operation on the state directory failed.
-    #[error("state store: {op} {path}: {source}")]
+    #[error("state store: {op} {path}: {error}")]
     Io {
         /// What was being done.
         op: &'static str,
         /// The path involved.
         path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: io::Error,
+        /// The OS error (in the message, so not also the `source()`).
+        error: io::Error,
     },
     /// A stored value is not 8 bytes (damaged entry). The next `record` of that key overwrites it.
     #[error("state store: value for rule {rule_id} key {key} is {len} bytes, expected 8")]
@@ -65,7 +63,7 @@ pub enum StateError {
 }
 
 fn store_err(op: &'static str) -> impl FnOnce(sled::Error) -> StateError {
-    move |source| StateError::Store { op, source }
+    move |error| StateError::Store { op, error }
 }
 
 /// What [`SledStore::open`] found, for the caller to log once at start-up.
@@ -151,15 +149,15 @@ impl SledStore {
             Err(e) => {
                 return Err(StateError::Store {
                     op: "open",
-                    source: e,
+                    error: e,
                 })
             }
         };
         let moved_to = quarantine_path(dir)?;
-        std::fs::rename(dir, &moved_to).map_err(|source| StateError::Io {
+        std::fs::rename(dir, &moved_to).map_err(|error| StateError::Io {
             op: "move damaged store to",
             path: moved_to.clone(),
-            source,
+            error,
         })?;
         let db = open_db(dir).map_err(store_err("open after quarantine"))?;
         mark(&db)?;
@@ -305,7 +303,7 @@ fn quarantine_path(dir: &Path) -> Result<PathBuf, StateError> {
     let name = dir.file_name().ok_or_else(|| StateError::Io {
         op: "quarantine (no directory name)",
         path: dir.to_path_buf(),
-        source: io::Error::new(io::ErrorKind::InvalidInput, "state dir has no file name"),
+        error: io::Error::new(io::ErrorKind::InvalidInput, "state dir has no file name"),
     })?;
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -14,7 +14,7 @@ use std::path::Path;
 #[derive(Debug, thiserror::Error)]
 pub enum TextFileError {
     /// Opening or reading failed (missing, unreadable, not UTF-8).
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     /// Not a regular file: a directory, FIFO, device or socket.
     #[error("not a regular file (a {0})")]

@@ -1,5 +1,5 @@
 //! A byte-driven sequence of synthetic records through the reassembler and exec::build with the
-//! agent's own settings (`Config::default()`: its events in flight, bytes per event and in all, and
+//! agent's own settings (`Settings::default()`: its events in flight, bytes per event and in all, and
 //! argv budget). The bytes choose record types, serials (new ones, enough to fill the in-flight
 //! cap, or recent ones, with wrap-around), clocks and bodies up to 16 MiB. No panic, and the
 //! reassembler and every event and exec it hands out stay within those bounds.
@@ -8,7 +8,7 @@
 use auditsentry::audit::exec;
 use auditsentry::audit::reassemble::{record_cost, Event, Reassembler};
 use auditsentry::audit::record::{AuditTime, Record};
-use auditsentry::config::Config;
+use auditsentry::config::Settings;
 use libfuzzer_sys::fuzz_target;
 
 const TYPES: [u16; 9] = [1300, 1309, 1307, 1302, 1320, 1327, 1321, 1305, 1334];
@@ -24,7 +24,7 @@ const BODIES: [&[u8]; 8] = [
 ];
 
 fuzz_target!(|data: &[u8]| {
-    let agent = Config::default();
+    let agent = Settings::default();
     let cfg = agent.reassemble();
     let limits = agent.exec_limits();
     let mut r = Reassembler::new(cfg.clone());

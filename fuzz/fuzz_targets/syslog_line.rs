@@ -184,7 +184,7 @@ fn expected(alert: &auditsentry::alert::Alert) -> Vec<(String, String)> {
     let mut out: Vec<(&str, Option<String>)> = vec![
         ("rule", Some(alert.rule_name.clone())),
         ("rule_id", Some(alert.rule_id.clone())),
-        ("severity", Some(alert.severity.clone())),
+        ("severity", Some(alert.severity.as_str().to_string())),
         ("risk", Some(alert.risk_score.to_string())),
         ("host", get(&["host", "name"])),
         ("host_id", get(&["host", "id"])),

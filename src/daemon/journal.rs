@@ -54,12 +54,12 @@ pub struct Changes {
 #[derive(Debug, Error)]
 pub enum JournalError {
     /// A file operation failed.
-    #[error("kernel-change journal {path}: {source}")]
+    #[error("kernel-change journal {path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The failure.
-        source: io::Error,
+        /// The failure (in the message, so not also the `source()`).
+        error: io::Error,
     },
     /// The file is not a journal this version can read.
     #[error("kernel-change journal {path}:{line}: {what}")]
@@ -93,9 +93,9 @@ impl Journal {
     }
 
     fn io(&self) -> impl FnOnce(io::Error) -> JournalError + '_ {
-        |source| JournalError::Io {
+        |error| JournalError::Io {
             path: self.path.clone(),
-            source,
+            error,
         }
     }
 

@@ -9,11 +9,10 @@ use crate::source::netlink::wire::{
     AUDIT_NOT_EQUAL, AUDIT_PID,
 };
 use crate::source::netlink::{
-    multicast_supported, Arch, AuditSocket, FieldValue, NetlinkError, RuleData, Status, WireError,
+    Arch, AuditSocket, FieldValue, NetlinkError, RuleData, Status, WireError,
 };
 use nix::libc;
 use std::fmt;
-use std::path::Path;
 
 /// Filter key of the rules the agent adds (`-k auditsentry`).
 pub const RULE_KEY: &str = "auditsentry";
@@ -60,186 +59,38 @@ fn missing_event_rules(rules: &[RuleData], file: bool) -> Vec<Arch> {
         .collect()
 }
 
-/// Which live source the operator asked for (the config's `source.kind`).
-pub use crate::config::SourceKind as SourceRequest;
-
-/// The live source that will run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SourceKind {
-    /// See [`SourceRequest::Multicast`].
-    Multicast,
-    /// See [`SourceRequest::Unicast`].
-    Unicast,
-    /// See [`SourceRequest::Plugin`].
-    Plugin,
-}
-
-impl fmt::Display for SourceKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            SourceKind::Multicast => "multicast",
-            SourceKind::Unicast => "unicast",
-            SourceKind::Plugin => "plugin",
-        })
-    }
-}
-
-/// Where auditd looks for plugin files: auditd ≥ 3 uses /etc/audit/plugins.d, audisp (2.x)
-/// /etc/audisp/plugins.d.
-pub fn plugin_conf_path() -> &'static str {
-    if !Path::new("/etc/audit/plugins.d").is_dir() && Path::new("/etc/audisp/plugins.d").is_dir() {
-        "/etc/audisp/plugins.d/auditsentry.conf"
-    } else {
-        "/etc/audit/plugins.d/auditsentry.conf"
-    }
-}
-
-/// Where an installed auditd is looked for.
-pub const AUDITD_PATHS: [&str; 2] = ["/sbin/auditd", "/usr/sbin/auditd"];
-
-/// The path of the auditd binary installed on this host, if any.
-pub fn auditd_installed() -> Option<&'static str> {
-    AUDITD_PATHS.into_iter().find(|p| Path::new(p).exists())
-}
-
-/// Picks the source for `request` on a kernel of `version` in state `status`, with `auditd` the
-/// installed auditd binary if any; returns the source and the reason, or the one line the operator
-/// needs when no source can run. The choice never keeps auditd from starting:
-///
-/// | `auto` on | auditd running or installed | no auditd |
-/// |---|---|---|
-/// | kernel ≥ 3.16 | multicast (beside auditd) | unicast (registered daemon: the kernel does not also log every record) |
-/// | kernel < 3.16 | refused: enable the auditd plugin | unicast |
-///
-/// `unicast` asked for explicitly registers whenever no daemon is registered (if auditd is
-/// installed, the reason says what happens when it starts); it never takes over a registered one.
-pub fn choose(
-    request: SourceRequest,
-    version: (u32, u32, u32),
-    status: &Status,
-    auditd: Option<&str>,
-) -> Result<(SourceKind, String), String> {
-    let (a, b, c) = version;
-    let kernel = format!("kernel {a}.{b}.{c}");
-    let multicast = multicast_supported(version);
-    let owner = status.pid;
-    let plugin = || {
-        format!(
-            "enable the auditd plugin: set `active = yes` in {} and restart auditd",
-            plugin_conf_path()
-        )
-    };
-    let taken = || {
-        format!(
-            "an audit daemon (pid {owner}) owns the kernel's audit stream and will not be taken over; {}",
-            plugin()
-        )
-    };
-    match request {
-        SourceRequest::Plugin => Ok((SourceKind::Plugin, "asked for the auditd plugin stream".into())),
-        SourceRequest::Multicast if multicast => {
-            Ok((SourceKind::Multicast, format!("asked for multicast; {kernel} supports it")))
-        }
-        SourceRequest::Multicast => Err(format!(
-            "{kernel} has no audit multicast (needs 3.16): the socket would bind and receive nothing; \
-             use --source unicast (no auditd) or the auditd plugin ({})",
-            plugin_conf_path()
-        )),
-        SourceRequest::Unicast if owner != 0 => Err(taken()),
-        SourceRequest::Unicast => {
-            let mut why = format!("asked for unicast; {kernel}: no audit daemon is registered, registering");
-            if let Some(path) = auditd {
-                why.push_str(&format!(
-                    "; auditd is installed ({path}) and cannot register while this agent is; when it tries, \
-                     the agent {}",
-                    if multicast {
-                        "hands the stream over and switches to multicast"
-                    } else {
-                        "says so (this kernel has no multicast to switch to)"
-                    }
-                ));
-            }
-            Ok((SourceKind::Unicast, why))
-        }
-        SourceRequest::Auto if multicast && owner != 0 => Ok((
-            SourceKind::Multicast,
-            format!("{kernel} ≥ 3.16 supports audit multicast; it coexists with the audit daemon (pid {owner})"),
-        )),
-        SourceRequest::Auto if multicast => match auditd {
-            Some(path) => Ok((
-                SourceKind::Multicast,
-                format!("{kernel} ≥ 3.16 supports audit multicast; auditd is installed ({path}): multicast leaves it free to start"),
-            )),
-            None => Ok((
-                SourceKind::Unicast,
-                format!("{kernel}: no auditd installed and no audit daemon registered: registering (unicast), so the kernel does not also write every record to its log"),
-            )),
-        },
-        SourceRequest::Auto if owner != 0 => Err(taken()),
-        SourceRequest::Auto => match auditd {
-            Some(path) => Err(format!(
-                "auditd is installed ({path}) and {kernel} has no audit multicast (needs 3.16): \
-                 registering would keep auditd from starting; {}",
-                plugin()
-            )),
-            None => Ok((
-                SourceKind::Unicast,
-                format!("{kernel} has no audit multicast and no auditd is installed: registering (unicast)"),
-            )),
-        },
-    }
-}
-
 /// Why the kernel cannot give the agent what it needs.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum KernelError {
     /// A netlink request failed.
-    Netlink(NetlinkError),
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
     /// Audit is off and the agent may not change rules.
+    #[error("kernel audit is disabled (enabled=0) and manage_rules is off: run `auditctl -e 1`")]
     Disabled,
     /// Audit is locked (enabled = 2) without the execve rules the agent needs.
+    #[error(
+        "kernel audit rules are locked (enabled=2) and no rule audits every execve; copy \
+         /usr/share/doc/auditsentry/examples/auditsentry.rules to /etc/audit/rules.d/ and \
+         reboot, or add: {}",
+        .missing.join(" ; ")
+    )]
     Locked {
         /// The `-a` lines missing, as auditctl would take them.
         missing: Vec<String>,
     },
-    /// The journal of kernel changes could not be written, so the change was not made.
+    /// The journal of kernel changes could not be written, so the change was not made. (The
+    /// message holds the journal error's, so it is not also the `source()`.)
+    #[error("{0}; the kernel was not changed")]
     Journal(JournalError),
     /// The agent that wrote the journal still runs: its changes are not leftovers.
+    #[error(
+        "the agent that journaled its kernel changes (pid {pid}) is still running; stop it first"
+    )]
     AgentRunning {
         /// Its pid.
         pid: u32,
     },
-}
-
-impl fmt::Display for KernelError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            KernelError::Netlink(e) => e.fmt(f),
-            KernelError::Disabled => {
-                write!(f, "kernel audit is disabled (enabled=0) and manage_rules is off: run `auditctl -e 1`")
-            }
-            KernelError::Locked { missing } => write!(
-                f,
-                "kernel audit rules are locked (enabled=2) and no rule audits every execve; copy \
-                 /usr/share/doc/auditsentry/examples/auditsentry.rules to /etc/audit/rules.d/ and \
-                 reboot, or add: {}",
-                missing.join(" ; ")
-            ),
-            KernelError::Journal(e) => write!(f, "{e}; the kernel was not changed"),
-            KernelError::AgentRunning { pid } => write!(
-                f,
-                "the agent that journaled its kernel changes (pid {pid}) is still running; stop it first"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for KernelError {}
-
-impl From<NetlinkError> for KernelError {
-    fn from(e: NetlinkError) -> Self {
-        KernelError::Netlink(e)
-    }
 }
 
 impl From<JournalError> for KernelError {
@@ -673,7 +524,7 @@ impl RuleGuard {
             });
         }
         let wire =
-            |context| move |source| KernelError::Netlink(NetlinkError::Wire { context, source });
+            |context| move |error| KernelError::Netlink(NetlinkError::Wire { context, error });
         let mut wanted = Vec::new();
         for &arch in &gaps.exec {
             wanted.push(
@@ -946,95 +797,6 @@ pub(crate) mod fake {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn status(pid: u32) -> Status {
-        Status {
-            mask: 0,
-            enabled: 1,
-            failure: 1,
-            pid,
-            rate_limit: 0,
-            backlog_limit: 8192,
-            lost: 0,
-            backlog: 0,
-            feature_bitmap: None,
-            backlog_wait_time: None,
-            backlog_wait_time_actual: None,
-        }
-    }
-
-    #[test]
-    fn auto_picks_multicast_from_3_16_when_auditd_runs_or_is_installed() {
-        let (kind, why) =
-            choose(SourceRequest::Auto, (3, 16, 0), &status(812), None).expect("multicast");
-        assert_eq!(kind, SourceKind::Multicast);
-        assert!(why.contains("3.16.0") && why.contains("pid 812"), "{why}");
-        let (kind, why) = choose(
-            SourceRequest::Auto,
-            (6, 1, 0),
-            &status(0),
-            Some("/sbin/auditd"),
-        )
-        .expect("multicast");
-        assert_eq!(kind, SourceKind::Multicast);
-        assert!(why.contains("auditd is installed (/sbin/auditd)"), "{why}");
-    }
-
-    #[test]
-    fn auto_registers_only_where_no_auditd_is_installed() {
-        let (kind, why) =
-            choose(SourceRequest::Auto, (6, 1, 0), &status(0), None).expect("unicast");
-        assert_eq!(kind, SourceKind::Unicast);
-        assert!(why.contains("no auditd installed"), "{why}");
-        assert_eq!(
-            choose(SourceRequest::Auto, (3, 10, 0), &status(0), None).map(|c| c.0),
-            Ok(SourceKind::Unicast)
-        );
-        let err = choose(SourceRequest::Auto, (3, 10, 0), &status(812), None)
-            .expect_err("auditd owns it");
-        assert!(
-            err.contains("pid 812") && err.contains("plugins.d/auditsentry.conf"),
-            "{err}"
-        );
-        // At boot auditd may not have started yet: installed is enough to leave it its place.
-        let err = choose(
-            SourceRequest::Auto,
-            (3, 10, 0),
-            &status(0),
-            Some("/sbin/auditd"),
-        )
-        .expect_err("auditd installed, no multicast");
-        assert!(
-            err.contains("/sbin/auditd") && err.contains("plugins.d/auditsentry.conf"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn unicast_never_steals_a_registered_daemon() {
-        let err =
-            choose(SourceRequest::Unicast, (6, 1, 0), &status(4410), None).expect_err("refused");
-        assert!(err.contains("pid 4410"), "{err}");
-        assert_eq!(
-            choose(SourceRequest::Unicast, (6, 1, 0), &status(0), None).map(|c| c.0),
-            Ok(SourceKind::Unicast)
-        );
-        let (_, why) = choose(
-            SourceRequest::Unicast,
-            (6, 1, 0),
-            &status(0),
-            Some("/sbin/auditd"),
-        )
-        .expect("unicast as asked");
-        assert!(why.contains("switches to multicast"), "{why}");
-    }
-
-    #[test]
-    fn multicast_on_old_kernels_is_refused_with_the_reason() {
-        let err = choose(SourceRequest::Multicast, (3, 10, 0), &status(0), None)
-            .expect_err("no multicast");
-        assert!(err.contains("3.16"), "{err}");
-    }
 
     #[test]
     fn rules_that_narrow_execve_do_not_count_as_coverage() {

@@ -2,30 +2,35 @@
 //! thread fed by a reader thread, and handles signals, housekeeping and a clean exit. This is daemon
 //! wiring, so errors are `anyhow` here.
 
+pub mod choose;
 pub mod journal;
 pub mod kernel;
 pub mod watchdog;
+mod worker;
 
-use crate::audit::record::{parse_frame_owned, AuditTime, UNSTAMPED};
+use crate::audit::record::AuditTime;
+use crate::config::{self, ConfigError, Overrides, Settings, SourceKind};
 use crate::names::Names;
 use crate::pipeline::{DetectOptions, Detector, Pipeline};
 use crate::procfs::ProcFs;
 use crate::rule::extended::ExtendedDetector;
 use crate::rule::file::{self as rules};
+use crate::rule::ratecap::RateCap;
 use crate::sink::Sink;
-use crate::source::connector::{self, ConnectorReader, ProcConnector, ProcEvent};
-use crate::source::fanotify::{self, FanEvent, FanReader, FanotifySensor};
+use crate::source::connector::{self, ProcConnector};
+use crate::source::fanotify::{self, FanotifySensor};
 use crate::source::live::{self, Message, Reader};
 use crate::source::netlink::{self, AuditSocket};
 use crate::state::SledStore;
 use anyhow::{bail, Context, Result};
 use journal::Journal;
-use kernel::{AgentId, Gaps, RuleGuard, SourceKind, SourceRequest, Wanted};
+use kernel::{AgentId, RuleGuard, Wanted};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use watchdog::{Losses, Watchdog};
+use worker::{describe_events, feed, LiveSource, Worker};
 
 /// Batches the channel between reader and worker holds before the reader starts dropping.
 const CHANNEL_BATCHES: usize = 4096;
@@ -38,28 +43,38 @@ const DRAIN_BUDGET: Duration = Duration::from_secs(4);
 
 /// Everything `auditsentry run` needs, already validated.
 pub struct RunOptions {
-    /// The configuration file, re-read on SIGHUP (its rules reload; a broken file is refused).
+    /// The configuration file, re-read on SIGHUP with [`RunOptions::overrides`] over it again
+    /// (its rules reload; a broken file is refused).
     pub config_path: Option<PathBuf>,
-    /// Which source to use.
-    pub source: SourceRequest,
-    /// Rule files or directories; empty means the built-in seed rule (no rule path configured).
-    pub rules: Vec<PathBuf>,
-    /// New-terms state directory.
-    pub state_dir: PathBuf,
-    /// Add missing execve rules (and turn audit on) when needed.
-    pub manage_rules: bool,
-    /// Leave added rules in place on exit.
-    pub keep_rules: bool,
+    /// The command line's flags, which win over the file at start and at every reload.
+    pub overrides: Overrides,
+    /// The settings resolved at start.
+    pub settings: Settings,
     /// Write every received netlink frame here in capture format (for `replay`).
     pub record: Option<PathBuf>,
-    /// Detection knobs.
+    /// Detection knobs (from `settings`).
     pub detect: DetectOptions,
-    /// How often a status line is logged (and written to `STATE_DIR/status`).
-    pub status_period: Duration,
-    /// Also run the path-aware extended detector and audit link syscalls.
-    pub extended: bool,
-    /// Kibana's max_signals per rule per window.
-    pub rate_cap: crate::rule::ratecap::RateCap,
+}
+
+impl RunOptions {
+    /// The new-terms state directory.
+    fn state_dir(&self) -> PathBuf {
+        self.settings.agent_state_dir()
+    }
+
+    /// How often a status line is logged (and written to `STATE_DIR/status`); 0 is never.
+    fn status_period(&self) -> Duration {
+        match self.settings.status_period_secs {
+            0 => Duration::from_secs(u64::MAX / 4),
+            secs => Duration::from_secs(secs),
+        }
+    }
+
+    /// The settings a SIGHUP runs with: the configuration file read again, the same flags over
+    /// it (a `--rules` given at start stays in force).
+    fn reread(&self) -> Result<Settings, ConfigError> {
+        config::resolve(self.config_path.as_deref(), &self.overrides)
+    }
 }
 
 /// File in the state directory holding the last status line, for `auditsentry status`.
@@ -114,10 +129,10 @@ fn now() -> AuditTime {
 pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<()> {
     let signals = Signals::register()?;
     // The rules first: a missing or empty rules path stops the agent before it touches the kernel.
-    let rule_list = rules::load_configured(&opts.rules)?;
+    let rule_list = rules::load_configured(&opts.settings.rules)?;
     log.line(&format!(
         "rules: {}",
-        rules::summary(&rule_list, &opts.rules)
+        rules::summary(&rule_list, &opts.settings.rules)
     ));
     let me = std::process::id();
     let version = netlink::kernel_version().context("reading the kernel version")?;
@@ -126,9 +141,9 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
     let status = ctl
         .status()
         .context("asking the kernel for its audit status")?;
-    let auditd = kernel::auditd_installed();
-    let (kind, why) =
-        kernel::choose(opts.source, version, &status, auditd).map_err(anyhow::Error::msg)?;
+    let auditd = choose::auditd_installed();
+    let (kind, why) = choose::choose(opts.settings.source, version, &status, auditd)
+        .map_err(anyhow::Error::msg)?;
     log.line(&format!("source {kind}: {why}"));
     if kind == SourceKind::Multicast && status.pid == 0 {
         // With no registered audit daemon the kernel also printk()s every record (rate-limited).
@@ -138,8 +153,9 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
         );
     }
 
-    let (store, report) = SledStore::open(&opts.state_dir)
-        .with_context(|| format!("opening state directory {}", opts.state_dir.display()))?;
+    let state_dir = opts.state_dir();
+    let (store, report) = SledStore::open(&state_dir)
+        .with_context(|| format!("opening state directory {}", state_dir.display()))?;
     if report.quarantined.is_some() {
         log.line(&report.to_string());
     }
@@ -150,16 +166,19 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
         Box::new(procfs.clone()),
         opts.detect.clone(),
     )
-    .with_rate_cap(opts.rate_cap.clone());
+    .with_rate_cap(RateCap::new(
+        opts.settings.max_signals,
+        opts.settings.rate_window_ms(),
+    ));
     detector.exclude_pid(me);
     detector.watch_config_changes();
     detector.set_names(Some(Names::host()));
-    if opts.extended {
+    if opts.settings.extended {
         detector.set_extended(Some(ExtendedDetector::new()?));
     }
     // The link watchers need the extended detector; fanotify a kernel with FAN_REPORT_DFID_NAME
     // (5.9), inotify covers what fanotify cannot mark.
-    let (fan_sensor, fan_note) = if opts.extended {
+    let (fan_sensor, fan_note) = if opts.settings.extended {
         match FanotifySensor::open(&fanotify::watch_dirs()) {
             Ok(sensor) => {
                 let note = sensor.describe();
@@ -182,12 +201,12 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
         ),
     };
     let wanted = Wanted {
-        link: opts.extended,
+        link: opts.settings.extended,
         events: detector.needs(),
     };
     log.line(&format!(
         "sensors: exec (execve audit records){}{}; fanotify: {fan_note}; process events: {conn_note}",
-        if opts.extended {
+        if opts.settings.extended {
             ", syscall (symlink/link audit records, extended detector)"
         } else {
             ""
@@ -214,11 +233,16 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
         pid: me,
         start_time: procfs.start_time(me),
     };
-    let guard = RuleGuard::new(agent, Some(Journal::in_dir(&opts.state_dir)));
+    let guard = RuleGuard::new(agent, Some(Journal::in_dir(&state_dir)));
     let running_agent = |a: AgentId| procfs.is_agent(a.pid, a.start_time);
-    let (mut guard, notes) =
-        kernel::prepare(&mut ctl, guard, opts.manage_rules, wanted, &running_agent)?;
-    guard.keep = opts.keep_rules;
+    let (mut guard, notes) = kernel::prepare(
+        &mut ctl,
+        guard,
+        opts.settings.manage_rules,
+        wanted,
+        &running_agent,
+    )?;
+    guard.keep = opts.settings.keep_rules;
     for note in notes {
         log.line(&note);
     }
@@ -260,7 +284,7 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
         version.1,
         version.2,
         guard.added(),
-        opts.state_dir.display()
+        state_dir.display()
     ));
 
     // Without a reader the sender is gone: never() keeps select! from spinning on it.
@@ -292,7 +316,7 @@ pub fn run(opts: RunOptions, sink: &mut dyn Sink, log: &mut dyn Log) -> Result<(
         ctl: &mut ctl,
         procfs: &procfs,
         guard: &mut guard,
-        watchdog: Watchdog::new(me, opts.manage_rules, wanted),
+        watchdog: Watchdog::new(me, opts.settings.manage_rules, wanted),
     };
     // `auditsentry status` has something to show from the start, not after the first period.
     worker.check_coverage();
@@ -377,484 +401,8 @@ fn start_reader(
             live::spawn_netlink(sock, tx, record)?
         }
         SourceKind::Plugin => live::spawn_lines(std::io::stdin(), tx)?,
+        SourceKind::Auto => bail!("the source `auto` was not resolved to one that runs"),
     })
-}
-
-/// Parses and pushes a batch of frames; malformed ones are counted by the pipeline. Returns
-/// whether a CONFIG_CHANGE record was among them (its event may still be incomplete).
-fn feed<S: crate::rule::new_terms::TermStore>(
-    pipe: &mut Pipeline<S>,
-    frames: Vec<crate::source::Frame>,
-    sink: &mut dyn Sink,
-) -> bool {
-    let mut config_change = false;
-    for frame in frames {
-        match parse_frame_owned(frame) {
-            Ok(rec) => {
-                config_change |= rec.rtype == crate::audit::record::types::CONFIG_CHANGE;
-                if let Err(e) = pipe.push(rec, sink) {
-                    eprintln!("auditsentry: {e}");
-                }
-            }
-            Err(e) if e.reason == UNSTAMPED => {}
-            Err(e) => pipe.malformed(&e),
-        }
-    }
-    config_change
-}
-
-/// The live source as it runs now: a unicast agent hands its place over to auditd by switching
-/// to multicast.
-struct LiveSource {
-    kind: SourceKind,
-    /// The reader thread (`None` only while it is being replaced).
-    reader: Option<Reader>,
-    /// Where a reader sends, for a replacement.
-    tx: crossbeam_channel::Sender<Message>,
-    version: (u32, u32, u32),
-    /// auditd is known to be installed (or to want the unicast place): said once.
-    auditd_known: bool,
-    /// AUDIT_REPLACE requests already acted on.
-    replace_seen: u64,
-    /// Losses counted by readers that were replaced.
-    carried: Losses,
-}
-
-impl LiveSource {
-    /// Loss counters of this source since start, replaced readers included.
-    fn losses(&self) -> Losses {
-        let (enobufs, drops) = self.reader.as_ref().map_or((0, 0), |r| {
-            (
-                r.stats.overruns.load(Ordering::Relaxed),
-                r.stats.channel_drops.load(Ordering::Relaxed),
-            )
-        });
-        Losses {
-            enobufs: self.carried.enobufs + enobufs,
-            channel_drops: self.carried.channel_drops + drops,
-            ..Losses::default()
-        }
-    }
-}
-
-/// What the daemon's main loop works with: the pipeline, its inputs and outputs, and the kernel
-/// control socket for the health line.
-struct Worker<'a, S: crate::rule::new_terms::TermStore> {
-    opts: &'a RunOptions,
-    pipe: &'a mut Pipeline<S>,
-    rx: &'a crossbeam_channel::Receiver<Message>,
-    fan_rx: crossbeam_channel::Receiver<FanEvent>,
-    /// Process events (forks, execs, exits) from the proc connector, when it runs.
-    conn_rx: crossbeam_channel::Receiver<Vec<ProcEvent>>,
-    conn: Option<&'a ConnectorReader>,
-    source: LiveSource,
-    fan: Option<&'a FanReader>,
-    signals: &'a Signals,
-    sink: &'a mut dyn Sink,
-    log: &'a mut dyn Log,
-    ctl: &'a mut AuditSocket,
-    procfs: &'a ProcFs,
-    /// What the agent changed in the kernel (the watchdog restores it).
-    guard: &'a mut RuleGuard,
-    watchdog: Watchdog,
-}
-
-impl<S: crate::rule::new_terms::TermStore> Worker<'_, S> {
-    /// Runs until the input ends, a stop is requested (SIGTERM/SIGINT) or the source fails;
-    /// SIGHUP reloads in between.
-    fn run(&mut self) -> Result<()> {
-        let tick = crossbeam_channel::tick(Duration::from_millis(250));
-        let mut next_status = Instant::now() + self.opts.status_period;
-        let mut next_expiry = Instant::now() + EXPIRY_PERIOD;
-        let mut next_check = Instant::now() + watchdog::CHECK_PERIOD;
-        loop {
-            crossbeam_channel::select! {
-                recv(self.rx) -> msg => match msg {
-                    // The batch's bytes go back to the reader's budget once it is fed.
-                    Ok(Message::Frames(mut frames)) => {
-                        // Process events are sent at once and audit records batched, so the
-                        // forks that made these execs' parents are (nearly always) queued by now.
-                        self.apply_process_events();
-                        // A CONFIG_CHANGE record means a look at the kernel now, whether or not
-                        // its event (which names who made the change) is complete yet.
-                        let raw = feed(self.pipe, frames.take(), self.sink);
-                        let changes = self.pipe.detector_mut().take_config_changes();
-                        let foreign = self.watchdog.note_changes(changes, self.guard);
-                        if raw || foreign {
-                            self.check_coverage();
-                            next_check = Instant::now() + watchdog::CHECK_PERIOD;
-                        }
-                    }
-                    Ok(Message::Malformed(what)) => self.pipe.malformed(&what),
-                    Ok(Message::End(None)) => {
-                        self.log.line("input stream ended");
-                        return Ok(());
-                    }
-                    Ok(Message::End(Some(reason))) => bail!("source failed: {reason}"),
-                    Err(_) => return Ok(()),
-                },
-                recv(self.fan_rx) -> ev => match ev {
-                    Ok(ev) => {
-                        if let Err(e) = self.pipe.detector_mut().on_fanotify(&ev, self.sink) {
-                            self.log.line(&format!("output error: {e}"));
-                        }
-                    }
-                    Err(_) => {
-                        self.log.line("fanotify reader ended; the other sensors go on");
-                        self.fan_rx = crossbeam_channel::never();
-                    }
-                },
-                recv(self.conn_rx) -> evs => match evs {
-                    Ok(evs) => self.apply(&evs),
-                    Err(_) => {
-                        self.log.line("process events ended; exited processes expire by /proc checks");
-                        self.conn_rx = crossbeam_channel::never();
-                    }
-                },
-                recv(tick) -> _ => self.on_tick(),
-            }
-            if self.signals.term.load(Ordering::Relaxed) {
-                self.log.line("stop requested; draining");
-                return Ok(());
-            }
-            if self.signals.hup.swap(false, Ordering::Relaxed) {
-                reload(self.opts, self.pipe, self.sink, self.log);
-                self.sync_event_rules();
-            }
-            // With process events, exits remove entries; /proc checks only back them up when
-            // events were lost.
-            let exits_known = self.conn.is_some_and(|c| c.stats.lost() == 0);
-            if Instant::now() >= next_expiry && !exits_known {
-                next_expiry = Instant::now() + EXPIRY_PERIOD;
-                let procfs = self.procfs;
-                let alive = |pid| procfs.is_alive(pid);
-                self.pipe
-                    .detector_mut()
-                    .processes_mut()
-                    .expire(&alive, EXPIRY_CHECKS);
-            }
-            if Instant::now() >= next_check {
-                next_check = Instant::now() + watchdog::CHECK_PERIOD;
-                self.check_coverage();
-                self.watch_for_auditd(true)?;
-            } else {
-                self.watch_for_auditd(false)?;
-            }
-            if Instant::now() >= next_status {
-                next_status = Instant::now() + self.opts.status_period;
-                let line = self.write_status();
-                self.log.line(&line);
-            }
-        }
-    }
-
-    /// Lets the watchdog look at the kernel and the loss counters; its warnings go to every
-    /// output (syslog at warning, the JSON output, stderr).
-    fn check_coverage(&mut self) {
-        let losses = Losses {
-            lost_serials: self.pipe.stats().serials_lost,
-            proc_events: self.conn.map_or(0, |c| c.stats.lost()),
-            ..self.source.losses()
-        };
-        let lines = self
-            .watchdog
-            .check(self.ctl, self.guard, losses, Instant::now(), now());
-        for line in lines {
-            if let Err(e) = self.sink.notice(&line) {
-                self.log.line(&format!("{line} (output error: {e})"));
-            }
-        }
-    }
-
-    /// After a rule reload: adds the file or network audit rules that the new rules need and
-    /// removes those no rule needs any more, and tells the watchdog what must be there now.
-    fn sync_event_rules(&mut self) {
-        let wanted = Wanted {
-            link: self.opts.extended,
-            events: self.pipe.detector_mut().needs(),
-        };
-        if wanted == self.watchdog.wanted() {
-            return;
-        }
-        self.watchdog.set_wanted(wanted);
-        self.log.line(&format!(
-            "rules need events: exec{}",
-            describe_events(wanted)
-        ));
-        if !self.opts.manage_rules {
-            return;
-        }
-        let ctl = &mut *self.ctl;
-        let added = ctl
-            .status()
-            .and_then(|st| Ok((st, ctl.list_rules()?)))
-            .map_err(kernel::KernelError::from)
-            .and_then(|(st, rules)| self.guard.fill(ctl, &Gaps::of(&st, &rules, wanted)));
-        let removed = self.guard.retire(ctl, wanted);
-        for result in [added, removed] {
-            match result {
-                Ok(notes) => notes.iter().for_each(|n| self.log.line(n)),
-                Err(e) => self
-                    .log
-                    .line(&format!("changing the event audit rules: {e}")),
-            }
-        }
-    }
-
-    /// Applies every process event queued now.
-    fn apply_process_events(&mut self) {
-        while let Ok(evs) = self.conn_rx.try_recv() {
-            self.apply(&evs);
-        }
-    }
-
-    /// Process events to the process table: a fork copies the parent's entry to the child, an
-    /// exec marks the entry as about to change (its audit event brings the new image), an exit
-    /// schedules the entry's removal once audit has caught up.
-    fn apply(&mut self, events: &[ProcEvent]) {
-        let table = self.pipe.detector_mut().processes_mut();
-        let now_ms = now().as_millis();
-        for ev in events {
-            match *ev {
-                ProcEvent::Fork {
-                    parent_tgid,
-                    child_tgid,
-                    ..
-                } if ev.is_process_fork() => table.fork(parent_tgid, child_tgid),
-                ProcEvent::Exec { tgid, .. } => table.exec_started(tgid),
-                ProcEvent::Exit { pid, tgid, .. } if pid == tgid => table.exited(tgid, now_ms),
-                _ => {}
-            }
-        }
-    }
-
-    /// A unicast agent that learns auditd wants the unicast place (the kernel told us auditd's
-    /// AUDIT_SET was refused, or auditd got installed) says so in one warning line and, where the
-    /// kernel has multicast, hands the place over: it joins the multicast group, unregisters,
-    /// and reads on from multicast. auditd's next start (systemd restarts a failed auditd) then
-    /// registers. `installed` also looks for a newly installed auditd binary.
-    fn watch_for_auditd(&mut self, installed: bool) -> Result<()> {
-        let src = &mut self.source;
-        if src.kind != SourceKind::Unicast {
-            return Ok(());
-        }
-        let Some(stats) = src.reader.as_ref().map(|r| &r.stats) else {
-            return Ok(());
-        };
-        let asked = stats.replace_requests.load(Ordering::Relaxed);
-        let why = if asked > src.replace_seen {
-            src.replace_seen = asked;
-            let pid = stats.replace_pid.load(Ordering::Relaxed);
-            format!(
-                "auditd (pid {pid}) tried to register as the audit daemon and the kernel refused it: \
-                 this agent held the unicast stream"
-            )
-        } else if installed && !src.auditd_known {
-            match kernel::auditd_installed() {
-                Some(path) => format!(
-                    "auditd was installed ({path}); it cannot register while this agent holds the unicast stream"
-                ),
-                None => return Ok(()),
-            }
-        } else {
-            return Ok(());
-        };
-        let first = !std::mem::replace(&mut src.auditd_known, true);
-        let line = if !netlink::multicast_supported(src.version) {
-            if !first {
-                return Ok(());
-            }
-            format!(
-                "{why}; this kernel has no multicast to switch to: stop the agent and enable the auditd \
-                 plugin ({})",
-                kernel::plugin_conf_path()
-            )
-        } else {
-            self.switch_to_multicast()?;
-            format!(
-                "{why}; switched to multicast and unregistered, so auditd can register (systemd \
-                 restarts a failed auditd; elsewhere run `service auditd start`)"
-            )
-        };
-        if let Err(e) = self.sink.notice(&line) {
-            self.log.line(&format!("{line} (output error: {e})"));
-        }
-        Ok(())
-    }
-
-    /// Moves from the unicast stream to the multicast group without a gap: join first (records
-    /// now also queue there), unregister, then stop the unicast reader and start a multicast one
-    /// with the same capture file. Records seen twice meanwhile are dropped by the reassembler.
-    fn switch_to_multicast(&mut self) -> Result<()> {
-        let sock = AuditSocket::multicast().context("joining the audit multicast group")?;
-        self.ctl
-            .set_pid(0)
-            .context("unregistering as the audit daemon")?;
-        let src = &mut self.source;
-        let before = src.losses();
-        let record = src.reader.take().and_then(Reader::stop);
-        src.carried = before;
-        src.kind = SourceKind::Multicast;
-        src.reader = Some(
-            live::spawn_netlink(sock, src.tx.clone(), record)
-                .context("starting the multicast reader")?,
-        );
-        Ok(())
-    }
-
-    /// Writes the health line to `STATE_DIR/status` (owner-only) and returns it.
-    fn write_status(&mut self) -> String {
-        let line = status_line(
-            self.pipe,
-            &self.source,
-            self.fan,
-            self.conn,
-            self.ctl,
-            &mut self.watchdog,
-        );
-        let path = self.opts.state_dir.join(STATUS_FILE);
-        if let Err(e) = write_private(&path, &format!("{line}\n")) {
-            self.log.line(&format!("writing {}: {e}", path.display()));
-        }
-        line
-    }
-
-    /// Every 250 ms: audit time moves on (events without EOE complete, threshold runs and
-    /// rate-cap windows close) and the outputs are flushed.
-    fn on_tick(&mut self) {
-        let t = now();
-        // Exited processes leave the table once the audit stream is past their exit.
-        self.pipe.detector_mut().processes_mut().reap(t.as_millis());
-        let result = self
-            .pipe
-            .advance_clock(t, self.sink)
-            .and_then(|()| {
-                self.pipe
-                    .detector_mut()
-                    .advance_time(t.as_millis(), self.sink)
-            })
-            .and_then(|()| self.sink.flush());
-        if let Err(e) = result {
-            self.log.line(&format!("output error: {e}"));
-        }
-    }
-}
-
-/// Replaces `path` with `text` (temporary file and rename, mode 0600), so a reader never sees
-/// half a line and nobody but the owner reads it.
-fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    f.write_all(text.as_bytes())?;
-    std::fs::rename(&tmp, path)
-}
-
-/// `, file (… audit records)` and `, network (…)` for the sensors line, as the rules need them.
-fn describe_events(wanted: Wanted) -> String {
-    let mut out = String::new();
-    if wanted.events.file {
-        out.push_str(", file (creat/open O_CREAT/rename/unlink/link/chmod/truncate audit records)");
-    }
-    if wanted.events.network {
-        out.push_str(", network (socket/connect/accept/bind audit records)");
-    }
-    out
-}
-
-/// SIGHUP: reload the rules (a bad set keeps the old one) and reopen file outputs.
-fn reload<S: crate::rule::new_terms::TermStore>(
-    opts: &RunOptions,
-    pipe: &mut Pipeline<S>,
-    sink: &mut dyn Sink,
-    log: &mut dyn Log,
-) {
-    // The configuration file first: a file that no longer validates changes nothing.
-    let rule_paths = match &opts.config_path {
-        Some(path) => match crate::config::load(path) {
-            Ok(cfg) => cfg.rules,
-            Err(e) => {
-                log.line(&format!(
-                    "reload refused, keeping the running configuration: {e}"
-                ));
-                return;
-            }
-        },
-        None => opts.rules.clone(),
-    };
-    match rules::load_configured(&rule_paths) {
-        Ok(list) => {
-            log.line(&format!(
-                "reloaded {}; source and output changes apply on restart",
-                rules::summary(&list, &rule_paths)
-            ));
-            pipe.detector_mut().set_rules(list);
-        }
-        Err(e) => log.line(&format!("reload refused, keeping the running rules: {e}")),
-    }
-    if let Err(e) = sink.reopen() {
-        log.line(&format!("reopening outputs: {e}"));
-    }
-}
-
-/// One health line: pipeline counters, reader losses, kernel lost/backlog.
-fn status_line<S: crate::rule::new_terms::TermStore>(
-    pipe: &Pipeline<S>,
-    source: &LiveSource,
-    fan: Option<&FanReader>,
-    conn: Option<&ConnectorReader>,
-    ctl: &mut AuditSocket,
-    watchdog: &mut Watchdog,
-) -> String {
-    let losses = source.losses();
-    let (frames, bad) = source.reader.as_ref().map_or((0, 0), |r| {
-        (
-            r.stats.frames.load(Ordering::Relaxed),
-            r.stats.bad_datagrams.load(Ordering::Relaxed),
-        )
-    });
-    let kernel = match ctl.status() {
-        Ok(s) => format!(
-            "kernel_lost={} backlog={} backlog_limit={}",
-            s.lost, s.backlog, s.backlog_limit
-        ),
-        Err(e) => format!("kernel_status_error={e:?}"),
-    };
-    let coverage = watchdog.status_fields();
-    let procs = match conn {
-        Some(c) => format!(
-            " proc_forks={} proc_exits={} proc_lost={}",
-            c.stats.forks.load(Ordering::Relaxed),
-            c.stats.exits.load(Ordering::Relaxed),
-            c.stats.lost(),
-        ),
-        None => String::new(),
-    };
-    let fan = match fan {
-        Some(f) => format!(
-            " fanotify_symlinks={} fanotify_lost={} fanotify_drops={}",
-            f.stats.symlinks.load(Ordering::Relaxed),
-            f.stats.lost.load(Ordering::Relaxed),
-            f.stats.channel_drops.load(Ordering::Relaxed),
-        ),
-        None => String::new(),
-    };
-    format!(
-        "status: {coverage} {} frames={} enobufs={} channel_drops={} bad_datagrams={} in_flight={} {kernel}{procs}{fan}",
-        pipe.stats(),
-        frames,
-        losses.enobufs,
-        losses.channel_drops,
-        bad,
-        pipe.in_flight(),
-    )
 }
 
 #[cfg(test)]

@@ -73,9 +73,9 @@ impl JsonSink {
     /// A sink appending to `path` (created with mode 0640 if missing).
     pub fn file(path: &Path, fsync: FsyncPolicy) -> Result<Self, SinkError> {
         let target = path.display().to_string();
-        let file = open_append(path).map_err(|source| SinkError {
+        let file = open_append(path).map_err(|error| SinkError {
             target: target.clone(),
-            source,
+            error,
         })?;
         Ok(JsonSink {
             out: Out::File {
@@ -113,10 +113,10 @@ impl JsonSink {
         self
     }
 
-    fn err(&self, source: std::io::Error) -> SinkError {
+    fn err(&self, error: std::io::Error) -> SinkError {
         SinkError {
             target: self.target.clone(),
-            source,
+            error,
         }
     }
 
@@ -316,7 +316,7 @@ mod tests {
         Alert {
             rule_id: "r".into(),
             rule_name: "R".into(),
-            severity: "low".into(),
+            severity: crate::rule::file::Severity::Low,
             risk_score: n,
             new_terms: vec![],
             document: json!({"event": {"kind": "event"}}),

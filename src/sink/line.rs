@@ -42,7 +42,7 @@ pub fn render(alert: &Alert, max_bytes: usize) -> String {
     let named: Vec<(&str, Option<String>)> = vec![
         ("rule", Some(alert.rule_name.clone())),
         ("rule_id", Some(alert.rule_id.clone())),
-        ("severity", Some(alert.severity.clone())),
+        ("severity", Some(alert.severity.as_str().to_string())),
         ("risk", Some(alert.risk_score.to_string())),
         ("host", s(&["host", "name"])),
         ("host_id", s(&["host", "id"])),
@@ -275,7 +275,7 @@ mod tests {
         Alert {
             rule_id: "d19a2399-f8e2-4b10-80d8-a561ce9d24d1".into(),
             rule_name: "System Binary Symlink to Suspicious Location".into(),
-            severity: "low".into(),
+            severity: crate::rule::file::Severity::Low,
             risk_score: 21,
             new_terms: vec!["abc".into(), "bash".into()],
             document: json!({

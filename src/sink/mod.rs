@@ -12,7 +12,6 @@ pub mod text;
 
 use crate::alert::Alert;
 use serde_json::Value;
-use std::fmt;
 
 /// Characters a log viewer may use to reorder or break the text around them: the bidirectional
 /// embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069), the directional marks
@@ -31,25 +30,15 @@ pub fn is_display_control(c: char) -> bool {
     )
 }
 
-/// Why a sink could not deliver; names the sink's target.
-#[derive(Debug)]
+/// Why a sink could not deliver; names the sink's target. The message holds the OS error's, so
+/// the I/O error is not also its `source()` (a chain would print it twice).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot write alerts to {target}: {error}")]
 pub struct SinkError {
     /// The sink's target, e.g. `stdout` or a file path.
     pub target: String,
     /// The I/O failure.
-    pub source: std::io::Error,
-}
-
-impl fmt::Display for SinkError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "cannot write alerts to {}: {}", self.target, self.source)
-    }
-}
-
-impl std::error::Error for SinkError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
-    }
+    pub error: std::io::Error,
 }
 
 /// Something that takes alerts: the pipeline calls `emit` per alert and `flush` at the end.
@@ -204,7 +193,7 @@ mod tests {
             if self.fail {
                 return Err(SinkError {
                     target: "probe".into(),
-                    source: std::io::Error::other("down"),
+                    error: std::io::Error::other("down"),
                 });
             }
             Ok(())
@@ -234,7 +223,7 @@ mod tests {
         Alert {
             rule_id: "r".into(),
             rule_name: "R".into(),
-            severity: "low".into(),
+            severity: crate::rule::file::Severity::Low,
             risk_score: 21,
             new_terms: vec![],
             document: json!({}),

@@ -12,6 +12,7 @@
 
 use super::{line, Sink, SinkError};
 use crate::alert::Alert;
+use crate::rule::file::Severity as RuleSeverity;
 use std::fmt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -111,15 +112,14 @@ impl fmt::Display for Facility {
     }
 }
 
-/// The syslog severity of an alert of rule severity `severity` (Elastic's spelling): low → notice,
-/// medium → warning, high → err, critical → crit; anything else → warning.
-pub fn severity_of(severity: &str) -> Severity {
+/// The syslog severity of an alert of rule severity `severity`: low → notice, medium → warning,
+/// high → err, critical → crit.
+pub fn severity_of(severity: RuleSeverity) -> Severity {
     match severity {
-        "low" => Severity::Notice,
-        "medium" => Severity::Warning,
-        "high" => Severity::Err,
-        "critical" => Severity::Crit,
-        _ => Severity::Warning,
+        RuleSeverity::Low => Severity::Notice,
+        RuleSeverity::Medium => Severity::Warning,
+        RuleSeverity::High => Severity::Err,
+        RuleSeverity::Critical => Severity::Crit,
     }
 }
 
@@ -243,9 +243,9 @@ impl Syslog {
 pub fn log_status(facility: Facility, text: &str) -> Result<(), SinkError> {
     Syslog::new(DEFAULT_SOCKET)
         .log(facility, Severity::Info, text)
-        .map_err(|source| SinkError {
+        .map_err(|error| SinkError {
             target: format!("syslog {DEFAULT_SOCKET} ({facility})"),
-            source,
+            error,
         })
 }
 
@@ -304,7 +304,7 @@ impl SyslogSink {
 impl Sink for SyslogSink {
     fn emit(&mut self, alert: &Alert) -> Result<(), SinkError> {
         let text = line::render(alert, self.max_line);
-        self.send(severity_of(&alert.severity), &text)
+        self.send(severity_of(alert.severity), &text)
     }
 
     fn flush(&mut self) -> Result<(), SinkError> {
@@ -339,11 +339,10 @@ mod tests {
 
     #[test]
     fn severities_follow_the_rule() {
-        assert_eq!(severity_of("low"), Severity::Notice);
-        assert_eq!(severity_of("medium"), Severity::Warning);
-        assert_eq!(severity_of("high"), Severity::Err);
-        assert_eq!(severity_of("critical"), Severity::Crit);
-        assert_eq!(severity_of("other"), Severity::Warning);
+        assert_eq!(severity_of(RuleSeverity::Low), Severity::Notice);
+        assert_eq!(severity_of(RuleSeverity::Medium), Severity::Warning);
+        assert_eq!(severity_of(RuleSeverity::High), Severity::Err);
+        assert_eq!(severity_of(RuleSeverity::Critical), Severity::Crit);
     }
 
     #[test]
@@ -403,7 +402,7 @@ mod tests {
         let alert = Alert {
             rule_id: "r1".into(),
             rule_name: "R".into(),
-            severity: "high".into(),
+            severity: RuleSeverity::High,
             risk_score: 73,
             new_terms: vec![],
             document: serde_json::json!({"process": {"args": ["ln", "x\ny", "A".repeat(5000)]}}),

@@ -32,10 +32,10 @@ impl TextSink {
         TextSink::new(Box::new(std::io::stdout()), "stdout")
     }
 
-    fn err(&self, source: std::io::Error) -> SinkError {
+    fn err(&self, error: std::io::Error) -> SinkError {
         SinkError {
             target: self.target.clone(),
-            source,
+            error,
         }
     }
 }
@@ -139,7 +139,7 @@ mod tests {
         Alert {
             rule_id: "d19a2399-f8e2-4b10-80d8-a561ce9d24d1".into(),
             rule_name: "System Binary Symlink to Suspicious Location".into(),
-            severity: "low".into(),
+            severity: crate::rule::file::Severity::Low,
             risk_score: 21,
             new_terms: vec![],
             document: json!({

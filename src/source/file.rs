@@ -57,20 +57,9 @@ impl fmt::Display for Format {
 }
 
 /// A `--format` value that is not `auto`, `text` or `netlink`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown input format {0:?} (expected auto, text or netlink)")]
 pub struct UnknownFormat(pub String);
-
-impl fmt::Display for UnknownFormat {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "unknown input format {:?} (expected auto, text or netlink)",
-            self.0
-        )
-    }
-}
-
-impl std::error::Error for UnknownFormat {}
 
 impl FromStr for Format {
     type Err = UnknownFormat;
@@ -89,13 +78,12 @@ impl FromStr for Format {
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     /// Opening or reading the input failed. After a read error the reader ends.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The input as the user named it (`<stdin>` for `-`).
         path: String,
-        /// The operating system's error.
-        #[source]
-        source: io::Error,
+        /// The operating system's error (in the message, so not also the `source()`).
+        error: io::Error,
     },
     /// A text line over [`MAX_LINE_LEN`] bytes; it was skipped and reading went on.
     #[error("{path}: line {line} is {len} bytes, over the {max} byte limit; skipped", max = MAX_LINE_LEN)]
@@ -185,9 +173,9 @@ impl<R: BufRead> FrameReader<R> {
     fn detect(&mut self) -> Result<Format, SourceError> {
         let mut peek = [0u8; DETECT_LEN];
         let (head, rest) = self.input.get_mut();
-        let got = read_full(rest, &mut peek).map_err(|source| SourceError::Io {
+        let got = read_full(rest, &mut peek).map_err(|error| SourceError::Io {
             path: self.name.clone(),
-            source,
+            error,
         })?;
         let peek = peek.get(..got).unwrap_or(&[]);
         *head = Cursor::new(peek.to_vec());
@@ -199,10 +187,10 @@ impl<R: BufRead> FrameReader<R> {
     }
 
     /// An I/O error naming this input.
-    fn io_error(&self, source: io::Error) -> SourceError {
+    fn io_error(&self, error: io::Error) -> SourceError {
         SourceError::Io {
             path: self.name.clone(),
-            source,
+            error,
         }
     }
 
@@ -225,7 +213,7 @@ impl<R: BufRead> FrameReader<R> {
                         self.done = true;
                         return Some(Err(SourceError::Io {
                             path: self.name.clone(),
-                            source: e,
+                            error: e,
                         }));
                     }
                 };
@@ -470,9 +458,9 @@ pub fn open(
     path: &str,
     format: Format,
 ) -> Result<FrameReader<Box<dyn BufRead + Send>>, SourceError> {
-    let io_error = |source| SourceError::Io {
+    let io_error = |error| SourceError::Io {
         path: path.to_string(),
-        source,
+        error,
     };
     let (input, name): (Box<dyn BufRead + Send>, String) = if path == "-" {
         let stdin = BufReader::with_capacity(BUF_CAPACITY, io::stdin());
@@ -482,9 +470,9 @@ pub fn open(
         let file = BufReader::with_capacity(BUF_CAPACITY, file);
         (Box::new(file), path.to_string())
     };
-    let input = decompressed(input).map_err(|source| SourceError::Io {
+    let input = decompressed(input).map_err(|error| SourceError::Io {
         path: name.clone(),
-        source,
+        error,
     })?;
     Ok(FrameReader::new(input, format, name))
 }

@@ -293,3 +293,109 @@ fn live_run_caps_names_the_capped_tuples_and_a_capped_tuple_alerts_after_the_win
         let _ = std::fs::remove_file(format!("/tmp/{token}-{s}"));
     }
 }
+
+/// A flood of file and network events from `nobody` while file, network and sequence rules are
+/// loaded: 20,000 creations and unlinks of files with 200-byte names and 20,000 UDP connects to
+/// as many ports, each a new key of a sequence rule whose first stage matches them all. The
+/// pending sequences stay bounded (the oldest evicted and counted), the agent's memory stays in
+/// its budget, and a file created afterwards still alerts.
+#[test]
+#[ignore = "live: needs root, kernel audit, perl and user 65534"]
+fn live_file_and_network_flood_keeps_sequences_bounded_and_a_later_file_alerts() {
+    let test = "live file and network flood";
+    let (_lock, dir, token, json) = begin(test, "ffn");
+    require_flood_tools(test);
+    let before = kernel_state();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).expect("rules dir");
+    let rule = |name: &str, query: String| {
+        std::fs::write(
+            rules.join(format!("{name}.toml")),
+            format!(
+                "[rule]\nrule_id = \"{name}\"\nname = \"{name}\"\ndescription = \"d\"\n\
+                 severity = \"low\"\nrisk_score = 1\ntype = \"eql\"\nlanguage = \"eql\"\n\
+                 query = '''\n{query}\n'''\n"
+            ),
+        )
+        .expect("write rule");
+    };
+    rule(
+        "flood-file",
+        format!("file where event.type == \"creation\" and file.name == \"{token}.sh\""),
+    );
+    rule(
+        "flood-file-seq",
+        format!(
+            "sequence by file.path with maxspan=10m\n\
+             [file where event.type == \"creation\"]\n\
+             [file where event.type == \"change\" and file.name == \"never-{token}\"]"
+        ),
+    );
+    rule(
+        "flood-net-seq",
+        "sequence by destination.port with maxspan=10m\n\
+         [network where event.action == \"connection_attempted\"]\n\
+         [network where destination.port == 1]"
+            .to_string(),
+    );
+    let state = dir.path().join("state");
+    let agent = Agent::start(
+        &[
+            "--source",
+            "multicast",
+            "--rules",
+            rules.to_str().expect("utf-8"),
+            "--state-dir",
+            state.to_str().expect("utf-8"),
+            "--status-period",
+            "1",
+        ],
+        &json,
+    );
+    let script = format!(
+        "use Socket; my $pad = 'x' x 200; for my $i (1 .. 20000) {{ \
+         my $p = \"/tmp/{token}-$i-$pad\"; open(my $f, '>', $p) or die \"$p: $!\"; close $f; \
+         unlink $p; socket(my $s, PF_INET, SOCK_DGRAM, 0) or die \"socket: $!\"; \
+         connect($s, pack_sockaddr_in(1024 + $i, inet_aton('127.0.0.1'))); close $s; }}"
+    );
+    let flooded = Command::new("/usr/bin/perl")
+        .arg("-e")
+        .arg(script)
+        .current_dir("/tmp")
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .stdin(Stdio::null())
+        .status()
+        .expect("flood");
+    assert!(flooded.success(), "flood: {flooded}");
+    let end = Instant::now() + Duration::from_secs(60);
+    while status(&agent).get("file_net").copied().unwrap_or(0) < 40_000 {
+        assert!(
+            Instant::now() < end,
+            "the agent never saw the flood; log:\n{}",
+            agent.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let counters = status(&agent);
+    assert!(
+        counters.get("seq_evicted").copied().unwrap_or(0) > 0,
+        "40,000 sequence keys and nothing evicted: {counters:?}"
+    );
+    let created = Command::new("/usr/bin/dash")
+        .arg("-c")
+        .arg(format!("touch /tmp/{token}.sh"))
+        .current_dir("/tmp")
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .status()
+        .expect("touch");
+    assert!(created.success());
+    let _ = std::fs::remove_file(format!("/tmp/{token}.sh"));
+    finish(agent, &token, before, "file and network flood");
+    let alerted = super::alerts_in(&json)
+        .into_iter()
+        .filter(|a| a["rule"]["id"] == "flood-file")
+        .count();
+    assert_eq!(alerted, 1);
+}

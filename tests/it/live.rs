@@ -842,6 +842,54 @@ fn live_sighup_refuses_a_broken_config_and_keeps_detecting() {
     let _ = std::fs::remove_file(format!("/tmp/{token}"));
 }
 
+/// Regression: SIGHUP re-read the configuration file and ran its `rules.paths`, dropping the
+/// `--rules` given at start. A reload lays the start's flags over the file again.
+#[test]
+#[ignore = "live: needs root and kernel audit"]
+fn live_sighup_keeps_the_rules_flag_over_the_reread_config() {
+    let (_lock, dir, _token, json) = begin("live sighup --rules", "hupr");
+    let before = kernel_state();
+    let seed = super::repo("packaging/rules/defense_evasion_symlink_binary_to_writable_dir.toml");
+    let (from_file, from_flag) = (dir.path().join("file-rules"), dir.path().join("flag-rules"));
+    for d in [&from_file, &from_flag] {
+        std::fs::create_dir(d).expect("rules dir");
+        std::fs::copy(&seed, d.join("seed.toml")).expect("copy seed rule");
+    }
+    let conf = dir.path().join("auditsentry.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "[rules]\npaths = [\"{}\"]\n\n[state]\ndir = \"{}\"\n",
+            from_file.display(),
+            dir.path().join("state").display()
+        ),
+    )
+    .expect("write config");
+    let agent = Agent::start(
+        &[
+            "--source",
+            "multicast",
+            "--config",
+            conf.to_str().expect("utf-8"),
+            "--rules",
+            from_flag.to_str().expect("utf-8"),
+        ],
+        &json,
+    );
+    let from = format!("1 rule(s) from {}:", from_flag.display());
+    assert!(
+        agent.log().contains(&format!("rules: {from}")),
+        "{}",
+        agent.log()
+    );
+    let pid = nix::unistd::Pid::from_raw(agent.child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("SIGHUP");
+    agent.wait_for_log(&format!("reloaded {from}"), Duration::from_secs(5));
+    let log = agent.stop();
+    assert!(!log.contains(&from_file.display().to_string()), "{log}");
+    assert_kernel_as_found(&before, "");
+}
+
 #[test]
 #[ignore = "live: needs root, kernel audit and fanotify"]
 fn live_fanotify_and_audit_report_one_link_once_and_fanotify_alone_covers_missing_rules() {

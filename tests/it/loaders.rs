@@ -173,15 +173,7 @@ fn replay_without_rule_paths_runs_the_built_in_rule_and_with_a_config_its_rules(
     // A config file without `rules.paths` is no rule path either: the built-in rule.
     let dir = tempfile::tempdir().expect("tempdir");
     let conf = dir.path().join("bare.toml");
-    // Its own state directory: a config without one names the packaged agent's.
-    std::fs::write(
-        &conf,
-        format!(
-            "[output.syslog]\nenabled = false\n\n[state]\ndir = {:?}\n",
-            dir.path().join("state").display().to_string()
-        ),
-    )
-    .expect("write");
+    std::fs::write(&conf, "[output.syslog]\nenabled = false\n").expect("write");
     let out = run(&["config".as_ref(), "check".as_ref(), conf.as_os_str()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let out = run(&[
@@ -193,6 +185,82 @@ fn replay_without_rule_paths_runs_the_built_in_rule_and_with_a_config_its_rules(
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(summary(&out)["alerts"], 1);
+}
+
+/// Regression: `replay --config FILE` without `state.dir` kept its new-terms memory in the
+/// installed agent's /var/lib/auditsentry. Without `state.dir` (or `--state-dir`) it is in
+/// memory, as without a file, so two runs alert alike; with one, the second run remembers.
+#[test]
+fn replay_with_a_config_keeps_state_only_where_the_file_says() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("bare.toml");
+    let log = repo("samples/sample.audit.log");
+    let replay = || {
+        let out = run(&[
+            "replay".as_ref(),
+            "--config".as_ref(),
+            conf.as_os_str(),
+            log.as_os_str(),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        summary(&out)["alerts"]
+    };
+    std::fs::write(&conf, "[output.syslog]\nenabled = false\n").expect("write");
+    assert_eq!((replay(), replay()), (5, 5), "in memory: each run alerts");
+    let state = dir.path().join("state");
+    std::fs::write(
+        &conf,
+        format!(
+            "[output.syslog]\nenabled = false\n\n[state]\ndir = {:?}\n",
+            state.display().to_string()
+        ),
+    )
+    .expect("write");
+    assert_eq!(
+        (replay(), replay()),
+        (5, 0),
+        "the file's state.dir remembers"
+    );
+    assert!(state.is_dir());
+}
+
+/// Regression: `--max-in-flight` had no bound while `reassembly.max_in_flight` had one. A flag
+/// out of its key's range stops the run, naming the flag; the same value in the file names the
+/// file, line and key.
+#[test]
+fn numeric_flags_pass_the_config_keys_range_check() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = repo("samples/sample.audit.log");
+    let out = run(&[
+        "replay".as_ref(),
+        "--max-in-flight".as_ref(),
+        "0".as_ref(),
+        log.as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out)
+            .contains("auditsentry: error: --max-in-flight: 0 is out of range (1 to 16777216)"),
+        "{}",
+        text(&out)
+    );
+    let conf = dir.path().join("c.toml");
+    std::fs::write(&conf, "[reassembly]\nmax_in_flight = 0\n").expect("write");
+    let out = run(&[
+        "replay".as_ref(),
+        "--config".as_ref(),
+        conf.as_os_str(),
+        log.as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!(
+            "{}:2: reassembly.max_in_flight: 0 is out of range (1 to 16777216)",
+            conf.display()
+        )),
+        "{}",
+        text(&out)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -817,4 +885,49 @@ fn gzip_logs_replay_like_the_plain_ones() {
         !out.stdout.is_empty(),
         "the alerts before the cut were lost"
     );
+}
+
+/// Regression: an error that carried the OS error in its message and also as its cause printed
+/// it twice (`cannot write alerts to X: No such file or directory (os error 2): No such file or
+/// directory (os error 2)`), a missing rule file three times. Each bad input names itself and
+/// the OS error once.
+#[test]
+fn bad_paths_print_the_os_error_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gone = dir.path().join("gone");
+    let file = dir.path().join("file");
+    std::fs::write(&file, "x").expect("write");
+    let log = repo("samples/sample.audit.log");
+    let at = |p: &Path, name: &str| p.join(name).display().to_string();
+    let cases: [(&str, Vec<String>); 7] = [
+        ("--json", vec!["--json".into(), at(&gone, "x.json")]),
+        ("--events", vec!["--events".into(), at(&gone, "x.json")]),
+        ("--rules", vec!["--rules".into(), at(&gone, "r.toml")]),
+        ("--config", vec!["--config".into(), at(&gone, "c.toml")]),
+        (
+            "--state-dir",
+            vec!["--state-dir".into(), at(&file, "state")],
+        ),
+        ("input", vec![at(&gone, "x.log")]),
+        ("input directory", vec![dir.path().display().to_string()]),
+    ];
+    for (what, args) in cases {
+        let mut argv: Vec<&std::ffi::OsStr> = vec!["replay".as_ref(), "-q".as_ref()];
+        argv.extend(args.iter().map(|a| a.as_ref() as &std::ffi::OsStr));
+        if what != "input" && what != "input directory" {
+            argv.push(log.as_os_str());
+        }
+        let out = run(&argv);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{what}: {stderr}");
+        assert_eq!(stderr.matches("(os error").count(), 1, "{what}: {stderr}");
+        assert!(stderr.contains(&args[args.len() - 1]), "{what}: {stderr}");
+    }
+    for check in [["config", "check"], ["rules", "check"]] {
+        let missing = at(&gone, "x.toml");
+        let out = run(&[check[0].as_ref(), check[1].as_ref(), missing.as_ref()]);
+        let all = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{check:?}: {all}");
+        assert_eq!(all.matches("(os error").count(), 1, "{check:?}: {all}");
+    }
 }

@@ -97,7 +97,7 @@ impl Case {
         let alert = Alert {
             rule_id: "d19a2399-f8e2-4b10-80d8-a561ce9d24d1".into(),
             rule_name: "System Binary Symlink to Suspicious Location".into(),
-            severity: "low".into(),
+            severity: auditsentry::rule::file::Severity::Low,
             risk_score: 21,
             new_terms: vec![
                 self.host.id.clone(),

@@ -11,13 +11,12 @@ use super::*;
 pub enum RuleError {
     /// The file or directory could not be read, is no regular file, or is over
     /// [`MAX_RULE_FILE_BYTES`].
-    #[error("{file}: {source}")]
+    #[error("{file}: {error}")]
     Io {
         /// Path as given.
         file: String,
-        /// Why.
-        #[source]
-        source: TextFileError,
+        /// Why (in the message, so not also the `source()`).
+        error: TextFileError,
     },
     /// A directory holds more rule files than [`MAX_RULE_FILES`].
     #[error("{dir}: more than {MAX_RULE_FILES} rule files")]

@@ -78,7 +78,7 @@ pub fn load_file(path: &Path) -> Result<Rule, RuleError> {
     let source = path.display().to_string();
     let text = textfile::read(path, MAX_RULE_FILE_BYTES).map_err(|e| RuleError::Io {
         file: source.clone(),
-        source: e,
+        error: e,
     })?;
     load_str(&text, &source)
 }

@@ -110,7 +110,7 @@ fn expand(paths: &[PathBuf]) -> Vec<Result<PathBuf, RuleError>> {
         }
         let io_err = |e: std::io::Error| RuleError::Io {
             file: path.display().to_string(),
-            source: e.into(),
+            error: e.into(),
         };
         let entries = match fs::read_dir(path) {
             Ok(entries) => entries,

@@ -16,10 +16,9 @@ pub use eval::{Document, EvalOptions, Query, Scalar};
 pub use parse::{parse, MAX_CLAUSES, MAX_QUERY_BYTES, MAX_WILDCARDS};
 pub use shape::{Shape, ValueTest};
 
-use std::fmt;
-
 /// A query that cannot be compiled, with the 1-based line and character column of the problem.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}, column {column}: {message}")]
 pub struct KqlError {
     /// What is wrong, e.g. `unexpected ')'`.
     pub message: String,
@@ -28,18 +27,6 @@ pub struct KqlError {
     /// Column of the offending text in characters, from 1.
     pub column: usize,
 }
-
-impl fmt::Display for KqlError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "line {}, column {}: {}",
-            self.line, self.column, self.message
-        )
-    }
-}
-
-impl std::error::Error for KqlError {}
 
 #[cfg(test)]
 mod tests {

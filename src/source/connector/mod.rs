@@ -35,27 +35,38 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(1);
 /// A receive buffer that holds any connector datagram (one event is 76 bytes).
 pub const RECV_BUFFER_LEN: usize = 16 * 1024;
 
-/// Why the connector cannot be used, or one receive failed.
-#[derive(Debug)]
+/// Why the connector cannot be used, or one receive failed. Messages hold their cause's, so
+/// there is no `source()` (a chain would print it twice).
+#[derive(Debug, thiserror::Error)]
 pub enum ConnectorError {
     /// A system call failed; `op` names what was being done.
+    #[error("proc connector: {op}: {error}")]
     Io {
         /// The operation.
         op: &'static str,
         /// The failure.
-        source: io::Error,
+        error: io::Error,
     },
     /// The kernel refused the subscription with this errno (EPERM: no CAP_NET_ADMIN in the
     /// initial user namespace).
+    #[error(
+        "proc connector: the kernel refused the subscription: {}",
+        io::Error::from_raw_os_error(*.errno as i32)
+    )]
     Refused {
         /// The errno.
         errno: u32,
     },
     /// No acknowledgement within a second: the kernel has no process events (CONFIG_PROC_EVENTS).
+    #[error(
+        "proc connector: no answer from the kernel within {ACK_TIMEOUT:?} (no CONFIG_PROC_EVENTS?)"
+    )]
     NoAck,
     /// The socket's receive queue overflowed (ENOBUFS): events were lost. Count and go on.
+    #[error("proc connector: receive queue overflowed (ENOBUFS)")]
     Overrun,
     /// Bytes that are not process events from the kernel. Count and go on.
+    #[error("proc connector: {0}")]
     Wire(ConnectorWireError),
 }
 
@@ -66,35 +77,14 @@ impl ConnectorError {
     }
 }
 
-impl fmt::Display for ConnectorError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConnectorError::Io { op, source } => write!(f, "proc connector: {op}: {source}"),
-            ConnectorError::Refused { errno } => write!(
-                f,
-                "proc connector: the kernel refused the subscription: {}",
-                io::Error::from_raw_os_error(*errno as i32)
-            ),
-            ConnectorError::NoAck => write!(
-                f,
-                "proc connector: no answer from the kernel within {ACK_TIMEOUT:?} (no CONFIG_PROC_EVENTS?)"
-            ),
-            ConnectorError::Overrun => write!(f, "proc connector: receive queue overflowed (ENOBUFS)"),
-            ConnectorError::Wire(e) => write!(f, "proc connector: {e}"),
-        }
-    }
-}
-
-impl std::error::Error for ConnectorError {}
-
 fn io_err(op: &'static str) -> impl FnOnce(io::Error) -> ConnectorError {
-    move |source| ConnectorError::Io { op, source }
+    move |error| ConnectorError::Io { op, error }
 }
 
 fn nix_err(op: &'static str) -> impl FnOnce(nix::Error) -> ConnectorError {
     move |e| ConnectorError::Io {
         op,
-        source: io::Error::from(e),
+        error: io::Error::from(e),
     }
 }
 
@@ -174,7 +164,7 @@ impl ProcConnector {
                     Some(libc::EAGAIN | libc::EINTR) => Ok(0),
                     _ => Err(ConnectorError::Io {
                         op: "receive process events",
-                        source: e,
+                        error: e,
                     }),
                 };
             }

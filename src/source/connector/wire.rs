@@ -7,8 +7,6 @@
 //! round-trip test with hand-checked bytes. Netlink is host byte order; the fixtures are written
 //! for little-endian hosts. Only datagrams from the kernel (port id 0) are accepted.
 
-use std::fmt;
-
 /// Size of `struct nlmsghdr`.
 pub const NLMSG_HDRLEN: usize = 16;
 /// `nlmsg_type` the connector uses for every message, both ways.
@@ -36,14 +34,16 @@ pub const PROC_EVENT_EXEC: u32 = 0x2;
 pub const PROC_EVENT_EXIT: u32 = 0x8000_0000;
 
 /// Why bytes are not a process event from the kernel.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConnectorWireError {
     /// The datagram came from a user-space port, not the kernel (port id 0).
+    #[error("datagram from netlink port {portid}, not the kernel")]
     ForeignSender {
         /// The sender's port id.
         portid: u32,
     },
     /// Fewer bytes than a netlink header and a `cn_msg`, or `nlmsg_len` beyond the datagram.
+    #[error("{what} needs {need} bytes, {have} there")]
     Short {
         /// What was being read.
         what: &'static str,
@@ -53,6 +53,7 @@ pub enum ConnectorWireError {
         have: usize,
     },
     /// A connector message of another callback (not process events).
+    #[error("connector message for callback {idx}.{val}, not process events")]
     NotProcEvents {
         /// `cb_id.idx`.
         idx: u32,
@@ -60,27 +61,6 @@ pub enum ConnectorWireError {
         val: u32,
     },
 }
-
-impl fmt::Display for ConnectorWireError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConnectorWireError::ForeignSender { portid } => {
-                write!(f, "datagram from netlink port {portid}, not the kernel")
-            }
-            ConnectorWireError::Short { what, need, have } => {
-                write!(f, "{what} needs {need} bytes, {have} there")
-            }
-            ConnectorWireError::NotProcEvents { idx, val } => {
-                write!(
-                    f,
-                    "connector message for callback {idx}.{val}, not process events"
-                )
-            }
-        }
-    }
-}
-
-impl std::error::Error for ConnectorWireError {}
 
 /// One process event, as far as the agent needs it. Pids are as the kernel's initial pid
 /// namespace sees them; a `tgid` is the process, a `pid` the task (thread) within it.

@@ -38,27 +38,36 @@ const CONTROL_BUFFER_LEN: usize = 64 * 1024;
 /// Oldest kernel whose multicast group delivers records.
 pub const MULTICAST_MIN_KERNEL: (u32, u32, u32) = (3, 16, 0);
 
-/// Why a netlink operation failed.
-#[derive(Debug)]
+/// Why a netlink operation failed. Messages hold their cause's, so there is no `source()` (a
+/// chain would print it twice).
+#[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
     /// A system call failed; `op` names what we were doing.
-    Io { op: &'static str, source: io::Error },
+    #[error("audit netlink: {op}: {error}")]
+    Io { op: &'static str, error: io::Error },
     /// The kernel refused `request` with this positive errno.
+    #[error("audit netlink: kernel refused {request}: {}", io::Error::from_raw_os_error(*.errno))]
     Kernel { request: &'static str, errno: i32 },
     /// AUDIT_SET pid failed with EEXIST: another daemon holds the unicast stream.
+    #[error("another audit daemon is registered (pid {pid})")]
     DaemonRegistered { pid: u32 },
     /// No reply to `request` within [`REQUEST_TIMEOUT`].
+    #[error("audit netlink: no reply to {request} within {REQUEST_TIMEOUT:?}")]
     Timeout { request: &'static str },
     /// The socket's receive queue overflowed (ENOBUFS): records were lost. Count and go on.
+    #[error("audit netlink: receive queue overflowed (ENOBUFS), records lost")]
     Overrun,
     /// A datagram larger than the buffer given to recv; its tail was lost. Count and go on.
+    #[error("audit netlink: {len}-byte datagram truncated to the {capacity}-byte buffer")]
     Truncated { len: usize, capacity: usize },
     /// Bytes that are not a valid audit netlink message (or came from a user-space port).
+    #[error("audit netlink: {context}: {error}")]
     Wire {
         context: &'static str,
-        source: WireError,
+        error: WireError,
     },
     /// /proc/sys/kernel/osrelease did not start with a version number.
+    #[error("cannot read a kernel version from {release:?}")]
     KernelRelease { release: String },
 }
 
@@ -73,61 +82,13 @@ impl NetlinkError {
     }
 
     fn io(op: &'static str) -> impl FnOnce(io::Error) -> NetlinkError {
-        move |source| NetlinkError::Io { op, source }
+        move |error| NetlinkError::Io { op, error }
     }
 
     fn nix(op: &'static str) -> impl FnOnce(nix::Error) -> NetlinkError {
         move |e| NetlinkError::Io {
             op,
-            source: io::Error::from(e),
-        }
-    }
-}
-
-impl fmt::Display for NetlinkError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NetlinkError::Io { op, source } => write!(f, "audit netlink: {op}: {source}"),
-            NetlinkError::Kernel { request, errno } => write!(
-                f,
-                "audit netlink: kernel refused {request}: {}",
-                io::Error::from_raw_os_error(*errno)
-            ),
-            NetlinkError::DaemonRegistered { pid } => {
-                write!(f, "another audit daemon is registered (pid {pid})")
-            }
-            NetlinkError::Timeout { request } => {
-                write!(
-                    f,
-                    "audit netlink: no reply to {request} within {REQUEST_TIMEOUT:?}"
-                )
-            }
-            NetlinkError::Overrun => {
-                write!(
-                    f,
-                    "audit netlink: receive queue overflowed (ENOBUFS), records lost"
-                )
-            }
-            NetlinkError::Truncated { len, capacity } => write!(
-                f,
-                "audit netlink: {len}-byte datagram truncated to the {capacity}-byte buffer"
-            ),
-            NetlinkError::Wire { context, source } => {
-                write!(f, "audit netlink: {context}: {source}")
-            }
-            NetlinkError::KernelRelease { release } => {
-                write!(f, "cannot read a kernel version from {release:?}")
-            }
-        }
-    }
-}
-
-impl std::error::Error for NetlinkError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            NetlinkError::Io { source, .. } => Some(source),
-            NetlinkError::Wire { source, .. } => Some(source),
-            _ => None,
+            error: io::Error::from(e),
         }
     }
 }
@@ -245,9 +206,9 @@ impl AuditSocket {
                 if msg_type != AUDIT_GET {
                     return Ok(Step::Continue);
                 }
-                let s = Status::decode(payload).map_err(|source| NetlinkError::Wire {
+                let s = Status::decode(payload).map_err(|error| NetlinkError::Wire {
                     context: "AUDIT_GET reply",
-                    source,
+                    error,
                 })?;
                 status = Some(s);
                 Ok(Step::Finished)
@@ -297,9 +258,9 @@ impl AuditSocket {
             &[],
             |msg_type, payload| {
                 if msg_type == AUDIT_LIST_RULES {
-                    let rule = RuleData::decode(payload).map_err(|source| NetlinkError::Wire {
+                    let rule = RuleData::decode(payload).map_err(|error| NetlinkError::Wire {
                         context: "AUDIT_LIST_RULES reply",
-                        source,
+                        error,
                     })?;
                     rules.push(rule);
                 }
@@ -311,18 +272,18 @@ impl AuditSocket {
 
     /// AUDIT_ADD_RULE (EEXIST when an identical rule is already loaded).
     pub fn add_rule(&mut self, rule: &RuleData) -> Result<(), NetlinkError> {
-        let payload = rule.encode().map_err(|source| NetlinkError::Wire {
+        let payload = rule.encode().map_err(|error| NetlinkError::Wire {
             context: "encode AUDIT_ADD_RULE",
-            source,
+            error,
         })?;
         self.transact_ack("AUDIT_ADD_RULE", AUDIT_ADD_RULE, &payload)
     }
 
     /// AUDIT_DEL_RULE: deletes the rule equal to `rule` (ENOENT when there is none).
     pub fn del_rule(&mut self, rule: &RuleData) -> Result<(), NetlinkError> {
-        let payload = rule.encode().map_err(|source| NetlinkError::Wire {
+        let payload = rule.encode().map_err(|error| NetlinkError::Wire {
             context: "encode AUDIT_DEL_RULE",
-            source,
+            error,
         })?;
         self.transact_ack("AUDIT_DEL_RULE", AUDIT_DEL_RULE, &payload)
     }
@@ -350,14 +311,14 @@ impl AuditSocket {
         let datagram = checked_datagram(buf, len)?;
         let before = out.len();
         let messages =
-            wire::parse_datagram(datagram, sender).map_err(|source| NetlinkError::Wire {
+            wire::parse_datagram(datagram, sender).map_err(|error| NetlinkError::Wire {
                 context: "audit record datagram",
-                source,
+                error,
             })?;
         for msg in messages {
-            let msg = msg.map_err(|source| NetlinkError::Wire {
+            let msg = msg.map_err(|error| NetlinkError::Wire {
                 context: "audit record datagram",
-                source,
+                error,
             })?;
             match msg.body {
                 Body::Record(text) => out.push(Frame::Netlink {
@@ -399,7 +360,7 @@ impl AuditSocket {
             Err(e) => match e.raw_os_error() {
                 Some(libc::ENOBUFS) => Err(NetlinkError::Overrun),
                 Some(libc::EAGAIN | libc::EINTR) => Ok(Received::Nothing),
-                _ => Err(NetlinkError::Io { op, source: e }),
+                _ => Err(NetlinkError::Io { op, error: e }),
             },
         }
     }
@@ -439,10 +400,7 @@ impl AuditSocket {
         let bytes = wire::encode_request(msg_type, flags, seq, payload);
         self.socket
             .send_to(&bytes, &SocketAddr::new(0, 0), 0)
-            .map_err(|source| NetlinkError::Io {
-                op: request,
-                source,
-            })?;
+            .map_err(|error| NetlinkError::Io { op: request, error })?;
         let deadline = Instant::now() + REQUEST_TIMEOUT;
         let mut buf = vec![0u8; CONTROL_BUFFER_LEN];
         loop {
@@ -461,9 +419,9 @@ impl AuditSocket {
                 continue;
             };
             for msg in messages {
-                let msg = msg.map_err(|source| NetlinkError::Wire {
+                let msg = msg.map_err(|error| NetlinkError::Wire {
                     context: request,
-                    source,
+                    error,
                 })?;
                 if let Body::Record(text) = msg.body {
                     self.pending.push_back(Frame::Netlink {
