@@ -19,6 +19,7 @@
 pub mod ast;
 mod compile;
 mod eval;
+mod func;
 mod lex;
 mod parse;
 mod pattern;

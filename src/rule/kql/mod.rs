@@ -11,6 +11,7 @@ mod eval;
 mod lex;
 mod parse;
 mod pattern;
+mod shape;
 
 pub use crate::document::{Document, Scalar};
 pub use eval::{EvalOptions, Query};
@@ -24,6 +25,7 @@ pub fn parse(text: &str) -> Result<Query, KqlError> {
     parse::tree(text).map(Query::new)
 }
 pub(crate) use parse::{Leaf, Node, Test};
+pub use shape::{Shape, ValueTest};
 
 /// A query that cannot be compiled, with the 1-based line and character column of the problem.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

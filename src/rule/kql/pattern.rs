@@ -68,6 +68,21 @@ impl Pattern {
         }
     }
 
+    /// The literal text between the stars, in order (one piece for a pattern without stars).
+    pub(crate) fn pieces(&self) -> Vec<String> {
+        if !self.star {
+            return vec![self.prefix.clone()];
+        }
+        let middle = self
+            .middle
+            .iter()
+            .map(|s| String::from_utf8_lossy(s.0.needle()).into_owned());
+        std::iter::once(self.prefix.clone())
+            .chain(middle)
+            .chain(std::iter::once(self.suffix.clone()))
+            .collect()
+    }
+
     /// Does the whole of `s` match? Linear in `s.len()` (one left-to-right pass).
     pub(crate) fn matches(&self, s: &str) -> bool {
         if !self.star {

@@ -1,14 +1,12 @@
-//! The only module that knows every stage. It reads frames from the sources, parses them into
-//! records, lets the reassembler group them, builds exec events and documents, asks the rules and
-//! the new-terms gate and the rate cap, and hands alerts (and, when an events output wants them,
-//! every exec document) to the sinks — counting everything on the way.
+//! The per-event detector: an event from the reassembler becomes an exec event and its document,
+//! which the rules, the new-terms gate and the rate cap judge; link and watcher events feed the
+//! extended detector. Alerts go to the sink.
 
 use crate::alert::Alert;
 use crate::audit::config_change::ConfigChange;
 use crate::audit::exec::{self, ExecEvent, ExecLimits};
 use crate::audit::link;
-use crate::audit::reassemble::{Event, ReassembleConfig, Reassembler};
-use crate::audit::record::{parse_frame_owned, AuditTime, Record, UNSTAMPED};
+use crate::audit::reassemble::{Event, ReassembleConfig};
 use crate::audit::{fileop, netconn};
 use crate::event::{self, ExecView, Host, Known};
 use crate::names::Names;
@@ -22,13 +20,10 @@ use crate::rule::ratecap::{CapRequest, CapSummary, Decision, RateCap};
 use crate::rule::stateful::{self, Finding, Stateful};
 use crate::sink::{Sink, SinkError};
 use crate::source::fanotify::{FanEvent, Watcher};
-use crate::source::file::{self, Format, SourceError};
+use crate::source::file::{self};
 use crate::stats::Stats;
-use std::fmt;
 use std::sync::Arc;
 
-/// How many malformed records are described on stderr before only counting.
-const MALFORMED_REPORTED: u64 = 10;
 /// Most configuration changes kept for the live agent between two of its looks.
 const CONFIG_CHANGES_KEPT: usize = 64;
 
@@ -37,7 +32,7 @@ const CONFIG_CHANGES_KEPT: usize = 64;
 /// event's record buffers on the way.
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)] // Most events are execs: a Box would cost each an allocation.
-enum Built {
+pub(super) enum Built {
     /// A successful exec.
     Exec(ExecEvent),
     /// Not an exec; the event itself when the extended detector's syscall sensor wants it.
@@ -48,7 +43,7 @@ enum Built {
 
 impl Built {
     /// What the argv of an exec is charged against its budget (0 for anything else).
-    fn argv_cost(&self) -> usize {
+    pub(super) fn argv_cost(&self) -> usize {
         match self {
             Built::Exec(exec) => exec.argv_cost(),
             Built::Other(_) | Built::Partial => 0,
@@ -57,7 +52,7 @@ impl Built {
 
     /// Builds `ev`: an exec event, or the event kept whole (if `keep_other`) for the link sensor.
     /// The record buffers of an event not kept go to `spare`, if given, for the reader to reuse.
-    fn new(
+    pub(super) fn new(
         ev: Event,
         limits: &ExecLimits,
         keep_other: bool,
@@ -98,27 +93,6 @@ pub struct DetectOptions {
     /// Most new-terms tuples stored per rule (the least recently seen are evicted).
     pub max_terms_per_rule: usize,
 }
-
-/// A fatal pipeline failure: the input could not be read or the alerts could not be written.
-#[derive(Debug)]
-pub enum PipelineError {
-    /// An input could not be opened or read.
-    Source(SourceError),
-    /// A sink failed.
-    Sink(SinkError),
-}
-
-impl fmt::Display for PipelineError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PipelineError::Source(e) => e.fmt(f),
-            PipelineError::Sink(e) => e.fmt(f),
-        }
-    }
-}
-
-impl std::error::Error for PipelineError {}
-
 /// Everything after the reassembler: exec events → documents → rules → gate → sink.
 pub struct Detector<S: TermStore> {
     /// The rules that judge one event alone, indexed by what they require.
@@ -129,7 +103,7 @@ pub struct Detector<S: TermStore> {
     procs: ProcessTable,
     /// `opts.host`, shared so an exec's view can borrow it while the detector changes.
     host: Arc<Host>,
-    opts: DetectOptions,
+    pub(super) opts: DetectOptions,
     cap: RateCap,
     stats: Stats,
     excluded_pid: Option<u32>,
@@ -224,7 +198,7 @@ impl<S: TermStore> Detector<S> {
     /// What [`Built::new`] needs to know to build events for this detector outside its borrow:
     /// the exec limits, and whether non-exec events must be kept (the extended detector's
     /// syscall sensor reads them).
-    fn build_options(&self) -> (ExecLimits, bool) {
+    pub(super) fn build_options(&self) -> (ExecLimits, bool) {
         (self.opts.exec_limits, self.keeps_other())
     }
 
@@ -240,12 +214,12 @@ impl<S: TermStore> Detector<S> {
     }
 
     /// Counts `n` completed events that a replay's reader found to be no exec and dropped.
-    fn count_others(&mut self, n: u64) {
+    pub(super) fn count_others(&mut self, n: u64) {
         self.stats.events_completed += n;
     }
 
     /// Handles one completed event after its build step ([`Detector::on_event`] = build + this).
-    fn on_built(&mut self, built: &Built, sink: &mut dyn Sink) -> Result<(), SinkError> {
+    pub(super) fn on_built(&mut self, built: &Built, sink: &mut dyn Sink) -> Result<(), SinkError> {
         self.stats.events_completed += 1;
         let exec = match built {
             Built::Exec(exec) => exec,
@@ -679,493 +653,264 @@ fn notify(closed: &[CapSummary], sink: &mut dyn Sink) -> Result<(), SinkError> {
     first.map_or(Ok(()), Err)
 }
 
-/// Adds one to the malformed count, describing the first [`MALFORMED_REPORTED`] on stderr.
-fn count_malformed(count: &mut u64, what: &dyn fmt::Display) {
-    *count += 1;
-    if *count <= MALFORMED_REPORTED {
-        eprintln!("auditsentry: skipped malformed record: {what}");
-    } else if *count == MALFORMED_REPORTED + 1 {
-        eprintln!("auditsentry: more malformed records; only counting from now on");
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::reassemble::Reassembler;
+    use crate::audit::record::parse_frame_owned;
+    use crate::proc::NoFallback;
+    use crate::rule::extended;
+    use crate::rule::file::builtin;
+    use crate::rule::new_terms::MemStore;
+    use crate::source::Frame;
+    use serde_json::Value;
+
+    /// A sink that keeps what it is given.
+    #[derive(Default)]
+    struct Kept {
+        alerts: Vec<Alert>,
+        notices: Vec<String>,
     }
-}
 
-/// Frames → records → reassembler → detector, for any source of frames.
-pub struct Pipeline<S: TermStore> {
-    reassembler: Reassembler,
-    detector: Detector<S>,
-    malformed: u64,
-    unstamped: u64,
-    parsed: u64,
-}
-
-impl<S: TermStore> Pipeline<S> {
-    /// A pipeline ending in `detector`.
-    pub fn new(detector: Detector<S>) -> Self {
-        let reassembler = Reassembler::new(detector.opts.reassemble.clone());
-        Pipeline {
-            reassembler,
-            detector,
-            malformed: 0,
-            unstamped: 0,
-            parsed: 0,
+    impl Sink for Kept {
+        fn emit(&mut self, alert: &Alert) -> Result<(), SinkError> {
+            self.alerts.push(alert.clone());
+            Ok(())
+        }
+        fn flush(&mut self) -> Result<(), SinkError> {
+            Ok(())
+        }
+        fn notice(&mut self, line: &str) -> Result<(), SinkError> {
+            self.notices.push(line.to_string());
+            Ok(())
         }
     }
 
-    /// Feeds one parsed record.
-    pub fn push(&mut self, rec: Record, sink: &mut dyn Sink) -> Result<(), SinkError> {
-        self.parsed += 1;
-        self.reassemble(sink, |r, emit| r.push(rec, emit))
-    }
-
-    /// Runs one reassembler step, handing each event it completes to the detector. After a sink
-    /// failure the remaining events of the step are dropped; the first failure is returned.
-    fn reassemble(
-        &mut self,
-        sink: &mut dyn Sink,
-        step: impl FnOnce(&mut Reassembler, &mut dyn FnMut(Event)),
-    ) -> Result<(), SinkError> {
-        let Pipeline {
-            reassembler,
-            detector,
-            ..
-        } = self;
-        let mut failed = None;
-        step(reassembler, &mut |ev: Event| {
-            if failed.is_none() {
-                failed = detector.on_event(ev, sink).err();
-            }
-        });
-        failed.map_or(Ok(()), Err)
-    }
-
-    /// Counts a frame that was not a record, describing the first few on stderr.
-    pub fn malformed(&mut self, what: &dyn fmt::Display) {
-        count_malformed(&mut self.malformed, what);
-    }
-
-    /// Completes every event still in flight, flushes state and sink, and returns the counters.
-    pub fn finish(&mut self, sink: &mut dyn Sink) -> Result<Stats, SinkError> {
-        let flushed = self.reassemble(sink, |r, emit| r.flush(emit));
-        let found = self.detector.finish_stateful(sink);
-        self.detector.finish();
-        let closed = self.detector.close_windows(sink);
-        sink.flush()?;
-        closed?;
-        flushed?;
-        found?;
-        Ok(self.stats())
-    }
-
-    /// Counters so far, the reassembler's included.
-    pub fn stats(&self) -> Stats {
-        let mut s = self.detector.stats();
-        let r = self.reassembler.stats();
-        s.records_parsed = self.parsed;
-        s.records_malformed = self.malformed;
-        s.records_unstamped = self.unstamped;
-        s.events_evicted = r.events_evicted;
-        s.records_late = r.records_late;
-        s.records_duplicate = r.records_duplicate;
-        s.serials_lost = r.serial_gaps;
-        s
-    }
-}
-
-impl<S: TermStore> Pipeline<S> {
-    /// Live sources: audit time has reached `now` even if no record says so, so events without EOE
-    /// that are past the reassembly timeout complete now.
-    pub fn advance_clock(&mut self, now: AuditTime, sink: &mut dyn Sink) -> Result<(), SinkError> {
-        self.reassemble(sink, |r, emit| r.advance_clock(now, emit))
-    }
-
-    /// The detector, for the live daemon's process-table upkeep.
-    pub fn detector_mut(&mut self) -> &mut Detector<S> {
-        &mut self.detector
-    }
-
-    /// Events currently waiting in the reassembler.
-    pub fn in_flight(&self) -> usize {
-        self.reassembler.stats().in_flight
-    }
-}
-
-/// Replays audit files (or `-` for stdin) in order through `pipeline` into `sink`.
-///
-/// Malformed records are counted and skipped. An input that cannot be opened or read ends the run
-/// with an error naming it — after everything already read has been evaluated and flushed.
-///
-/// When every input is a regular file the work runs in two stages, each on its own thread — read,
-/// parse and reassemble; build and detect — so a replay keeps both cores of a small machine busy
-/// (three stages on two cores waited on each other more than they worked in parallel). Batches
-/// between them are bounded in count, and the bytes in flight by a budget, so memory stays
-/// bounded however long the lines; record buffers flow back to the reader, which copies new lines
-/// into them. Order, counters and error messages are those of a single-threaded run. Stdin and
-/// pipes are read on this thread, record by record: a batch would hold back the alerts of a
-/// stream that pauses.
-pub fn replay<S: TermStore>(
-    inputs: &[String],
-    format: Format,
-    pipeline: &mut Pipeline<S>,
-    sink: &mut dyn Sink,
-) -> Result<Stats, PipelineError> {
-    let all_files = inputs
-        .iter()
-        .all(|i| i != "-" && std::fs::metadata(i).is_ok_and(|m| m.is_file()));
-    let ended = match all_files {
-        true => replay_staged(inputs, format, pipeline, sink),
-        false => None,
-    };
-    let (fatal, failed) = ended.unwrap_or_else(|| {
-        let (mut fatal, mut failed) = (None, None);
-        read_inputs(inputs, format, 1, None, &mut |batch| {
-            match take_batch(batch, pipeline, sink) {
-                Ok(None) => return true,
-                Ok(Some(e)) => fatal = Some(e),
-                Err(e) => failed = Some(e),
-            }
-            false
-        });
-        (fatal, failed)
-    });
-    if let Some(e) = failed {
-        return Err(PipelineError::Sink(e));
-    }
-    let stats = pipeline.finish(sink).map_err(PipelineError::Sink)?;
-    match fatal {
-        Some(e) => Err(PipelineError::Source(e)),
-        None => Ok(stats),
-    }
-}
-
-/// How a replay's input ended early: a read failure, or a sink failure.
-type Ended = (Option<SourceError>, Option<SinkError>);
-
-/// The two-stage replay; `None` (nothing read) when its thread cannot be started.
-fn replay_staged<S: TermStore>(
-    inputs: &[String],
-    format: Format,
-    pipeline: &mut Pipeline<S>,
-    sink: &mut dyn Sink,
-) -> Option<Ended> {
-    let (limits, keep_other) = pipeline.detector.build_options();
-    let Pipeline {
-        reassembler,
-        detector,
-        malformed,
-        unstamped,
-        parsed,
-    } = pipeline;
-    let intake = Intake {
-        reassembler,
-        parsed,
-        unstamped,
-        malformed,
-    };
-    std::thread::scope(|scope| {
-        let (ev_tx, ev_rx) = crossbeam_channel::bounded::<Gathered>(BATCHES_IN_FLIGHT);
-        // Record buffers flow back to the reader, which copies new lines into them.
-        let (spare_tx, spare_rx) = crossbeam_channel::bounded(RETURNS_IN_FLIGHT);
-        // The byte budget between the stages: a batch takes one token per BATCH_BYTES it holds
-        // (all of them at most) and the detecting stage gives them back when it is done with it.
-        let (token_tx, token_rx) = crossbeam_channel::bounded::<()>(TOKENS);
-        for _ in 0..TOKENS {
-            token_tx.try_send(()).ok()?;
+    fn options(all_matches: bool) -> DetectOptions {
+        DetectOptions {
+            reassemble: ReassembleConfig::default(),
+            exec_limits: ExecLimits::default(),
+            eval: EvalOptions::default(),
+            all_matches,
+            host: Host {
+                id: "h1".to_string(),
+                name: "host1".to_string(),
+            },
+            proc_capacity: 1024,
+            proc_budget: 1 << 20,
+            max_terms_per_rule: 1024,
         }
-        std::thread::Builder::new()
-            .name("replay-read".into())
-            .spawn_scoped(scope, move || {
-                let out = Gather {
-                    events: &ev_tx,
-                    tokens: &token_rx,
-                };
-                read_and_reassemble(inputs, format, intake, keep_other, &spare_rx, &out);
-            })
-            .ok()?;
-        let (mut fatal, mut failed) = (None, None);
-        let mut spare = Vec::with_capacity(2 * BATCH_RECORDS);
-        let mut built = Vec::with_capacity(BATCH_RECORDS);
-        'batches: for (batch, others, tokens, read_error) in ev_rx {
-            detector.count_others(others);
-            // Build the batch, then detect on it: each loop stays in its own code. Built
-            // arguments can be far larger than their records (empty or skipped arguments), so
-            // the batch is built in parts of at most BUILT_ARGV_BYTES of argv (or one event).
-            let mut events = batch.into_iter().peekable();
-            while events.peek().is_some() {
-                built.clear();
-                let mut argv_bytes = 0;
-                while argv_bytes < BUILT_ARGV_BYTES {
-                    let Some(ev) = events.next() else { break };
-                    let one = Built::new(ev, &limits, keep_other, Some(&mut spare));
-                    argv_bytes += one.argv_cost();
-                    built.push(one);
-                }
-                for one in &built {
-                    if let Err(e) = detector.on_built(one, sink) {
-                        failed = Some(e);
-                        break 'batches;
-                    }
-                }
-            }
-            built.clear();
-            for _ in 0..tokens {
-                let _ = token_tx.try_send(());
-            }
-            if spare.len() >= BATCH_RECORDS {
-                // The reader may be full of spares already: then these are just freed.
-                let fresh = Vec::with_capacity(2 * BATCH_RECORDS);
-                let _ = spare_tx.try_send(std::mem::replace(&mut spare, fresh));
-            }
-            if read_error.is_some() {
-                fatal = read_error;
-                break;
-            }
-        }
-        Some((fatal, failed))
-    })
-}
-
-/// Most records in one batch of the reader, and most events in one batch to the detecting stage.
-const BATCH_RECORDS: usize = 512;
-/// Most argv bytes (charged as [`exec::arg_cost`]) the detecting stage builds before it detects
-/// on them: one part of a batch, or one event alone if it is larger.
-const BUILT_ARGV_BYTES: usize = 4 << 20;
-/// Bytes of record bodies one token of the budget between the stages stands for.
-const BATCH_BYTES: usize = 1 << 18;
-/// Tokens of the budget: what a flood of megabyte arguments can hold between the stages (4 MiB,
-/// or one event alone if it is larger).
-const TOKENS: usize = 16;
-/// Batches the reading stage may be ahead of the detecting one by.
-const BATCHES_IN_FLIGHT: usize = 16;
-/// Lists of spare record buffers on their way back to the reader, at most.
-const RETURNS_IN_FLIGHT: usize = 4;
-
-/// The front of a pipeline, lent to the reading stage of a replay.
-struct Intake<'a> {
-    reassembler: &'a mut Reassembler,
-    parsed: &'a mut u64,
-    unstamped: &'a mut u64,
-    malformed: &'a mut u64,
-}
-
-/// What the reading stage hands to the detecting one: completed events, how many it dropped as no
-/// exec since the last batch, the budget tokens they took, then, if the input could not be read,
-/// why (the replay ends after what came before).
-type Gathered = (Vec<Event>, u64, usize, Option<SourceError>);
-
-/// Where the reading stage sends completed events, and the budget tokens it takes first.
-struct Gather<'a> {
-    events: &'a crossbeam_channel::Sender<Gathered>,
-    tokens: &'a crossbeam_channel::Receiver<()>,
-}
-
-impl Gather<'_> {
-    /// Sends `batch` (of `bytes` bytes) once the budget has room; false when the detecting stage
-    /// is gone.
-    fn send(
-        &self,
-        batch: Vec<Event>,
-        others: u64,
-        bytes: usize,
-        read_error: Option<SourceError>,
-    ) -> bool {
-        let tokens = bytes.div_ceil(BATCH_BYTES).clamp(1, TOKENS);
-        for _ in 0..tokens {
-            if self.tokens.recv().is_err() {
-                return false;
-            }
-        }
-        let gathered = (batch, others, tokens, read_error);
-        self.events.send(gathered).is_ok()
-    }
-}
-
-/// The reading stage: frames → records → reassembler → completed events, in batches bounded in
-/// count and bytes. Spare record buffers come back on `spare`.
-fn read_and_reassemble(
-    inputs: &[String],
-    format: Format,
-    intake: Intake<'_>,
-    keep_other: bool,
-    spare: &crossbeam_channel::Receiver<Vec<Vec<u8>>>,
-    out: &Gather<'_>,
-) {
-    let mut stage = Gathering {
-        intake,
-        keep_other,
-        out,
-        batch: Vec::with_capacity(BATCH_RECORDS),
-        bytes: 0,
-        others: 0,
-        open: true,
-    };
-    read_inputs(inputs, format, BATCH_RECORDS, Some(spare), &mut |batch| {
-        stage.take(batch)
-    });
-    stage.finish();
-}
-
-/// The state of the reading stage between two record batches.
-struct Gathering<'a, 'o> {
-    intake: Intake<'a>,
-    keep_other: bool,
-    out: &'o Gather<'o>,
-    /// Completed events not sent yet, and their bytes.
-    batch: Vec<Event>,
-    bytes: usize,
-    /// Events dropped as no exec since the last batch went.
-    others: u64,
-    /// False once the input failed or the detecting stage is gone.
-    open: bool,
-}
-
-impl Gathering<'_, '_> {
-    /// Reassembles one batch of parsed records (emptying it); false when reading must stop.
-    fn take(&mut self, parsed: &mut Vec<Parsed>) -> bool {
-        for item in parsed.drain(..) {
-            match item {
-                Parsed::Record(rec) => {
-                    *self.intake.parsed += 1;
-                    let (batch, bytes, others) =
-                        (&mut self.batch, &mut self.bytes, &mut self.others);
-                    let keep_other = self.keep_other;
-                    self.intake.reassembler.push(rec, &mut |ev| {
-                        // Half of a busy host's events are certainly no exec: counted and
-                        // dropped here, unless the link sensor reads them.
-                        if !keep_other && exec::is_other(&ev) {
-                            *others += 1;
-                            return;
-                        }
-                        *bytes += ev.records.iter().map(|r| 64 + r.body.len()).sum::<usize>();
-                        batch.push(ev);
-                    });
-                }
-                Parsed::Unstamped => *self.intake.unstamped += 1,
-                Parsed::Malformed(what) => count_malformed(self.intake.malformed, &what),
-                Parsed::Fatal(e) => {
-                    self.send(Some(e));
-                    self.open = false;
-                    return false;
-                }
-            }
-            if (self.batch.len() >= BATCH_RECORDS || self.bytes >= BATCH_BYTES) && !self.send(None)
-            {
-                self.open = false;
-                return false;
-            }
-        }
-        true
     }
 
-    /// Sends what is gathered (and `read_error`); false when the detecting stage is gone.
-    fn send(&mut self, read_error: Option<SourceError>) -> bool {
-        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH_RECORDS));
-        let (others, bytes) = (
-            std::mem::take(&mut self.others),
-            std::mem::take(&mut self.bytes),
+    /// The seed rule's detector, replaying nothing but what the test gives it.
+    fn seed_detector(all_matches: bool) -> Detector<MemStore> {
+        Detector::new(
+            vec![builtin()],
+            MemStore::new(),
+            Box::new(NoFallback),
+            options(all_matches),
+        )
+    }
+
+    fn hex(text: &str) -> String {
+        text.bytes().map(|b| format!("{b:02X}")).collect()
+    }
+
+    /// The audit lines of one successful execve by `pid` (child of `ppid`) of `exe` with `argv`,
+    /// as auditd writes them.
+    fn exec_lines(
+        serial: u32,
+        sec: u64,
+        (pid, ppid): (u32, u32),
+        exe: &str,
+        argv: &[&str],
+    ) -> String {
+        let stamp = format!("msg=audit({sec}.000:{serial}):");
+        let comm = event::basename(exe);
+        let args: String = argv
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!(" a{i}=\"{a}\""))
+            .collect();
+        format!(
+            "type=SYSCALL {stamp} arch=c000003e syscall=59 success=yes exit=0 a0=1 a1=2 a2=3 a3=4 \
+             items=1 ppid={ppid} pid={pid} auid=1000 uid=1000 gid=1000 euid=1000 suid=1000 \
+             fsuid=1000 egid=1000 sgid=1000 fsgid=1000 tty=pts0 ses=3 comm=\"{comm}\" \
+             exe=\"{exe}\" key=\"exec\"\n\
+             type=EXECVE {stamp} argc={}{args}\n\
+             type=CWD {stamp} cwd=\"/home/u\"\n\
+             type=PATH {stamp} item=0 name=\"{exe}\" inode=1 dev=fe:00 mode=0100755 ouid=0 \
+             ogid=0 rdev=00:00 nametype=NORMAL\n\
+             type=PROCTITLE {stamp} proctitle={}\n\
+             type=EOE {stamp}\n",
+            argv.len(),
+            hex(&argv.join("\0")),
+        )
+    }
+
+    /// The audit lines of a successful symlinkat(TARGET, AT_FDCWD, LINK) by `pid`.
+    fn symlink_lines(
+        serial: u32,
+        sec: u64,
+        (pid, ppid): (u32, u32),
+        target: &str,
+        link: &str,
+    ) -> String {
+        let stamp = format!("msg=audit({sec}.000:{serial}):");
+        format!(
+            "type=SYSCALL {stamp} arch=c000003e syscall=266 success=yes exit=0 a0=1 \
+             a1=ffffff9c a2=2 a3=3 items=3 ppid={ppid} pid={pid} auid=1000 uid=1000 gid=1000 \
+             euid=1000 suid=1000 fsuid=1000 egid=1000 sgid=1000 fsgid=1000 tty=pts0 ses=3 \
+             comm=\"ln\" exe=\"/usr/bin/ln\" key=\"links\"\n\
+             type=CWD {stamp} cwd=\"/home/u\"\n\
+             type=PATH {stamp} item=0 name=\"/tmp/\" inode=2 dev=fe:00 mode=041777 ouid=0 \
+             ogid=0 rdev=00:00 nametype=PARENT\n\
+             type=PATH {stamp} item=1 name=\"{target}\" nametype=UNKNOWN\n\
+             type=PATH {stamp} item=2 name=\"{link}\" inode=3 dev=fe:00 mode=0120777 \
+             ouid=1000 ogid=1000 rdev=00:00 nametype=CREATE\n\
+             type=EOE {stamp}\n",
+        )
+    }
+
+    /// Parses `log`, groups its records into events and hands each to `detector`.
+    fn feed<S: TermStore>(detector: &mut Detector<S>, log: &str, sink: &mut Kept) {
+        let mut reassembler = Reassembler::new(detector.opts.reassemble.clone());
+        let mut events = Vec::new();
+        for line in log.lines() {
+            let rec = parse_frame_owned(Frame::Text(line.as_bytes().to_vec()))
+                .unwrap_or_else(|e| panic!("{line}: {e}"));
+            reassembler.push(rec, &mut |ev| events.push(ev));
+        }
+        reassembler.flush(&mut |ev| events.push(ev));
+        for ev in events {
+            detector.on_event(ev, sink).unwrap();
+        }
+    }
+
+    /// A shell (pid 100) under init, then `ln -s /usr/bin/id /tmp/x` by its child `pid`.
+    fn shell_then_ln(serial: u32, pid: u32, link: &str) -> String {
+        exec_lines(serial, 1_700_000_000, (100, 1), "/usr/bin/bash", &["bash"])
+            + &exec_lines(
+                serial + 1,
+                1_700_000_001,
+                (pid, 100),
+                "/usr/bin/ln",
+                &["ln", "-s", "/usr/bin/id", link],
+            )
+    }
+
+    fn rule_ids(alerts: &[Alert]) -> Vec<&str> {
+        alerts.iter().map(|a| a.rule_id.as_str()).collect()
+    }
+
+    #[test]
+    fn an_ln_into_tmp_alerts_once_per_new_parent_with_the_exec_document() {
+        let mut det = seed_detector(false);
+        let mut sink = Kept::default();
+        feed(&mut det, &shell_then_ln(10, 200, "/tmp/x"), &mut sink);
+        assert_eq!(rule_ids(&sink.alerts), [builtin().id.as_str()]);
+        let doc: &Value = &sink.alerts[0].document;
+        assert_eq!(doc["process"]["pid"], 200);
+        assert_eq!(doc["process"]["name"], "ln");
+        assert_eq!(doc["process"]["parent"]["executable"], "/usr/bin/bash");
+        assert_eq!(doc["process"]["parent"]["name"], "bash");
+        assert_eq!(doc["host"]["id"], "h1");
+        assert_eq!(
+            sink.alerts[0].new_terms,
+            ["h1".to_string(), "bash".to_string()]
         );
-        self.out.send(batch, others, bytes, read_error)
+        // The same host and parent name again: not a new term, no second alert.
+        feed(&mut det, &shell_then_ln(20, 201, "/tmp/y"), &mut sink);
+        assert_eq!(sink.alerts.len(), 1);
+        let stats = det.stats();
+        assert_eq!(stats.events_exec, 4);
+        assert_eq!(stats.rules_matched, 2);
+        assert_eq!(stats.alerts_emitted, 1);
     }
 
-    /// Sends the rest at the end of the input.
-    fn finish(mut self) {
-        if self.open && (!self.batch.is_empty() || self.others > 0) {
-            self.send(None);
-        }
+    #[test]
+    fn all_matches_turns_the_new_terms_gate_off() {
+        let mut det = seed_detector(true);
+        let mut sink = Kept::default();
+        feed(&mut det, &shell_then_ln(10, 200, "/tmp/x"), &mut sink);
+        feed(&mut det, &shell_then_ln(20, 201, "/tmp/y"), &mut sink);
+        assert_eq!(sink.alerts.len(), 2);
     }
-}
 
-/// One frame of a replayed input, parsed.
-enum Parsed {
-    Record(Record),
-    /// A `msg=?` record: counted apart from malformed ones.
-    Unstamped,
-    /// Not a record, described for the operator.
-    Malformed(String),
-    /// The input could not be read: the replay ends after what was read.
-    Fatal(SourceError),
-}
+    #[test]
+    fn benign_execs_and_an_unknown_parent_do_not_alert() {
+        let mut det = seed_detector(true);
+        let mut sink = Kept::default();
+        let ls = exec_lines(1, 1_700_000_000, (300, 1), "/usr/bin/ls", &["ls", "/tmp"]);
+        let ln_opt = exec_lines(
+            2,
+            1_700_000_000,
+            (301, 1),
+            "/usr/bin/ln",
+            &["ln", "-s", "/usr/bin/id", "/opt/x"],
+        );
+        // The parent (pid 999) never exec'd in the input: process.parent.executable is unknown,
+        // which the seed's `process.parent.executable:*` requires.
+        let orphan = exec_lines(
+            3,
+            1_700_000_000,
+            (302, 999),
+            "/usr/bin/ln",
+            &["ln", "-s", "/usr/bin/id", "/tmp/x"],
+        );
+        feed(&mut det, &(ls + &ln_opt + &orphan), &mut sink);
+        assert!(sink.alerts.is_empty(), "{:?}", rule_ids(&sink.alerts));
+        assert_eq!(det.stats().events_exec, 3);
+    }
 
-/// Reads and parses `inputs` in order, handing batches of up to `per_batch` records to `deliver`,
-/// which empties each (the batch is reused), until it returns false or a read fails. Line buffers
-/// coming back on `spare` are reused.
-fn read_inputs(
-    inputs: &[String],
-    format: Format,
-    per_batch: usize,
-    spare: Option<&crossbeam_channel::Receiver<Vec<Vec<u8>>>>,
-    deliver: &mut dyn FnMut(&mut Vec<Parsed>) -> bool,
-) {
-    let mut batch = Vec::with_capacity(per_batch);
-    let mut bytes = 0;
-    let mut push = |item: Parsed, size: usize, batch: &mut Vec<Parsed>| {
-        batch.push(item);
-        bytes += size;
-        if batch.len() >= per_batch || bytes >= BATCH_BYTES {
-            bytes = 0;
-            let more = deliver(batch);
-            batch.clear();
-            return more;
-        }
-        true
-    };
-    for input in inputs {
-        let mut reader = match file::open(input, format) {
-            Ok(r) => r,
-            Err(e) => {
-                batch.push(Parsed::Fatal(e));
-                break;
-            }
-        };
-        let mut n = 0;
-        while let Some(item) = reader.next() {
-            n += 1;
-            if n % 256 == 0 {
-                while let Some(buffers) = spare.and_then(|r| r.try_recv().ok()) {
-                    reader.recycle(buffers);
-                }
-            }
-            let parsed = match item {
-                Ok(frame) => match parse_frame_owned(frame) {
-                    Ok(rec) => {
-                        let size = rec.body.len();
-                        if !push(Parsed::Record(rec), size, &mut batch) {
-                            return;
-                        }
-                        continue;
-                    }
-                    Err(e) if e.reason == UNSTAMPED => Parsed::Unstamped,
-                    Err(e) => Parsed::Malformed(format!("{input}: record {n}: {e}")),
-                },
-                Err(e @ SourceError::Io { .. }) => {
-                    batch.push(Parsed::Fatal(e));
-                    deliver(&mut batch);
-                    return;
-                }
-                Err(e) => Parsed::Malformed(e.to_string()),
-            };
-            if !push(parsed, 0, &mut batch) {
-                return;
-            }
-        }
+    #[test]
+    fn the_agents_own_pid_is_not_judged() {
+        let mut det = seed_detector(true);
+        det.exclude_pid(200);
+        let mut sink = Kept::default();
+        feed(&mut det, &shell_then_ln(10, 200, "/tmp/x"), &mut sink);
+        assert!(sink.alerts.is_empty());
     }
-    if !batch.is_empty() {
-        deliver(&mut batch);
-    }
-}
 
-/// Feeds one batch to the pipeline (emptying it); `Some` when the batch ends in a read failure.
-fn take_batch<S: TermStore>(
-    batch: &mut Vec<Parsed>,
-    pipeline: &mut Pipeline<S>,
-    sink: &mut dyn Sink,
-) -> Result<Option<SourceError>, SinkError> {
-    for item in batch.drain(..) {
-        match item {
-            Parsed::Record(rec) => pipeline.push(rec, sink)?,
-            Parsed::Unstamped => pipeline.unstamped += 1,
-            Parsed::Malformed(what) => pipeline.malformed(&what),
-            Parsed::Fatal(e) => return Ok(Some(e)),
-        }
+    #[test]
+    fn an_exec_without_its_argv_is_partial() {
+        let mut det = seed_detector(true);
+        let mut sink = Kept::default();
+        let lines: String = exec_lines(5, 1_700_000_000, (400, 1), "/usr/bin/ln", &["ln"])
+            .lines()
+            .filter(|l| !l.starts_with("type=EXECVE"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        feed(&mut det, &lines, &mut sink);
+        let stats = det.stats();
+        assert_eq!((stats.events_exec, stats.events_partial), (0, 1));
     }
-    Ok(None)
+
+    #[test]
+    fn the_extended_detector_alerts_once_for_an_exec_and_its_symlink_call() {
+        let mut det = seed_detector(true);
+        det.set_extended(Some(extended::ExtendedDetector::new().unwrap()));
+        let mut sink = Kept::default();
+        // `cd /tmp; ln -s /usr/bin/id x`: the seed's text match misses the relative name, the
+        // path-aware rule resolves it; the symlinkat call of the same link does not alert again.
+        let log = exec_lines(1, 1_700_000_000, (100, 1), "/usr/bin/bash", &["bash"])
+            + &exec_lines(
+                2,
+                1_700_000_001,
+                (200, 100),
+                "/usr/bin/ln",
+                &["ln", "-s", "/usr/bin/id", "../../tmp/x"],
+            )
+            + &symlink_lines(3, 1_700_000_001, (200, 100), "/usr/bin/id", "../../tmp/x");
+        feed(&mut det, &log, &mut sink);
+        assert_eq!(rule_ids(&sink.alerts), [extended::RULE_ID]);
+        let doc = &sink.alerts[0].document;
+        assert_eq!(doc["auditsentry"]["sensor"], "exec");
+        assert_eq!(doc["auditsentry"]["link"]["path"], "/tmp/x");
+        // A symlink call alone (no exec of ln seen) is the syscall sensor's.
+        let call = symlink_lines(4, 1_700_000_100, (201, 100), "/usr/bin/id", "/tmp/z");
+        feed(&mut det, &call, &mut sink);
+        assert_eq!(sink.alerts.len(), 2);
+        assert_eq!(sink.alerts[1].document["auditsentry"]["sensor"], "syscall");
+    }
 }
