@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 
 use super::ast::ArithOp;
-use super::eval::{Cidr, Val};
+use super::value::{Cidr, Val};
 
 /// The scalar functions evaluated in scripts. `fold` is the `~` form, which lower-cases as Java's
 /// `toLowerCase(Locale.ROOT)` does (full Unicode), as Elasticsearch's script functions do.

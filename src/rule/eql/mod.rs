@@ -533,3 +533,4 @@ impl std::str::FromStr for Query {
 
 #[cfg(test)]
 mod tests;
+mod value;

@@ -8,7 +8,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 use super::coreutils::links_of_exec;
-use super::document::{annotate, fanotify_document, link_document};
+use super::document::{annotate, fanotify_document, link_document, Sensor};
 use super::paths::{dirname, normalize, LinkPair};
 use super::policy::{PolicyError, SeedPolicy};
 use super::{DEDUPE_WINDOW_MS, RULE_ID, RULE_NAME};
@@ -57,32 +57,6 @@ pub fn link_pair(ev: &LinkEvent) -> LinkPair {
         normalize("", &target)
     };
     LinkPair { target, path }
-}
-
-/// Which sensor saw a link (`auditsentry.sensor`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sensor {
-    /// Worked out from an exec of ln / cp -s / busybox ln.
-    Exec,
-    /// Reported by a symlink/symlinkat/link/linkat audit record.
-    Syscall,
-    /// Reported by fanotify (`FAN_CREATE` of a symlink in a watched directory).
-    Fanotify,
-    /// Reported by inotify (`IN_CREATE` of a symlink in a directory fanotify cannot watch); the
-    /// creator is the newest recent exec whose arguments name the link.
-    Inotify,
-}
-
-impl Sensor {
-    /// The field value: `exec`, `syscall`, `fanotify` or `inotify`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Sensor::Exec => "exec",
-            Sensor::Syscall => "syscall",
-            Sensor::Fanotify => "fanotify",
-            Sensor::Inotify => "inotify",
-        }
-    }
 }
 
 /// A link recently alerted on (or deduplicated), for the one-alert-per-link rule.

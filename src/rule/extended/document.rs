@@ -3,7 +3,6 @@
 
 use serde_json::{json, Map, Value};
 
-use super::detector::Sensor;
 use super::paths::LinkPair;
 use crate::audit::link::LinkEvent;
 use crate::audit::AuditTime;
@@ -134,4 +133,30 @@ pub fn link_document(
     });
     annotate(&mut doc, Sensor::Syscall, pair);
     doc
+}
+
+/// Which sensor saw a link (`auditsentry.sensor`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sensor {
+    /// Worked out from an exec of ln / cp -s / busybox ln.
+    Exec,
+    /// Reported by a symlink/symlinkat/link/linkat audit record.
+    Syscall,
+    /// Reported by fanotify (`FAN_CREATE` of a symlink in a watched directory).
+    Fanotify,
+    /// Reported by inotify (`IN_CREATE` of a symlink in a directory fanotify cannot watch); the
+    /// creator is the newest recent exec whose arguments name the link.
+    Inotify,
+}
+
+impl Sensor {
+    /// The field value: `exec`, `syscall`, `fanotify` or `inotify`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sensor::Exec => "exec",
+            Sensor::Syscall => "syscall",
+            Sensor::Fanotify => "fanotify",
+            Sensor::Inotify => "inotify",
+        }
+    }
 }

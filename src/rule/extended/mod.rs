@@ -23,7 +23,8 @@ mod policy;
 mod test_support;
 
 pub use coreutils::{identify, links_of_exec, parse_args, plan, Invocation, ParseError, Tool};
-pub use detector::{link_pair, DetectorError, ExtendedDetector, Sensor, PARENTS_CAPACITY};
+pub use detector::{link_pair, DetectorError, ExtendedDetector, PARENTS_CAPACITY};
+pub use document::Sensor;
 pub use document::{fanotify_document, link_document};
 pub use paths::{dirname, last_component, normalize, LinkPair};
 pub use policy::{is_hidden, PolicyError, SeedPolicy};
