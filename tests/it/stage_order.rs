@@ -3,7 +3,8 @@
 //! (`use crate::x`, groups `use crate::{x, y::{z}}`, inline `crate::x::f()`, and `super::` /
 //! `self::` paths resolved to the module they name) and fails naming `file:line` of every one
 //! that points forward. Inside `src/rule/` it also refuses a cycle between the files of one
-//! folder (KQL's `eval` reads `parse`'s tree, never the other way).
+//! folder (KQL's `eval` reads `parse`'s tree, never the other way), and any source file with more
+//! than [`MAX_FILE_LINES`] lines before its tests.
 //!
 //! The order, and why it differs from the README's one-line picture:
 //! - `stats`, `textfile` and `jsonline` (bounded file reading, counters, one display-safe JSON
@@ -430,6 +431,39 @@ fn every_module_uses_only_earlier_stages() {
         bad.len(),
         bad.join("\n")
     );
+}
+
+/// Most lines of code a source file may hold before its tests: a file past it mixes concerns.
+const MAX_FILE_LINES: usize = 800;
+
+/// The lines of `src` before its first `#[cfg(test)]` (or `#[cfg(all(test, …))]`) item.
+fn non_test_lines(src: &str) -> usize {
+    src.lines()
+        .take_while(|l| !l.starts_with("#[cfg(test)]") && !l.starts_with("#[cfg(all(test"))
+        .count()
+}
+
+/// Every source file stays small enough to read as one concern.
+#[test]
+fn no_source_file_is_over_the_size_bound() {
+    let mut files = Vec::new();
+    rust_files(&repo("src"), &mut files);
+    let big: Vec<String> = files
+        .iter()
+        .filter(|f| !is_test_file(f))
+        .filter_map(|f| {
+            let text =
+                std::fs::read_to_string(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+            let n = non_test_lines(&text);
+            (n > MAX_FILE_LINES).then(|| format!("{}: {n} lines before its tests", f.display()))
+        })
+        .collect();
+    assert!(
+        big.is_empty(),
+        "over {MAX_FILE_LINES} lines: split them:\n{}",
+        big.join("\n")
+    );
+    assert_eq!(non_test_lines("a\nb\n#[cfg(test)]\nmod tests {}\n"), 2);
 }
 
 /// The reader finds every form of path it must, and none in comments, strings or test items.
