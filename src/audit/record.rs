@@ -7,7 +7,6 @@
 //! `audit(SEC.MSEC:SERIAL): body`. Both end in the same [`Record`]. The parser scans bytes once and
 //! copies only the body, since replay runs at a million records a second.
 
-use std::fmt;
 use std::ops::Range;
 
 pub use super::record_type::{type_name, type_number};
@@ -69,7 +68,8 @@ pub struct Record {
 pub const UNSTAMPED: &str = "unstamped record (msg=?)";
 
 /// Why a frame is not an audit record; carries the offending input for the operator.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason} at byte {offset}: {excerpt:?}")]
 pub struct ParseError {
     /// What was wrong, e.g. "no msg=audit( header".
     pub reason: &'static str,
@@ -90,18 +90,6 @@ impl ParseError {
         }
     }
 }
-
-impl fmt::Display for ParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} at byte {}: {:?}",
-            self.reason, self.offset, self.excerpt
-        )
-    }
-}
-
-impl std::error::Error for ParseError {}
 
 impl Record {
     /// Iterates the body's `key=value` fields in order. Values are raw (still quoted or hex);

@@ -21,24 +21,15 @@ use std::fmt;
 const MALFORMED_REPORTED: u64 = 10;
 
 /// A fatal pipeline failure: the input could not be read or the alerts could not be written.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     /// An input could not be opened or read.
+    #[error(transparent)]
     Source(SourceError),
     /// A sink failed.
+    #[error(transparent)]
     Sink(SinkError),
 }
-
-impl fmt::Display for PipelineError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PipelineError::Source(e) => e.fmt(f),
-            PipelineError::Sink(e) => e.fmt(f),
-        }
-    }
-}
-
-impl std::error::Error for PipelineError {}
 
 /// Adds one to the malformed count, describing the first [`MALFORMED_REPORTED`] on stderr.
 fn count_malformed(count: &mut u64, what: &dyn fmt::Display) {

@@ -466,6 +466,32 @@ fn no_source_file_is_over_the_size_bound() {
     assert_eq!(non_test_lines("a\nb\n#[cfg(test)]\nmod tests {}\n"), 2);
 }
 
+/// One error style: error types derive `thiserror::Error`, none implements the trait by hand.
+#[test]
+fn every_error_type_derives_its_error_impl() {
+    let mut files = Vec::new();
+    rust_files(&repo("src"), &mut files);
+    let by_hand: Vec<String> = files
+        .iter()
+        .flat_map(|f| {
+            let text =
+                std::fs::read_to_string(f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+            text.lines()
+                .enumerate()
+                .filter(|(_, l)| {
+                    l.contains("impl std::error::Error for") || l.contains("impl Error for")
+                })
+                .map(|(i, _)| format!("{}:{}", f.display(), i + 1))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(
+        by_hand.is_empty(),
+        "hand-written Error impls (derive thiserror::Error):\n{}",
+        by_hand.join("\n")
+    );
+}
+
 /// The reader finds every form of path it must, and none in comments, strings or test items.
 #[test]
 fn paths_in_every_form_are_found() {

@@ -24,8 +24,6 @@ mod lex;
 mod parse;
 mod pattern;
 
-use std::fmt;
-
 use serde_json::Value;
 
 use crate::rule::kql::{Document, EvalOptions, Scalar};
@@ -42,7 +40,8 @@ pub const MAX_QUERY_BYTES: usize = 256 * 1024;
 pub const MAX_TOKENS: usize = 50_000;
 
 /// A query that cannot be compiled, with the 1-based line and character column of the problem.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}, column {column}: {message}")]
 pub struct EqlError {
     /// What is wrong, e.g. `expected ')', found the end of the query`.
     pub message: String,
@@ -63,18 +62,6 @@ impl EqlError {
         }
     }
 }
-
-impl fmt::Display for EqlError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "line {}, column {}: {}",
-            self.line, self.column, self.message
-        )
-    }
-}
-
-impl std::error::Error for EqlError {}
 
 /// Compiles an EQL query. Text over [`MAX_QUERY_BYTES`] or [`MAX_TOKENS`] is refused before it is
 /// parsed.

@@ -1,8 +1,6 @@
 //! GNU coreutils ln and cp command lines (and busybox's and the multi-call binary's applets):
 //! which links a command would create, parsed the way getopt_long reads them.
 
-use std::fmt;
-
 use super::paths::{dirname, last_component, normalize, LinkPair};
 use super::policy::SeedPolicy;
 use crate::event;
@@ -21,48 +19,33 @@ pub enum Tool {
 }
 
 /// Why a command line would make ln or cp fail before creating anything.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
     /// An option the tool does not have.
+    #[error("unrecognized option {0:?}")]
     UnknownOption(String),
     /// A long-option prefix matching several options (`--s` for ln).
+    #[error("option {0:?} is ambiguous")]
     AmbiguousOption(String),
     /// An option that needs an argument came last.
+    #[error("option {0:?} requires an argument")]
     MissingArgument(String),
     /// `--opt=VALUE` for an option without an argument.
+    #[error("option {0:?} doesn't allow an argument")]
     UnexpectedArgument(String),
     /// `-t` given twice.
+    #[error("multiple target directories specified")]
     MultipleTargetDirectories,
     /// `-t` together with `-T`.
+    #[error("cannot combine --target-directory and --no-target-directory")]
     TargetDirectoryConflict,
     /// Too few operands.
+    #[error("missing file operand")]
     MissingOperand,
     /// More than two operands with `-T`.
+    #[error("extra operand")]
     ExtraOperand,
 }
-
-impl fmt::Display for ParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ParseError::UnknownOption(o) => write!(f, "unrecognized option {o:?}"),
-            ParseError::AmbiguousOption(o) => write!(f, "option {o:?} is ambiguous"),
-            ParseError::MissingArgument(o) => write!(f, "option {o:?} requires an argument"),
-            ParseError::UnexpectedArgument(o) => {
-                write!(f, "option {o:?} doesn't allow an argument")
-            }
-            ParseError::MultipleTargetDirectories => {
-                f.write_str("multiple target directories specified")
-            }
-            ParseError::TargetDirectoryConflict => {
-                f.write_str("cannot combine --target-directory and --no-target-directory")
-            }
-            ParseError::MissingOperand => f.write_str("missing file operand"),
-            ParseError::ExtraOperand => f.write_str("extra operand"),
-        }
-    }
-}
-
-impl std::error::Error for ParseError {}
 
 /// What an option means for the links made; everything else is [`Opt::Other`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,8 +11,6 @@
 //!   the end of the datagram (the recv length) and `nlmsg_len` is ignored for records.
 //! - Anyone may send to a netlink port: only datagrams from port id 0 (the kernel) are accepted.
 
-use std::fmt;
-
 /// Size of `struct nlmsghdr`.
 pub const NLMSG_HDRLEN: usize = 16;
 /// Netlink "nothing here" message.
@@ -96,77 +94,42 @@ const OFF_FIELDFLAGS: usize = OFF_VALUES + 4 * AUDIT_MAX_FIELDS;
 const OFF_BUFLEN: usize = OFF_FIELDFLAGS + 4 * AUDIT_MAX_FIELDS;
 
 /// Why bytes could not be read as (or values could not be written as) an audit netlink message.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
     /// The datagram came from a user-space port, not the kernel (port id 0).
+    #[error("datagram from netlink port {portid}, not the kernel")]
     ForeignSender { portid: u32 },
     /// Fewer bytes than a netlink header where a message should start.
+    #[error("{} bytes left, too short for a netlink header: {bytes:02x?}", .bytes.len())]
     ShortHeader { bytes: Vec<u8> },
     /// `nlmsg_len` smaller than a header or larger than what was received.
+    #[error("nlmsg_len {nlmsg_len} does not fit the {available} bytes received")]
     BadLength { nlmsg_len: u32, available: usize },
     /// An NLMSG_ERROR message without its 4-byte error code.
+    #[error("NLMSG_ERROR without an error code: {bytes:02x?}")]
     ShortError { bytes: Vec<u8> },
     /// A structure shorter than its fixed part.
+    #[error("{what} needs {need} bytes, got {}: {:02x?}", .bytes.len(), head(.bytes))]
     ShortStruct {
         what: &'static str,
         need: usize,
         bytes: Vec<u8>,
     },
     /// `audit_rule_data.field_count` above [`AUDIT_MAX_FIELDS`].
+    #[error("rule has {count} fields, the kernel allows {AUDIT_MAX_FIELDS}")]
     TooManyFields { count: usize },
     /// The string fields of a rule need more bytes than `buflen` or the message provides.
+    #[error("rule strings need {need} bytes, buffer has {have}")]
     RuleStrings { need: usize, have: usize },
     /// A filter key that is empty or longer than [`AUDIT_MAX_KEY_LEN`].
+    #[error("filter key of {len} bytes (must be 1..={AUDIT_MAX_KEY_LEN})")]
     BadKey { len: usize },
 }
 
-impl fmt::Display for WireError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            WireError::ForeignSender { portid } => {
-                write!(f, "datagram from netlink port {portid}, not the kernel")
-            }
-            WireError::ShortHeader { bytes } => {
-                write!(
-                    f,
-                    "{} bytes left, too short for a netlink header: {bytes:02x?}",
-                    bytes.len()
-                )
-            }
-            WireError::BadLength {
-                nlmsg_len,
-                available,
-            } => write!(
-                f,
-                "nlmsg_len {nlmsg_len} does not fit the {available} bytes received"
-            ),
-            WireError::ShortError { bytes } => {
-                write!(f, "NLMSG_ERROR without an error code: {bytes:02x?}")
-            }
-            WireError::ShortStruct { what, need, bytes } => write!(
-                f,
-                "{what} needs {need} bytes, got {}: {:02x?}",
-                bytes.len(),
-                bytes.get(..64).unwrap_or(bytes)
-            ),
-            WireError::TooManyFields { count } => {
-                write!(
-                    f,
-                    "rule has {count} fields, the kernel allows {AUDIT_MAX_FIELDS}"
-                )
-            }
-            WireError::RuleStrings { need, have } => {
-                write!(f, "rule strings need {need} bytes, buffer has {have}")
-            }
-            WireError::BadKey { len } => write!(
-                f,
-                "filter key of {len} bytes (must be 1..={AUDIT_MAX_KEY_LEN})"
-            ),
-        }
-    }
+/// At most the first 64 bytes of a structure, for an error message.
+fn head(bytes: &[u8]) -> &[u8] {
+    bytes.get(..64).unwrap_or(bytes)
 }
-
-impl std::error::Error for WireError {}
 
 fn u32_at(buf: &[u8], off: usize) -> Option<u32> {
     let b = buf.get(off..off.checked_add(4)?)?;
