@@ -137,7 +137,8 @@ fn event_rules_loaded() -> (usize, usize) {
     (count("auditsentry-file"), count("auditsentry-net"))
 }
 
-fn write_rule(dir: &std::path::Path, name: &str, id: &str, query: &str) {
+/// Writes an EQL rule file `NAME.toml` of id `id` into `dir`.
+pub(crate) fn write_rule(dir: &std::path::Path, name: &str, id: &str, query: &str) {
     std::fs::write(
         dir.join(format!("{name}.toml")),
         format!(

@@ -3,6 +3,7 @@
 //! budget (64 MiB of RSS), count the arguments it cut (`truncated`), and still alert on a later
 //! `ln`. A flood of throwaway parents tries to hide a later one behind the rate cap.
 
+use super::filenet::write_rule;
 use super::hardening::peak_rss_kib;
 use super::live::{assert_kernel_as_found, begin, kernel_state, Agent};
 use super::require;
@@ -308,17 +309,7 @@ fn live_file_and_network_flood_keeps_sequences_bounded_and_a_later_file_alerts()
     let before = kernel_state();
     let rules = dir.path().join("rules");
     std::fs::create_dir(&rules).expect("rules dir");
-    let rule = |name: &str, query: String| {
-        std::fs::write(
-            rules.join(format!("{name}.toml")),
-            format!(
-                "[rule]\nrule_id = \"{name}\"\nname = \"{name}\"\ndescription = \"d\"\n\
-                 severity = \"low\"\nrisk_score = 1\ntype = \"eql\"\nlanguage = \"eql\"\n\
-                 query = '''\n{query}\n'''\n"
-            ),
-        )
-        .expect("write rule");
-    };
+    let rule = |name: &str, query: String| write_rule(&rules, name, name, &query);
     rule(
         "flood-file",
         format!("file where event.type == \"creation\" and file.name == \"{token}.sh\""),
