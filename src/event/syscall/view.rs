@@ -10,7 +10,7 @@ use crate::audit::fileop::{file_extension, file_name, FileEvent};
 use crate::audit::netconn::{Endpoint, NetEvent};
 use crate::audit::task::Task;
 use crate::document::{Document, Scalar};
-use crate::event::{basename, entity_id, event_id, timestamp, Host};
+use crate::event::{entity_id, event_id, timestamp, Host};
 use crate::proc::{Instance, ProcessInfo};
 
 /// One field a file or network document can hold: a path of [`crate::catalog::COMMON_FIELDS`],
@@ -188,9 +188,10 @@ impl Acting<'_> {
             Slot::EntityId => self
                 .me
                 .is_some_and(|(_, i)| str(f, &entity_id(self.host, i))),
-            // The kernel's exe= is the truth about what runs, as in the document.
+            // The kernel's exe= is the truth about what runs, as in the document. Its last
+            // part is the last part of its text: `/` is never inside a replaced sequence.
             Slot::Name => match t.exe.as_deref() {
-                Some(exe) => str(f, basename(&String::from_utf8_lossy(exe))),
+                Some(exe) => bytes(f, file_name(exe)),
                 None => t.comm.as_deref().is_some_and(|c| bytes(f, c)),
             },
             Slot::Executable => t.exe.as_deref().is_some_and(|e| bytes(f, e)),

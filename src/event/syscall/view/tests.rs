@@ -217,7 +217,7 @@ fn tasks() -> Vec<Task> {
     nameless.exe = None;
     nameless.comm = None;
     let mut odd = task();
-    odd.exe = Some(b"/tmp/\xff/m\xe2v".to_vec());
+    odd.exe = Some(b"/tmp/\xff\xe2\x82/m\xe2v\xe2\x82".to_vec());
     odd.cwd = Some(b"/home/\xc3(".to_vec());
     odd.key = Some(b"k\xff".to_vec());
     odd.tty = Some(b"(none)\xfe".to_vec());
