@@ -203,7 +203,9 @@ impl Acting<'_> {
             Slot::ParentEntityId => self
                 .parent
                 .is_some_and(|(_, i)| str(f, &entity_id(self.host, i))),
-            Slot::ParentName => parent.and_then(ProcessInfo::name).is_some_and(|n| str(f, n)),
+            Slot::ParentName => parent
+                .and_then(ProcessInfo::name)
+                .is_some_and(|n| str(f, n)),
             Slot::ParentExecutable => parent
                 .and_then(ProcessInfo::executable)
                 .is_some_and(|e| str(f, e)),

@@ -95,7 +95,11 @@ fn tables() -> Vec<(Option<ProcessInfo>, Option<ProcessInfo>)> {
     let me = ProcessInfo::from_bytes(
         Some(b"/usr/bin/python3"),
         Some(b"python3"),
-        &[b"python3".to_vec(), b"-c".to_vec(), b"x = 'a b'\n\xff".to_vec()],
+        &[
+            b"python3".to_vec(),
+            b"-c".to_vec(),
+            b"x = 'a b'\n\xff".to_vec(),
+        ],
     )
     .with_ids(Some(0), Some(27));
     let parent = ProcessInfo::from_bytes(
@@ -263,7 +267,8 @@ fn generated_file_events_read_alike_in_view_and_document() {
     let mut n = 0;
     for (i, task) in tasks().into_iter().enumerate() {
         for path in paths {
-            for (j, (original, target)) in originals.iter().zip(targets.iter().cycle()).enumerate() {
+            for (j, (original, target)) in originals.iter().zip(targets.iter().cycle()).enumerate()
+            {
                 for resolved in [true, false] {
                     let ev = FileEvent {
                         task: task.clone(),
@@ -324,15 +329,18 @@ fn a_view_reads_only_its_own_kinds_fields() {
         assert_eq!(FileView::slot(path), None, "{path}");
     }
     for path in catalog::COMMON_FIELDS {
-        assert!(FileView::slot(path).is_some() && NetView::slot(path).is_some(), "{path}");
+        assert!(
+            FileView::slot(path).is_some() && NetView::slot(path).is_some(),
+            "{path}"
+        );
     }
 }
 
 /// Tests on the shared corpus beside the checkout: ignored by a plain `cargo test`, run by the
 /// corpus step of `scripts/test-all.sh` (docs/testing.md).
 mod shared_corpus {
-    use crate::audit::reassemble::test_support::shared;
     use super::*;
+    use crate::audit::reassemble::test_support::shared;
 
     #[test]
     #[ignore = "corpus: reads ../shared (scripts/test-all.sh runs it)"]
