@@ -15,9 +15,9 @@ use crate::proc::{Instance, ProcessInfo};
 
 /// One field a file or network document can hold: a path of [`crate::catalog::COMMON_FIELDS`],
 /// [`crate::catalog::FILE_FIELDS`] or [`crate::catalog::NETWORK_FIELDS`], or a field of the
-/// parent the JSON document holds beyond them.
+/// parent the JSON document holds beyond them. Each variant is named after its path (see
+/// [`FileView::slot`], [`NetView::slot`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(missing_docs)] // Each variant is the field its path in `common_slot` names.
 pub enum Slot {
     Timestamp,
     EventKind,
