@@ -215,7 +215,8 @@ mod tests {
     use crate::audit::record::AuditTime;
     use serde_json::json;
 
-    fn task() -> Task {
+    /// A `mv` task with some facts unknown (also the generated views' starting point).
+    pub(super) fn task() -> Task {
         Task {
             node: None,
             serial: 9,

@@ -226,14 +226,16 @@ impl Acting<'_> {
         }
     }
 
-    /// The entries of the acting process and its parent, without their instances.
-    fn infos(&self) -> (Option<&ProcessInfo>, Option<&ProcessInfo>) {
-        (self.me.map(|(p, _)| p), self.parent.map(|(p, _)| p))
-    }
-
-    /// Adds the entity ids of the acting process and its parent to its JSON `doc`.
-    fn add_entity_ids(&self, doc: &mut Value) {
-        super::add_entity_ids(doc, self.host, self.me, self.parent);
+    /// The JSON document `build` makes of `ev` made by this process, entity ids included.
+    fn document<E>(
+        &self,
+        ev: &E,
+        build: fn(&E, Option<&ProcessInfo>, Option<&ProcessInfo>, &Host) -> Value,
+    ) -> Value {
+        let (me, parent) = (self.me.map(|(p, _)| p), self.parent.map(|(p, _)| p));
+        let mut doc = build(ev, me, parent, self.host);
+        super::add_entity_ids(&mut doc, self.host, self.me, self.parent);
+        doc
     }
 }
 
@@ -288,10 +290,7 @@ impl FileView<'_> {
 
     /// The JSON document of this file change, entity ids included (built on each call).
     pub fn document(&self) -> Value {
-        let (me, parent) = self.acting.infos();
-        let mut doc = super::file_document(self.ev, me, parent, self.acting.host);
-        self.acting.add_entity_ids(&mut doc);
-        doc
+        self.acting.document(self.ev, super::file_document)
     }
 }
 
@@ -331,10 +330,7 @@ impl NetView<'_> {
 
     /// The JSON document of this connection, entity ids included (built on each call).
     pub fn document(&self) -> Value {
-        let (me, parent) = self.acting.infos();
-        let mut doc = super::network_document(self.ev, me, parent, self.acting.host);
-        self.acting.add_entity_ids(&mut doc);
-        doc
+        self.acting.document(self.ev, super::network_document)
     }
 }
 

@@ -185,30 +185,17 @@ fn the_repositorys_file_and_network_events_read_alike_in_view_and_document() {
 fn task() -> Task {
     Task {
         node: Some("web1".into()),
-        serial: 9,
         time: AuditTime {
             sec: 1_795_858_582,
             msec: 851,
         },
-        arch: Some(0xc000_003e),
-        syscall: 82,
-        pid: 20,
-        ppid: 10,
-        uid: Some(1000),
-        euid: Some(0),
         suid: Some(0),
         gid: Some(1000),
         egid: Some(0),
-        sgid: None,
-        euid_name: None,
-        gid_name: None,
         auid: Some(1000),
         ses: Some(4),
         tty: Some(b"pts0".to_vec()),
-        comm: Some(b"mv".to_vec()),
-        exe: Some(b"/usr/bin/mv".to_vec()),
-        key: Some(b"auditsentry-file".to_vec()),
-        cwd: Some(b"/root".to_vec()),
+        ..super::super::tests::task()
     }
 }
 
