@@ -9,7 +9,7 @@ use super::{direction, file_kind, net_kind, Kind};
 use crate::audit::fileop::{file_extension, file_name, FileEvent};
 use crate::audit::netconn::{Endpoint, NetEvent};
 use crate::audit::task::Task;
-use crate::document::{Document, Scalar};
+use crate::document::{Document, Field, Scalar, SlotTable};
 use crate::event::{entity_id, event_id, timestamp, Host};
 use crate::proc::{Instance, ProcessInfo};
 
@@ -338,11 +338,25 @@ impl Document for FileView<'_> {
     fn any_value(&self, path: &str, f: &mut dyn FnMut(Scalar<'_>) -> bool) -> bool {
         Self::slot(path).is_some_and(|slot| self.read(slot, f))
     }
+
+    fn any_field(&self, field: &Field, f: &mut dyn FnMut(Scalar<'_>) -> bool) -> bool {
+        static SLOTS: SlotTable<Slot> = SlotTable::new();
+        SLOTS
+            .get(field, Self::slot)
+            .is_some_and(|slot| self.read(slot, f))
+    }
 }
 
 impl Document for NetView<'_> {
     fn any_value(&self, path: &str, f: &mut dyn FnMut(Scalar<'_>) -> bool) -> bool {
         Self::slot(path).is_some_and(|slot| self.read(slot, f))
+    }
+
+    fn any_field(&self, field: &Field, f: &mut dyn FnMut(Scalar<'_>) -> bool) -> bool {
+        static SLOTS: SlotTable<Slot> = SlotTable::new();
+        SLOTS
+            .get(field, Self::slot)
+            .is_some_and(|slot| self.read(slot, f))
     }
 }
 

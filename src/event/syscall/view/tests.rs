@@ -43,6 +43,12 @@ fn values(doc: &dyn Document, path: &str) -> (Vec<String>, bool) {
         false
     });
     assert!(!none, "{path}: true though f accepted nothing");
+    let mut by_field = Vec::new();
+    doc.any_field(&Field::new(path), &mut |s| {
+        by_field.push(format!("{s:?}"));
+        false
+    });
+    assert_eq!(out, by_field, "{path}: by path and by resolved field");
     (out, doc.any_value(path, &mut |_| true))
 }
 
