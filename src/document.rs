@@ -2,7 +2,6 @@
 //! the way Elasticsearch sees an indexed document's keyword fields. Events (`event`) implement it
 //! without building JSON; any `serde_json::Value` implements it too.
 
-use std::fmt;
 use std::sync::OnceLock;
 
 use serde_json::{Number, Value};
@@ -39,6 +38,7 @@ impl Field {
 
 /// A document type's own slot for each catalog field, looked up by a [`Field`]'s number: built
 /// once from the type's path matcher, so a lookup costs one index instead of comparing names.
+/// A table serves one matcher (a `static` beside the type's `Document` impl).
 pub struct SlotTable<S>(OnceLock<Vec<Option<S>>>);
 
 impl<S: Copy> SlotTable<S> {
@@ -62,12 +62,6 @@ impl<S: Copy> SlotTable<S> {
 impl<S: Copy> Default for SlotTable<S> {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-impl fmt::Display for Field {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.path)
     }
 }
 
