@@ -14,6 +14,7 @@
 //! two checks, at least [`ProcessTable::EXPIRY_GRACE_PASSES`] calls of `expire` apart, both saw
 //! its pid dead. Replay has neither, so its table changes only with the input.
 
+use crate::keyhash::KeyHasher;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -359,7 +360,7 @@ enum Put {
 /// which rules ask of a parent, stay); only if that is not enough do whole entries go. Both are
 /// counted.
 pub struct ProcessTable {
-    entries: HashMap<u32, Entry>,
+    entries: HashMap<u32, Entry, KeyHasher>,
     clock: u64,
     passes: u64,
     capacity: usize,
@@ -416,7 +417,7 @@ impl ProcessTable {
     /// asking `fallback` on a miss.
     pub fn new(capacity: usize, fallback: Box<dyn ProcFallback + Send>) -> Self {
         ProcessTable {
-            entries: HashMap::new(),
+            entries: HashMap::with_hasher(KeyHasher::new()),
             clock: 0,
             passes: 0,
             capacity: capacity.max(1),
