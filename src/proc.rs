@@ -374,9 +374,8 @@ pub struct ProcessTable {
     evicted: u64,
     /// Exits waiting for the audit stream to pass them: (wall time in ms, pid, birth).
     exits: VecDeque<(u64, u32, u64)>,
-    /// Every update as (clock, pid), oldest first: the eviction order without a sort. A record
-    /// whose entry was updated again or removed since is stale, skipped when met and dropped
-    /// when stale records outnumber the entries.
+    /// Every update as (clock, pid), oldest first: the eviction order without a sort. Records of
+    /// entries updated again or removed since are skipped, and dropped when they pile up.
     order: VecDeque<(u64, u32)>,
     /// No entry updated at or before this clock has arguments (shedding cut them, or they had
     /// none): shedding cuts arguments from here on.
@@ -740,13 +739,8 @@ impl ProcessTable {
         self.order.push_back((self.clock, pid));
         if self.entries.len() > self.capacity {
             // Drop the older half (and one) in one sweep: amortised O(1) per insert.
-            let mut left = self.entries.len() / 2 + 1;
-            while left > 0 {
-                let Some(pid) = self.pop_oldest() else { break };
-                self.remove(pid);
-                self.evicted += 1;
-                left -= 1;
-            }
+            let half = self.entries.len() / 2 + 1;
+            (0..half).all(|_| self.evict_oldest());
         }
         self.shed();
         if self.order.len() > 2 * self.entries.len() + 1024 {
@@ -756,15 +750,17 @@ impl ProcessTable {
         }
     }
 
-    /// Takes the least recently updated entry's pid off the eviction order (stale records go on
-    /// the way); the entry stays.
-    fn pop_oldest(&mut self) -> Option<u32> {
+    /// Drops the least recently updated entry (stale records of the order go on the way), counted
+    /// as evicted; false when there is none.
+    fn evict_oldest(&mut self) -> bool {
         while let Some((at, pid)) = self.order.pop_front() {
             if self.entries.get(&pid).is_some_and(|e| e.updated == at) {
-                return Some(pid);
+                self.remove(pid);
+                self.evicted += 1;
+                return true;
             }
         }
-        None
+        false
     }
 
     /// Brings the table back within its budget when it is over: down to three quarters of it
@@ -797,11 +793,7 @@ impl ProcessTable {
             entry.info = Arc::new(bare);
             self.cut += 1;
         }
-        while self.cost > target {
-            let Some(pid) = self.pop_oldest() else { return };
-            self.remove(pid);
-            self.evicted += 1;
-        }
+        while self.cost > target && self.evict_oldest() {}
     }
 }
 
