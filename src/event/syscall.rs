@@ -1,8 +1,9 @@
 //! File and network events as ECS documents shaped like Elastic Defend's
 //! `logs-endpoint.events.file` and `logs-endpoint.events.network`: the change or connection, the
 //! acting process (from the SYSCALL record, completed by what the process table knows of it and
-//! its parent), the user and the host. These events are rarer than execs and only made while a
-//! loaded rule needs them, so the rules see the JSON document itself.
+//! its parent), the user and the host. They are only made while a loaded rule needs them; the
+//! rules see them through a [`FileView`] or [`NetView`], and the JSON document is built for an
+//! alert or an events output.
 
 use serde_json::{Map, Value};
 
@@ -12,6 +13,9 @@ use crate::audit::fileop::{file_extension, file_name, FileEvent};
 use crate::audit::netconn::{Endpoint, NetAction, NetEvent};
 use crate::audit::task::Task;
 use crate::proc::{Instance, ProcessInfo};
+
+mod view;
+pub use view::{Acting, FileView, NetView, Slot};
 
 /// Adds `process.entity_id` and `process.parent.entity_id` to a file or network `doc` from the
 /// process table's entries for the acting process and its parent (see [`super::entity_id`]), so
@@ -74,12 +78,7 @@ pub fn file_document(
     if !ev.resolved {
         auditd.insert("path_unresolved".into(), Value::Bool(true));
     }
-    let kind = Kind {
-        category: "file",
-        event_type: ev.action.event_type(),
-        action: ev.action.action(),
-    };
-    let mut doc = common(&ev.task, &kind, me, parent, host, auditd);
+    let mut doc = common(&ev.task, &file_kind(ev), me, parent, host, auditd);
     doc.insert("file".into(), Value::Object(file));
     Value::Object(doc)
 }
@@ -96,25 +95,12 @@ pub fn network_document(
         network.insert("transport".into(), Value::from(t));
     }
     network.insert("type".into(), Value::from(ev.ip_type()));
-    let direction = match ev.action {
-        NetAction::Attempted => Some("egress"),
-        NetAction::Accepted => Some("ingress"),
-        NetAction::Bind => None,
-    };
-    if let Some(d) = direction {
+    if let Some(d) = direction(ev.action) {
         network.insert("direction".into(), Value::from(d));
     }
     let mut auditd = auditd_object(&AuditFacts::of(&ev.task));
     auditd.insert("syscall".into(), Value::from(ev.call));
-    let kind = Kind {
-        category: "network",
-        event_type: match ev.action {
-            NetAction::Bind => "info",
-            _ => "start",
-        },
-        action: ev.action.action(),
-    };
-    let mut doc = common(&ev.task, &kind, me, parent, host, auditd);
+    let mut doc = common(&ev.task, &net_kind(ev), me, parent, host, auditd);
     if let Some(d) = ev.destination {
         doc.insert("destination".into(), endpoint(d));
     }
@@ -133,11 +119,41 @@ fn endpoint((ip, port): Endpoint) -> Value {
     ])
 }
 
+/// `network.direction` of a connection or accept; a bind has none.
+fn direction(action: NetAction) -> Option<&'static str> {
+    match action {
+        NetAction::Attempted => Some("egress"),
+        NetAction::Accepted => Some("ingress"),
+        NetAction::Bind => None,
+    }
+}
+
 /// `event.category`, `event.type` and `event.action` of a document.
 struct Kind {
     category: &'static str,
     event_type: &'static str,
     action: &'static str,
+}
+
+/// The [`Kind`] of a file document.
+fn file_kind(ev: &FileEvent) -> Kind {
+    Kind {
+        category: "file",
+        event_type: ev.action.event_type(),
+        action: ev.action.action(),
+    }
+}
+
+/// The [`Kind`] of a network document.
+fn net_kind(ev: &NetEvent) -> Kind {
+    Kind {
+        category: "network",
+        event_type: match ev.action {
+            NetAction::Bind => "info",
+            _ => "start",
+        },
+        action: ev.action.action(),
+    }
 }
 
 /// The fields every file and network document has: time, event, host, process, user, auditd.
@@ -199,7 +215,8 @@ mod tests {
     use crate::audit::record::AuditTime;
     use serde_json::json;
 
-    fn task() -> Task {
+    /// A `mv` task with some facts unknown (also the generated views' starting point).
+    pub(super) fn task() -> Task {
         Task {
             node: None,
             serial: 9,

@@ -7,7 +7,9 @@ use crate::audit::config_change::ConfigChange;
 use crate::audit::exec::{self, ExecEvent, ExecLimits};
 use crate::audit::link;
 use crate::audit::reassemble::{Event, ReassembleConfig};
+use crate::audit::task::Task;
 use crate::audit::{fileop, netconn};
+use crate::event::syscall::{Acting, FileView, NetView};
 use crate::event::{self, ExecView, Host, Known};
 use crate::names::Names;
 use crate::proc::{Instance, ProcFallback, ProcessInfo, ProcessTable};
@@ -23,6 +25,20 @@ use crate::source::fanotify::{FanEvent, Watcher};
 use crate::source::file::{self};
 use crate::stats::Stats;
 use std::sync::Arc;
+
+/// A process table entry and the instance it stands for.
+type Entry = Option<(Arc<ProcessInfo>, Instance)>;
+
+/// The [`Acting`] of `task` from its table entries.
+fn acting<'a>(task: &'a Task, me: &'a Entry, parent: &'a Entry, host: &'a Host) -> Acting<'a> {
+    let entry = |e: &'a Entry| e.as_ref().map(|(p, i)| (&**p, *i));
+    Acting {
+        task,
+        me: entry(me),
+        parent: entry(parent),
+        host,
+    }
+}
 
 /// Most configuration changes kept for the live agent between two of its looks.
 const CONFIG_CHANGES_KEPT: usize = 64;
@@ -343,60 +359,55 @@ impl<S: TermStore> Detector<S> {
         Ok(())
     }
 
-    /// A file or network document by `build` from what the table knows of the acting process
-    /// `pid` and its parent `ppid`, with both entity ids added.
-    fn acting_document(
-        &mut self,
-        pid: u32,
-        ppid: u32,
-        build: impl FnOnce(Option<&ProcessInfo>, Option<&ProcessInfo>, &Host) -> serde_json::Value,
-    ) -> serde_json::Value {
-        let (me, parent) = (self.procs.lookup(pid), self.procs.lookup(ppid));
-        let mut doc = build(
-            me.as_ref().map(|(i, _)| &**i),
-            parent.as_ref().map(|(i, _)| &**i),
-            &self.host,
-        );
-        event::syscall::add_entity_ids(&mut doc, &self.host, me, parent);
-        doc
-    }
-
     /// An event that is no exec: the link sensor's, and a file or network event when a rule
-    /// needs those.
+    /// needs those. The rules see it through a view; its JSON document is built for an alert or
+    /// an events output.
     fn on_other_event(&mut self, ev: &Event, sink: &mut dyn Sink) -> Result<(), SinkError> {
         if self.extended.is_some() {
             self.on_link_event(ev, sink)?;
         }
-        let doc = if self.needs.file {
-            fileop::build(ev).map(|f| {
-                let doc = self.acting_document(f.task.pid, f.task.ppid, |me, parent, host| {
-                    event::syscall::file_document(&f, me, parent, host)
-                });
-                (f.task.pid, f.task.time, doc)
-            })
-        } else {
-            None
-        };
-        let doc = match doc {
-            Some(d) => Some(d),
-            None if self.needs.network => self.sockets.build(ev).map(|n| {
-                let doc = self.acting_document(n.task.pid, n.task.ppid, |me, parent, host| {
-                    event::syscall::network_document(&n, me, parent, host)
-                });
-                (n.task.pid, n.task.time, doc)
-            }),
-            None => None,
-        };
-        let Some((pid, time, doc)) = doc else {
-            return Ok(());
-        };
-        if self.excluded_pid == Some(pid) {
+        if self.needs.file {
+            if let Some(f) = fileop::build(ev) {
+                let (me, parent, host) = self.acting_entries(&f.task);
+                let acting = acting(&f.task, &me, &parent, &host);
+                let view = FileView { ev: &f, acting };
+                return self.judge_acting(&f.task, &view, &|| view.document(), sink);
+            }
+        }
+        if self.needs.network {
+            if let Some(n) = self.sockets.build(ev) {
+                let (me, parent, host) = self.acting_entries(&n.task);
+                let acting = acting(&n.task, &me, &parent, &host);
+                let view = NetView { ev: &n, acting };
+                return self.judge_acting(&n.task, &view, &|| view.document(), sink);
+            }
+        }
+        Ok(())
+    }
+
+    /// What the process table knows of the process that made `task`'s call and of its parent,
+    /// and the host, for an [`Acting`].
+    fn acting_entries(&mut self, task: &Task) -> (Entry, Entry, Arc<Host>) {
+        let me = self.procs.lookup(task.pid);
+        let parent = self.procs.lookup(task.ppid);
+        (me, parent, Arc::clone(&self.host))
+    }
+
+    /// Runs the rules on a file or network event `doc` made by `task` (`json` builds its
+    /// document), unless it is the agent's own.
+    fn judge_acting(
+        &mut self,
+        task: &Task,
+        doc: &dyn Document,
+        json: &dyn Fn() -> serde_json::Value,
+        sink: &mut dyn Sink,
+    ) -> Result<(), SinkError> {
+        if self.excluded_pid == Some(task.pid) {
             return Ok(());
         }
         self.stats.events_syscall += 1;
-        let time_ms = time.as_millis();
         let mut closed = Vec::new();
-        self.judge(&doc, &|| doc.clone(), time_ms, &mut closed, sink)?;
+        self.judge(doc, json, task.time.as_millis(), &mut closed, sink)?;
         notify(&closed, sink)
     }
 
