@@ -28,6 +28,7 @@ pub mod daemon;
 pub mod document;
 pub mod event;
 pub mod jsonline;
+pub mod keyhash;
 pub mod manpage;
 pub mod names;
 pub mod pipeline;

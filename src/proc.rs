@@ -14,6 +14,7 @@
 //! two checks, at least [`ProcessTable::EXPIRY_GRACE_PASSES`] calls of `expire` apart, both saw
 //! its pid dead. Replay has neither, so its table changes only with the input.
 
+use crate::keyhash::KeyHasher;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
@@ -359,7 +360,7 @@ enum Put {
 /// which rules ask of a parent, stay); only if that is not enough do whole entries go. Both are
 /// counted.
 pub struct ProcessTable {
-    entries: HashMap<u32, Entry>,
+    entries: HashMap<u32, Entry, KeyHasher>,
     clock: u64,
     passes: u64,
     capacity: usize,
@@ -373,6 +374,12 @@ pub struct ProcessTable {
     evicted: u64,
     /// Exits waiting for the audit stream to pass them: (wall time in ms, pid, birth).
     exits: VecDeque<(u64, u32, u64)>,
+    /// Every update as (clock, pid), oldest first: the eviction order without a sort. Records of
+    /// entries updated again or removed since are skipped, and dropped when they pile up.
+    order: VecDeque<(u64, u32)>,
+    /// No entry updated at or before this clock has arguments (shedding cut them, or they had
+    /// none): shedding cuts arguments from here on.
+    bare_until: u64,
     /// The latest audit time (ms) of an exec handled.
     audit_ms: u64,
     /// The last [`Instance::stamp`] given out.
@@ -409,7 +416,7 @@ impl ProcessTable {
     /// asking `fallback` on a miss.
     pub fn new(capacity: usize, fallback: Box<dyn ProcFallback + Send>) -> Self {
         ProcessTable {
-            entries: HashMap::new(),
+            entries: HashMap::with_hasher(KeyHasher::new()),
             clock: 0,
             passes: 0,
             capacity: capacity.max(1),
@@ -418,6 +425,8 @@ impl ProcessTable {
             cut: 0,
             evicted: 0,
             exits: VecDeque::new(),
+            order: VecDeque::new(),
+            bare_until: 0,
             audit_ms: 0,
             last_stamp: 0,
             fallback,
@@ -602,6 +611,9 @@ impl ProcessTable {
         entry.origin = None;
         if let Some(info) = new {
             self.cost = (self.cost + info.cost()).saturating_sub(entry.info.cost());
+            if info.args_len() > 0 && entry.updated <= self.bare_until {
+                self.bare_until = entry.updated.saturating_sub(1);
+            }
             entry.info = info;
         }
         self.shed();
@@ -724,25 +736,31 @@ impl ProcessTable {
         if let Some(old) = self.entries.insert(pid, entry) {
             self.cost = self.cost.saturating_sub(old.info.cost());
         }
+        self.order.push_back((self.clock, pid));
         if self.entries.len() > self.capacity {
-            // Drop the older half in one sweep: amortised O(1) per insert.
-            let mut ages: Vec<u64> = self.entries.values().map(|e| e.updated).collect();
-            let mid = ages.len() / 2;
-            let (_, cut, _) = ages.select_nth_unstable(mid);
-            let cut = *cut;
-            let before = self.entries.len();
-            let mut freed = 0;
-            self.entries.retain(|_, e| {
-                let keep = e.updated > cut;
-                if !keep {
-                    freed += e.info.cost();
-                }
-                keep
-            });
-            self.cost = self.cost.saturating_sub(freed);
-            self.evicted += (before - self.entries.len()) as u64;
+            // Drop the older half (and one) in one sweep: amortised O(1) per insert.
+            let half = self.entries.len() / 2 + 1;
+            (0..half).all(|_| self.evict_oldest());
         }
         self.shed();
+        if self.order.len() > 2 * self.entries.len() + 1024 {
+            let entries = &self.entries;
+            self.order
+                .retain(|&(at, pid)| entries.get(&pid).is_some_and(|e| e.updated == at));
+        }
+    }
+
+    /// Drops the least recently updated entry (stale records of the order go on the way), counted
+    /// as evicted; false when there is none.
+    fn evict_oldest(&mut self) -> bool {
+        while let Some((at, pid)) = self.order.pop_front() {
+            if self.entries.get(&pid).is_some_and(|e| e.updated == at) {
+                self.remove(pid);
+                self.evicted += 1;
+                return true;
+            }
+        }
+        false
     }
 
     /// Brings the table back within its budget when it is over: down to three quarters of it
@@ -754,17 +772,17 @@ impl ProcessTable {
             return;
         }
         let target = self.budget / 4 * 3;
-        let mut order: Vec<(u64, u32)> = self
-            .entries
-            .iter()
-            .map(|(&pid, e)| (e.updated, pid))
-            .collect();
-        order.sort_unstable();
-        for &(_, pid) in &order {
+        // Arguments first, oldest first, from where the last shedding stopped.
+        let from = self.order.partition_point(|&(at, _)| at <= self.bare_until);
+        for i in from..self.order.len() {
             if self.cost <= target {
                 return;
             }
-            let Some(entry) = self.entries.get_mut(&pid) else {
+            let Some(&(at, pid)) = self.order.get(i) else {
+                break;
+            };
+            self.bare_until = at;
+            let Some(entry) = self.entries.get_mut(&pid).filter(|e| e.updated == at) else {
                 continue;
             };
             if entry.info.args_len() == 0 {
@@ -775,13 +793,7 @@ impl ProcessTable {
             entry.info = Arc::new(bare);
             self.cut += 1;
         }
-        for &(_, pid) in &order {
-            if self.cost <= target {
-                return;
-            }
-            self.remove(pid);
-            self.evicted += 1;
-        }
+        while self.cost > target && self.evict_oldest() {}
     }
 }
 
@@ -1057,6 +1069,43 @@ mod tests {
             .map(|p| t.get(p).map_or(0, |i| i.cost()))
             .sum();
         assert_eq!(t.cost(), total);
+    }
+
+    #[test]
+    fn shedding_goes_on_where_it_stopped_and_the_eviction_order_stays_bounded() {
+        let mut t = ProcessTable::new(1000, Box::new(NoFallback));
+        let args = vec!["x".repeat(1000); 30];
+        let sh = || ProcessInfo::new(Some("/bin/sh"), Some("sh"), &args);
+        let one = sh().cost();
+        t.set_budget(10 * one);
+        for pid in 1..=15 {
+            t.exec(pid, sh());
+        }
+        // Pid 11 runs again, newer than 12..15: sheddings go on oldest first, past the record of
+        // its old image, so 12 loses its arguments before 11 does.
+        t.exec(11, sh());
+        let mut pid = 16;
+        while t.get(12).is_some_and(|i| i.args_len() > 0) {
+            t.exec(pid, sh());
+            pid += 1;
+        }
+        assert_eq!(
+            t.get(11).map(|i| i.args_len()),
+            Some(30),
+            "re-exec'd: newer"
+        );
+        for pid in 1..=10 {
+            assert_eq!(t.get(pid).map(|i| i.args_len()), Some(0), "pid {pid}");
+        }
+        assert_eq!(t.evicted(), 0);
+        // Re-execs of a few pids leave stale records behind; they never pile up.
+        for round in 0..10_000u32 {
+            t.exec(
+                round % 4 + 100,
+                ProcessInfo::new(Some("/bin/x"), Some("x"), ["x"]),
+            );
+        }
+        assert!(t.order.len() <= 2 * t.len() + 1024, "{}", t.order.len());
     }
 
     fn name(t: &mut ProcessTable, pid: u32) -> Option<String> {

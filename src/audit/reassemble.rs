@@ -19,9 +19,10 @@
 
 use std::collections::hash_map::{Entry, RandomState};
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::hash::{BuildHasher, Hasher};
+use std::hash::BuildHasher;
 
 use super::record::{types, AuditTime, Record};
+use crate::keyhash::KeyHasher;
 
 /// How many recently finished `(node, serial)` keys are remembered to recognise late records.
 pub const RECENT_KEYS: usize = 4096;
@@ -477,57 +478,6 @@ impl Reassembler {
 /// The grouping key: node id in the high half, serial in the low half.
 fn key(node_id: u32, serial: u32) -> u64 {
     (u64::from(node_id) << 32) | u64::from(serial)
-}
-
-/// Hashing for the `(node, serial)` keys: a per-reassembler random seed mixed in, then murmur3's
-/// 64-bit finalizer. Every record costs a lookup or two, and SipHash was a tenth of this stage;
-/// the seed keeps colliding keys out of reach of whoever writes the serials of a replayed log.
-#[derive(Clone)]
-struct KeyHasher {
-    seed: u64,
-}
-
-impl KeyHasher {
-    fn new() -> Self {
-        KeyHasher {
-            seed: RandomState::new().hash_one(0x5eed_u64),
-        }
-    }
-}
-
-impl BuildHasher for KeyHasher {
-    type Hasher = KeyHash;
-
-    fn build_hasher(&self) -> KeyHash {
-        KeyHash { state: self.seed }
-    }
-}
-
-/// The [`Hasher`] of [`KeyHasher`]; keys are single `u64`s.
-struct KeyHash {
-    state: u64,
-}
-
-impl Hasher for KeyHash {
-    fn write(&mut self, bytes: &[u8]) {
-        // Only u64 keys are hashed here; other input is still mixed in, byte by byte.
-        for &b in bytes {
-            self.write_u64(u64::from(b));
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        let mut h = self.state ^ n;
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        h ^= h >> 33;
-        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        self.state = h ^ (h >> 33);
-    }
-
-    fn finish(&self) -> u64 {
-        self.state
-    }
 }
 
 /// Whether `rec` equals (type and body) a record already in `open`. Small events are scanned;

@@ -210,9 +210,21 @@ pub(crate) fn string_value(raw: Option<&[u8]>) -> Option<Vec<u8>> {
     raw.filter(|v| !is_absent(v)).map(decode_value)
 }
 
-/// A raw value as a decimal number, like [`Record::field_u64`].
+/// A raw value as a decimal number, like [`Record::field_u64`]: what `str::parse::<u64>` accepts
+/// (an optional `+`, then digits, no overflow), read from the bytes without a UTF-8 check.
 pub(crate) fn parse_u64(raw: Option<&[u8]>) -> Option<u64> {
-    std::str::from_utf8(raw?).ok()?.parse().ok()
+    let raw = raw?;
+    let digits = raw.strip_prefix(b"+").unwrap_or(raw);
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &b| {
+        let d = b.wrapping_sub(b'0');
+        match d {
+            0..=9 => n.checked_mul(10)?.checked_add(u64::from(d)),
+            _ => None,
+        }
+    })
 }
 
 /// A syscall table: per AUDIT_ARCH value, (number, kind, name) of the calls a module reads.
@@ -244,4 +256,46 @@ pub(crate) fn lookup<C: Copy>(
         .iter()
         .find(|(n, _, _)| *n == nr)
         .map(|(_, c, name)| (*c, *name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_u64;
+
+    #[test]
+    fn numbers_read_as_str_parse_reads_them() {
+        let max = u64::MAX.to_string();
+        let over = "18446744073709551616".to_string();
+        let cases: &[&[u8]] = &[
+            b"0",
+            b"42",
+            b"+7",
+            b"007",
+            b"",
+            b"+",
+            b"-1",
+            b"-0",
+            b"1a",
+            b" 1",
+            b"1 ",
+            b"0x10",
+            b"4294967295",
+            max.as_bytes(),
+            over.as_bytes(),
+            b"\xff1",
+            "\u{661}".as_bytes(),
+        ];
+        for raw in cases {
+            let want = std::str::from_utf8(raw)
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok());
+            assert_eq!(
+                parse_u64(Some(raw)),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        assert_eq!(parse_u64(None), None);
+    }
 }

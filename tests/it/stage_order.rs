@@ -7,8 +7,8 @@
 //! than [`MAX_FILE_LINES`] lines before its tests.
 //!
 //! The order, and why it differs from the README's one-line picture:
-//! - `stats`, `textfile` and `jsonline` (bounded file reading, counters, one display-safe JSON
-//!   line) depend on nothing and serve every stage.
+//! - `keyhash`, `stats`, `textfile` and `jsonline` (seeded hashing of integer keys, bounded file
+//!   reading, counters, one display-safe JSON line) depend on nothing and serve every stage.
 //! - `proc` and `procfs` (the process table and `/proc` reads) come before `source`: they use no
 //!   stage, and the link watcher (`source::fanotify`) must read `/proc` the moment a link appears,
 //!   before its creator exits.
@@ -29,9 +29,9 @@ use super::repo;
 
 /// The stages of `src/`, first to last. `main` is the binary (`src/main.rs`).
 const ORDER: &[&str] = &[
-    "stats", "textfile", "jsonline", "proc", "procfs", "source", "audit", "names", "catalog",
-    "document", "event", "state", "rule", "alert", "sink", "config", "pipeline", "daemon", "cli",
-    "manpage", "main",
+    "keyhash", "stats", "textfile", "jsonline", "proc", "procfs", "source", "audit", "names",
+    "catalog", "document", "event", "state", "rule", "alert", "sink", "config", "pipeline",
+    "daemon", "cli", "manpage", "main",
 ];
 
 /// Folders whose files must not use each other in a cycle.
