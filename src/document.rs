@@ -38,7 +38,7 @@ impl Field {
 
 /// A document type's own slot for each catalog field, looked up by a [`Field`]'s number: built
 /// once from the type's path matcher, so a lookup costs one index instead of comparing names.
-/// A table serves one matcher (a `static` beside the type's `Document` impl).
+/// A table serves one matcher (a `static` in the type's [`Slotted`] impl).
 pub struct SlotTable<S>(OnceLock<Vec<Option<S>>>);
 
 impl<S: Copy> SlotTable<S> {
@@ -85,6 +85,31 @@ pub trait Document {
     /// [`Document::any_value`] of a resolved field: typed documents answer by its number.
     fn any_field(&self, field: &Field, f: &mut dyn FnMut(Scalar<'_>) -> bool) -> bool {
         self.any_value(field.path(), f)
+    }
+}
+
+/// A document answered from a typed event: each path it can hold maps to one of its slots, read
+/// on demand; lookups by resolved [`Field`] go through the type's [`SlotTable`].
+pub trait Slotted {
+    /// One field the type answers.
+    type Slot: Copy + 'static;
+    /// The slot of `path`, if the type can hold it.
+    fn slot(path: &str) -> Option<Self::Slot>;
+    /// Calls `f` on each value of `slot` until it returns true; true if one did.
+    fn read(&self, slot: Self::Slot, f: &mut dyn FnMut(Scalar<'_>) -> bool) -> bool;
+    /// The type's own table (a `static` in its impl).
+    fn table() -> &'static SlotTable<Self::Slot>;
+}
+
+impl<T: Slotted> Document for T {
+    fn any_value(&self, path: &str, f: &mut dyn FnMut(Scalar<'_>) -> bool) -> bool {
+        T::slot(path).is_some_and(|slot| self.read(slot, f))
+    }
+
+    fn any_field(&self, field: &Field, f: &mut dyn FnMut(Scalar<'_>) -> bool) -> bool {
+        T::table()
+            .get(field, T::slot)
+            .is_some_and(|slot| self.read(slot, f))
     }
 }
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use crate::audit::exec::ExecEvent;
 use crate::audit::task::Task;
 use crate::audit::AuditTime;
-use crate::document::{Document, Field, Scalar, SlotTable};
+use crate::document::{Scalar, SlotTable, Slotted};
 pub use crate::proc::{basename, text};
 use crate::proc::{Instance, ProcessInfo};
 use serde_json::{Map, Number, Value};
@@ -315,9 +315,9 @@ impl<'a> ExecView<'a> {
 pub const FIELDS: &[&str] = crate::catalog::PROCESS;
 
 /// One field an [`ExecView`] answers: its paths are matched once per field, when a rule's
-/// [`Field`] is first read (through a [`SlotTable`]), not on every lookup.
+/// `Field` is first read (through a [`SlotTable`]), not on every lookup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Slot {
+pub enum Slot {
     Timestamp,
     Const(&'static str),
     EventId,
@@ -347,7 +347,7 @@ enum Slot {
     Tty,
     Node,
     ArgsTruncated,
-    /// `process.<object>.id`: the place in [`process_ids`].
+    /// `process.<object>.id`: its place among `process.user`, `.real_user`, … (`PROCESS_ID_OBJECTS`).
     ProcessId(usize),
     Pid,
     ArgsCount,
@@ -422,8 +422,18 @@ const PROCESS_ID_OBJECTS: [&str; 6] = [
     "saved_group",
 ];
 
-impl ExecView<'_> {
-    /// Calls `f` on each value of `slot` until it returns true.
+impl Slotted for ExecView<'_> {
+    type Slot = Slot;
+
+    fn slot(path: &str) -> Option<Slot> {
+        Slot::of(path)
+    }
+
+    fn table() -> &'static SlotTable<Slot> {
+        static SLOTS: SlotTable<Slot> = SlotTable::new();
+        &SLOTS
+    }
+
     fn read(&self, slot: Slot, f: &mut dyn FnMut(Scalar<'_>) -> bool) -> bool {
         let ev = self.ev;
         let mut text = |s: &str| f(Scalar::Str(s));
@@ -513,19 +523,6 @@ impl ExecView<'_> {
             Slot::Session => ev.task.ses.map(Number::from),
         };
         number.is_some_and(|n| f(Scalar::Num(n)))
-    }
-}
-
-impl Document for ExecView<'_> {
-    fn any_value(&self, path: &str, f: &mut dyn FnMut(Scalar<'_>) -> bool) -> bool {
-        Slot::of(path).is_some_and(|slot| self.read(slot, f))
-    }
-
-    fn any_field(&self, field: &Field, f: &mut dyn FnMut(Scalar<'_>) -> bool) -> bool {
-        static SLOTS: SlotTable<Slot> = SlotTable::new();
-        SLOTS
-            .get(field, Slot::of)
-            .is_some_and(|slot| self.read(slot, f))
     }
 }
 

@@ -9,6 +9,7 @@ use crate::audit::reassemble::test_support::read_log;
 use crate::audit::reassemble::{Event, ReassembleConfig, Reassembler};
 use crate::audit::record::AuditTime;
 use crate::catalog;
+use crate::document::{Document, Field};
 
 /// Paths no file or network document holds, or holds as an object.
 const UNKNOWN: &[&str] = &[
