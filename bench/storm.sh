@@ -3,6 +3,7 @@
 #
 #   bench/storm.sh [--rate N] [--seconds T] [--ln K] [--workers W] [--bin PATH]
 #                  [--source multicast|plugin] [--log-format RAW|ENRICHED] [--no-record]
+#                  [--rules DIR]
 #   bench/storm.sh --op file|net [--baseline] [--rate N] [--seconds T] [--ln K] [--workers W] ...
 #   bench/storm.sh --ceiling [--seconds T] [--workers W]
 #
@@ -27,6 +28,10 @@
 # frames in its capture), alerts vs ln cases, kernel lost (delta of the kernel's counter),
 # ENOBUFS and channel drops (the agent's last `status:` line), agent CPU % of one core, and peak
 # RSS (VmHWM).
+#
+# --rules DIR: the agent also loads every rule file of DIR (e.g. the loadable rules of a
+# detection-rules checkout, linked into one directory), so the table gives what a full rule set
+# costs per 1,000 exec/s; the file and network rules among them add their audit rules too.
 #
 # --op file / --op net: the load is file operations (create + unlink of a file in /tmp: two file
 # events) or UDP connects (socket + bind + connect to 127.0.0.1: two network events) done by the
@@ -55,7 +60,7 @@ log_format=RAW
 capture=1
 op=exec
 baseline=0
-usage="usage: $0 [--rate N] [--seconds T] [--ln K] [--workers W] [--bin PATH] [--source multicast|plugin] [--log-format RAW|ENRICHED] [--no-record] [--op exec|file|net] [--baseline] | --ceiling [--seconds T] [--workers W]"
+usage="usage: $0 [--rate N] [--seconds T] [--ln K] [--workers W] [--bin PATH] [--source multicast|plugin] [--log-format RAW|ENRICHED] [--no-record] [--op exec|file|net] [--baseline] [--rules DIR] | --ceiling [--seconds T] [--workers W]"
 while [ $# -gt 0 ]; do
     case "$1" in
     --rate) rate=$2; shift 2 ;;
@@ -69,6 +74,7 @@ while [ $# -gt 0 ]; do
     --no-record) capture=0; shift ;;
     --op) op=$2; shift 2 ;;
     --baseline) baseline=1; shift ;;
+    --rules) extra_rules=$2; shift 2 ;;
     *) echo "$usage" >&2; exit 2 ;;
     esac
 done
@@ -153,6 +159,12 @@ trap cleanup EXIT
 mkdir "$work/rules"
 sed -e 's/^type = "new_terms"/type = "query"/' -e '/^\[rule.new_terms\]/,$d' \
     packaging/rules/defense_evasion_symlink_binary_to_writable_dir.toml >"$work/rules/storm-query.toml"
+if [ -n "${extra_rules:-}" ]; then
+    find -L "$extra_rules" -maxdepth 1 -name '*.toml' -exec cp -L {} "$work/rules/" \;
+    # The seed rule's own file, if DIR has it, would define the storm query's rule_id twice.
+    seed_id=$(grep -m1 '^rule_id' "$work/rules/storm-query.toml")
+    grep -lxF "$seed_id" "$work/rules"/*.toml | grep -v '/storm-query.toml$' | xargs -r rm --
+fi
 port=$((40000 + RANDOM % 20000))
 event_rule() {
     printf '[rule]\nrule_id = "storm-%s"\nname = "storm %s"\ndescription = "storm cases"\n' "$op" "$op"

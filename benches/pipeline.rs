@@ -101,13 +101,7 @@ fn stages(c: &mut Criterion) {
         .collect();
     let views: Vec<_> = infos
         .iter()
-        .map(|(e, me)| ExecView {
-            ev: e,
-            me,
-            parent: Some(me),
-            host: &host,
-            known: &known,
-        })
+        .map(|(e, me)| ExecView::new(e, me, Some(me), &host, &known))
         .collect();
     let docs: Vec<_> = views.iter().map(ExecView::document).collect();
     let rule = rules::builtin();

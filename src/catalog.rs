@@ -147,6 +147,38 @@ pub const KINDS: &[EventKind] = &[
     },
 ];
 
+/// The number of a field path among every path the agent's documents can hold ([`paths`]): rules
+/// resolve their fields to it once when they load, and typed documents answer by number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FieldId(u16);
+
+impl FieldId {
+    /// Its place in [`paths`].
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+}
+
+/// Every field path of every kind, sorted, each once: what a [`FieldId`] numbers.
+pub fn paths() -> &'static [&'static str] {
+    static PATHS: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    PATHS.get_or_init(|| {
+        let mut all: Vec<&'static str> = KINDS
+            .iter()
+            .flat_map(|k| k.fields.iter().flat_map(|p| p.iter().copied()))
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        all
+    })
+}
+
+/// The number of `path` in [`paths`], if some kind of document can hold it.
+pub fn field_id(path: &str) -> Option<FieldId> {
+    let index = paths().binary_search(&path).ok()?;
+    u16::try_from(index).ok().map(FieldId)
+}
+
 /// The kind of event of `category`, if the agent makes it.
 pub fn kind(category: &str) -> Option<&'static EventKind> {
     KINDS.iter().find(|k| k.category == category)

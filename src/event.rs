@@ -7,13 +7,14 @@
 //! that alert (or when an events output asks for every document).
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::fmt::Write;
 use std::sync::Arc;
 
 use crate::audit::exec::ExecEvent;
 use crate::audit::task::Task;
 use crate::audit::AuditTime;
-use crate::document::{Document, Scalar};
+use crate::document::{Scalar, SlotTable, Slotted};
 pub use crate::proc::{basename, text};
 use crate::proc::{Instance, ProcessInfo};
 use serde_json::{Map, Number, Value};
@@ -144,13 +145,15 @@ fn interactive(ev: &ExecEvent) -> bool {
 
 /// The process's ids as ECS puts them under `process.*`: (object, id), present ones only.
 fn process_ids(ev: &ExecEvent) -> [(&'static str, Option<u32>); 6] {
+    let [user, real_user, saved_user, group, real_group, saved_group] = PROCESS_ID_OBJECTS;
+    let t = &ev.task;
     [
-        ("user", ev.task.euid),
-        ("real_user", ev.task.uid),
-        ("saved_user", ev.task.suid),
-        ("group", ev.task.egid),
-        ("real_group", ev.task.gid),
-        ("saved_group", ev.task.sgid),
+        (user, t.euid),
+        (real_user, t.uid),
+        (saved_user, t.suid),
+        (group, t.egid),
+        (real_group, t.gid),
+        (saved_group, t.sgid),
     ]
 }
 
@@ -255,7 +258,7 @@ pub fn host_object(host: &Host) -> Value {
 
 /// One exec as the rules see it: the event, what it runs, what the process table knew of its
 /// parent, and the host. Its field lookups give exactly the values [`document`] would hold.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct ExecView<'a> {
     /// The exec event.
     pub ev: &'a ExecEvent,
@@ -267,9 +270,40 @@ pub struct ExecView<'a> {
     pub host: &'a Host,
     /// Instances and names ([`Known`]).
     pub known: &'a Known,
+    /// The command lines of the process and its parent, joined once when a rule first reads them.
+    command_lines: [OnceCell<String>; 2],
 }
 
-impl ExecView<'_> {
+impl<'a> ExecView<'a> {
+    /// The view of `ev`, whose process facts are `me`, child of `parent`.
+    pub fn new(
+        ev: &'a ExecEvent,
+        me: &'a ProcessInfo,
+        parent: Option<&'a ProcessInfo>,
+        host: &'a Host,
+        known: &'a Known,
+    ) -> Self {
+        ExecView {
+            ev,
+            me,
+            parent,
+            host,
+            known,
+            command_lines: Default::default(),
+        }
+    }
+
+    /// `process.command_line`.
+    fn command_line(&self) -> &str {
+        self.command_lines[0].get_or_init(|| self.me.command_line())
+    }
+
+    /// `process.parent.command_line`, when the parent is known.
+    fn parent_command_line(&self) -> Option<&str> {
+        let parent = self.parent?;
+        Some(self.command_lines[1].get_or_init(|| parent.command_line()))
+    }
+
     /// The ECS document of this exec (built on each call).
     pub fn document(&self) -> Value {
         document(self.ev, self.me, self.parent, self.host, self.known)
@@ -280,95 +314,215 @@ impl ExecView<'_> {
 /// event's list in [`crate::catalog`].
 pub const FIELDS: &[&str] = crate::catalog::PROCESS;
 
-/// The id of `path` among [`process_ids`]' `process.*` fields.
-fn process_id(ev: &ExecEvent, path: &str) -> Option<Option<u32>> {
-    let object = path.strip_prefix("process.")?.strip_suffix(".id")?;
-    process_ids(ev)
-        .into_iter()
-        .find(|(o, _)| *o == object)
-        .map(|(_, id)| id)
+/// One field an [`ExecView`] answers: its paths are matched once per field, when a rule's
+/// `Field` is first read (through a [`SlotTable`]), not on every lookup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    Timestamp,
+    Const(&'static str),
+    EventId,
+    HostId,
+    HostName,
+    Name,
+    Executable,
+    Args,
+    CommandLine,
+    WorkingDirectory,
+    Title,
+    ParentName,
+    ParentExecutable,
+    ParentArgs,
+    ParentCommandLine,
+    ParentUserId,
+    ParentGroupId,
+    EntityId,
+    ParentEntityId,
+    Interactive,
+    UserName,
+    GroupId,
+    RealUserId,
+    GroupName,
+    UserId,
+    Key,
+    Tty,
+    Node,
+    ArgsTruncated,
+    /// `process.<object>.id`: its place among `process.user`, `.real_user`, … (`PROCESS_ID_OBJECTS`).
+    ProcessId(usize),
+    Pid,
+    ArgsCount,
+    ParentArgsCount,
+    ParentPid,
+    Serial,
+    Auid,
+    Session,
 }
 
-impl Document for ExecView<'_> {
-    fn any_value(&self, path: &str, f: &mut dyn FnMut(Scalar<'_>) -> bool) -> bool {
+impl Slot {
+    /// The slot of a dotted path, if an exec document can hold it.
+    fn of(path: &str) -> Option<Slot> {
+        Some(match path {
+            "@timestamp" => Slot::Timestamp,
+            "event.kind" => Slot::Const("event"),
+            "event.category" => Slot::Const("process"),
+            "event.type" => Slot::Const("start"),
+            "event.action" => Slot::Const("exec"),
+            "event.outcome" => Slot::Const("success"),
+            "event.id" => Slot::EventId,
+            "host.os.type" => Slot::Const("linux"),
+            "host.id" => Slot::HostId,
+            "host.name" => Slot::HostName,
+            "process.name" => Slot::Name,
+            "process.executable" => Slot::Executable,
+            "process.args" => Slot::Args,
+            "process.command_line" => Slot::CommandLine,
+            "process.working_directory" => Slot::WorkingDirectory,
+            "process.title" => Slot::Title,
+            "process.parent.name" => Slot::ParentName,
+            "process.parent.executable" => Slot::ParentExecutable,
+            "process.parent.args" => Slot::ParentArgs,
+            "process.parent.command_line" => Slot::ParentCommandLine,
+            "process.parent.user.id" => Slot::ParentUserId,
+            "process.parent.group.id" => Slot::ParentGroupId,
+            "process.entity_id" => Slot::EntityId,
+            "process.parent.entity_id" => Slot::ParentEntityId,
+            "process.interactive" => Slot::Interactive,
+            "user.name" => Slot::UserName,
+            "group.id" | "group.Ext.real.id" => Slot::GroupId,
+            "user.Ext.real.id" => Slot::RealUserId,
+            "group.name" => Slot::GroupName,
+            "user.id" | "user.effective.id" => Slot::UserId,
+            "auditd.key" => Slot::Key,
+            "auditd.tty" => Slot::Tty,
+            "auditd.node" => Slot::Node,
+            "auditd.args_truncated" => Slot::ArgsTruncated,
+            "process.pid" => Slot::Pid,
+            "process.args_count" => Slot::ArgsCount,
+            "process.parent.args_count" => Slot::ParentArgsCount,
+            "process.parent.pid" => Slot::ParentPid,
+            "auditd.serial" => Slot::Serial,
+            "auditd.auid" => Slot::Auid,
+            "auditd.session" => Slot::Session,
+            _ => {
+                let object = path.strip_prefix("process.")?.strip_suffix(".id")?;
+                let place = PROCESS_ID_OBJECTS.iter().position(|o| *o == object)?;
+                Slot::ProcessId(place)
+            }
+        })
+    }
+}
+
+/// The `process.*` objects of [`process_ids`], in its order.
+const PROCESS_ID_OBJECTS: [&str; 6] = [
+    "user",
+    "real_user",
+    "saved_user",
+    "group",
+    "real_group",
+    "saved_group",
+];
+
+impl Slotted for ExecView<'_> {
+    type Slot = Slot;
+
+    fn slot(path: &str) -> Option<Slot> {
+        Slot::of(path)
+    }
+
+    fn table() -> &'static SlotTable<Slot> {
+        static SLOTS: SlotTable<Slot> = SlotTable::new();
+        &SLOTS
+    }
+
+    fn read(&self, slot: Slot, f: &mut dyn FnMut(Scalar<'_>) -> bool) -> bool {
         let ev = self.ev;
         let mut text = |s: &str| f(Scalar::Str(s));
-        match path {
-            "@timestamp" => text(&timestamp(ev.task.time)),
-            "event.kind" => text("event"),
-            "event.category" => text("process"),
-            "event.type" => text("start"),
-            "event.action" => text("exec"),
-            "event.outcome" => text("success"),
-            "event.id" => text(&event_id(
-                ev.task.node.as_deref(),
-                ev.task.time,
-                ev.task.serial,
-            )),
-            "host.os.type" => text("linux"),
-            "host.id" => text(&self.host.id),
-            "host.name" => text(&self.host.name),
-            "process.name" => self.me.name().is_some_and(text),
-            "process.executable" => self.me.executable().is_some_and(text),
-            "process.args" => self.me.args().any(text),
-            "process.command_line" => text(&self.me.command_line()),
-            "process.working_directory" => ev.task.cwd.as_deref().is_some_and(|c| text(&lossy(c))),
-            "process.title" => ev
-                .proctitle
-                .as_deref()
-                .is_some_and(|t| text(&lossy(&spaced(t)))),
-            "process.parent.name" => self.parent.and_then(ProcessInfo::name).is_some_and(text),
-            "process.parent.executable" => self
-                .parent
-                .and_then(ProcessInfo::executable)
-                .is_some_and(text),
-            "process.parent.args" => self.parent.is_some_and(|p| p.args().any(text)),
-            "process.parent.command_line" => self.parent.is_some_and(|p| text(&p.command_line())),
-            "process.parent.user.id" => self
-                .parent
-                .and_then(ProcessInfo::euid)
-                .is_some_and(|id| text(&id.to_string())),
-            "process.parent.group.id" => self
-                .parent
-                .and_then(ProcessInfo::egid)
-                .is_some_and(|id| text(&id.to_string())),
-            "process.entity_id" => self
-                .known
-                .process
-                .is_some_and(|i| text(&entity_id(self.host, i))),
-            "process.parent.entity_id" => self
-                .known
-                .parent
-                .filter(|_| self.parent.is_some())
-                .is_some_and(|i| text(&entity_id(self.host, i))),
-            "process.interactive" => f(Scalar::Bool(interactive(ev))),
-            "user.name" => self.known.user_name.as_deref().is_some_and(text),
-            "group.id" | "group.Ext.real.id" => ev.task.gid.is_some_and(|g| text(&g.to_string())),
-            "user.Ext.real.id" => ev.task.uid.is_some_and(|u| text(&u.to_string())),
-            "group.name" => self.known.group_name.as_deref().is_some_and(text),
-            "user.id" => ev.task.euid.is_some_and(|u| text(&u.to_string())),
-            "user.effective.id" => ev.task.euid.is_some_and(|u| text(&u.to_string())),
-            "auditd.key" => ev.task.key.as_deref().is_some_and(|k| text(&lossy(k))),
-            "auditd.tty" => ev.task.tty.as_deref().is_some_and(|t| text(&lossy(t))),
-            "auditd.node" => ev.task.node.as_deref().is_some_and(text),
-            "auditd.args_truncated" => ev.argv_truncated && f(Scalar::Bool(true)),
-            _ if path.ends_with(".id") && path.starts_with("process.") => process_id(ev, path)
-                .flatten()
-                .is_some_and(|id| text(&id.to_string())),
-            _ => {
-                let number = match path {
-                    "process.pid" => Some(Number::from(ev.task.pid)),
-                    "process.args_count" => Some(Number::from(self.me.args_len())),
-                    "process.parent.args_count" => self.parent.map(|p| Number::from(p.args_len())),
-                    "process.parent.pid" => Some(Number::from(ev.task.ppid)),
-                    "auditd.serial" => Some(Number::from(ev.task.serial)),
-                    "auditd.auid" => ev.task.auid.map(Number::from),
-                    "auditd.session" => ev.task.ses.map(Number::from),
-                    _ => None,
-                };
-                number.is_some_and(|n| f(Scalar::Num(n)))
+        let number = match slot {
+            Slot::Timestamp => return text(&timestamp(ev.task.time)),
+            Slot::Const(value) => return text(value),
+            Slot::EventId => {
+                return text(&event_id(
+                    ev.task.node.as_deref(),
+                    ev.task.time,
+                    ev.task.serial,
+                ))
             }
-        }
+            Slot::HostId => return text(&self.host.id),
+            Slot::HostName => return text(&self.host.name),
+            Slot::Name => return self.me.name().is_some_and(text),
+            Slot::Executable => return self.me.executable().is_some_and(text),
+            Slot::Args => return self.me.args().any(text),
+            Slot::CommandLine => return text(self.command_line()),
+            Slot::WorkingDirectory => {
+                return ev.task.cwd.as_deref().is_some_and(|c| text(&lossy(c)))
+            }
+            Slot::Title => {
+                return ev
+                    .proctitle
+                    .as_deref()
+                    .is_some_and(|t| text(&lossy(&spaced(t))))
+            }
+            Slot::ParentName => return self.parent.and_then(ProcessInfo::name).is_some_and(text),
+            Slot::ParentExecutable => {
+                return self
+                    .parent
+                    .and_then(ProcessInfo::executable)
+                    .is_some_and(text)
+            }
+            Slot::ParentArgs => return self.parent.is_some_and(|p| p.args().any(text)),
+            Slot::ParentCommandLine => {
+                return self.parent_command_line().is_some_and(text);
+            }
+            Slot::ParentUserId => {
+                return self
+                    .parent
+                    .and_then(ProcessInfo::euid)
+                    .is_some_and(|id| text(&id.to_string()))
+            }
+            Slot::ParentGroupId => {
+                return self
+                    .parent
+                    .and_then(ProcessInfo::egid)
+                    .is_some_and(|id| text(&id.to_string()))
+            }
+            Slot::EntityId => {
+                return self
+                    .known
+                    .process
+                    .is_some_and(|i| text(&entity_id(self.host, i)))
+            }
+            Slot::ParentEntityId => {
+                return self
+                    .known
+                    .parent
+                    .filter(|_| self.parent.is_some())
+                    .is_some_and(|i| text(&entity_id(self.host, i)))
+            }
+            Slot::Interactive => return f(Scalar::Bool(interactive(ev))),
+            Slot::UserName => return self.known.user_name.as_deref().is_some_and(text),
+            Slot::GroupId => return ev.task.gid.is_some_and(|g| text(&g.to_string())),
+            Slot::RealUserId => return ev.task.uid.is_some_and(|u| text(&u.to_string())),
+            Slot::GroupName => return self.known.group_name.as_deref().is_some_and(text),
+            Slot::UserId => return ev.task.euid.is_some_and(|u| text(&u.to_string())),
+            Slot::Key => return ev.task.key.as_deref().is_some_and(|k| text(&lossy(k))),
+            Slot::Tty => return ev.task.tty.as_deref().is_some_and(|t| text(&lossy(t))),
+            Slot::Node => return ev.task.node.as_deref().is_some_and(text),
+            Slot::ArgsTruncated => return ev.argv_truncated && f(Scalar::Bool(true)),
+            Slot::ProcessId(place) => {
+                return process_ids(ev)
+                    .get(place)
+                    .and_then(|(_, id)| *id)
+                    .is_some_and(|id| text(&id.to_string()))
+            }
+            Slot::Pid => Some(Number::from(ev.task.pid)),
+            Slot::ArgsCount => Some(Number::from(self.me.args_len())),
+            Slot::ParentArgsCount => self.parent.map(|p| Number::from(p.args_len())),
+            Slot::ParentPid => Some(Number::from(ev.task.ppid)),
+            Slot::Serial => Some(Number::from(ev.task.serial)),
+            Slot::Auid => ev.task.auid.map(Number::from),
+            Slot::Session => ev.task.ses.map(Number::from),
+        };
+        number.is_some_and(|n| f(Scalar::Num(n)))
     }
 }
 

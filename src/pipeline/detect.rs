@@ -261,13 +261,7 @@ impl<S: TermStore> Detector<S> {
         let instance = self.procs.instance_for_exec(exec.task.pid);
         let known = self.known(exec, instance, parent.as_ref().map(|(_, i)| *i), time_ms);
         let host = Arc::clone(&self.host);
-        let view = ExecView {
-            ev: exec,
-            me: &me,
-            parent: parent.as_ref().map(|(p, _)| &**p),
-            host: &host,
-            known: &known,
-        };
+        let view = ExecView::new(exec, &me, parent.as_ref().map(|(p, _)| &**p), &host, &known);
         let detected = self.detect(&view, sink);
         self.procs.exec_as(instance, me);
         detected

@@ -4,31 +4,50 @@
 //! so that an event is tested only against the rules filed under its own values, plus the rules
 //! whose requirements could not be proven ("always test").
 //!
-//! The extraction is conservative: a requirement is taken only from a positive test of a string
-//! literal in a conjunction, or from a disjunction whose every branch requires the same field. Keys
-//! are compared with ASCII letters folded (EQL's `:`, `in~` fold ASCII, and an exact match is also a
-//! folded match), so the index can only test more rules than match, never fewer; a document value
-//! that is not a string (where a numeric literal could match) makes every rule filed under that
-//! field a candidate. Candidates are tested in load order, so alerts come out as without the index.
+//! A requirement is either a set of exact values or a set of literal runs one of which the value
+//! must contain: a wildcard pattern (`process.args : "*curl*"`, `file.path like "/etc/cron.d/*"`)
+//! or `startsWith`/`endsWith`/`stringContains` requires its longest run of literal text, found in
+//! each value of the field with one Aho-Corasick pass per field.
+//!
+//! The extraction is conservative: a requirement is taken only from a positive test in a
+//! conjunction, or from a disjunction whose every branch requires the same field. Keys are compared
+//! with ASCII letters folded (EQL's `:`, `in~` fold ASCII, and an exact match is also a folded
+//! match), so the index can only test more rules than match, never fewer; a document value that is
+//! not a string (where a numeric literal could match) makes every rule filed under that field a
+//! candidate. Candidates are tested in load order, so alerts come out as without the index.
 
 use std::collections::HashMap;
 
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+
+use crate::document::Field;
 use crate::rule::eql;
 use crate::rule::file::{Rule, RuleQuery};
 use crate::rule::kql::{self, Document, Scalar};
 
 /// The fields rules are filed under, most selective first: a rule goes under the first of them it
-/// is proven to require. Single-valued fields only, so one lookup per field per event.
+/// is proven to require. Each value an event holds is looked up (every argument, for the args).
 const KEY_FIELDS: &[&str] = &[
     "process.name",
     "process.parent.name",
     "file.name",
     "file.extension",
+    "file.path",
     "process.executable",
     "process.parent.executable",
+    "process.working_directory",
+    "user.name",
+    "process.command_line",
+    "process.args",
+    "process.parent.command_line",
+    "process.parent.args",
     "event.action",
     "event.category",
 ];
+
+/// Shortest literal run a rule is filed under: a shorter one (`-c`, `/`) is in too many values to
+/// pick anything out, so such a rule is filed under a later field instead.
+const MIN_PIECE: usize = 3;
 
 /// The stateless rules in load order, with the index that picks each event's candidates.
 #[derive(Debug, Default)]
@@ -52,10 +71,47 @@ struct Index {
 #[derive(Debug)]
 struct KeyField {
     path: &'static str,
+    /// `path`, resolved for lookups.
+    field: Field,
     /// Rule positions by ASCII-lower-cased required value.
     by_value: HashMap<String, Vec<usize>>,
+    /// Literal runs some rule requires a value to contain, and each run's rules.
+    contains: Option<Contains>,
     /// Every rule filed under this field (candidates when the event's value is no string).
     all: Vec<usize>,
+}
+
+/// The literal runs of one field, searched together (ASCII case folded).
+#[derive(Debug)]
+struct Contains {
+    runs: AhoCorasick,
+    /// Rule positions by run number.
+    rules: Vec<Vec<usize>>,
+}
+
+/// What a rule requires of one field's value: to equal one of `exact` or to contain one of
+/// `pieces` (ASCII case aside).
+#[derive(Debug, Default)]
+struct Requirement {
+    exact: Vec<String>,
+    pieces: Vec<String>,
+}
+
+impl Requirement {
+    fn exact(values: Vec<String>) -> Requirement {
+        Requirement {
+            exact: values,
+            pieces: Vec::new(),
+        }
+    }
+
+    fn pieces(pieces: Vec<String>) -> Option<Requirement> {
+        let usable = pieces.iter().all(|p| p.len() >= MIN_PIECE);
+        usable.then_some(Requirement {
+            exact: Vec::new(),
+            pieces,
+        })
+    }
 }
 
 /// How many rules the index filed under a key, and how many it tests on every event.
@@ -159,33 +215,46 @@ impl Index {
         let words = rules.len().div_ceil(64);
         let mut always = vec![0u64; words];
         let mut fields: Vec<KeyField> = Vec::new();
+        let mut runs: Vec<HashMap<String, Vec<usize>>> = Vec::new();
         for (at, rule) in rules.iter().enumerate() {
-            let Some((path, values)) = key_of(&rule.query) else {
+            let Some((path, required)) = key_of(&rule.query) else {
                 set(&mut always, at);
                 continue;
             };
-            let field = match fields.iter().position(|f| f.path == path) {
-                Some(i) => &mut fields[i],
+            let place = match fields.iter().position(|f| f.path == path) {
+                Some(i) => i,
                 None => {
                     fields.push(KeyField {
                         path,
+                        field: Field::new(path),
                         by_value: HashMap::new(),
+                        contains: None,
                         all: Vec::new(),
                     });
-                    let last = fields.len() - 1;
-                    &mut fields[last]
+                    runs.push(HashMap::new());
+                    fields.len() - 1
                 }
             };
+            let field = &mut fields[place];
             field.all.push(at);
-            for value in values {
-                let list = field
-                    .by_value
-                    .entry(value.to_ascii_lowercase())
-                    .or_default();
-                if list.last() != Some(&at) {
-                    list.push(at);
-                }
+            for value in required.exact {
+                push_once(
+                    field
+                        .by_value
+                        .entry(value.to_ascii_lowercase())
+                        .or_default(),
+                    at,
+                );
             }
+            for piece in required.pieces {
+                push_once(
+                    runs[place].entry(piece.to_ascii_lowercase()).or_default(),
+                    at,
+                );
+            }
+        }
+        for (field, runs) in fields.iter_mut().zip(runs) {
+            field.contains = Contains::build(runs);
         }
         fields.sort_by_key(|f| KEY_FIELDS.iter().position(|k| *k == f.path));
         Index {
@@ -200,20 +269,51 @@ impl Index {
         self.mask.copy_from_slice(&self.always);
         let mask = &mut self.mask;
         for field in &self.fields {
-            doc.any_value(field.path, &mut |value| {
-                let hits = match value {
-                    Scalar::Str(s) if s.bytes().any(|b| b.is_ascii_uppercase()) => {
-                        field.by_value.get(&s.to_ascii_lowercase())
+            doc.any_field(&field.field, &mut |value| {
+                let s = match value {
+                    Scalar::Str(s) => s,
+                    Scalar::Num(_) | Scalar::Bool(_) => {
+                        field.all.iter().for_each(|&at| set(mask, at));
+                        return false;
                     }
-                    Scalar::Str(s) => field.by_value.get(s),
-                    Scalar::Num(_) | Scalar::Bool(_) => Some(&field.all),
                 };
-                for &at in hits.into_iter().flatten() {
-                    set(mask, at);
+                let hits = if s.bytes().any(|b| b.is_ascii_uppercase()) {
+                    field.by_value.get(&s.to_ascii_lowercase())
+                } else {
+                    field.by_value.get(s)
+                };
+                hits.into_iter().flatten().for_each(|&at| set(mask, at));
+                if let Some(contains) = &field.contains {
+                    for run in contains.runs.find_overlapping_iter(s) {
+                        let rules = contains.rules.get(run.pattern().as_usize());
+                        rules.into_iter().flatten().for_each(|&at| set(mask, at));
+                    }
                 }
                 false
             });
         }
+    }
+}
+
+impl Contains {
+    /// The automaton of `runs` (lower-cased run → rules), or `None` without runs.
+    fn build(runs: HashMap<String, Vec<usize>>) -> Option<Contains> {
+        if runs.is_empty() {
+            return None;
+        }
+        let (texts, rules): (Vec<String>, Vec<Vec<usize>>) = runs.into_iter().unzip();
+        let runs = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .build(&texts)
+            .ok()?;
+        Some(Contains { runs, rules })
+    }
+}
+
+fn push_once(list: &mut Vec<usize>, at: usize) {
+    if list.last() != Some(&at) {
+        list.push(at);
     }
 }
 
@@ -223,9 +323,9 @@ fn set(mask: &mut [u64], at: usize) {
     }
 }
 
-/// The key a query is filed under: the first of [`KEY_FIELDS`] it requires, with the values one
-/// of which that field must hold. `None`: nothing proven, test on every event.
-fn key_of(query: &RuleQuery) -> Option<(&'static str, Vec<String>)> {
+/// The key a query is filed under: the first of [`KEY_FIELDS`] it requires, with what that
+/// field must hold. `None`: nothing proven, test on every event.
+fn key_of(query: &RuleQuery) -> Option<(&'static str, Requirement)> {
     KEY_FIELDS.iter().find_map(|&path| {
         let values = match query {
             RuleQuery::Kql(q) => kql_requires(q.root(), path),
@@ -238,32 +338,36 @@ fn key_of(query: &RuleQuery) -> Option<(&'static str, Vec<String>)> {
     })
 }
 
-/// The string values one of which `path` must hold for the KQL tree to match, if proven.
-fn kql_requires(node: &kql::Node, path: &str) -> Option<Vec<String>> {
+/// What `path` must hold for the KQL tree to match, if proven.
+fn kql_requires(node: &kql::Node, path: &str) -> Option<Requirement> {
     match node {
         kql::Node::Leaf(kql::Leaf {
             field,
             test: kql::Test::Equals { text, .. },
-        }) if field == path => Some(vec![text.clone()]),
+        }) if field.path() == path => Some(Requirement::exact(vec![text.clone()])),
+        kql::Node::Leaf(kql::Leaf {
+            field,
+            test: kql::Test::Wildcard(pattern),
+        }) if field.path() == path => Requirement::pieces(longest(pattern.pieces())),
         kql::Node::And(items) => items.iter().find_map(|n| kql_requires(n, path)),
         kql::Node::Or(items) => union(items.iter().map(|n| kql_requires(n, path))),
         kql::Node::Leaf(_) | kql::Node::Not(_) | kql::Node::MatchAll => None,
     }
 }
 
-/// The string values one of which `path` must hold for the EQL filter to match, if proven.
-fn eql_requires(filter: &eql::EventFilter, path: &str) -> Option<Vec<String>> {
+/// What `path` must hold for the EQL filter to match, if proven.
+fn eql_requires(filter: &eql::EventFilter, path: &str) -> Option<Requirement> {
     if path == "event.category" {
         if let Some(category) = filter.category() {
-            return Some(vec![category.to_string()]);
+            return Some(Requirement::exact(vec![category.to_string()]));
         }
     }
     cond_requires(filter.condition(), path)
 }
 
-fn cond_requires(cond: &eql::Cond, path: &str) -> Option<Vec<String>> {
+fn cond_requires(cond: &eql::Cond, path: &str) -> Option<Requirement> {
     match cond {
-        eql::Cond::Field { path: p, test } if p == path => test_requires(test),
+        eql::Cond::Field { path: p, test } if p.path() == path => test_requires(test),
         eql::Cond::And(items) => items.iter().find_map(|c| cond_requires(c, path)),
         eql::Cond::Or(items) => union(items.iter().map(|c| cond_requires(c, path))),
         eql::Cond::Field { .. }
@@ -274,10 +378,10 @@ fn cond_requires(cond: &eql::Cond, path: &str) -> Option<Vec<String>> {
     }
 }
 
-/// The strings a string value must equal (ASCII case aside) to pass `test`, if it is an equality
-/// test. Non-string literals are left out: only a non-string value can equal them, and such a
-/// value makes every rule under the field a candidate.
-fn test_requires(test: &eql::Test) -> Option<Vec<String>> {
+/// What a string value must equal or contain (ASCII case aside) to pass `test`, if provable.
+/// Non-string literals are left out: only a non-string value can equal them, and such a value
+/// makes every rule under the field a candidate.
+fn test_requires(test: &eql::Test) -> Option<Requirement> {
     let strings = |list: &[eql::Val<'static>]| {
         list.iter()
             .filter_map(|v| match v {
@@ -287,18 +391,37 @@ fn test_requires(test: &eql::Test) -> Option<Vec<String>> {
             .collect()
     };
     match test {
-        eql::Test::Cmp(eql::ast::CmpOp::Eq, lit) => Some(strings(std::slice::from_ref(lit))),
-        eql::Test::In(list) | eql::Test::InFold(list) => Some(strings(list)),
-        eql::Test::Pattern(set) => set.literals().map(|(exact, _)| exact.to_vec()),
-        eql::Test::Cmp(..) | eql::Test::Affix { .. } | eql::Test::Cidr(_) => None,
+        eql::Test::Cmp(eql::ast::CmpOp::Eq, lit) => {
+            Some(Requirement::exact(strings(std::slice::from_ref(lit))))
+        }
+        eql::Test::In(list) | eql::Test::InFold(list) => Some(Requirement::exact(strings(list))),
+        eql::Test::Pattern(set) => {
+            let (exact, pieces) = set.required()?;
+            let mut required = Requirement::pieces(pieces.to_vec())?;
+            required.exact = exact.to_vec();
+            Some(required)
+        }
+        eql::Test::Affix { needle, .. } => Requirement::pieces(vec![needle.clone()]),
+        eql::Test::Cmp(..) | eql::Test::Cidr(_) => None,
     }
 }
 
-/// The union of every branch's values, or `None` when some branch requires nothing provable.
-fn union(branches: impl Iterator<Item = Option<Vec<String>>>) -> Option<Vec<String>> {
-    let mut out = Vec::new();
+/// The longest of a pattern's literal runs (a match contains each of them).
+fn longest(runs: Vec<String>) -> Vec<String> {
+    runs.into_iter()
+        .max_by_key(String::len)
+        .into_iter()
+        .collect()
+}
+
+/// The union of every branch's requirements, or `None` when some branch requires nothing
+/// provable.
+fn union(branches: impl Iterator<Item = Option<Requirement>>) -> Option<Requirement> {
+    let mut out = Requirement::default();
     for branch in branches {
-        out.extend(branch?);
+        let branch = branch?;
+        out.exact.extend(branch.exact);
+        out.pieces.extend(branch.pieces);
     }
     Some(out)
 }

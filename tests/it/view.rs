@@ -7,6 +7,8 @@ use super::{repo, sample_inputs, shared_inputs};
 use auditsentry::audit::exec::{self, ExecLimits};
 use auditsentry::audit::reassemble::{ReassembleConfig, Reassembler};
 use auditsentry::audit::record::parse_frame;
+use auditsentry::catalog;
+use auditsentry::document::Field;
 use auditsentry::event::{self, ExecView, Host, Known, FIELDS};
 use auditsentry::proc::{NoFallback, ProcessTable};
 use auditsentry::rule::kql::{Document, Scalar};
@@ -15,17 +17,28 @@ use serde_json::Value;
 use std::path::Path;
 
 /// Every value of `path`, as `kind:text`, in lookup order.
+/// The values of `path` in `doc`, looked up by path and by resolved [`Field`] (which must agree).
 fn values(doc: &dyn Document, path: &str) -> Vec<String> {
-    let mut out = Vec::new();
+    let mut by_path = Vec::new();
     doc.any_value(path, &mut |v| {
-        out.push(match v {
-            Scalar::Str(s) => format!("str:{s}"),
-            Scalar::Num(n) => format!("num:{n}"),
-            Scalar::Bool(b) => format!("bool:{b}"),
-        });
+        by_path.push(shown(v));
         false
     });
-    out
+    let mut by_field = Vec::new();
+    doc.any_field(&Field::new(path), &mut |v| {
+        by_field.push(shown(v));
+        false
+    });
+    assert_eq!(by_path, by_field, "{path}: by path and by field");
+    by_path
+}
+
+fn shown(v: Scalar<'_>) -> String {
+    match v {
+        Scalar::Str(s) => format!("str:{s}"),
+        Scalar::Num(n) => format!("num:{n}"),
+        Scalar::Bool(b) => format!("bool:{b}"),
+    }
 }
 
 /// Dotted paths of every non-object value in `doc`.
@@ -79,13 +92,13 @@ pub(crate) fn for_each_exec(input: &Path, f: &mut dyn FnMut(&ExecView<'_>)) -> u
             user_name: exec.task.euid_name.as_deref().map(Into::into),
             group_name: Some("wheel\"s".into()),
         };
-        let view = ExecView {
-            ev: &exec,
-            me: &me,
-            parent: parent.as_ref().map(|(p, _)| &**p),
-            host: &host,
-            known: &known,
-        };
+        let view = ExecView::new(
+            &exec,
+            &me,
+            parent.as_ref().map(|(p, _)| &**p),
+            &host,
+            &known,
+        );
         f(&view);
         procs.exec_as(instance, me);
     }
@@ -104,7 +117,7 @@ fn check_input(input: &Path) -> usize {
                 "{path} missing from FIELDS"
             );
         }
-        paths.extend(FIELDS.iter().map(|f| f.to_string()));
+        paths.extend(catalog::paths().iter().map(|f| f.to_string()));
         paths.extend(["process", "process.parent", "nope", "process.args.x"].map(String::from));
         for path in &paths {
             assert_eq!(

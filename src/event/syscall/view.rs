@@ -9,7 +9,7 @@ use super::{direction, file_kind, net_kind, Kind};
 use crate::audit::fileop::{file_extension, file_name, FileEvent};
 use crate::audit::netconn::{Endpoint, NetEvent};
 use crate::audit::task::Task;
-use crate::document::{Document, Scalar};
+use crate::document::{Scalar, SlotTable, Slotted};
 use crate::event::{entity_id, event_id, timestamp, Host};
 use crate::proc::{Instance, ProcessInfo};
 
@@ -239,9 +239,11 @@ impl Acting<'_> {
     }
 }
 
-impl FileView<'_> {
+impl Slotted for FileView<'_> {
+    type Slot = Slot;
+
     /// The slot of `path` in a file document, if a file document can hold it.
-    pub fn slot(path: &str) -> Option<Slot> {
+    fn slot(path: &str) -> Option<Slot> {
         Some(match path {
             "file.path" => Slot::FilePath,
             "file.name" => Slot::FileName,
@@ -257,7 +259,7 @@ impl FileView<'_> {
     }
 
     /// Calls `f` on each value of `slot` until it returns true; true if one did.
-    pub fn read(&self, slot: Slot, f: &mut dyn FnMut(Scalar<'_>) -> bool) -> bool {
+    fn read(&self, slot: Slot, f: &mut dyn FnMut(Scalar<'_>) -> bool) -> bool {
         let ev = self.ev;
         match slot {
             Slot::Syscall => str(f, ev.call),
@@ -288,15 +290,24 @@ impl FileView<'_> {
         }
     }
 
+    fn table() -> &'static SlotTable<Slot> {
+        static SLOTS: SlotTable<Slot> = SlotTable::new();
+        &SLOTS
+    }
+}
+
+impl FileView<'_> {
     /// The JSON document of this file change, entity ids included (built on each call).
     pub fn document(&self) -> Value {
         self.acting.document(self.ev, super::file_document)
     }
 }
 
-impl NetView<'_> {
+impl Slotted for NetView<'_> {
+    type Slot = Slot;
+
     /// The slot of `path` in a network document, if a network document can hold it.
-    pub fn slot(path: &str) -> Option<Slot> {
+    fn slot(path: &str) -> Option<Slot> {
         Some(match path {
             "destination.ip" => Slot::DestinationIp,
             "destination.port" => Slot::DestinationPort,
@@ -310,7 +321,7 @@ impl NetView<'_> {
     }
 
     /// Calls `f` on each value of `slot` until it returns true; true if one did.
-    pub fn read(&self, slot: Slot, f: &mut dyn FnMut(Scalar<'_>) -> bool) -> bool {
+    fn read(&self, slot: Slot, f: &mut dyn FnMut(Scalar<'_>) -> bool) -> bool {
         let ev = self.ev;
         let ip = |e: Option<Endpoint>, f: &mut dyn FnMut(Scalar<'_>) -> bool| {
             e.is_some_and(|(ip, _)| str(f, &ip.to_string()))
@@ -328,21 +339,16 @@ impl NetView<'_> {
         }
     }
 
+    fn table() -> &'static SlotTable<Slot> {
+        static SLOTS: SlotTable<Slot> = SlotTable::new();
+        &SLOTS
+    }
+}
+
+impl NetView<'_> {
     /// The JSON document of this connection, entity ids included (built on each call).
     pub fn document(&self) -> Value {
         self.acting.document(self.ev, super::network_document)
-    }
-}
-
-impl Document for FileView<'_> {
-    fn any_value(&self, path: &str, f: &mut dyn FnMut(Scalar<'_>) -> bool) -> bool {
-        Self::slot(path).is_some_and(|slot| self.read(slot, f))
-    }
-}
-
-impl Document for NetView<'_> {
-    fn any_value(&self, path: &str, f: &mut dyn FnMut(Scalar<'_>) -> bool) -> bool {
-        Self::slot(path).is_some_and(|slot| self.read(slot, f))
     }
 }
 

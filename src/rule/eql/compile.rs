@@ -8,6 +8,7 @@ use super::ast::{self, ArithOp, CmpOp, ExprKind, Literal, MatchOp};
 use super::eval::{Affix, Cidr, Cond, Expr, Func, Test, Val};
 use super::pattern::{self, Source};
 use super::EqlError;
+use crate::document::Field;
 
 /// Most field references in one comparison or predicate.
 pub const MAX_FIELD_REFS: usize = 4;
@@ -223,7 +224,7 @@ impl Compiler<'_> {
 
     fn is_null(&self, e: &ast::Expr) -> Result<Cond, EqlError> {
         if let ExprKind::Field { path, .. } = &e.kind {
-            return Ok(negate(Cond::Exists(path.clone())));
+            return Ok(negate(Cond::Exists(Field::new(path))));
         }
         let mut paths = Vec::new();
         let v = fold(self.value(e, &mut paths)?);
@@ -231,7 +232,7 @@ impl Compiler<'_> {
             return Ok(Cond::Const(*v == Val::Null));
         }
         Ok(Cond::Script {
-            paths,
+            paths: fields(&paths),
             expr: Expr::IsNull(Box::new(v)),
         })
     }
@@ -257,7 +258,10 @@ impl Compiler<'_> {
                 return Ok(c);
             }
         }
-        Ok(Cond::Script { paths, expr: v })
+        Ok(Cond::Script {
+            paths: fields(&paths),
+            expr: v,
+        })
     }
 
     /// A value expression; field references get consecutive slots in `paths`.
@@ -529,11 +533,16 @@ impl Compiler<'_> {
     }
 }
 
+/// Each path, resolved.
+fn fields(paths: &[String]) -> Vec<Field> {
+    paths.iter().map(|p| Field::new(p)).collect()
+}
+
 /// The query-shaped leaves: one bare field (slot 0) against literals.
 fn field_test(v: &Expr, path: &str) -> Option<Cond> {
     let field = |test| {
         Some(Cond::Field {
-            path: path.to_string(),
+            path: Field::new(path),
             test,
         })
     };

@@ -17,6 +17,7 @@
 use std::cmp::Ordering;
 use std::net::IpAddr;
 
+use crate::document::Field;
 use crate::rule::kql::{Document, EvalOptions, Scalar};
 
 use super::ast::{ArithOp, CmpOp};
@@ -43,17 +44,17 @@ pub enum Cond {
     /// Some value of the field passes the test (a term, range, prefix, wildcard… query).
     Field {
         /// Dotted field path.
-        path: String,
+        path: Field,
         /// The test.
         test: Test,
     },
     /// The field has at least one value (`field != null`).
-    Exists(String),
+    Exists(Field),
     /// Some assignment of values to the expression's field references (one slot per reference,
     /// a field without values giving `null`) makes the expression `true`.
     Script {
         /// Field path of each slot.
-        paths: Vec<String>,
+        paths: Vec<Field>,
         /// The expression, reading its fields from the slots.
         expr: Expr,
     },
@@ -146,21 +147,21 @@ impl Cond {
             Cond::Or(items) => items.iter().any(|c| c.eval(doc, opts)),
             Cond::Not(inner) => !inner.eval(doc, opts),
             Cond::Field { path, test } => {
-                doc.any_value(path, &mut |s| !ignored(&s, opts) && test.matches(&s))
+                doc.any_field(path, &mut |s| !ignored(&s, opts) && test.matches(&s))
             }
-            Cond::Exists(path) => doc.any_value(path, &mut |s| !ignored(&s, opts)),
+            Cond::Exists(path) => doc.any_field(path, &mut |s| !ignored(&s, opts)),
             Cond::Script { paths, expr } => eval_script(paths, expr, doc, opts),
         }
     }
 }
 
-fn eval_script(paths: &[String], expr: &Expr, doc: &dyn Document, opts: &EvalOptions) -> bool {
+fn eval_script(paths: &[Field], expr: &Expr, doc: &dyn Document, opts: &EvalOptions) -> bool {
     let truth = |env: &[Val<'_>]| matches!(expr.eval(env), Val::Bool(true));
     match paths {
         [] => truth(&[]),
         [only] => {
             let mut seen = false;
-            let hit = doc.any_value(only, &mut |s| {
+            let hit = doc.any_field(only, &mut |s| {
                 if ignored(&s, opts) {
                     return false;
                 }
@@ -174,7 +175,7 @@ fn eval_script(paths: &[String], expr: &Expr, doc: &dyn Document, opts: &EvalOpt
             let mut combinations: usize = 1;
             for path in many {
                 let mut values = Vec::new();
-                doc.any_value(path, &mut |s| {
+                doc.any_field(path, &mut |s| {
                     if !ignored(&s, opts) && values.len() < MAX_COMBINATIONS {
                         values.push(Val::from_scalar(s).into_owned());
                     }

@@ -24,6 +24,7 @@ mod lex;
 mod parse;
 mod pattern;
 
+use crate::document::Field;
 use serde_json::Value;
 
 use crate::rule::kql::{Document, EvalOptions, Scalar};
@@ -112,6 +113,8 @@ pub enum QueryKind {
 #[derive(Clone, Debug)]
 pub struct EventFilter {
     category: Option<String>,
+    /// `event.category`, resolved.
+    category_field: Field,
     cond: eval::Cond,
 }
 
@@ -119,6 +122,7 @@ impl EventFilter {
     fn compile(text: &str, q: &ast::EventQuery) -> Result<EventFilter, EqlError> {
         Ok(EventFilter {
             category: q.category.clone(),
+            category_field: Field::new("event.category"),
             cond: compile::condition(text, &q.condition)?,
         })
     }
@@ -137,8 +141,8 @@ impl EventFilter {
     /// condition holds?
     pub fn matches(&self, doc: &dyn Document, opts: &EvalOptions) -> bool {
         if let Some(category) = &self.category {
-            let has = doc.any_value(
-                "event.category",
+            let has = doc.any_field(
+                &self.category_field,
                 &mut |v| matches!(v, Scalar::Str(s) if s == category),
             );
             if !has {
@@ -171,8 +175,10 @@ fn cond_fields(c: &eval::Cond, out: &mut Vec<String>) {
         eval::Cond::Const(_) => {}
         eval::Cond::And(v) | eval::Cond::Or(v) => v.iter().for_each(|c| cond_fields(c, out)),
         eval::Cond::Not(inner) => cond_fields(inner, out),
-        eval::Cond::Field { path, .. } | eval::Cond::Exists(path) => out.push(path.clone()),
-        eval::Cond::Script { paths, .. } => out.extend(paths.iter().cloned()),
+        eval::Cond::Field { path, .. } | eval::Cond::Exists(path) => {
+            out.push(path.path().to_string())
+        }
+        eval::Cond::Script { paths, .. } => out.extend(paths.iter().map(|p| p.path().to_string())),
     }
 }
 
@@ -180,7 +186,7 @@ fn cond_fields(c: &eval::Cond, out: &mut Vec<String>) {
 #[derive(Clone, Debug)]
 pub struct JoinKey {
     expr: eval::Expr,
-    paths: Vec<String>,
+    paths: Vec<Field>,
     optional: bool,
 }
 
@@ -190,13 +196,13 @@ impl JoinKey {
         let (expr, paths) = compile::value(text, e)?;
         Ok(JoinKey {
             expr,
-            paths,
+            paths: paths.iter().map(|p| Field::new(p)).collect(),
             optional,
         })
     }
 
     /// The fields the key reads.
-    pub fn paths(&self) -> &[String] {
+    pub fn paths(&self) -> &[Field] {
         &self.paths
     }
 
@@ -223,7 +229,7 @@ impl JoinKey {
         for path in &self.paths {
             let mut values = Vec::new();
             let mut over = false;
-            doc.any_value(path, &mut |s| {
+            doc.any_field(path, &mut |s| {
                 if eval::ignored(&s, opts) {
                     return false;
                 }
@@ -446,11 +452,11 @@ impl Query {
                     st.filter.fields(&mut fields);
                     st.by
                         .iter()
-                        .for_each(|k| fields.extend(k.paths.iter().cloned()));
+                        .for_each(|k| fields.extend(k.paths.iter().map(|p| p.path().to_string())));
                 }
                 seq.by
                     .iter()
-                    .for_each(|k| fields.extend(k.paths.iter().cloned()));
+                    .for_each(|k| fields.extend(k.paths.iter().map(|p| p.path().to_string())));
                 QueryKind::Sequence(seq)
             }
             ast::QueryAst::Sample(s) => {
@@ -466,12 +472,12 @@ impl Query {
                     st.filter.fields(&mut fields);
                     st.by
                         .iter()
-                        .for_each(|k| fields.extend(k.paths.iter().cloned()));
+                        .for_each(|k| fields.extend(k.paths.iter().map(|p| p.path().to_string())));
                 }
                 sample
                     .by
                     .iter()
-                    .for_each(|k| fields.extend(k.paths.iter().cloned()));
+                    .for_each(|k| fields.extend(k.paths.iter().map(|p| p.path().to_string())));
                 QueryKind::Sample(sample)
             }
         };

@@ -34,6 +34,9 @@ pub struct PatternSet {
     fold: bool,
     /// Everything else, as one anchored alternation.
     regex: Option<Regex>,
+    /// For each wildcard pattern, its longest run of literal text (which a match must contain);
+    /// `None` when a regex is among the patterns.
+    pieces: Option<Vec<String>>,
 }
 
 impl PatternSet {
@@ -47,10 +50,10 @@ impl PatternSet {
         exact || self.regex.as_ref().is_some_and(|r| r.is_match(value))
     }
 
-    /// The plain strings the set matches, and whether it folds ASCII case — `None` when a
-    /// wildcard or regex is among the patterns (the rule index keys rules by such literals).
-    pub(crate) fn literals(&self) -> Option<(&[String], bool)> {
-        self.regex.is_none().then_some((&self.exact, self.fold))
+    /// What a matching value must hold: one of the plain strings exactly, or one of the wildcard
+    /// patterns' literal runs somewhere — `None` when a regex is among the patterns.
+    pub(crate) fn required(&self) -> Option<(&[String], &[String])> {
+        Some((&self.exact, self.pieces.as_deref()?))
     }
 }
 
@@ -67,11 +70,19 @@ pub enum Source<'a> {
 pub fn compile(patterns: &[Source<'_>], fold: bool) -> Result<PatternSet, (usize, String)> {
     let mut exact = Vec::new();
     let mut alternatives = Vec::new();
+    let mut pieces = Some(Vec::new());
     for (i, pattern) in patterns.iter().enumerate() {
         match pattern {
             Source::Wildcard(p) if !p.contains(['*', '?']) => exact.push(p.to_string()),
-            Source::Wildcard(p) => alternatives.push(wildcard_regex(p, fold)),
+            Source::Wildcard(p) => {
+                let longest = p.split(['*', '?']).max_by_key(|run| run.len());
+                if let (Some(list), Some(run)) = (&mut pieces, longest) {
+                    list.push(run.to_string());
+                }
+                alternatives.push(wildcard_regex(p, fold));
+            }
             Source::Regex(p) => {
+                pieces = None;
                 if p.chars().count() > MAX_REGEX_CHARS {
                     return Err((i, format!("regex longer than {MAX_REGEX_CHARS} characters")));
                 }
@@ -94,7 +105,12 @@ pub fn compile(patterns: &[Source<'_>], fold: bool) -> Result<PatternSet, (usize
             .join("|");
         Some(build(&joined).map_err(|e| (0, e))?)
     };
-    Ok(PatternSet { exact, fold, regex })
+    Ok(PatternSet {
+        exact,
+        fold,
+        regex,
+        pieces,
+    })
 }
 
 fn build(body: &str) -> Result<Regex, String> {

@@ -322,13 +322,8 @@ mod tests {
         };
         let me = event::process_info(&ev);
         let host = host();
-        let view = ExecView {
-            ev: &ev,
-            me: &me,
-            parent: None,
-            host: &host,
-            known: &event::Known::default(),
-        };
+        let known = event::Known::default();
+        let view = ExecView::new(&ev, &me, None, &host, &known);
         det.on_exec(&view, 1_000 + u64::from(pid))
     }
 

@@ -266,12 +266,17 @@ fn check_fields(query: &RuleQuery, kind: &RuleKind, source: &str) -> Result<(), 
                 let shared: Vec<String> = seq
                     .by
                     .iter()
-                    .flat_map(|k| k.paths().iter().cloned())
+                    .flat_map(|k| k.paths().iter().map(|p| p.path().to_string()))
                     .collect();
                 for stage in seq.stages.iter().chain(&seq.until) {
                     let mut fields = stage.filter.fields_read();
                     fields.extend(shared.iter().cloned());
-                    fields.extend(stage.by.iter().flat_map(|k| k.paths().iter().cloned()));
+                    fields.extend(
+                        stage
+                            .by
+                            .iter()
+                            .flat_map(|k| k.paths().iter().map(|p| p.path().to_string())),
+                    );
                     check(stage.filter.category(), &fields);
                 }
             }

@@ -10,10 +10,21 @@ fn rule(language: &str, query: &str) -> Rule {
     load_str(&text, "test").unwrap()
 }
 
+/// The field a query is filed under, with its exact values only (no literal runs required).
 fn key(language: &str, query: &str) -> Option<(&'static str, Vec<String>)> {
-    key_of(&rule(language, query).query).map(|(f, mut v)| {
-        v.sort();
-        (f, v)
+    key_of(&rule(language, query).query).map(|(f, mut r)| {
+        assert_eq!(r.pieces, Vec::<String>::new(), "{query}");
+        r.exact.sort();
+        (f, r.exact)
+    })
+}
+
+/// The field a query is filed under, with the literal runs its values must contain.
+fn runs(language: &str, query: &str) -> Option<(&'static str, Vec<String>)> {
+    key_of(&rule(language, query).query).map(|(f, mut r)| {
+        assert_eq!(r.exact, Vec::<String>::new(), "{query}");
+        r.pieces.sort();
+        (f, r.pieces)
     })
 }
 
@@ -24,10 +35,10 @@ fn strings(v: &[&str]) -> Vec<String> {
 #[test]
 fn the_seed_query_is_filed_under_its_process_names() {
     let seed = crate::rule::file::builtin();
-    let (field, mut values) = key_of(&seed.query).unwrap();
-    values.sort();
+    let (field, mut required) = key_of(&seed.query).unwrap();
+    required.exact.sort();
     assert_eq!(field, "process.name");
-    assert_eq!(values, strings(&["busybox", "cp", "ln"]));
+    assert_eq!(required.exact, strings(&["busybox", "cp", "ln"]));
 }
 
 #[test]
@@ -66,6 +77,7 @@ fn what_cannot_be_proven_falls_back_to_the_category_or_to_always() {
         r#"process where process.name : "l*""#,
         r#"process where not process.name == "ln""#,
         r#"process where process.name == "ln" or process.args == "ln""#,
+        r#"process where process.args regex "curl.*""#,
         r#"process where process.name != "ln""#,
         r#"process where startsWith(process.name, "ln")"#,
     ] {
@@ -88,10 +100,52 @@ fn what_cannot_be_proven_falls_back_to_the_category_or_to_always() {
 }
 
 #[test]
+fn wildcards_and_substring_tests_are_filed_under_their_longest_literal_run() {
+    assert_eq!(
+        runs(
+            "eql",
+            r#"process where process.args : ("*curl*", "wget?x*")"#
+        ),
+        Some(("process.args", strings(&["curl", "wget"])))
+    );
+    assert_eq!(
+        runs("kuery", "event.category:file and file.path:/etc/cron.d/*"),
+        Some(("file.path", strings(&["/etc/cron.d/"])))
+    );
+    assert_eq!(
+        runs(
+            "eql",
+            r#"process where stringContains(process.command_line, "base64")"#
+        ),
+        Some(("process.command_line", strings(&["base64"])))
+    );
+    // A run shorter than MIN_PIECE picks out nothing: the next field it requires.
+    assert_eq!(
+        key(
+            "eql",
+            r#"process where process.args : "-c*" and event.action == "exec""#
+        ),
+        Some(("event.action", strings(&["exec"])))
+    );
+    let rules = vec![
+        rule("eql", r#"process where process.args : "*curl*""#),
+        rule("kuery", "process.executable:/tmp/*"),
+    ];
+    let mut set = RuleSet::new(rules);
+    let count = |set: &mut RuleSet, doc: serde_json::Value| set.candidates(&doc).count();
+    let doc = serde_json::json!({"process": {"args": ["sh", "-c", "/usr/bin/CURL x"]}});
+    assert_eq!(count(&mut set, doc), 1);
+    let doc = serde_json::json!({"process": {"args": ["ls"], "executable": "/usr/bin/ls"}});
+    assert_eq!(count(&mut set, doc), 0);
+    let doc = serde_json::json!({"process": {"executable": "/tmp/x"}});
+    assert_eq!(count(&mut set, doc), 1);
+}
+
+#[test]
 fn candidates_keep_load_order_and_fold_case() {
     let rules = vec![
         rule("kuery", "process.name:b"),
-        rule("kuery", "process.args:x"),
+        rule("kuery", "process.pid > 3"),
         rule("eql", r#"process where process.name : "A""#),
         rule("eql", r#"file where true"#),
     ];
@@ -109,7 +163,7 @@ fn candidates_keep_load_order_and_fold_case() {
     let doc = serde_json::json!({"event": {"category": "process"}, "process": {"name": "a"}});
     assert_eq!(
         names(&mut set, doc),
-        ["process.args:x\n", "process where process.name : \"A\"\n"]
+        ["process.pid > 3\n", "process where process.name : \"A\"\n"]
     );
     let doc = serde_json::json!({"process": {"name": ["B", "a"]}});
     assert_eq!(names(&mut set, doc).len(), 3);

@@ -90,7 +90,7 @@ fn collect_fields(node: &Node, out: &mut Vec<String>) {
             }
         }
         Node::Not(inner) => collect_fields(inner, out),
-        Node::Leaf(leaf) => out.push(leaf.field.clone()),
+        Node::Leaf(leaf) => out.push(leaf.field.path().to_string()),
     }
 }
 
@@ -100,7 +100,7 @@ fn eval(node: &Node, doc: &dyn Document, opts: &EvalOptions) -> bool {
         Node::And(items) => items.iter().all(|n| eval(n, doc, opts)),
         Node::Or(items) => items.iter().any(|n| eval(n, doc, opts)),
         Node::Not(inner) => !eval(inner, doc, opts),
-        Node::Leaf(leaf) => doc.any_value(&leaf.field, &mut |v| leaf_matches(leaf, v, opts)),
+        Node::Leaf(leaf) => doc.any_field(&leaf.field, &mut |v| leaf_matches(leaf, v, opts)),
     }
 }
 

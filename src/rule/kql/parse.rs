@@ -19,6 +19,7 @@
 use super::lex::{tokenize, Piece, RangeOp, Token, TokenKind};
 use super::pattern::Pattern;
 use super::KqlError;
+use crate::document::Field;
 
 /// A compiled query tree.
 #[derive(Clone, Debug, PartialEq)]
@@ -38,8 +39,8 @@ pub(crate) enum Node {
 /// A test on one field: true when any value of the field passes it.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Leaf {
-    /// Dotted field name, e.g. `process.args`.
-    pub field: String,
+    /// Dotted field name, e.g. `process.args`, resolved once.
+    pub field: Field,
     /// What a value must satisfy.
     pub test: Test,
 }
@@ -352,7 +353,7 @@ impl Parser {
                     None => Bound::Text(text),
                 };
                 Ok(Node::Leaf(Leaf {
-                    field,
+                    field: Field::new(&field),
                     test: Test::Range { op, bound },
                 }))
             }
@@ -461,7 +462,7 @@ impl Parser {
         };
         self.bump();
         Ok(Node::Leaf(Leaf {
-            field: field.to_string(),
+            field: Field::new(field),
             test,
         }))
     }
@@ -508,7 +509,7 @@ mod tests {
 
     fn eq(field: &str, text: &str) -> Node {
         Node::Leaf(Leaf {
-            field: field.to_string(),
+            field: Field::new(field),
             test: equals(text.to_string()),
         })
     }
@@ -567,7 +568,7 @@ mod tests {
         assert_eq!(
             tree("f:*"),
             Node::Leaf(Leaf {
-                field: "f".into(),
+                field: Field::new("f"),
                 test: Test::Exists
             })
         );
@@ -577,7 +578,7 @@ mod tests {
         assert_eq!(
             tree("f:a*b"),
             Node::Leaf(Leaf {
-                field: "f".into(),
+                field: Field::new("f"),
                 test: Test::Wildcard(Pattern::new(&[
                     Piece::Text("a".into()),
                     Piece::Star,
@@ -593,7 +594,7 @@ mod tests {
         assert_eq!(
             tree("n >= 5"),
             Node::Leaf(Leaf {
-                field: "n".into(),
+                field: Field::new("n"),
                 test: Test::Range {
                     op: RangeOp::Ge,
                     bound: Bound::Number(5.0)
@@ -603,7 +604,7 @@ mod tests {
         assert_eq!(
             tree("s<\"b\""),
             Node::Leaf(Leaf {
-                field: "s".into(),
+                field: Field::new("s"),
                 test: Test::Range {
                     op: RangeOp::Lt,
                     bound: Bound::Text("b".into())

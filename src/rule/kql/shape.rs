@@ -53,7 +53,7 @@ fn shape_of(node: &Node) -> Shape<'_> {
         Node::Or(items) => Shape::Or(items.iter().map(shape_of).collect()),
         Node::Not(inner) => Shape::Not(Box::new(shape_of(inner))),
         Node::Leaf(leaf) => Shape::Test {
-            field: &leaf.field,
+            field: leaf.field.path(),
             value: match &leaf.test {
                 Test::Exists => ValueTest::Exists,
                 Test::Equals { text, .. } => ValueTest::Text(text.clone()),

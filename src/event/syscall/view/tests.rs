@@ -9,6 +9,7 @@ use crate::audit::reassemble::test_support::read_log;
 use crate::audit::reassemble::{Event, ReassembleConfig, Reassembler};
 use crate::audit::record::AuditTime;
 use crate::catalog;
+use crate::document::{Document, Field};
 
 /// Paths no file or network document holds, or holds as an object.
 const UNKNOWN: &[&str] = &[
@@ -43,6 +44,12 @@ fn values(doc: &dyn Document, path: &str) -> (Vec<String>, bool) {
         false
     });
     assert!(!none, "{path}: true though f accepted nothing");
+    let mut by_field = Vec::new();
+    doc.any_field(&Field::new(path), &mut |s| {
+        by_field.push(format!("{s:?}"));
+        false
+    });
+    assert_eq!(out, by_field, "{path}: by path and by resolved field");
     (out, doc.any_value(path, &mut |_| true))
 }
 
