@@ -358,9 +358,20 @@ pub enum Slot {
     Session,
 }
 
-impl Slot {
-    /// The slot of a dotted path, if an exec document can hold it.
-    fn of(path: &str) -> Option<Slot> {
+/// The `process.*` objects of [`process_ids`], in its order.
+const PROCESS_ID_OBJECTS: [&str; 6] = [
+    "user",
+    "real_user",
+    "saved_user",
+    "group",
+    "real_group",
+    "saved_group",
+];
+
+impl Slotted for ExecView<'_> {
+    type Slot = Slot;
+
+    fn slot(path: &str) -> Option<Slot> {
         Some(match path {
             "@timestamp" => Slot::Timestamp,
             "event.kind" => Slot::Const("event"),
@@ -409,24 +420,6 @@ impl Slot {
                 Slot::ProcessId(place)
             }
         })
-    }
-}
-
-/// The `process.*` objects of [`process_ids`], in its order.
-const PROCESS_ID_OBJECTS: [&str; 6] = [
-    "user",
-    "real_user",
-    "saved_user",
-    "group",
-    "real_group",
-    "saved_group",
-];
-
-impl Slotted for ExecView<'_> {
-    type Slot = Slot;
-
-    fn slot(path: &str) -> Option<Slot> {
-        Slot::of(path)
     }
 
     fn table() -> &'static SlotTable<Slot> {

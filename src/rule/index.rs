@@ -70,8 +70,7 @@ struct Index {
 /// The rules filed under one field.
 #[derive(Debug)]
 struct KeyField {
-    path: &'static str,
-    /// `path`, resolved for lookups.
+    /// One of [`KEY_FIELDS`], resolved for lookups.
     field: Field,
     /// Rule positions by ASCII-lower-cased required value.
     by_value: HashMap<String, Vec<usize>>,
@@ -221,11 +220,10 @@ impl Index {
                 set(&mut always, at);
                 continue;
             };
-            let place = match fields.iter().position(|f| f.path == path) {
+            let place = match fields.iter().position(|f| f.field.path() == path) {
                 Some(i) => i,
                 None => {
                     fields.push(KeyField {
-                        path,
                         field: Field::new(path),
                         by_value: HashMap::new(),
                         contains: None,
@@ -256,7 +254,7 @@ impl Index {
         for (field, runs) in fields.iter_mut().zip(runs) {
             field.contains = Contains::build(runs);
         }
-        fields.sort_by_key(|f| KEY_FIELDS.iter().position(|k| *k == f.path));
+        fields.sort_by_key(|f| KEY_FIELDS.iter().position(|k| *k == f.field.path()));
         Index {
             fields,
             mask: always.clone(),

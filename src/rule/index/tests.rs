@@ -198,3 +198,30 @@ fn candidates_cross_word_boundaries() {
         150
     );
 }
+
+/// Runs that overlap in one value are all found (a non-overlapping search finds `abcd` in
+/// `xABCDEFx` and misses the rule filed under `cdef`), and a padded megabyte value still gives
+/// each rule once, in load order.
+#[test]
+fn overlapping_runs_in_long_values_all_count() {
+    let rules = vec![
+        rule("eql", r#"process where process.args : "*abcd*""#),
+        rule("eql", r#"process where process.args : "*cdef*""#),
+        rule("eql", r#"process where process.args : "*zzzz*""#),
+    ];
+    let mut set = RuleSet::new(rules);
+    let queries = |set: &mut RuleSet, doc: serde_json::Value| -> Vec<String> {
+        set.candidates(&doc).map(|r| r.query_text.clone()).collect()
+    };
+    let doc = serde_json::json!({"process": {"args": ["xABCDEFx"]}});
+    assert_eq!(queries(&mut set, doc).len(), 2);
+    let padded = "abcdef".repeat(200_000);
+    let doc = serde_json::json!({"process": {"args": [padded]}});
+    assert_eq!(
+        queries(&mut set, doc),
+        [
+            "process where process.args : \"*abcd*\"\n",
+            "process where process.args : \"*cdef*\"\n"
+        ]
+    );
+}
